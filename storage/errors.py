@@ -1,0 +1,50 @@
+"""One error hierarchy for everything the user can get wrong about inputs and stores.
+
+Every class derives from :class:`VidsvdError` *and* from the matching built-in
+exception, in the manner of zarr-python v3: a missing store is also a
+``FileNotFoundError``, a bad parameter also a ``ValueError``.  The message of each
+error is one line that says what is wrong and how to fix it; the command line prints
+it as is, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class VidsvdError(Exception):
+    """Base class of every error vidsvd reports to its user."""
+
+
+class InvalidParameterError(VidsvdError, ValueError):
+    """An option has a value outside its allowed range."""
+
+
+class SourceNotFoundError(VidsvdError, FileNotFoundError):
+    """A source video does not exist."""
+
+
+class SourceNotReadableError(VidsvdError, ValueError):
+    """A source exists but holds no decodable video frames."""
+
+
+class StoreNotFoundError(VidsvdError, FileNotFoundError):
+    """The store, or an array a step needs inside it, does not exist."""
+
+
+class StoreExistsError(VidsvdError, FileExistsError):
+    """The output already exists and the user did not ask to overwrite it."""
+
+
+class StoreIncompleteError(VidsvdError, RuntimeError):
+    """An array exists but was never marked complete (an interrupted step)."""
+
+
+class NotAVidsvdStoreError(VidsvdError, ValueError):
+    """The path exists but is not a store written by vidsvd."""
+
+
+class StoreNotWritableError(VidsvdError, PermissionError):
+    """The store location cannot be written."""
+
+
+class FingerprintMismatchError(VidsvdError, ValueError):
+    """Persisted factors belong to another video than the one in the store."""

@@ -1,0 +1,35 @@
+"""The store layout: every group, array and attribute name, in one place.
+
+::
+
+    STORE/                      root group; attrs: {"vidsvd": {"format": 1}}
+      video                     (frame, y, x[, channel]) uint8
+      factors/<name>/U, s, Vt   float32
+      foreground                (frame, y, x) int16
+      masks                     (frame, y, x) uint8 (0 or 255)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+FORMAT_ATTR: Final = "vidsvd"
+FORMAT_VERSION: Final = 1
+COMPLETE_ATTR: Final = "complete"
+PROGRESS_ATTR: Final = "progress"
+
+VIDEO_ARRAY: Final = "video"
+FACTORS_GROUP: Final = "factors"
+FOREGROUND_ARRAY: Final = "foreground"
+MASKS_ARRAY: Final = "masks"
+
+VIDEO_DIMS: Final = ("frame", "y", "x")
+VIDEO_COLOR_DIMS: Final = ("frame", "y", "x", "channel")
+U_DIMS: Final = ("pixel", "component")
+S_DIMS: Final = ("component",)
+VT_DIMS: Final = ("component", "frame")
+
+DEFAULT_CHUNK_BYTES: Final = 32 * 2**20
+"""Target size of one video chunk: 32 MiB of uint8 frames (whole frames per chunk)."""
+
+ZSTD_LEVEL: Final = 3

@@ -1,0 +1,333 @@
+"""Decode any video ffmpeg can read into uint8 frames, streaming, a block at a time.
+
+The decoder runs imageio-ffmpeg's bundled ffmpeg binary as a subprocess (no system
+ffmpeg is needed) and lets ffmpeg itself resample the frame rate, scale and convert to
+gray, so Python never touches full-size RGB frames it does not need.
+
+Gray is ffmpeg's own ``gray`` pixel format: the luma plane Y' expanded to the full
+0-255 range.  For BT.601 sources (most SD surveillance footage) that is exactly
+``0.299 R + 0.587 G + 0.114 B``, the weights of the original notebook's ``rgb2gray``;
+sources tagged BT.709 get BT.709 luma, as ffmpeg defines it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import numpy.typing as npt
+
+from storage.errors import InvalidParameterError, SourceNotFoundError, SourceNotReadableError
+
+__all__ = [
+    "DecodeOptions",
+    "DecodeResult",
+    "SourceInfo",
+    "decode_blocks",
+    "ffmpeg_executable",
+    "output_size",
+    "probe_video",
+]
+
+
+def ffmpeg_executable() -> str:
+    """Return the path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceInfo:
+    """What ffmpeg says about a source file before decoding it.
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the file.
+    size_bytes : int
+        Size of the file in bytes.
+    codec : str
+        Video codec name as ffmpeg reports it (``h264``, ``mpeg4``, ...).
+    fps : float
+        Native frame rate.
+    width, height : int
+        Native frame size in pixels.
+    duration_s : float
+        Duration in seconds (0 when the container does not say).
+    """
+
+    path: str
+    size_bytes: int
+    codec: str
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+
+    def estimated_frames(self, fps: float | None = None) -> int:
+        """Estimate the number of frames decoded at ``fps`` (native when None)."""
+        rate = self.fps if fps is None else fps
+        return max(1, round(self.duration_s * rate)) if self.duration_s > 0 else 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeOptions:
+    """How ffmpeg turns a source into frames.
+
+    Attributes
+    ----------
+    width, height : int
+        Output frame size; ffmpeg scales (area filter) when it differs from the source.
+    fps : float or None
+        Output frame rate; ffmpeg drops or repeats frames with its ``fps`` filter.
+        ``None`` keeps every decoded frame once, at the native rate.
+    color : bool
+        ``True`` for RGB frames (frame, y, x, 3); ``False`` for gray (frame, y, x).
+    """
+
+    width: int
+    height: int
+    fps: float | None = None
+    color: bool = False
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """Shape of one output frame: (y, x) or (y, x, channel)."""
+        return (self.height, self.width, 3) if self.color else (self.height, self.width)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one output frame."""
+        return math.prod(self.frame_shape)
+
+
+@dataclass
+class DecodeResult:
+    """Filled in by :func:`decode_blocks` as it runs; final once the iterator ends.
+
+    Attributes
+    ----------
+    n_frames : int
+        Frames delivered so far.
+    warnings : list of str
+        What ffmpeg reported on stderr (decode errors of damaged or truncated files).
+    """
+
+    n_frames: int = 0
+    warnings: list[str] | None = None
+
+
+def output_size(
+    info: SourceInfo, *, scale: float | None = None, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """Return the output (width, height) for a source, a scale factor or an explicit size.
+
+    Parameters
+    ----------
+    info : SourceInfo
+        The (first) source; its native size is the reference for ``scale``.
+    scale : float, optional
+        Factor in (0, 1]; each side is rounded to the nearest pixel, at least 1.
+    size : (int, int), optional
+        Explicit (width, height); wins over ``scale``.
+    """
+    if size is not None:
+        return size
+    if scale is None:
+        return info.width, info.height
+    return max(1, round(info.width * scale)), max(1, round(info.height * scale))
+
+
+def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
+    """Read a source's header with ffmpeg: codec, frame rate, size, duration.
+
+    Raises
+    ------
+    SourceNotFoundError
+        The path does not exist.
+    SourceNotReadableError
+        The path is a directory, or ffmpeg finds no video stream in it.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise SourceNotFoundError(f"video not found: {file} (check the path)")
+    if file.is_dir():
+        raise SourceNotReadableError(f"{file} is a directory; give the path of a video file")
+    if not os.access(file, os.R_OK):
+        raise SourceNotReadableError(f"cannot read {file}: permission denied")
+    generator = imageio_ffmpeg.read_frames(str(file), pix_fmt="gray")
+    try:
+        meta = next(generator)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        reason = _last_meaningful_line(str(exc))
+        if "opening output" in reason or "End of file" in reason:
+            raise SourceNotReadableError(
+                f"{file} has no decodable video stream (audio only, or no frames: {reason});"
+                " give a video file with at least one frame"
+            ) from None
+        raise SourceNotReadableError(
+            f"{file} is not a video ffmpeg can decode ({reason}); give a video file"
+        ) from None
+    finally:
+        generator.close()
+    width, height = (int(v) for v in meta.get("source_size", (0, 0)))
+    fps = float(meta.get("fps") or 0.0)
+    if width <= 0 or height <= 0:
+        raise SourceNotReadableError(f"{file} has no video stream (audio only?); give a video file")
+    return SourceInfo(
+        path=str(file.resolve()),
+        size_bytes=file.stat().st_size,
+        codec=str(meta.get("codec", "unknown")),
+        fps=fps,
+        width=width,
+        height=height,
+        duration_s=float(meta.get("duration") or 0.0),
+    )
+
+
+def _last_meaningful_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    interesting = [ln for ln in lines if not ln.startswith(("ffmpeg version", "built with"))]
+    return (interesting or lines or ["no details"])[-1][:200]
+
+
+def filter_chain(info: SourceInfo, options: DecodeOptions) -> str:
+    """Return the ffmpeg ``-vf`` chain that resamples, scales and converts.
+
+    The ``fps`` filter comes first so that frames that will be dropped are never
+    scaled; scaling uses the ``area`` filter, which averages when it shrinks.
+    """
+    steps: list[str] = []
+    if options.fps is not None:
+        steps.append(f"fps={options.fps!r}")
+    if (options.width, options.height) != (info.width, info.height):
+        steps.append(f"scale={options.width}:{options.height}:flags=area")
+    steps.append("format=rgb24" if options.color else "format=gray")
+    return ",".join(steps)
+
+
+def ffmpeg_decode_command(info: SourceInfo, options: DecodeOptions) -> list[str]:
+    """Return the ffmpeg command line that writes raw frames to stdout.
+
+    ``-fps_mode passthrough`` makes ffmpeg emit each decoded (or ``fps``-filtered)
+    frame exactly once instead of duplicating frames to a constant output rate.
+    """
+    return [
+        ffmpeg_executable(),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        info.path,
+        "-map",
+        "0:v:0",
+        "-an",
+        "-sn",
+        "-vf",
+        filter_chain(info, options),
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24" if options.color else "gray",
+        "pipe:1",
+    ]
+
+
+def decode_blocks(
+    info: SourceInfo,
+    options: DecodeOptions,
+    *,
+    block_frames: int,
+    result: DecodeResult | None = None,
+) -> Iterator[npt.NDArray[np.uint8]]:
+    """Yield the decoded frames in blocks of ``block_frames`` (the last may be shorter).
+
+    Parameters
+    ----------
+    info : SourceInfo
+        The source, from :func:`probe_video`.
+    options : DecodeOptions
+        Output size, frame rate and colour.
+    block_frames : int
+        Frames per yielded block; each block is a fresh array of shape
+        (n, y, x[, channel]), so a consumer may keep it while the next is decoded.
+    result : DecodeResult, optional
+        Filled with the frame count and ffmpeg's warnings as decoding proceeds.
+
+    Notes
+    -----
+    Memory: one block of ``block_frames * frame_bytes`` bytes plus ffmpeg's own
+    buffers, whatever the length of the video.  The ffmpeg process is killed when the
+    iterator is closed early.
+    """
+    if block_frames < 1:
+        raise InvalidParameterError(f"block_frames must be >= 1, got {block_frames}")
+    state = result if result is not None else DecodeResult()
+    state.warnings = []
+    frame_bytes = options.frame_bytes
+    process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        ffmpeg_decode_command(info, options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        bufsize=0,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    stderr_lines: list[str] = []
+    stderr_reader = threading.Thread(
+        target=_collect_lines, args=(process.stderr, stderr_lines), daemon=True
+    )
+    stderr_reader.start()
+    finished = False
+    try:
+        while True:
+            block = np.empty((block_frames, *options.frame_shape), dtype=np.uint8)
+            view = memoryview(block).cast("B")
+            filled = _read_fully(process.stdout, view)
+            n_frames = filled // frame_bytes
+            state.n_frames += n_frames
+            if n_frames:
+                yield block[:n_frames] if n_frames < block_frames else block
+            if filled < len(view):
+                break
+        finished = True
+    finally:
+        if not finished:
+            process.kill()
+        process.stdout.close()
+        process.wait()
+        stderr_reader.join(timeout=10)
+    state.warnings.extend(stderr_lines)
+    if process.returncode != 0 and state.n_frames == 0:
+        reason = _last_meaningful_line("\n".join(stderr_lines))
+        raise SourceNotReadableError(
+            f"ffmpeg could not decode {info.path} ({reason}); check that it is a video file"
+        )
+
+
+def _read_fully(stream: object, view: memoryview) -> int:
+    """Fill ``view`` from a raw pipe; return the bytes read (less only at end of stream)."""
+    readinto = stream.readinto  # type: ignore[attr-defined]
+    filled = 0
+    while filled < len(view):
+        got = readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
+
+
+def _collect_lines(stream: object, sink: list[str]) -> None:
+    for raw in stream:  # type: ignore[attr-defined]
+        line = raw.decode("utf-8", "replace").strip()
+        if line and len(sink) < 200:
+            sink.append(line)

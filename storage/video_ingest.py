@@ -1,0 +1,570 @@
+"""Ingest: decode source videos into ``STORE/video``, streaming, resumable.
+
+The array is written chunk by chunk (whole frames per chunk).  After each chunk the
+array's ``progress`` attribute records how many frames are safely on disk and the
+sha256 of each chunk; zarr writes every chunk and every metadata document atomically,
+so a process killed at any moment leaves a store whose ``video`` is either complete
+(``complete: true`` is the last thing written) or recognisably incomplete, and
+``resume=True`` continues from the last recorded chunk.
+
+What a truncated or damaged source does: vidsvd ingests every frame ffmpeg can decode
+and warns, with the frame count, when ffmpeg reported errors or delivered clearly
+fewer frames than the container header announces.  A source with no decodable frame
+is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import queue
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+from tqdm import tqdm
+
+from storage.errors import (
+    InvalidParameterError,
+    SourceNotReadableError,
+    StoreExistsError,
+    StoreIncompleteError,
+    VidsvdError,
+)
+from storage.layout import (
+    COMPLETE_ATTR,
+    DEFAULT_CHUNK_BYTES,
+    PROGRESS_ATTR,
+    VIDEO_ARRAY,
+    VIDEO_COLOR_DIMS,
+    VIDEO_DIMS,
+    ZSTD_LEVEL,
+)
+from storage.store import StoreLocation, as_location, create_store, delete_store, open_store
+from storage.video_decoder import (
+    DecodeOptions,
+    DecodeResult,
+    SourceInfo,
+    decode_blocks,
+    output_size,
+    probe_video,
+)
+
+__all__ = ["IngestSummary", "IngestWarning", "default_chunk_frames", "ingest_videos"]
+
+_QUEUE_CHUNKS = 2
+"""Decoded chunks waiting for the writer: with the one being decoded and the one being
+written, at most four chunks are in memory at once."""
+
+
+class IngestWarning(UserWarning):
+    """A source decoded only partly (truncated or damaged file)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestSummary:
+    """What an ingest wrote.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of ``STORE/video``: (frame, y, x[, channel]).
+    chunk_frames : int
+        Frames per chunk.
+    fingerprint : str
+        sha256 over the stored frames (from the per-chunk digests); factors record it.
+    wall_time_s : float
+        Seconds spent by this call.
+    resumed_from_frame : int
+        0 for a fresh ingest; the first frame written by this call after ``resume``.
+    warnings : list of str
+        One line per partly decoded source.
+    """
+
+    shape: tuple[int, ...]
+    chunk_frames: int
+    fingerprint: str
+    wall_time_s: float
+    resumed_from_frame: int
+    warnings: list[str]
+
+
+def default_chunk_frames(frame_bytes: int, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Return how many whole frames fit in ``chunk_bytes`` (32 MiB by default), at least 1."""
+    return max(1, chunk_bytes // frame_bytes)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape what is written."""
+    names = ["vidsvd", "numpy", "zarr", "dask", "distributed", "imageio-ffmpeg"]
+    versions: dict[str, str] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def file_sha256(path: str, *, block_bytes: int = 4 * 2**20) -> str:
+    """Return the hex sha256 of a file, read in blocks of ``block_bytes``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _BackgroundHash:
+    """Hash a source file in a thread while ffmpeg streams it."""
+
+    def __init__(self, path: str) -> None:
+        self._result: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: str) -> None:
+        self._result = file_sha256(path)
+
+    def result(self) -> str:
+        self._thread.join()
+        assert self._result is not None
+        return self._result
+
+
+def _validate_options(
+    *,
+    fps: float | None,
+    scale: float | None,
+    size: tuple[int, int] | None,
+    chunk_frames: int | None,
+) -> None:
+    if fps is not None and (not math.isfinite(fps) or fps <= 0):
+        raise InvalidParameterError(f"--fps must be a positive number of frames per second, got {fps}")
+    if scale is not None and size is not None:
+        raise InvalidParameterError("give either --scale or --size, not both")
+    if scale is not None and (not math.isfinite(scale) or not 0 < scale <= 1):
+        raise InvalidParameterError(f"--scale must be in (0, 1] (e.g. 0.5 halves each side), got {scale}")
+    if size is not None and (size[0] < 1 or size[1] < 1):
+        raise InvalidParameterError(
+            f"--size must be WxH with positive sides (e.g. 320x240), got {size[0]}x{size[1]}"
+        )
+    if chunk_frames is not None and chunk_frames < 1:
+        raise InvalidParameterError(f"--chunk-frames must be a positive integer, got {chunk_frames}")
+
+
+def _ingest_parameters(
+    infos: Sequence[SourceInfo],
+    options: DecodeOptions,
+    chunk_frames: int,
+    scale: float | None,
+) -> dict[str, Any]:
+    return {
+        "sources": [
+            {"path": i.path, "size_bytes": i.size_bytes, "mtime_ns": os.stat(i.path).st_mtime_ns}
+            for i in infos
+        ],
+        "fps": options.fps,
+        "scale": scale,
+        "width": options.width,
+        "height": options.height,
+        "color": options.color,
+        "chunk_frames": chunk_frames,
+    }
+
+
+def ingest_videos(
+    sources: Sequence[str | os.PathLike[str]],
+    *,
+    store: StoreLocation | str | os.PathLike[str],
+    fps: float | None = None,
+    scale: float | None = None,
+    size: tuple[int, int] | None = None,
+    color: bool = False,
+    chunk_frames: int | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> IngestSummary:
+    """Decode one or more videos into ``STORE/video``, concatenated along frames.
+
+    Parameters
+    ----------
+    sources : sequence of path
+        Videos in the order they are concatenated.  Sources of another size are
+        scaled to the output size (the first source's size after ``scale``, or ``size``).
+    store : path or URL
+        The store; created if absent.
+    fps : float, optional
+        Output frame rate (ffmpeg's ``fps`` filter); native when None.
+    scale : float, optional
+        Factor in (0, 1] applied to the first source's size.
+    size : (int, int), optional
+        Explicit output (width, height).
+    color : bool
+        Keep RGB (adds a ``channel`` axis of 3); gray otherwise.
+    chunk_frames : int, optional
+        Frames per chunk; by default as many whole frames as fit in 32 MiB.
+    overwrite : bool
+        Replace an existing vidsvd store (a foreign one is never touched).
+    resume : bool
+        Continue an interrupted ingest with the same sources and options.
+    progress : bool
+        Show a progress bar on stderr.
+    log : callable, optional
+        Receives one-line messages for the user (resume position, warnings).
+
+    Returns
+    -------
+    IngestSummary
+
+    Notes
+    -----
+    Memory: about four chunks of ``chunk_frames * y * x [* 3]`` bytes (one being
+    decoded, two queued, one being compressed and written), whatever the video's
+    length.  Every source is decoded exactly once (twice from the start of the
+    interrupted source on ``resume``: frames already stored are decoded and skipped).
+    """
+    started = time.perf_counter()
+    say = log if log is not None else (lambda _message: None)
+    if not sources:
+        raise InvalidParameterError("give at least one video to ingest")
+    _validate_options(fps=fps, scale=scale, size=size, chunk_frames=chunk_frames)
+    if overwrite and resume:
+        raise InvalidParameterError("--overwrite and --resume contradict each other; choose one")
+    loc = as_location(store)
+    infos = [probe_video(source) for source in sources]
+    width, height = output_size(infos[0], scale=scale, size=size)
+    options = DecodeOptions(width=width, height=height, fps=fps, color=color)
+    frames_per_chunk = chunk_frames or default_chunk_frames(options.frame_bytes)
+
+    group, array, start_frame = _prepare_array(
+        loc, infos=infos, options=options, chunk_frames=frames_per_chunk, scale=scale,
+        overwrite=overwrite, resume=resume,
+    )
+    progress_state: dict[str, Any] = dict(array.attrs[PROGRESS_ATTR])
+    chunk_digests: list[str] = list(progress_state["chunk_sha256"])
+    recorded_sources: list[dict[str, Any]] = list(progress_state["sources_done"])
+    if start_frame:
+        say(f"resuming {loc}: {start_frame} frames already stored, continuing from there")
+
+    total_estimate = sum(info.estimated_frames(fps) for info in infos)
+    bar = tqdm(
+        total=total_estimate or None, initial=start_frame, unit="frame", desc="ingest",
+        disable=not progress, file=sys.stderr, dynamic_ncols=True,
+    )
+    writer = _ChunkWriter(array, progress_state, chunk_digests)
+    chunker = _Chunker(frames_per_chunk, options.frame_shape)
+    partial_warnings: list[str] = []
+    source_records: list[dict[str, Any]] = []
+    try:
+        offset = 0
+        for index, info in enumerate(infos):
+            if index < len(recorded_sources) and recorded_sources[index]["frame_range"][1] <= start_frame:
+                _check_unchanged(info, recorded_sources[index])
+                source_records.append(recorded_sources[index])
+                offset = recorded_sources[index]["frame_range"][1]
+                continue  # every frame of this source is stored already
+            hasher = _BackgroundHash(info.path)
+            result = DecodeResult()
+            skip = max(0, start_frame - offset)
+            for block in decode_blocks(info, options, block_frames=frames_per_chunk, result=result):
+                if skip >= len(block):
+                    skip -= len(block)
+                    continue
+                for chunk in chunker.add(block[skip:]):
+                    writer.put(chunk)
+                    bar.update(len(chunk))
+                skip = 0
+            if result.n_frames == 0:
+                raise SourceNotReadableError(
+                    f"{info.path} decodes to zero frames; give a video with at least one frame"
+                )
+            message = _partial_decode_message(info, result, info.estimated_frames(fps))
+            if message:
+                partial_warnings.append(message)
+                warnings.warn(message, IngestWarning, stacklevel=2)
+            record = {
+                "path": info.path,
+                "size_bytes": info.size_bytes,
+                "sha256": hasher.result(),
+                "codec": info.codec,
+                "native_fps": info.fps,
+                "native_width": info.width,
+                "native_height": info.height,
+                "duration_s": info.duration_s,
+                "decoded_frames": result.n_frames,
+                "frame_range": [offset, offset + result.n_frames],
+            }
+            offset += result.n_frames
+            source_records.append(record)
+            writer.record_sources(list(source_records))
+        tail = chunker.flush()
+        if tail is not None:
+            writer.put(tail)
+            bar.update(len(tail))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    fingerprint = _fingerprint(array.shape, chunk_digests)
+    array.update_attributes(
+        {
+            "sources": source_records,
+            "segments": [r["frame_range"] for r in source_records],
+            "fingerprint": fingerprint,
+            "chunk_sha256": chunk_digests,
+            "ingest_wall_time_s": round(time.perf_counter() - started, 3),
+        }
+    )
+    array.update_attributes({COMPLETE_ATTR: True})
+    return IngestSummary(
+        shape=tuple(int(n) for n in array.shape),
+        chunk_frames=frames_per_chunk,
+        fingerprint=fingerprint,
+        wall_time_s=time.perf_counter() - started,
+        resumed_from_frame=start_frame,
+        warnings=partial_warnings,
+    )
+
+
+def _partial_decode_message(info: SourceInfo, result: DecodeResult, expected: int) -> str:
+    errors = result.warnings or []
+    short = expected > 0 and result.n_frames < 0.9 * expected
+    if not errors and not short:
+        return ""
+    detail = f"; ffmpeg said: {errors[-1][:160]}" if errors else ""
+    return (
+        f"{info.path}: decoded {result.n_frames} frames (header announces about {expected}); "
+        f"the file may be truncated or damaged, ingested what decodes{detail}"
+    )
+
+
+def _fingerprint(shape: Sequence[int], chunk_digests: Sequence[str]) -> str:
+    digest = hashlib.sha256(f"uint8{tuple(int(n) for n in shape)}".encode())
+    for chunk_digest in chunk_digests:
+        digest.update(bytes.fromhex(chunk_digest))
+    return digest.hexdigest()
+
+
+def _prepare_array(
+    loc: StoreLocation,
+    *,
+    infos: Sequence[SourceInfo],
+    options: DecodeOptions,
+    chunk_frames: int,
+    scale: float | None,
+    overwrite: bool,
+    resume: bool,
+) -> tuple[zarr.Group, zarr.Array, int]:
+    """Create ``video`` (or reopen it to resume); return the group, array, first frame."""
+    from storage.store import store_exists
+
+    if resume and store_exists(loc):
+        group = open_store(loc, writable=True)
+        if VIDEO_ARRAY not in group:
+            raise StoreIncompleteError(f"{loc} holds no video to resume; run ingest without --resume")
+        array = group[VIDEO_ARRAY]
+        assert isinstance(array, zarr.Array)
+        if array.attrs.get(COMPLETE_ATTR):
+            raise StoreExistsError(
+                f"{loc} already holds a complete video; nothing to resume (use --overwrite to redo it)"
+            )
+        wanted = _ingest_parameters(infos, options, chunk_frames, scale)
+        recorded = array.attrs.get("ingest")
+        if recorded != wanted:
+            raise InvalidParameterError(
+                f"--resume needs the same videos and options as the interrupted ingest of {loc} "
+                f"(recorded: {_describe(recorded)}); repeat them, or use --overwrite"
+            )
+        state = array.attrs[PROGRESS_ATTR]
+        frames_done = int(state["frames_written"])
+        if array.shape[0] != frames_done:
+            array.resize((frames_done, *array.shape[1:]))
+        return group, array, frames_done
+
+    if store_exists(loc):
+        group = open_store(loc)  # refuses foreign data before anything is deleted
+        if not overwrite:
+            video = group.get(VIDEO_ARRAY)
+            if video is not None and not video.attrs.get(COMPLETE_ATTR):
+                raise StoreIncompleteError(
+                    f"{loc} holds an interrupted ingest; pass --resume to continue it or "
+                    "--overwrite to start again"
+                )
+            raise StoreExistsError(f"{loc} already exists; pass --overwrite to replace it")
+        delete_store(loc)
+    group = create_store(loc)
+    parameters = _ingest_parameters(infos, options, chunk_frames, scale)
+    array = group.create_array(
+        name=VIDEO_ARRAY,
+        shape=(0, *options.frame_shape),
+        chunks=(chunk_frames, *options.frame_shape),
+        dtype="uint8",
+        compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
+        fill_value=0,
+        dimension_names=VIDEO_COLOR_DIMS if options.color else VIDEO_DIMS,
+        attributes={
+            COMPLETE_ATTR: False,
+            "ingest": parameters,
+            "fps": options.fps if options.fps is not None else infos[0].fps,
+            "scale": scale,
+            "width": options.width,
+            "height": options.height,
+            "color": options.color,
+            "versions": library_versions(),
+            PROGRESS_ATTR: {"frames_written": 0, "chunk_sha256": [], "sources_done": []},
+        },
+    )
+    return group, array, 0
+
+
+def _describe(recorded: Any) -> str:
+    if not isinstance(recorded, dict):
+        return "unknown"
+    names = [os.path.basename(s.get("path", "?")) for s in recorded.get("sources", [])]
+    return (
+        f"videos {', '.join(names)}, fps {recorded.get('fps')}, "
+        f"size {recorded.get('width')}x{recorded.get('height')}, color {recorded.get('color')}, "
+        f"chunk frames {recorded.get('chunk_frames')}"
+    )
+
+
+class _ChunkWriter:
+    """Compress and write chunks in a thread, recording progress after each one.
+
+    The decoder thread hands over whole chunks through a queue of
+    :data:`_QUEUE_CHUNKS`; the writer resizes the array, writes the chunk, then
+    records ``frames_written`` and the chunk's sha256 in the ``progress`` attribute,
+    in that order, so the attribute never claims a chunk that is not on disk.
+    """
+
+    def __init__(self, array: zarr.Array, state: dict[str, Any], digests: list[str]) -> None:
+        self.array = array
+        self.state = state
+        self.digests = digests
+        self.frames_written = int(state["frames_written"])
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="vidsvd-chunk-writer")
+        self._thread.start()
+
+    def put(self, frames: npt.NDArray[np.uint8]) -> None:
+        self._send(("chunk", frames))
+
+    def record_sources(self, records: list[dict[str, Any]]) -> None:
+        self._send(("sources", records))
+
+    def close(self) -> None:
+        self._send(("stop", None))
+        self._thread.join()
+        self._raise_if_failed()
+
+    def abort(self) -> None:
+        try:
+            self._queue.put_nowait(("stop", None))
+        except queue.Full:
+            pass
+        self._thread.join(timeout=60)
+
+    def _send(self, item: tuple[str, Any]) -> None:
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            error = self._error
+            if isinstance(error, VidsvdError):
+                raise error
+            raise OSError(f"writing the store failed: {error}") from error
+
+    def _run(self) -> None:
+        try:
+            while True:
+                kind, payload = self._queue.get()
+                if kind == "stop":
+                    return
+                if kind == "sources":
+                    self.state["sources_done"] = payload
+                    self.array.update_attributes({PROGRESS_ATTR: self.state})
+                    continue
+                self._write_chunk(payload)
+        except BaseException as exc:  # surfaced to the decoding thread by _send/close
+            self._error = exc
+
+    def _write_chunk(self, frames: npt.NDArray[np.uint8]) -> None:
+        start = self.frames_written
+        stop = start + len(frames)
+        self.array.resize((stop, *self.array.shape[1:]))
+        self.array[start:stop] = frames
+        self.digests.append(hashlib.sha256(frames.tobytes()).hexdigest())
+        self.frames_written = stop
+        self.state["frames_written"] = stop
+        self.state["chunk_sha256"] = list(self.digests)
+        self.array.update_attributes({PROGRESS_ATTR: self.state})
+
+
+class _Chunker:
+    """Regroup decoded blocks into whole chunks of the array's chunk grid.
+
+    Sources follow each other without gaps, so a chunk may hold the end of one source
+    and the start of the next; every chunk but the last is exactly full, which keeps
+    each write aligned to one Zarr chunk.
+    """
+
+    def __init__(self, chunk_frames: int, frame_shape: tuple[int, ...]) -> None:
+        self.chunk_frames = chunk_frames
+        self.frame_shape = frame_shape
+        self._buffer = np.empty((chunk_frames, *frame_shape), dtype=np.uint8)
+        self._filled = 0
+
+    def add(self, frames: npt.NDArray[np.uint8]) -> list[npt.NDArray[np.uint8]]:
+        """Take frames; return the chunks they complete (each a fresh array)."""
+        full: list[npt.NDArray[np.uint8]] = []
+        position = 0
+        while position < len(frames):
+            if self._filled == 0 and len(frames) - position >= self.chunk_frames:
+                full.append(np.ascontiguousarray(frames[position : position + self.chunk_frames]))
+                position += self.chunk_frames
+                continue
+            take = min(self.chunk_frames - self._filled, len(frames) - position)
+            self._buffer[self._filled : self._filled + take] = frames[position : position + take]
+            self._filled += take
+            position += take
+            if self._filled == self.chunk_frames:
+                full.append(self._buffer)
+                self._buffer = np.empty_like(self._buffer)
+                self._filled = 0
+        return full
+
+    def flush(self) -> npt.NDArray[np.uint8] | None:
+        """Return the last, partly filled chunk (None when nothing is left)."""
+        if self._filled == 0:
+            return None
+        tail = self._buffer[: self._filled]
+        self._filled = 0
+        return tail
+
+
+def _check_unchanged(info: SourceInfo, record: dict[str, Any]) -> None:
+    if info.size_bytes != record["size_bytes"] or file_sha256(info.path) != record["sha256"]:
+        raise InvalidParameterError(
+            f"{info.path} changed since the interrupted ingest began; use --overwrite to start again"
+        )
