@@ -98,9 +98,7 @@ def store_exists(location: StoreLocation | str | os.PathLike[str]) -> bool:
     return _existing_kind(as_location(location)) not in ("absent", "empty")
 
 
-def open_store(
-    location: StoreLocation | str | os.PathLike[str], *, writable: bool = False
-) -> zarr.Group:
+def open_store(location: StoreLocation | str | os.PathLike[str], *, writable: bool = False) -> zarr.Group:
     """Open an existing vidsvd store's root group.
 
     Raises
@@ -113,13 +111,9 @@ def open_store(
     loc = as_location(location)
     kind = _existing_kind(loc)
     if kind in ("absent", "empty"):
-        raise StoreNotFoundError(
-            f"no store at {loc}; create one with `vidsvd ingest VIDEO --store {loc}`"
-        )
+        raise StoreNotFoundError(f"no store at {loc}; create one with `vidsvd ingest VIDEO --store {loc}`")
     if kind != "zarr":
-        raise NotAVidsvdStoreError(
-            f"{loc} exists but is not a vidsvd store; give another --store path"
-        )
+        raise NotAVidsvdStoreError(f"{loc} exists but is not a vidsvd store; give another --store path")
     try:
         group = zarr.open_group(store=loc.zarr_store(read_only=not writable), mode="r+" if writable else "r")
     except (ValueError, TypeError, KeyError, OSError) as exc:
@@ -127,9 +121,7 @@ def open_store(
             f"{loc} exists but is not a vidsvd store ({exc}); give another --store path"
         ) from None
     if FORMAT_ATTR not in group.attrs:
-        raise NotAVidsvdStoreError(
-            f"{loc} is a Zarr group not written by vidsvd; give another --store path"
-        )
+        raise NotAVidsvdStoreError(f"{loc} is a Zarr group not written by vidsvd; give another --store path")
     return group
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -161,34 +162,50 @@ def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
         raise SourceNotReadableError(f"{file} is a directory; give the path of a video file")
     if not os.access(file, os.R_OK):
         raise SourceNotReadableError(f"cannot read {file}: permission denied")
-    generator = imageio_ffmpeg.read_frames(str(file), pix_fmt="gray")
-    try:
-        meta = next(generator)
-    except (OSError, RuntimeError, StopIteration) as exc:
-        reason = _last_meaningful_line(str(exc))
-        if "opening output" in reason or "End of file" in reason:
+    header = subprocess.run(
+        [ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", str(file)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    ).stderr.decode("utf-8", "replace")
+    stream = _VIDEO_STREAM.search(header)
+    if stream is None:
+        if "Stream #" in header or "Duration:" in header:
             raise SourceNotReadableError(
-                f"{file} has no decodable video stream (audio only, or no frames: {reason});"
+                f"{file} has no decodable video stream (audio only, or no frames);"
                 " give a video file with at least one frame"
-            ) from None
-        raise SourceNotReadableError(
-            f"{file} is not a video ffmpeg can decode ({reason}); give a video file"
-        ) from None
-    finally:
-        generator.close()
-    width, height = (int(v) for v in meta.get("source_size", (0, 0)))
-    fps = float(meta.get("fps") or 0.0)
-    if width <= 0 or height <= 0:
-        raise SourceNotReadableError(f"{file} has no video stream (audio only?); give a video file")
+            )
+        reason = _last_meaningful_line(header)
+        raise SourceNotReadableError(f"{file} is not a video ffmpeg can decode ({reason}); give a video file")
+    description = stream.group("rest")
+    size = _FRAME_SIZE.search(description)
+    rate = _RATE_TBR.search(description) or _RATE_FPS.search(description)
+    duration = _DURATION.search(header)
+    if size is None:
+        raise SourceNotReadableError(f"{file}: ffmpeg reports no frame size; give a video file")
+    width, height = int(size.group(1)), int(size.group(2))
+    fps = float(rate.group(1)) * (1000 if rate.group(2) == "k" else 1) if rate else 0.0
+    duration_s = (
+        int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3))
+        if duration
+        else 0.0
+    )
     return SourceInfo(
         path=str(file.resolve()),
         size_bytes=file.stat().st_size,
-        codec=str(meta.get("codec", "unknown")),
+        codec=stream.group("codec"),
         fps=fps,
         width=width,
         height=height,
-        duration_s=float(meta.get("duration") or 0.0),
+        duration_s=duration_s,
     )
+
+
+_VIDEO_STREAM = re.compile(r"Stream #\S+.*?: Video: (?P<codec>[\w-]+)(?P<rest>.*)")
+_FRAME_SIZE = re.compile(r"[ ,](\d{1,5})x(\d{1,5})\b")
+_RATE_TBR = re.compile(r"([\d.]+)(k?) tbr")
+_RATE_FPS = re.compile(r"([\d.]+)(k?) fps")
+_DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
 
 
 def _last_meaningful_line(text: str) -> str:
@@ -274,7 +291,7 @@ def decode_blocks(
     state = result if result is not None else DecodeResult()
     state.warnings = []
     frame_bytes = options.frame_bytes
-    process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+    process = subprocess.Popen(
         ffmpeg_decode_command(info, options),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -283,15 +300,13 @@ def decode_blocks(
     )
     assert process.stdout is not None and process.stderr is not None
     stderr_lines: list[str] = []
-    stderr_reader = threading.Thread(
-        target=_collect_lines, args=(process.stderr, stderr_lines), daemon=True
-    )
+    stderr_reader = threading.Thread(target=_collect_lines, args=(process.stderr, stderr_lines), daemon=True)
     stderr_reader.start()
     finished = False
     try:
         while True:
             block = np.empty((block_frames, *options.frame_shape), dtype=np.uint8)
-            view = memoryview(block).cast("B")
+            view = memoryview(block.data).cast("B")
             filled = _read_fully(process.stdout, view)
             n_frames = filled // frame_bytes
             state.n_frames += n_frames
@@ -306,6 +321,7 @@ def decode_blocks(
         process.stdout.close()
         process.wait()
         stderr_reader.join(timeout=10)
+        process.stderr.close()
     state.warnings.extend(stderr_lines)
     if process.returncode != 0 and state.n_frames == 0:
         reason = _last_meaningful_line("\n".join(stderr_lines))

@@ -15,6 +15,7 @@ is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -248,9 +249,14 @@ def ingest_videos(
     options = DecodeOptions(width=width, height=height, fps=fps, color=color)
     frames_per_chunk = chunk_frames or default_chunk_frames(options.frame_bytes)
 
-    group, array, start_frame = _prepare_array(
-        loc, infos=infos, options=options, chunk_frames=frames_per_chunk, scale=scale,
-        overwrite=overwrite, resume=resume,
+    array, start_frame = _prepare_array(
+        loc,
+        infos=infos,
+        options=options,
+        chunk_frames=frames_per_chunk,
+        scale=scale,
+        overwrite=overwrite,
+        resume=resume,
     )
     progress_state: dict[str, Any] = dict(array.attrs[PROGRESS_ATTR])
     chunk_digests: list[str] = list(progress_state["chunk_sha256"])
@@ -260,8 +266,13 @@ def ingest_videos(
 
     total_estimate = sum(info.estimated_frames(fps) for info in infos)
     bar = tqdm(
-        total=total_estimate or None, initial=start_frame, unit="frame", desc="ingest",
-        disable=not progress, file=sys.stderr, dynamic_ncols=True,
+        total=total_estimate or None,
+        initial=start_frame,
+        unit="frame",
+        desc="ingest",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
     )
     writer = _ChunkWriter(array, progress_state, chunk_digests)
     chunker = _Chunker(frames_per_chunk, options.frame_shape)
@@ -368,8 +379,8 @@ def _prepare_array(
     scale: float | None,
     overwrite: bool,
     resume: bool,
-) -> tuple[zarr.Group, zarr.Array, int]:
-    """Create ``video`` (or reopen it to resume); return the group, array, first frame."""
+) -> tuple[zarr.Array, int]:
+    """Create ``video`` (or reopen it to resume); return the array and its first frame to write."""
     from storage.store import store_exists
 
     if resume and store_exists(loc):
@@ -393,7 +404,7 @@ def _prepare_array(
         frames_done = int(state["frames_written"])
         if array.shape[0] != frames_done:
             array.resize((frames_done, *array.shape[1:]))
-        return group, array, frames_done
+        return array, frames_done
 
     if store_exists(loc):
         group = open_store(loc)  # refuses foreign data before anything is deleted
@@ -428,7 +439,7 @@ def _prepare_array(
             PROGRESS_ATTR: {"frames_written": 0, "chunk_sha256": [], "sources_done": []},
         },
     )
-    return group, array, 0
+    return array, 0
 
 
 def _describe(recorded: Any) -> str:
@@ -473,10 +484,8 @@ class _ChunkWriter:
         self._raise_if_failed()
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put_nowait(("stop", None))
-        except queue.Full:
-            pass
         self._thread.join(timeout=60)
 
     def _send(self, item: tuple[str, Any]) -> None:

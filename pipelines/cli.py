@@ -1,0 +1,141 @@
+"""The ``vidsvd`` command line: a thin layer over :mod:`pipelines.run`.
+
+Exit status: 0 success, 1 a problem with inputs or stores (one line on stderr),
+2 a usage error, 130 interrupted.  Tracebacks are shown only for bugs, or for every
+error with ``VIDSVD_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pipelines import run
+from pipelines.cli_arguments import (
+    OneLineParser,
+    frame_size,
+    positive_float,
+    positive_int,
+    scale_factor,
+)
+from storage.errors import InvalidParameterError, VidsvdError
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"vidsvd: {message}\n")
+
+
+def _add_ingest(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser(
+        "ingest",
+        help="decode videos into a chunked, compressed Zarr store",
+        description=(
+            "Decode one or more videos with ffmpeg (resampling, scaling and converting "
+            "to gray on the way) into STORE/video, streaming, with bounded memory. "
+            "Several videos are concatenated along frames."
+        ),
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, in order")
+    parser.add_argument("--store", required=True, help="store path or fsspec URL (created)")
+    parser.add_argument(
+        "--fps", type=positive_float("--fps", "5"), help="output frame rate (default: native)"
+    )
+    sizing = parser.add_mutually_exclusive_group()
+    sizing.add_argument(
+        "--scale", type=scale_factor, help="shrink factor in (0, 1] for the first video's size"
+    )
+    sizing.add_argument("--size", type=frame_size, metavar="WxH", help="explicit output size, e.g. 320x240")
+    parser.add_argument("--color", action="store_true", help="keep RGB (default: gray luma)")
+    parser.add_argument(
+        "--chunk-frames",
+        type=positive_int("--chunk-frames"),
+        metavar="N",
+        help="frames per Zarr chunk (default: as many as fit in 32 MiB)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing vidsvd store")
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted ingest")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_ingest)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    summary = run.ingest(
+        args.videos,
+        store=args.store,
+        fps=args.fps,
+        scale=args.scale,
+        size=args.size,
+        color=args.color,
+        chunk_frames=args.chunk_frames,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        progress=not args.quiet,
+        log=_say,
+    )
+    if not args.quiet:
+        frames, height, width = summary.shape[:3]
+        _say(
+            f"stored {frames} frames of {width}x{height} in {args.store} "
+            f"({summary.wall_time_s:.1f} s, {frames / max(summary.wall_time_s, 1e-9):.0f} frames/s)"
+        )
+    return 0
+
+
+def build_parser() -> OneLineParser:
+    """Return the parser of every ``vidsvd`` subcommand."""
+    parser = OneLineParser(
+        prog="vidsvd",
+        description="Separate the still background of long videos from what moves through them.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+    _add_ingest(commands)
+    return parser
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    _say(f"warning: {message}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    debug = os.environ.get("VIDSVD_DEBUG") == "1"
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return handler(args)
+        except InvalidParameterError as exc:
+            if debug:
+                raise
+            _say(f"error: {exc}")
+            return 2
+        except VidsvdError as exc:
+            if debug:
+                raise
+            _say(f"error: {exc}")
+            return 1
+        except KeyboardInterrupt:
+            _say("interrupted; complete outputs are intact, rerun to finish")
+            return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Argument types and the parser class of the ``vidsvd`` command line.
+
+Each type turns a string into a value or raises ``argparse.ArgumentTypeError`` with
+a message that says what is expected; :class:`OneLineParser` prints that message as
+one line and exits with status 2, the convention for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import NoReturn
+
+__all__ = [
+    "OneLineParser",
+    "frame_size",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "rank_list",
+    "scale_factor",
+]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit with status 2."""
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def _number(text: str, option: str, example: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{option} must be a number (e.g. {example}), got {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{option} must be a finite number, got {text!r}")
+    return value
+
+
+def positive_float(option: str, example: str) -> argparse._ActionType:
+    """Return a type that accepts numbers > 0 for ``option``."""
+
+    def parse(text: str) -> float:
+        value = _number(text, option, example)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{option} must be greater than 0 (e.g. {example}), got {text}")
+        return value
+
+    return parse
+
+
+def scale_factor(text: str) -> float:
+    """Parse ``--scale``: a factor in (0, 1]."""
+    value = _number(text, "--scale", "0.5")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"--scale must be in (0, 1] (0.5 halves each side; use --size to enlarge), got {text}"
+        )
+    return value
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """Parse ``--size WxH`` into (width, height), both positive."""
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--size must be WIDTHxHEIGHT (e.g. 320x240), got {text!r}"
+        ) from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(
+            f"--size must have positive width and height (e.g. 320x240), got {text}"
+        )
+    return width, height
+
+
+def _integer(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{option} must be a whole number, got {text!r}") from None
+
+
+def positive_int(option: str) -> argparse._ActionType:
+    """Return a type that accepts whole numbers >= 1 for ``option``."""
+
+    def parse(text: str) -> int:
+        value = _integer(text, option)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} must be at least 1, got {text}")
+        return value
+
+    return parse
+
+
+def non_negative_int(option: str) -> argparse._ActionType:
+    """Return a type that accepts whole numbers >= 0 for ``option``."""
+
+    def parse(text: str) -> int:
+        value = _integer(text, option)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{option} must be 0 or more, got {text}")
+        return value
+
+    return parse
+
+
+def rank_list(text: str) -> list[int]:
+    """Parse ``--ranks 1,2,5,10`` into a sorted list of distinct positive ranks."""
+    ranks = sorted({_integer(part.strip(), "--ranks") for part in text.split(",") if part.strip()})
+    if not ranks or ranks[0] < 1:
+        raise argparse.ArgumentTypeError(
+            f"--ranks must be positive whole numbers like 1,2,5,10, got {text!r}"
+        )
+    return ranks
