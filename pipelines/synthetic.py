@@ -1,0 +1,551 @@
+"""Synthetic surveillance scenes with exact ground truth, for tests, demos and benchmarks.
+
+A scene is a still, textured background (a smooth gradient, filtered noise at three
+scales and a few sharp-edged rectangles, like walls, windows and road markings) seen by a
+fixed camera, with objects moving through it:
+
+- *crossers* (objects 0, 2, 4, ...), wide and fast like vehicles, drive across the
+  frame, leave it, stay away a while and come back from the other side;
+- *walkers* (objects 1, 3, 5, ...), tall and slower like people, bounce around inside
+  the frame and are always visible.
+
+Each object is a rectangle or an ellipse of its own size, speed and texture, either dark
+(grey levels 10-40) or bright (210-245), while the background spans 80-170: an object
+differs from whatever background it covers by at least 40 grey levels
+(:data:`MIN_CONTRAST`) before illumination drift and noise.  Then, per frame:
+
+1. the objects are painted over the background in order (later ones in front); the
+   truth mask is exactly the union of the painted pixels (CDnet values: 0 background,
+   255 foreground);
+2. the whole image is multiplied by the illumination gain
+   ``1 + illumination_drift * sin(2 pi t / n_frames)`` (one slow cycle over the clip:
+   brighter in the first half, darker in the second);
+3. Gaussian sensor noise of standard deviation ``noise_sigma`` is added and the result
+   rounded and clipped to uint8.
+
+With ``cut_at`` the camera cuts, at that frame, to a second background with a different
+texture; the objects carry on.  Everything is deterministic for a given ``seed``, and each
+frame's noise has its own random stream, so frames can be rendered in any order.
+
+:func:`write_scene` encodes a scene with :func:`storage.video_encoder.write_video` and
+writes the truth masks as 8-bit gray PNG files plus a ``frame_map.csv`` that maps each
+file to its frame, the layout :func:`read_truth` reads back.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+from scipy import ndimage
+
+from storage.errors import InvalidParameterError, SourceNotFoundError
+from storage.video_encoder import write_video
+
+__all__ = [
+    "BACKGROUND_RANGE",
+    "BRIGHT_RANGE",
+    "DARK_RANGE",
+    "FRAME_MAP_NAME",
+    "MIN_CONTRAST",
+    "SceneSpec",
+    "SceneTruth",
+    "illumination_gain",
+    "read_truth",
+    "render_background",
+    "render_scene",
+    "write_scene",
+]
+
+BACKGROUND_RANGE: Final = (80, 170)
+"""Grey levels spanned by a clean background, inclusive."""
+DARK_RANGE: Final = (10, 40)
+"""Grey levels of a dark object's texture, inclusive."""
+BRIGHT_RANGE: Final = (210, 245)
+"""Grey levels of a bright object's texture, inclusive."""
+MIN_CONTRAST: Final = min(BACKGROUND_RANGE[0] - DARK_RANGE[1], BRIGHT_RANGE[0] - BACKGROUND_RANGE[1])
+"""Smallest difference between an object pixel and the background it covers (40)."""
+
+FRAME_MAP_NAME: Final = "frame_map.csv"
+"""Name of the CSV, inside the truth folder, that maps mask files to frames."""
+FRAME_MAP_HEADER: Final = ("mask", "frame")
+
+MAX_DRIFT: Final = 0.5
+_MIN_SIDE: Final = 16
+_DEFAULT_MAX_MASKS: Final = 1000
+
+# Independent random streams, keyed by (seed, stream[, index]).
+_BACKGROUND_STREAM: Final = 1
+_OBJECT_STREAM: Final = 2
+_NOISE_STREAM: Final = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneSpec:
+    """What to render.
+
+    Attributes
+    ----------
+    width, height : int
+        Frame size in pixels, each at least 16.  Encoding as ``h264`` needs both even.
+    n_frames : int
+        Number of frames, at least 1.
+    fps : float
+        Frame rate written into the video, > 0 (the motion is defined per frame).
+    n_objects : int
+        Number of moving objects, >= 0.
+    noise_sigma : float
+        Standard deviation of the Gaussian sensor noise in grey levels, >= 0.
+    illumination_drift : float
+        Relative amplitude of the slow global brightness cycle, in [0, 0.5): 0.2 makes
+        the scene up to 20 % brighter, then up to 20 % darker.
+    cut_at : int, optional
+        Frame index, in 1 .. n_frames - 1, from which the camera shows a second,
+        different background (segment 1); frames before it show segment 0.
+    seed : int
+        Seed of every random choice, >= 0.
+    """
+
+    width: int = 160
+    height: int = 120
+    n_frames: int = 120
+    fps: float = 10.0
+    n_objects: int = 4
+    noise_sigma: float = 2.0
+    illumination_drift: float = 0.0
+    cut_at: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < _MIN_SIDE:
+                raise InvalidParameterError(f"{name} must be an integer >= {_MIN_SIDE}, got {value!r}")
+        if not _is_int(self.n_frames) or self.n_frames < 1:
+            raise InvalidParameterError(f"n_frames must be an integer >= 1, got {self.n_frames!r}")
+        if not _is_finite(self.fps) or self.fps <= 0:
+            raise InvalidParameterError(f"fps must be > 0, got {self.fps!r}")
+        if not _is_int(self.n_objects) or self.n_objects < 0:
+            raise InvalidParameterError(f"n_objects must be an integer >= 0, got {self.n_objects!r}")
+        if not _is_finite(self.noise_sigma) or self.noise_sigma < 0:
+            raise InvalidParameterError(f"noise_sigma must be >= 0, got {self.noise_sigma!r}")
+        if not _is_finite(self.illumination_drift) or not (0 <= self.illumination_drift < MAX_DRIFT):
+            raise InvalidParameterError(
+                f"illumination_drift must be in [0, {MAX_DRIFT}), got {self.illumination_drift!r}"
+            )
+        if self.cut_at is not None and (not _is_int(self.cut_at) or not 1 <= self.cut_at < self.n_frames):
+            raise InvalidParameterError(
+                f"cut_at must be None or a frame index in 1..{self.n_frames - 1}"
+                f" (n_frames - 1), got {self.cut_at!r}"
+            )
+        if not _is_int(self.seed) or self.seed < 0:
+            raise InvalidParameterError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+    @property
+    def n_segments(self) -> int:
+        """Number of backgrounds the scene shows: 2 with a cut, else 1."""
+        return 1 if self.cut_at is None else 2
+
+    def segment_of(self, frame: int) -> int:
+        """Return the background segment (0 or 1) shown at a frame index."""
+        return 1 if self.cut_at is not None and frame >= self.cut_at else 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneTruth:
+    """What :func:`write_scene` wrote.
+
+    Attributes
+    ----------
+    spec : SceneSpec
+        The scene.
+    video_path : Path
+        The encoded video.
+    codec : str
+        ``h264`` or ``ffv1``.
+    n_frames : int
+        Frames in the video.
+    truth_dir : Path or None
+        Folder of the PNG masks, or None when no truth was written.
+    frame_map_path : Path or None
+        ``truth_dir / "frame_map.csv"``, or None.
+    mask_frames : tuple of int
+        Frame indices (0-based) that have a mask file, ascending.
+    foreground_fraction : float
+        Mean fraction of foreground pixels over all frames.
+    """
+
+    spec: SceneSpec
+    video_path: Path
+    codec: str
+    n_frames: int
+    truth_dir: Path | None
+    frame_map_path: Path | None
+    mask_frames: tuple[int, ...]
+    foreground_fraction: float
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _MovingObject:
+    """One object: its texture and shape, where it starts and how it moves."""
+
+    texture: npt.NDArray[np.uint8]  # (h, w)
+    shape: npt.NDArray[np.bool_]  # (h, w), True on the object's pixels
+    crosses: bool  # True: leaves the frame and comes back; False: bounces inside
+    y0: float
+    x0: float
+    vy: float  # pixels per frame
+    vx: float
+    gap: float  # crossers: distance travelled off-screen before re-entering
+
+    def top_left(self, t: int, *, height: int, width: int) -> tuple[int, int]:
+        """Return the integer (y, x) of the object's top-left pixel at frame ``t``."""
+        h, w = self.shape.shape
+        y = _bounce(self.y0 + self.vy * t, height - h)
+        if self.crosses:
+            period = width + w + self.gap
+            x = (self.x0 + self.vx * t) % period - (w + self.gap)
+        else:
+            x = _bounce(self.x0 + self.vx * t, width - w)
+        return math.floor(y + 0.5), math.floor(x + 0.5)
+
+
+def _bounce(position: float, extent: int) -> float:
+    """Fold an unbounded coordinate into [0, extent], reflecting at both ends."""
+    if extent <= 0:
+        return 0.0
+    folded = position % (2 * extent)
+    return folded if folded <= extent else 2 * extent - folded
+
+
+class _Scene:
+    """A scene's fixed parts, built once: backgrounds (uint8) and objects."""
+
+    def __init__(self, spec: SceneSpec) -> None:
+        self.spec = spec
+        self.backgrounds = [render_background(spec, s) for s in range(spec.n_segments)]
+        self.objects = _make_objects(spec)
+
+    def frame(self, t: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """Render frame ``t``: (frame, mask), both uint8 (y, x)."""
+        spec = self.spec
+        clean = self.backgrounds[spec.segment_of(t)].copy()
+        mask = np.zeros((spec.height, spec.width), dtype=bool)
+        for obj in self.objects:
+            y, x = obj.top_left(t, height=spec.height, width=spec.width)
+            h, w = obj.shape.shape
+            ys, ye = max(y, 0), min(y + h, spec.height)
+            xs, xe = max(x, 0), min(x + w, spec.width)
+            if ys >= ye or xs >= xe:
+                continue
+            inside = obj.shape[ys - y : ye - y, xs - x : xe - x]
+            clean[ys:ye, xs:xe][inside] = obj.texture[ys - y : ye - y, xs - x : xe - x][inside]
+            mask[ys:ye, xs:xe] |= inside
+        image = clean.astype(np.float32)
+        gain = illumination_gain(spec, t)
+        if gain != 1.0:
+            image *= np.float32(gain)
+        if spec.noise_sigma > 0:
+            noise_rng = np.random.default_rng([spec.seed, _NOISE_STREAM, t])
+            image += noise_rng.normal(0.0, spec.noise_sigma, image.shape).astype(np.float32)
+        frame = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        return frame, mask.astype(np.uint8) * np.uint8(255)
+
+
+def illumination_gain(spec: SceneSpec, frame: int) -> float:
+    """Return the global brightness factor at a frame: ``1 + drift * sin(2 pi t / T)``."""
+    if spec.illumination_drift == 0:
+        return 1.0
+    return 1.0 + spec.illumination_drift * math.sin(2 * math.pi * frame / spec.n_frames)
+
+
+def render_background(spec: SceneSpec, segment: int = 0) -> npt.NDArray[np.uint8]:
+    """Return the clean background of a segment: uint8 (y, x), values in 80-170.
+
+    Clean means without objects, illumination drift or noise: where no object is, frame
+    ``t`` equals ``background * illumination_gain(spec, t) + noise``, rounded.
+
+    Parameters
+    ----------
+    spec : SceneSpec
+        The scene.
+    segment : int
+        0 for the background before ``cut_at`` (or of the whole scene), 1 for the one
+        after; segment 1 exists for any spec, so it can be asked for without a cut.
+    """
+    if segment not in (0, 1):
+        raise InvalidParameterError(f"segment must be 0 or 1, got {segment!r}")
+    rng = np.random.default_rng([spec.seed, _BACKGROUND_STREAM, segment])
+    height, width = spec.height, spec.width
+    side = min(height, width)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) / side
+    angle = rng.uniform(0, 2 * np.pi)
+    field = 1.5 * (np.cos(angle) * xx + np.sin(angle) * yy)
+    for scale, weight in ((0.2, 1.0), (0.06, 0.6), (0.015, 0.3)):
+        noise = ndimage.gaussian_filter(
+            rng.standard_normal((height, width)), sigma=max(0.5, scale * side), mode="reflect"
+        )
+        field += weight * noise / max(float(noise.std()), 1e-12)
+    for _ in range(int(rng.integers(4, 9))):  # walls, windows, pavement
+        h = int(rng.integers(max(2, side // 12), max(3, side // 3)))
+        w = int(rng.integers(max(2, side // 12), max(3, side // 2)))
+        y = int(rng.integers(0, height - h + 1))
+        x = int(rng.integers(0, width - w + 1))
+        field[y : y + h, x : x + w] += rng.choice([-1.0, 1.0]) * rng.uniform(1.0, 2.0)
+    for _ in range(int(rng.integers(2, 5))):  # thin lines: road markings, poles, cables
+        thickness = int(rng.integers(1, 3))
+        amplitude = rng.choice([-1.0, 1.0]) * rng.uniform(1.5, 2.5)
+        if rng.random() < 0.5:
+            y = int(rng.integers(0, height - thickness + 1))
+            field[y : y + thickness, :] += amplitude
+        else:
+            x = int(rng.integers(0, width - thickness + 1))
+            field[:, x : x + thickness] += amplitude
+    field = ndimage.gaussian_filter(field, sigma=0.6, mode="reflect")
+    return _stretch(field, BACKGROUND_RANGE)
+
+
+def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
+    rng = np.random.default_rng([spec.seed, _OBJECT_STREAM])
+    height, width = spec.height, spec.width
+    side = min(height, width)
+    objects = []
+    for index in range(spec.n_objects):
+        crosses = index % 2 == 0
+        if crosses:  # vehicles: wide, fast, across the frame
+            h = round(rng.uniform(0.12, 0.25) * height)
+            w = round(rng.uniform(0.18, 0.35) * width)
+            speed_x = max(1.0, rng.uniform(0.015, 0.05) * width)
+            vx = speed_x * rng.choice([-1.0, 1.0])
+            vy = rng.uniform(-0.1, 0.1) * speed_x
+            gap = rng.uniform(0.0, 0.5) * width
+        else:  # people: tall, slower, wandering inside the frame
+            h = round(rng.uniform(0.2, 0.4) * height)
+            w = round(rng.uniform(0.07, 0.15) * width)
+            speed = max(1.0, rng.uniform(0.01, 0.03) * side)
+            direction = rng.uniform(0, 2 * np.pi)
+            vy, vx = speed * np.sin(direction), speed * np.cos(direction)
+            gap = 0.0
+        h, w = max(3, h), max(3, w)
+        y0 = rng.uniform(0, height - h)
+        x0 = rng.uniform(0, width + w + gap) if crosses else rng.uniform(0, width - w)
+        ellipse = bool(rng.random() < 0.5)
+        bright = index % 4 in (1, 2)  # dark, bright, bright, dark, ...
+        objects.append(
+            _MovingObject(
+                texture=_object_texture(rng, h, w, bright=bright),
+                shape=_ellipse(h, w) if ellipse else np.ones((h, w), dtype=bool),
+                crosses=crosses,
+                y0=float(y0),
+                x0=float(x0),
+                vy=float(vy),
+                vx=float(vx),
+                gap=float(gap),
+            )
+        )
+    return objects
+
+
+def _object_texture(
+    rng: np.random.Generator, height: int, width: int, *, bright: bool
+) -> npt.NDArray[np.uint8]:
+    """A smooth random pattern with a few stripes, in the dark or the bright range."""
+    pattern = ndimage.gaussian_filter(rng.standard_normal((height, width)), sigma=1.0)
+    stripes = np.sin(np.arange(height) * rng.uniform(0.5, 1.5))[:, np.newaxis]
+    pattern = pattern / max(float(pattern.std()), 1e-12) + stripes
+    return _stretch(pattern, BRIGHT_RANGE if bright else DARK_RANGE)
+
+
+def _stretch(values: npt.NDArray[np.float64], value_range: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """Map values linearly onto ``value_range`` (min to low, max to high); round to uint8."""
+    low, high = value_range
+    span = max(float(values.max() - values.min()), 1e-12)
+    stretched: npt.NDArray[np.uint8] = np.rint(low + (high - low) * (values - values.min()) / span).astype(
+        np.uint8
+    )
+    return stretched
+
+
+def _ellipse(height: int, width: int) -> npt.NDArray[np.bool_]:
+    yy, xx = np.mgrid[0:height, 0:width]
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    ry, rx = height / 2, width / 2
+    return np.asarray(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0)
+
+
+def render_scene(
+    spec: SceneSpec,
+) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+    """Yield each frame of a scene with its truth mask, in order.
+
+    Yields
+    ------
+    frame : ndarray of uint8, shape (y, x)
+        The gray camera image.
+    mask : ndarray of uint8, shape (y, x)
+        Ground truth in CDnet values: 255 on the objects' pixels, 0 elsewhere.
+
+    Notes
+    -----
+    Memory: the backgrounds (one or two uint8 images), the objects' small textures and
+    one frame being rendered (a few float32 images), whatever ``n_frames`` is.  Both
+    yielded arrays are fresh, so a consumer may keep them.
+    """
+    scene = _Scene(spec)
+    for t in range(spec.n_frames):
+        yield scene.frame(t)
+
+
+def write_scene(
+    spec: SceneSpec,
+    video_path: str | os.PathLike[str],
+    *,
+    codec: Literal["h264", "ffv1"] = "h264",
+    crf: int = 18,
+    truth_dir: str | os.PathLike[str] | None = None,
+    truth_every: int | None = None,
+) -> SceneTruth:
+    """Render a scene into a video file and, optionally, its truth masks into a folder.
+
+    Parameters
+    ----------
+    spec : SceneSpec
+        The scene; ``h264`` needs an even width and height.
+    video_path : str or path-like
+        The video; ``.mp4`` for ``h264``, ``.mkv`` or ``.avi`` for ``ffv1`` (see
+        :func:`storage.video_encoder.write_video`).
+    codec : {"h264", "ffv1"}
+        ``ffv1`` is lossless: the decoded frames equal :func:`render_scene`'s exactly.
+    crf : int
+        libx264 quality for ``h264`` (0-51, lower is better).
+    truth_dir : str or path-like, optional
+        Folder (created if needed) for the masks: ``NNNNNN.png``, one 8-bit gray PNG per
+        scored frame, named by its 0-based frame index (six digits, more when needed),
+        and ``frame_map.csv`` with header ``mask,frame`` giving each file's name
+        (relative to the folder) and frame index.  The CSV is written last, so a folder
+        without it is incomplete.
+    truth_every : int, optional
+        Write the mask of every k-th frame (frames 0, k, 2k, ...).  Default: every frame
+        for scenes of up to 1000 frames, otherwise a step that keeps about 1000 masks.
+
+    Returns
+    -------
+    SceneTruth
+        The paths written and the frames that have masks.
+
+    Notes
+    -----
+    Streaming: frames go to the encoder as they are rendered and each mask is saved as
+    its frame passes, so memory stays that of :func:`render_scene`.  The video is
+    replaced atomically by the encoder; a stale ``frame_map.csv`` in ``truth_dir`` is
+    removed before the first mask is written.
+    """
+    if codec == "h264" and (spec.width % 2 or spec.height % 2):
+        raise InvalidParameterError(
+            f"h264 needs an even width and height, the scene is {spec.width}x{spec.height};"
+            " choose even sizes or codec='ffv1'"
+        )
+    if truth_every is None:
+        every = max(1, math.ceil(spec.n_frames / _DEFAULT_MAX_MASKS))
+    elif _is_int(truth_every) and truth_every >= 1:
+        every = truth_every
+    else:
+        raise InvalidParameterError(f"truth_every must be an integer >= 1, got {truth_every!r}")
+
+    folder = Path(truth_dir) if truth_dir is not None else None
+    frame_map = folder / FRAME_MAP_NAME if folder is not None else None
+    if folder is not None and frame_map is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        frame_map.unlink(missing_ok=True)
+    digits = max(6, len(str(spec.n_frames - 1)))
+    rows: list[tuple[str, int]] = []
+    foreground = 0
+
+    def frames() -> Iterator[npt.NDArray[np.uint8]]:
+        nonlocal foreground
+        for t, (frame, mask) in enumerate(render_scene(spec)):
+            foreground += int(np.count_nonzero(mask))
+            if folder is not None and t % every == 0:
+                name = f"{t:0{digits}d}.png"
+                Image.fromarray(mask).save(folder / name)
+                rows.append((name, t))
+            yield frame
+
+    n_written = write_video(video_path, frames(), fps=spec.fps, codec=codec, crf=crf, color=False)
+    if frame_map is not None:
+        partial = frame_map.with_name(f".{FRAME_MAP_NAME}.partial")
+        with partial.open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(FRAME_MAP_HEADER)
+            writer.writerows(rows)
+        os.replace(partial, frame_map)
+    return SceneTruth(
+        spec=spec,
+        video_path=Path(video_path),
+        codec=codec,
+        n_frames=n_written,
+        truth_dir=folder,
+        frame_map_path=frame_map,
+        mask_frames=tuple(t for _, t in rows),
+        foreground_fraction=foreground / (spec.n_frames * spec.width * spec.height),
+    )
+
+
+def read_truth(
+    truth_dir: str | os.PathLike[str],
+) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """Yield (frame index, mask) for each mask :func:`write_scene` wrote, in CSV order.
+
+    Each mask is uint8 (y, x) with the values of the file (0 and 255 here); one mask is
+    in memory at a time.
+
+    Raises
+    ------
+    SourceNotFoundError
+        ``truth_dir`` has no ``frame_map.csv`` (absent, or an interrupted write), or a
+        file it lists is missing.
+    InvalidParameterError
+        The CSV's header is not ``mask,frame``.
+    """
+    folder = Path(truth_dir)
+    frame_map = folder / FRAME_MAP_NAME
+    if not frame_map.is_file():
+        raise SourceNotFoundError(
+            f"no {FRAME_MAP_NAME} in {folder}: not a truth folder, or its writing was"
+            " interrupted; write it again with write_scene(..., truth_dir=...)"
+        )
+    with frame_map.open(newline="", encoding="utf-8") as stream:
+        reader = csv.reader(stream)
+        header = tuple(next(reader, ()))
+        if header != FRAME_MAP_HEADER:
+            raise InvalidParameterError(
+                f"{frame_map} must start with the header {','.join(FRAME_MAP_HEADER)},"
+                f" got {','.join(header) or 'nothing'}"
+            )
+        for name, frame in reader:
+            path = folder / name
+            if not path.is_file():
+                raise SourceNotFoundError(f"{frame_map} lists {name}, which is missing")
+            with Image.open(path) as image:
+                mask = np.asarray(image.convert("L"), dtype=np.uint8)
+            yield int(frame), mask
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_finite(value: object) -> bool:
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )

@@ -1,0 +1,284 @@
+"""Tests of pipelines.synthetic: the scene generator, its ground truth and its files."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from pipelines.synthetic import (
+    BACKGROUND_RANGE,
+    FRAME_MAP_NAME,
+    MIN_CONTRAST,
+    SceneSpec,
+    illumination_gain,
+    read_truth,
+    render_background,
+    render_scene,
+    write_scene,
+)
+from storage.errors import InvalidParameterError, SourceNotFoundError
+from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+
+SMALL = SceneSpec(width=64, height=48, n_frames=40)
+CLEAN = SceneSpec(width=64, height=48, n_frames=40, noise_sigma=0.0)
+
+
+def render(spec: SceneSpec) -> tuple[np.ndarray, np.ndarray]:
+    pairs = list(render_scene(spec))
+    return np.stack([f for f, _ in pairs]), np.stack([m for _, m in pairs])
+
+
+def decode_all(path: Path) -> np.ndarray:
+    info = probe_video(path)
+    options = DecodeOptions(width=info.width, height=info.height)
+    return np.concatenate(list(decode_blocks(info, options, block_frames=16)))
+
+
+def test_frames_and_masks_have_the_right_shape_and_values() -> None:
+    frames, masks = render(SMALL)
+    assert frames.shape == masks.shape == (40, 48, 64)
+    assert frames.dtype == masks.dtype == np.uint8
+    assert set(np.unique(masks).tolist()) == {0, 255}
+    fraction = (masks > 0).mean()
+    assert 0.02 < fraction < 0.5
+
+
+def test_deterministic_for_a_seed() -> None:
+    frames_a, masks_a = render(SMALL)
+    frames_b, masks_b = render(SMALL)
+    np.testing.assert_array_equal(frames_a, frames_b)
+    np.testing.assert_array_equal(masks_a, masks_b)
+    frames_c, masks_c = render(SceneSpec(width=64, height=48, n_frames=40, seed=1))
+    assert not np.array_equal(frames_a, frames_c)
+    assert not np.array_equal(masks_a, masks_c)
+
+
+def test_noise_is_independent_of_the_other_options() -> None:
+    """Same seed, same backgrounds and objects whatever the length of the scene."""
+    short, short_masks = render(SceneSpec(width=64, height=48, n_frames=10))
+    long, long_masks = render(SceneSpec(width=64, height=48, n_frames=40))
+    np.testing.assert_array_equal(short, long[:10])
+    np.testing.assert_array_equal(short_masks, long_masks[:10])
+
+
+def test_mask_is_exactly_the_object_pixels_with_enough_contrast() -> None:
+    frames, masks = render(CLEAN)
+    background = render_background(CLEAN).astype(np.int16)
+    for frame, mask in zip(frames, masks, strict=True):
+        still = mask == 0
+        np.testing.assert_array_equal(frame[still], background[still])
+        difference = np.abs(frame.astype(np.int16) - background)[~still]
+        assert difference.size > 0
+        assert difference.min() >= MIN_CONTRAST >= 40
+
+
+def test_noise_has_the_requested_sigma() -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=10, noise_sigma=3.0, n_objects=0)
+    frames, _ = render(spec)
+    residual = frames.astype(np.float64) - render_background(spec)
+    assert residual.std() == pytest.approx(3.0, rel=0.05)
+
+
+def test_objects_move() -> None:
+    _, masks = render(SMALL)
+    changed = [not np.array_equal(masks[t], masks[t + 1]) for t in range(len(masks) - 1)]
+    assert all(changed)
+    ys, xs = np.nonzero(masks[0])
+    ye, xe = np.nonzero(masks[20])
+    assert abs(xs.mean() - xe.mean()) + abs(ys.mean() - ye.mean()) > 3
+
+
+def test_a_crossing_object_enters_and_leaves_the_frame() -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=150, n_objects=1)
+    _, masks = render(spec)
+    touches_edge = masks[:, :, 0].any(axis=1) | masks[:, :, -1].any(axis=1)
+    inside = masks.any(axis=(1, 2)) & ~touches_edge
+    assert touches_edge.any()
+    assert inside.any()
+
+
+def test_objects_have_different_sizes() -> None:
+    _, masks = render(CLEAN)
+    labels, count = ndimage.label(masks[0] > 0)
+    assert count >= 2
+    sizes = np.bincount(labels.ravel())[1:]
+    assert len(set(sizes.tolist())) == len(sizes)
+
+
+def test_no_objects_means_an_empty_mask() -> None:
+    _, masks = render(SceneSpec(width=64, height=48, n_frames=5, n_objects=0))
+    assert not masks.any()
+
+
+def test_cut_changes_the_background() -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=40, cut_at=25, noise_sigma=0.0)
+    first, second = render_background(spec, 0), render_background(spec, 1)
+    assert np.abs(first.astype(np.int16) - second).mean() > 10
+    frames, masks = render(spec)
+    for t in (0, 24, 25, 39):
+        expected = first if t < 25 else second
+        still = masks[t] == 0
+        np.testing.assert_array_equal(frames[t][still], expected[still])
+    assert spec.segment_of(24) == 0
+    assert spec.segment_of(25) == 1
+    # the masks do not depend on the cut: the objects carry on
+    _, uncut_masks = render(SceneSpec(width=64, height=48, n_frames=40, noise_sigma=0.0))
+    np.testing.assert_array_equal(masks, uncut_masks)
+
+
+def test_background_is_textured_and_in_range() -> None:
+    background = render_background(SceneSpec())
+    assert background.shape == (120, 160)
+    assert background.dtype == np.uint8
+    assert (int(background.min()), int(background.max())) == BACKGROUND_RANGE
+    assert background.std() > 10
+    assert np.abs(np.diff(background.astype(np.int16), axis=1)).max() >= 5  # some edges
+
+
+def test_illumination_drift_changes_the_mean_brightness() -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=40, illumination_drift=0.2, n_objects=0, noise_sigma=0.0)
+    frames, _ = render(spec)
+    means = frames.mean(axis=(1, 2))
+    base = render_background(spec).mean()
+    assert means[10] == pytest.approx(1.2 * base, rel=0.01)
+    assert means[30] == pytest.approx(0.8 * base, rel=0.01)
+    assert means[0] == pytest.approx(base, rel=0.01)
+    assert illumination_gain(spec, 10) == pytest.approx(1.2)
+    steady, _ = render(SceneSpec(width=64, height=48, n_frames=40, n_objects=0, noise_sigma=0.0))
+    assert np.ptp(steady.mean(axis=(1, 2))) == 0
+
+
+def test_render_scene_streams() -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=10**7)
+    assert inspect.isgeneratorfunction(render_scene)
+    stream = render_scene(spec)
+    start = time.perf_counter()
+    frame, mask = next(stream)
+    assert time.perf_counter() - start < 2.0
+    assert frame.shape == mask.shape == (48, 64)
+    stream.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"width": 8},
+        {"height": 10.5},
+        {"n_frames": 0},
+        {"fps": 0.0},
+        {"fps": float("inf")},
+        {"n_objects": -1},
+        {"noise_sigma": -1.0},
+        {"illumination_drift": 0.5},
+        {"illumination_drift": -0.1},
+        {"cut_at": 0},
+        {"cut_at": 120},
+        {"seed": -1},
+        {"seed": True},
+    ],
+)
+def test_bad_spec_raises(options: dict[str, object]) -> None:
+    with pytest.raises(InvalidParameterError):
+        SceneSpec(**options)  # type: ignore[arg-type]
+
+
+def test_render_background_segment_must_be_0_or_1() -> None:
+    with pytest.raises(InvalidParameterError, match="segment"):
+        render_background(SMALL, 2)
+
+
+def test_write_scene_ffv1_is_exact_and_truth_reads_back(tmp_path: Path) -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=30, cut_at=20)
+    video = tmp_path / "scene.mkv"
+    truth_dir = tmp_path / "truth"
+    truth = write_scene(spec, video, codec="ffv1", truth_dir=truth_dir)
+    frames, masks = render(spec)
+
+    np.testing.assert_array_equal(decode_all(video), frames)
+    assert probe_video(video).fps == pytest.approx(spec.fps)
+    assert truth.n_frames == 30
+    assert truth.video_path == video
+    assert truth.codec == "ffv1"
+    assert truth.truth_dir == truth_dir
+    assert truth.frame_map_path == truth_dir / FRAME_MAP_NAME
+    assert truth.mask_frames == tuple(range(30))
+    assert truth.foreground_fraction == pytest.approx((masks > 0).mean())
+
+    with (truth_dir / FRAME_MAP_NAME).open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert rows[0] == ["mask", "frame"]
+    assert rows[1] == ["000000.png", "0"]
+    assert len(rows) == 31
+    assert sorted(p.name for p in truth_dir.glob("*.png")) == [f"{t:06d}.png" for t in range(30)]
+    with Image.open(truth_dir / "000007.png") as image:
+        assert image.mode == "L"
+
+    read = list(read_truth(truth_dir))
+    assert [t for t, _ in read] == list(range(30))
+    for t, mask in read:
+        assert mask.dtype == np.uint8
+        np.testing.assert_array_equal(mask, masks[t])
+
+
+def test_write_scene_every_kth_mask(tmp_path: Path) -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=20)
+    truth = write_scene(spec, tmp_path / "s.mkv", codec="ffv1", truth_dir=tmp_path / "gt", truth_every=6)
+    assert truth.mask_frames == (0, 6, 12, 18)
+    _, masks = render(spec)
+    read = dict(read_truth(tmp_path / "gt"))
+    assert sorted(read) == [0, 6, 12, 18]
+    for t, mask in read.items():
+        np.testing.assert_array_equal(mask, masks[t])
+
+
+def test_write_scene_h264(tmp_path: Path) -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=24)
+    video = tmp_path / "scene.mp4"
+    truth = write_scene(spec, video)
+    assert truth.truth_dir is None
+    assert truth.frame_map_path is None
+    assert truth.mask_frames == ()
+    info = probe_video(video)
+    assert (info.codec, info.width, info.height) == ("h264", 64, 48)
+    decoded = decode_all(video)
+    frames, _ = render(spec)
+    assert decoded.shape == frames.shape
+    assert np.abs(decoded.astype(np.int16) - frames).mean() < 4.0
+
+
+def test_write_scene_h264_needs_even_sizes(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="even"):
+        write_scene(SceneSpec(width=65, height=48, n_frames=5), tmp_path / "odd.mp4")
+    write_scene(SceneSpec(width=65, height=47, n_frames=5), tmp_path / "odd.mkv", codec="ffv1")
+    assert probe_video(tmp_path / "odd.mkv").width == 65
+
+
+def test_write_scene_rejects_bad_truth_every(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="truth_every"):
+        write_scene(SMALL, tmp_path / "s.mkv", codec="ffv1", truth_dir=tmp_path, truth_every=0)
+
+
+def test_interrupted_truth_is_recognisable(tmp_path: Path) -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=6)
+    truth_dir = tmp_path / "gt"
+    write_scene(spec, tmp_path / "s.mkv", codec="ffv1", truth_dir=truth_dir)
+    assert len(list(read_truth(truth_dir))) == 6
+    with pytest.raises(InvalidParameterError):  # wrong suffix: the video fails
+        write_scene(spec, tmp_path / "s.webm", codec="ffv1", truth_dir=truth_dir)
+    assert not (truth_dir / FRAME_MAP_NAME).exists()
+    with pytest.raises(SourceNotFoundError, match=FRAME_MAP_NAME) as caught:
+        list(read_truth(truth_dir))
+    assert isinstance(caught.value, FileNotFoundError)
+
+
+def test_read_truth_checks_the_header(tmp_path: Path) -> None:
+    (tmp_path / FRAME_MAP_NAME).write_text("file,index\n")
+    with pytest.raises(InvalidParameterError, match="mask,frame"):
+        list(read_truth(tmp_path))
