@@ -90,6 +90,41 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser("bench", help="benchmarks (ingest throughput and memory, SVD timings)")
+    targets = parser.add_subparsers(dest="target", metavar="TARGET", parser_class=OneLineParser)
+    targets.required = True
+    ingest = targets.add_parser(
+        "ingest",
+        help="ingest frames/s against ffmpeg alone, and peak memory against video length",
+    )
+    ingest.add_argument("videos", nargs="*", metavar="VIDEO", help="videos for the throughput comparison")
+    ingest.add_argument("--repeats", type=positive_int("--repeats"), default=5, help="runs per measurement")
+    ingest.add_argument("--memory", action="store_true", help="also measure peak RSS, 1x and 10x long scene")
+    ingest.add_argument("--memory-frames", type=positive_int("--memory-frames"), default=600)
+    ingest.set_defaults(handler=_bench_ingest)
+
+
+def _bench_ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipelines import bench_ingest
+
+    if not args.videos and not args.memory:
+        raise InvalidParameterError("give videos to time, or --memory (or both)")
+    for video in args.videos:
+        run.probe(video)  # refuse bad paths before minutes of benchmarking
+    if args.videos:
+        rows = bench_ingest.measure_throughput([Path(v) for v in args.videos], repeats=args.repeats)
+        print(f"ingest throughput, medians of {args.repeats} alternating runs")
+        print(bench_ingest.format_throughput(rows))
+    if args.memory:
+        memory_rows = bench_ingest.measure_memory(short_frames=args.memory_frames, repeats=args.repeats)
+        print(f"ingest peak memory, medians of {args.repeats} runs")
+        print(bench_ingest.format_memory(memory_rows))
+    return 0
+
+
 def build_parser() -> OneLineParser:
     """Return the parser of every ``vidsvd`` subcommand."""
     parser = OneLineParser(
@@ -99,6 +134,7 @@ def build_parser() -> OneLineParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
     _add_ingest(commands)
+    _add_bench(commands)
     return parser
 
 

@@ -11,9 +11,15 @@ import os
 from collections.abc import Callable, Sequence
 
 from storage.store import StoreLocation
+from storage.video_decoder import SourceInfo, probe_video
 from storage.video_ingest import IngestSummary, ingest_videos
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "probe"]
+
+
+def probe(video: str | os.PathLike[str]) -> SourceInfo:
+    """Read a video's header (codec, fps, size, duration); raise a clear error if it is no video."""
+    return probe_video(video)
 
 
 def ingest(

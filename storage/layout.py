@@ -32,4 +32,7 @@ VT_DIMS: Final = ("component", "frame")
 DEFAULT_CHUNK_BYTES: Final = 32 * 2**20
 """Target size of one video chunk: 32 MiB of uint8 frames (whole frames per chunk)."""
 
-ZSTD_LEVEL: Final = 3
+ZSTD_LEVEL: Final = 1
+"""zstd level of the video array: level 1 compresses 720p gray about 1.5x faster than
+level 3 (425 against 290 MB/s on one core) for 27% more bytes; ingest must keep up
+with ffmpeg's decoding."""

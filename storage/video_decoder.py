@@ -33,6 +33,8 @@ __all__ = [
     "SourceInfo",
     "decode_blocks",
     "ffmpeg_executable",
+    "ffmpeg_null_command",
+    "ffmpeg_version",
     "output_size",
     "probe_video",
 ]
@@ -41,6 +43,11 @@ __all__ = [
 def ffmpeg_executable() -> str:
     """Return the path of the ffmpeg binary bundled with imageio-ffmpeg."""
     return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def ffmpeg_version() -> str:
+    """Return the version of the bundled ffmpeg (it determines the decoded bytes)."""
+    return str(imageio_ffmpeg.get_ffmpeg_version())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,6 +264,16 @@ def ffmpeg_decode_command(info: SourceInfo, options: DecodeOptions) -> list[str]
         "rgb24" if options.color else "gray",
         "pipe:1",
     ]
+
+
+def ffmpeg_null_command(info: SourceInfo, options: DecodeOptions) -> list[str]:
+    """Return the same decode as :func:`ffmpeg_decode_command`, written to nowhere.
+
+    This is ffmpeg's own speed for the decode and filters ingest asks of it: the
+    yardstick of ingest throughput benchmarks.
+    """
+    command = ffmpeg_decode_command(info, options)
+    return [*command[: command.index("-f")], "-f", "null", "-"]
 
 
 def decode_blocks(

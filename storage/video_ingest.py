@@ -15,8 +15,10 @@ is refused.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import json
 import math
 import os
 import queue
@@ -25,6 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -56,6 +59,7 @@ from storage.video_decoder import (
     DecodeResult,
     SourceInfo,
     decode_blocks,
+    ffmpeg_version,
     output_size,
     probe_video,
 )
@@ -63,8 +67,11 @@ from storage.video_decoder import (
 __all__ = ["IngestSummary", "IngestWarning", "default_chunk_frames", "ingest_videos"]
 
 _QUEUE_CHUNKS = 2
-"""Decoded chunks waiting for the writer: with the one being decoded and the one being
-written, at most four chunks are in memory at once."""
+"""Decoded chunks waiting for the writer."""
+
+_WRITE_THREADS = 2
+"""Chunks compressed and written at once.  With the queue and the chunk being decoded,
+at most five chunks are in memory at once."""
 
 
 class IngestWarning(UserWarning):
@@ -82,7 +89,8 @@ class IngestSummary:
     chunk_frames : int
         Frames per chunk.
     fingerprint : str
-        sha256 over the stored frames (from the per-chunk digests); factors record it.
+        sha256 of what determines the stored frames (sources' sha256, ffmpeg version,
+        decode parameters, shape); factors record it.
     wall_time_s : float
         Seconds spent by this call.
     resumed_from_frame : int
@@ -180,6 +188,7 @@ def _ingest_parameters(
         "height": options.height,
         "color": options.color,
         "chunk_frames": chunk_frames,
+        "ffmpeg": ffmpeg_version(),
     }
 
 
@@ -231,8 +240,8 @@ def ingest_videos(
 
     Notes
     -----
-    Memory: about four chunks of ``chunk_frames * y * x [* 3]`` bytes (one being
-    decoded, two queued, one being compressed and written), whatever the video's
+    Memory: at most five chunks of ``chunk_frames * y * x [* 3]`` bytes (one being
+    decoded, two queued, two being compressed and written), whatever the video's
     length.  Every source is decoded exactly once (twice from the start of the
     interrupted source on ``resume``: frames already stored are decoded and skipped).
     """
@@ -259,7 +268,6 @@ def ingest_videos(
         resume=resume,
     )
     progress_state: dict[str, Any] = dict(array.attrs[PROGRESS_ATTR])
-    chunk_digests: list[str] = list(progress_state["chunk_sha256"])
     recorded_sources: list[dict[str, Any]] = list(progress_state["sources_done"])
     if start_frame:
         say(f"resuming {loc}: {start_frame} frames already stored, continuing from there")
@@ -274,7 +282,7 @@ def ingest_videos(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    writer = _ChunkWriter(array, progress_state, chunk_digests)
+    writer = _ChunkWriter(array, progress_state, expected_frames=total_estimate)
     chunker = _Chunker(frames_per_chunk, options.frame_shape)
     partial_warnings: list[str] = []
     source_records: list[dict[str, Any]] = []
@@ -330,13 +338,12 @@ def ingest_videos(
         raise
     finally:
         bar.close()
-    fingerprint = _fingerprint(array.shape, chunk_digests)
+    fingerprint = _fingerprint(array.shape, array.attrs["ingest"], source_records)
     array.update_attributes(
         {
             "sources": source_records,
             "segments": [r["frame_range"] for r in source_records],
             "fingerprint": fingerprint,
-            "chunk_sha256": chunk_digests,
             "ingest_wall_time_s": round(time.perf_counter() - started, 3),
         }
     )
@@ -363,11 +370,20 @@ def _partial_decode_message(info: SourceInfo, result: DecodeResult, expected: in
     )
 
 
-def _fingerprint(shape: Sequence[int], chunk_digests: Sequence[str]) -> str:
-    digest = hashlib.sha256(f"uint8{tuple(int(n) for n in shape)}".encode())
-    for chunk_digest in chunk_digests:
-        digest.update(bytes.fromhex(chunk_digest))
-    return digest.hexdigest()
+def _fingerprint(shape: Sequence[int], parameters: Any, sources: Sequence[dict[str, Any]]) -> str:
+    """sha256 of everything that determines the stored bytes.
+
+    The same source files (by sha256), decoded by the same ffmpeg with the same
+    parameters, give the same frames, so this identifies the array's content without
+    hashing every frame again (that would cost as much CPU as the compression).
+    """
+    content = {
+        "shape": [int(n) for n in shape],
+        "dtype": "uint8",
+        "parameters": parameters,
+        "sources": [{"sha256": s["sha256"], "frame_range": s["frame_range"]} for s in sources],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def _prepare_array(
@@ -436,7 +452,7 @@ def _prepare_array(
             "height": options.height,
             "color": options.color,
             "versions": library_versions(),
-            PROGRESS_ATTR: {"frames_written": 0, "chunk_sha256": [], "sources_done": []},
+            PROGRESS_ATTR: {"frames_written": 0, "sources_done": []},
         },
     )
     return array, 0
@@ -454,20 +470,25 @@ def _describe(recorded: Any) -> str:
 
 
 class _ChunkWriter:
-    """Compress and write chunks in a thread, recording progress after each one.
+    """Compress and write chunks in parallel, recording progress in order.
 
-    The decoder thread hands over whole chunks through a queue of
-    :data:`_QUEUE_CHUNKS`; the writer resizes the array, writes the chunk, then
-    records ``frames_written`` and the chunk's sha256 in the ``progress`` attribute,
-    in that order, so the attribute never claims a chunk that is not on disk.
+    The decoding thread hands whole chunks to a coordinator thread through a queue of
+    :data:`_QUEUE_CHUNKS`; the coordinator has :data:`_WRITE_THREADS` threads write
+    chunks at once (each chunk is its own Zarr object, and zstd releases the GIL), and
+    after the oldest write finishes records ``frames_written`` in the ``progress``
+    attribute, so the attribute never claims a frame that is not on disk.  Only the
+    coordinator rewrites the array's metadata (growing its shape, progress), and it
+    grows the shape only while no write is in flight.
     """
 
-    def __init__(self, array: zarr.Array, state: dict[str, Any], digests: list[str]) -> None:
+    def __init__(self, array: zarr.Array, state: dict[str, Any], *, expected_frames: int) -> None:
         self.array = array
         self.state = state
-        self.digests = digests
-        self.frames_written = int(state["frames_written"])
+        self.expected_frames = expected_frames
+        self.frames_submitted = int(state["frames_written"])
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._pool = ThreadPoolExecutor(max_workers=_WRITE_THREADS, thread_name_prefix="vidsvd-write")
+        self._in_flight: collections.deque[tuple[int, Future[None]]] = collections.deque()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True, name="vidsvd-chunk-writer")
         self._thread.start()
@@ -509,25 +530,42 @@ class _ChunkWriter:
             while True:
                 kind, payload = self._queue.get()
                 if kind == "stop":
-                    return
+                    break
                 if kind == "sources":
                     self.state["sources_done"] = payload
-                    self.array.update_attributes({PROGRESS_ATTR: self.state})
                     continue
-                self._write_chunk(payload)
+                self._submit(payload)
+            self._drain(keep=0)
+            self.array.resize((self.frames_submitted, *self.array.shape[1:]))
         except BaseException as exc:  # surfaced to the decoding thread by _send/close
             self._error = exc
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _write_chunk(self, frames: npt.NDArray[np.uint8]) -> None:
-        start = self.frames_written
+    def _submit(self, frames: npt.NDArray[np.uint8]) -> None:
+        start = self.frames_submitted
         stop = start + len(frames)
-        self.array.resize((stop, *self.array.shape[1:]))
+        if stop > self.array.shape[0]:
+            self._drain(keep=0)  # no write in flight while the metadata changes
+            grown = max(stop, self.expected_frames, 2 * self.array.shape[0])
+            self.array.resize((grown, *self.array.shape[1:]))
+        self._drain(keep=_WRITE_THREADS - 1)
+        self._in_flight.append((stop, self._pool.submit(self._write, start, stop, frames)))
+        self.frames_submitted = stop
+
+    def _write(self, start: int, stop: int, frames: npt.NDArray[np.uint8]) -> None:
         self.array[start:stop] = frames
-        self.digests.append(hashlib.sha256(frames.tobytes()).hexdigest())
-        self.frames_written = stop
-        self.state["frames_written"] = stop
-        self.state["chunk_sha256"] = list(self.digests)
-        self.array.update_attributes({PROGRESS_ATTR: self.state})
+
+    def _drain(self, *, keep: int) -> None:
+        """Wait for the oldest writes until at most ``keep`` are in flight; record progress."""
+        recorded = False
+        while len(self._in_flight) > keep:
+            stop, future = self._in_flight.popleft()
+            future.result()
+            self.state["frames_written"] = stop
+            recorded = True
+        if recorded:
+            self.array.update_attributes({PROGRESS_ATTR: self.state})
 
 
 class _Chunker:
