@@ -1,0 +1,38 @@
+"""Errors of the ``cluster`` package: everything that can go wrong reaching a dask cluster.
+
+Every class derives from :class:`ClusterError` *and* from the matching built-in
+exception, as in ``storage.errors``: an unreachable scheduler is also a
+``ConnectionError``, a bad option also a ``ValueError``.  The message of each error is
+one line that says what is wrong and how to fix it; the command line prints it as is,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClusterError",
+    "InvalidClusterOptionError",
+    "NoWorkersError",
+    "SchedulerUnreachableError",
+    "TLSConfigurationError",
+]
+
+
+class ClusterError(Exception):
+    """Base class of every error about the dask cluster vidsvd reports to its user."""
+
+
+class SchedulerUnreachableError(ClusterError, ConnectionError):
+    """No dask scheduler answered at the given address within the connect timeout."""
+
+
+class InvalidClusterOptionError(ClusterError, ValueError):
+    """A cluster option has a value outside its allowed range, or does not apply."""
+
+
+class TLSConfigurationError(ClusterError, ValueError):
+    """The TLS files are missing, incomplete, unreadable or rejected by the scheduler."""
+
+
+class NoWorkersError(ClusterError, RuntimeError):
+    """The scheduler is reachable but has no workers to run tasks on."""

@@ -1,0 +1,221 @@
+"""Compute dask collections on a cluster with a progress bar on stderr.
+
+The bar counts *tasks* of the whole graph, not output chunks: the scheduler's own
+``Progress`` plugin (what ``distributed.progress`` uses) reports how many of the
+tasks the outputs depend on are done, and a tqdm bar on stderr shows that count,
+the rate and the remaining time.  Task errors reach the caller with their original
+type; Ctrl-C cancels the futures on the cluster before it propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import distributed
+from distributed.diagnostics.progressbar import ProgressBar
+from tqdm import tqdm
+
+__all__ = ["compute_with_progress", "wait_with_progress"]
+
+logger = logging.getLogger(__name__)
+
+#: How often the main thread redraws the bar and checks the futures.
+_POLL_S = 0.1
+#: How long to wait, once everything is done, for the scheduler's final count.
+_FINAL_COUNT_WAIT_S = 1.0
+
+
+class _TaskCounter(ProgressBar):  # type: ignore[misc]
+    """Receives (all, remaining) task counts from the scheduler, on the client's loop.
+
+    Nothing here draws: the main thread reads :attr:`counts` and owns the tqdm bar,
+    so the bar is never touched from two threads.
+    """
+
+    def __init__(self, futures: Sequence[distributed.Future[Any]], client: distributed.Client):
+        super().__init__(futures, scheduler=client.scheduler.address, interval="200ms")
+        self.counts: tuple[int, int] | None = None  # (all tasks, remaining tasks)
+        self.ended = False
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def _draw_bar(self, remaining: int, all: int, **kwargs: Any) -> None:
+        self.counts = (int(all), int(remaining))  # one atomic assignment
+
+    async def run(self) -> None:
+        """Listen until the scheduler reports the end, :meth:`stop`, or a failure."""
+        if self._stopped:
+            self.ended = True
+            return
+        self._task = asyncio.current_task()
+        try:
+            await self.listen()
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # progress is best effort: never fail the computation
+            logger.debug("task progress unavailable: %r", exc)
+        finally:
+            comm = getattr(self, "comm", None)
+            if comm is not None and not comm.closed():
+                comm.abort()
+            self.ended = True
+
+    def stop(self) -> None:
+        """Stop listening; call on the client's event loop."""
+        self._stopped = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+def _settled(futures: Sequence[distributed.Future[Any]]) -> bool:
+    """True when every future is done, or one has failed (no point waiting further)."""
+    return all(f.done() for f in futures) or any(f.status == "error" for f in futures)
+
+
+def _update(bar: tqdm, counter: _TaskCounter | None, futures: Sequence[distributed.Future[Any]]) -> None:
+    counts = counter.counts if counter is not None else None
+    if counts is not None:
+        total, done = counts[0], counts[0] - counts[1]
+    elif counter is None or counter.ended:  # no task counts: count outputs instead
+        total, done = len(futures), sum(f.done() for f in futures)
+    else:  # the first count has not arrived yet
+        return
+    if bar.total != total:
+        bar.total = total
+        bar.refresh()
+    if done > bar.n:
+        bar.update(done - bar.n)
+
+
+def wait_with_progress(
+    client: distributed.Client,
+    futures: Iterable[distributed.Future[Any]],
+    *,
+    description: str,
+    show: bool = True,
+) -> list[distributed.Future[Any]]:
+    """Wait until futures are done, drawing a bar of done/total tasks on stderr.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The client the futures belong to.
+    futures : iterable of distributed.Future
+        What to wait for; the bar counts every task they depend on.
+    description : str
+        Label at the left of the bar.
+    show : bool
+        ``False`` draws nothing at all.
+
+    Returns
+    -------
+    list of distributed.Future
+        The futures, all finished.
+
+    Raises
+    ------
+    Exception
+        The exception of the first failed future, with its original type.
+    KeyboardInterrupt
+        After cancelling the futures on the cluster.
+
+    Notes
+    -----
+    Memory: the futures' results stay on the workers; nothing is gathered here.
+    """
+    futures = list(futures)
+    bar: tqdm | None = None
+    counter: _TaskCounter | None = None
+    try:
+        if show:
+            bar = tqdm(
+                total=None,
+                desc=description,
+                unit="task",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+            if futures:
+                counter = _TaskCounter(futures, client)
+                client.loop.add_callback(counter.run)
+        while not _settled(futures):
+            time.sleep(_POLL_S)
+            if bar is not None:
+                _update(bar, counter, futures)
+        if bar is not None and not any(f.status == "error" for f in futures):
+            deadline = time.monotonic() + _FINAL_COUNT_WAIT_S
+            while counter is not None and not counter.ended and time.monotonic() < deadline:
+                counts = counter.counts
+                if counts is not None and counts[1] == 0:
+                    break
+                time.sleep(_POLL_S / 2)
+            _update(bar, counter, futures)
+            if bar.total is None:
+                bar.total = len(futures)
+            bar.update(bar.total - bar.n)
+    except BaseException:  # KeyboardInterrupt above all: free the cluster, then propagate
+        client.cancel(futures)
+        raise
+    finally:
+        if counter is not None:
+            client.loop.add_callback(counter.stop)
+        if bar is not None:
+            bar.close()
+    for future in futures:
+        if future.status == "error":
+            future.result()  # raises the task's exception with its original type
+    return futures
+
+
+def compute_with_progress(
+    client: distributed.Client,
+    *collections: Any,
+    description: str,
+    show: bool = True,
+) -> list[Any]:
+    """Compute dask collections on the cluster and return their results, with a bar.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Where to compute (see :func:`cluster.client.connect`).
+    *collections
+        Dask collections (arrays, dataframes, delayed), lazy or persisted; any other
+        object is returned as is.
+    description : str
+        Label at the left of the bar, like ``"svd"``.
+    show : bool
+        ``False`` draws nothing at all.
+
+    Returns
+    -------
+    list
+        One result per collection, in order.
+
+    Raises
+    ------
+    Exception
+        A failed task's exception, with its original type; the other futures are
+        cancelled.
+    KeyboardInterrupt
+        After cancelling the computation on the cluster.
+
+    Notes
+    -----
+    Memory: every result is gathered into this process, so the results together must
+    fit in its memory; the intermediate tasks live and die on the workers.  To keep a
+    large result on the cluster, ``client.persist`` it and use :func:`wait_with_progress`.
+    """
+    computed = client.compute(list(collections))
+    futures = [c for c in computed if isinstance(c, distributed.Future)]
+    try:
+        wait_with_progress(client, futures, description=description, show=show)
+        return list(client.gather(computed))
+    except BaseException:
+        client.cancel(futures)
+        raise

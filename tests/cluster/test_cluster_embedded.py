@@ -1,0 +1,138 @@
+"""The embedded LocalCluster: computes, listens on 127.0.0.1 only, closes everything it opened."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dask.array as da
+import distributed
+import numpy as np
+import psutil
+import pytest
+
+from cluster.client import (
+    ClusterOptions,
+    connect,
+    dashboard_link,
+    describe,
+    peak_worker_memory,
+    worker_memory_limit,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+MiB = 1 << 20
+
+
+def _listening(process: psutil.Process) -> list[str]:
+    try:
+        connections = process.net_connections(kind="inet")
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
+    return [c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN]
+
+
+def _assert_gone(pids: list[int], within_s: float = 15.0) -> None:
+    deadline = time.monotonic() + within_s
+    alive = pids
+    while time.monotonic() < deadline:
+        alive = [
+            p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"worker processes still running: {alive}")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[distributed.Client]:
+    scratch = tmp_path_factory.mktemp("scratch")
+    options = ClusterOptions(
+        n_workers=2, threads_per_worker=1, memory_limit="512MiB", local_directory=str(scratch)
+    )
+    with connect(options) as client:
+        yield client
+
+
+def test_embedded_cluster_computes_binds_loopback_and_closes(tmp_path: Path) -> None:
+    options = ClusterOptions(
+        n_workers=2, threads_per_worker=1, memory_limit="512MiB", local_directory=str(tmp_path)
+    )
+    with connect(options) as client:
+        cluster = client.cluster
+        x = da.arange(10_000, chunks=1_000)
+        assert x.sum().compute() == sum(range(10_000))  # the client is dask's default scheduler
+        assert client.submit(lambda a: a + 1, 41).result() == 42
+
+        info = client.scheduler_info()
+        assert info["address"].startswith("tcp://127.0.0.1:")
+        assert cluster.scheduler_address == info["address"]
+        assert len(info["workers"]) == 2
+        assert all(address.startswith("tcp://127.0.0.1:") for address in info["workers"])
+        link = dashboard_link(client)
+        assert link is not None and urlparse(link).hostname == "127.0.0.1"
+
+        me = psutil.Process()
+        addresses = [ip for p in [me, *me.children(recursive=True)] for ip in _listening(p)]
+        assert addresses, "the cluster should listen somewhere"
+        assert set(addresses) == {"127.0.0.1"}, f"listening beyond loopback: {addresses}"
+
+        worker_pids = list(client.run(os.getpid).values())
+        assert len(worker_pids) == 2 and os.getpid() not in worker_pids
+    assert client.status == "closed"
+    assert cluster.status == distributed.core.Status.closed
+    _assert_gone(worker_pids)
+
+
+def test_keyboard_interrupt_closes_client_and_cluster(tmp_path: Path) -> None:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        connect(ClusterOptions(n_workers=1, threads_per_worker=1, local_directory=str(tmp_path))) as client,
+    ):
+        cluster = client.cluster
+        worker_pids = list(client.run(os.getpid).values())
+        raise KeyboardInterrupt
+    assert client.status == "closed"
+    assert cluster.status == distributed.core.Status.closed
+    _assert_gone(worker_pids)
+
+
+def test_without_dashboard_there_is_no_link(tmp_path: Path) -> None:
+    options = ClusterOptions(
+        n_workers=1, threads_per_worker=1, dashboard=False, local_directory=str(tmp_path)
+    )
+    with connect(options) as client:
+        assert dashboard_link(client) is None
+        assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_describe_is_one_line_with_the_cluster_size(client: distributed.Client) -> None:
+    text = describe(client)
+    assert "\n" not in text
+    assert client.scheduler.address in text
+    assert "2 workers, 2 threads, 1.00 GiB memory" in text
+
+
+def test_worker_memory_limit_is_the_per_worker_limit(client: distributed.Client) -> None:
+    assert worker_memory_limit(client) == 512 * MiB
+
+
+def test_peak_worker_memory_reports_a_process_size(client: distributed.Client) -> None:
+    client.submit(np.ones, 1000).result()
+    peak = peak_worker_memory(client)
+    assert peak is not None
+    assert 10 * MiB < peak < 2048 * MiB
+
+
+def test_workers_use_the_local_directory(
+    client: distributed.Client, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.getbasetemp()
+    directories = [Path(w["local_directory"]) for w in client.scheduler_info()["workers"].values()]
+    assert len(directories) == 2
+    assert all(root in d.parents for d in directories)

@@ -1,0 +1,139 @@
+"""compute_with_progress / wait_with_progress on a real embedded cluster."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from collections.abc import Iterator
+
+import dask
+import dask.array as da
+import distributed
+import numpy as np
+import pytest
+
+from cluster.client import ClusterOptions, connect
+from cluster.progress import compute_with_progress, wait_with_progress
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[distributed.Client]:
+    scratch = str(tmp_path_factory.mktemp("scratch"))
+    options = ClusterOptions(
+        n_workers=2, threads_per_worker=1, memory_limit="512MiB", local_directory=scratch
+    )
+    with connect(options) as client:
+        yield client
+
+
+def _scheduler_tasks(client: distributed.Client) -> int:
+    return len(client.cluster.scheduler.tasks)  # the embedded scheduler lives in this process
+
+
+def _wait_until_no_tasks(client: distributed.Client, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while _scheduler_tasks(client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _scheduler_tasks(client) == 0
+
+
+def _slow_add(a: int, b: int) -> int:
+    time.sleep(0.05)
+    return a + b
+
+
+def _divide(a: float, b: float) -> float:
+    return a / b
+
+
+def _sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_results_are_correct_and_the_bar_goes_to_stderr(
+    client: distributed.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    values = np.arange(40_000, dtype=np.float64).reshape(200, 200)
+    x = da.from_array(values, chunks=50)
+    total, column_means = compute_with_progress(client, x.sum(), x.mean(axis=0), description="sums")
+    assert total == values.sum()
+    np.testing.assert_allclose(column_means, values.mean(axis=0))
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "sums" in captured.err
+    assert "100%" in captured.err
+    assert "task" in captured.err
+
+
+def test_the_bar_counts_every_task_of_the_graph(
+    client: distributed.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = [dask.delayed(_slow_add)(i, 1) for i in range(20)]
+    total = dask.delayed(sum)(parts)
+    (result,) = compute_with_progress(client, total, description="graph")
+    assert result == sum(range(1, 21))
+    err = capsys.readouterr().err
+    assert "21/21" in err  # 20 additions and the sum, not 1 output
+
+
+def test_persisted_collections_and_plain_values(
+    client: distributed.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = client.persist(da.ones((100, 100), chunks=25))
+    distributed.wait(x)
+    result, plain = compute_with_progress(client, (x * 2).sum(), 7, description="persisted")
+    assert result == 20_000
+    assert plain == 7
+    assert compute_with_progress(client, description="nothing", show=False) == []
+    assert capsys.readouterr().out == ""
+
+
+def test_show_false_prints_nothing(client: distributed.Client, capsys: pytest.CaptureFixture[str]) -> None:
+    x = da.arange(1000, chunks=100)
+    (result,) = compute_with_progress(client, x.sum(), description="quiet", show=False)
+    assert result == sum(range(1000))
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_a_task_error_keeps_its_type(client: distributed.Client, show: bool) -> None:
+    good = dask.delayed(_slow_add)(1, 2)
+    bad = dask.delayed(_divide)(1.0, 0.0)
+    with pytest.raises(ZeroDivisionError):
+        compute_with_progress(client, good, bad, description="failing", show=show)
+    _wait_until_no_tasks(client)
+
+
+def test_keyboard_interrupt_cancels_the_futures(client: distributed.Client) -> None:
+    work = [dask.delayed(_sleep)(0.5, dask_key_name=f"sleep-{i}") for i in range(20)]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            compute_with_progress(client, *work, description="interrupted", show=True)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 4  # 20 x 0.5 s on 2 threads would take 5 s
+    _wait_until_no_tasks(client)
+
+
+def test_wait_with_progress_returns_finished_futures(
+    client: distributed.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    futures = client.compute([da.ones(1000, chunks=100).sum(), dask.delayed(_slow_add)(2, 3)])
+    done = wait_with_progress(client, futures, description="waiting")
+    assert [f.status for f in done] == ["finished", "finished"]
+    assert client.gather(done) == [1000, 5]
+    assert "waiting" in capsys.readouterr().err
+
+    failing = client.compute(dask.delayed(_divide)(1, 0))
+    with pytest.raises(ZeroDivisionError):
+        wait_with_progress(client, [failing], description="waiting", show=False)
+    assert capsys.readouterr().err == ""
