@@ -8,7 +8,7 @@ over plain TCP or mutually authenticated TLS.  Both ways yield a
 is open, and both close everything they opened when it exits, also on Ctrl-C.
 
 Option names map to command-line flags by replacing ``_`` with ``-``
-(``n_workers`` is ``--n-workers``); error messages use the flag spelling.
+(``n_workers`` is ``--workers``); error messages use the flag spelling.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ _WITHOUT_DASHBOARD: weakref.WeakSet[distributed.Client] = weakref.WeakSet()
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    """The command-line flag of an option, for error messages."""
+    return {"n_workers": "--workers"}.get(name, "--" + name.replace("_", "-"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,7 +332,7 @@ def plan_embedded(
         raise InvalidClusterOptionError(
             f"--memory-limit {dask.utils.format_bytes(limit)} x {n_workers} workers exceeds"
             f" this machine's {dask.utils.format_bytes(total)}; lower --memory-limit or"
-            " --n-workers"
+            " --workers"
         )
     return EmbeddedPlan(n_workers=n_workers, threads_per_worker=threads, memory_limit=limit)
 

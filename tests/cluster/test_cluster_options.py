@@ -83,10 +83,10 @@ def test_memory_limit_parses_sizes(value: str | int, expected: int) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "flag"),
     [
-        ("n_workers", 0, "--n-workers"),
-        ("n_workers", -2, "--n-workers"),
-        ("n_workers", True, "--n-workers"),
-        ("n_workers", 1.5, "--n-workers"),
+        ("n_workers", 0, "--workers"),
+        ("n_workers", -2, "--workers"),
+        ("n_workers", True, "--workers"),
+        ("n_workers", 1.5, "--workers"),
         ("threads_per_worker", 0, "--threads-per-worker"),
         ("memory_limit", "lots", "--memory-limit"),
         ("memory_limit", "4 parsecs", "--memory-limit"),
@@ -118,12 +118,12 @@ def test_local_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"n_workers": 2}, ["--n-workers"]),
+        ({"n_workers": 2}, ["--workers"]),
         ({"threads_per_worker": 2}, ["--threads-per-worker"]),
         ({"memory_limit": "2GB"}, ["--memory-limit"]),
         ({"local_directory": "scratch"}, ["--local-directory"]),
         ({"dashboard": False}, ["--no-dashboard"]),
-        ({"n_workers": 2, "memory_limit": "2GB"}, ["--n-workers", "--memory-limit"]),
+        ({"n_workers": 2, "memory_limit": "2GB"}, ["--workers", "--memory-limit"]),
     ],
 )
 def test_embedded_only_options_with_a_scheduler_are_named(extra: dict[str, object], named: list[str]) -> None:

@@ -1,0 +1,515 @@
+"""How good a rank-k decomposition is: size, reconstruction error, quality of the masks.
+
+- Size: keeping k components costs ``k * (P + 1 + T)`` numbers instead of ``P * T``
+  (:func:`compression_fraction`, :func:`factor_bytes`, :func:`rank_table`).
+- Reconstruction: the exact relative error ``||M - U_k S_k Vt_k||_F / ||M||_F`` for a
+  few ranks at once, in one lazy pass over M (:func:`squared_residuals`,
+  :func:`relative_errors`, :func:`mean_squared_errors`, :func:`psnr`), and the share of
+  the energy the first components hold (:func:`cumulative_energy`).
+- Masks against ground truth, with the rules of CDnet 2014 [1]_ (:func:`cdnet_scores`,
+  :class:`Scores`).
+
+The lazy functions take and return dask arrays and never compute.
+
+References
+----------
+.. [1] Y. Wang, P.-M. Jodoin, F. Porikli, J. Konrad, Y. Benezeth and P. Ishwar,
+   "CDnet 2014: An Expanded Change Detection Benchmark Dataset", CVPR Workshops 2014.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+
+from storage.errors import InvalidParameterError
+
+__all__ = [
+    "CDNET_BACKGROUND",
+    "CDNET_FOREGROUND",
+    "CDNET_UNSCORED",
+    "Scores",
+    "cdnet_scores",
+    "compression_fraction",
+    "cumulative_energy",
+    "factor_bytes",
+    "mean_squared_errors",
+    "psnr",
+    "rank_table",
+    "relative_errors",
+    "squared_residuals",
+]
+
+CDNET_BACKGROUND: Final = (0, 50)
+"""Truth values scored as background: static (0) and hard shadow (50)."""
+CDNET_UNSCORED: Final = (85, 170)
+"""Truth values not scored: outside the region of interest (85) and unknown motion (170)."""
+CDNET_FOREGROUND: Final = 255
+"""Truth value scored as foreground (moving object)."""
+_CDNET_VALUES: Final = np.array([*CDNET_BACKGROUND, *CDNET_UNSCORED, CDNET_FOREGROUND], dtype=np.uint8)
+
+
+# --- size ------------------------------------------------------------------------------
+
+
+def compression_fraction(rank: int, n_pixels: int, n_frames: int) -> float:
+    """Return the size of the rank-k factors relative to M: ``k (P + 1 + T) / (P T)``.
+
+    U_k holds P k numbers, s_k k and Vt_k k T, against P T for M.  The original
+    notebook's 100 s clip at 160 x 120 and 60 fps (P = 19200, T = 6000) kept
+    k = 700 components, 15.3 % of M.
+
+    Raises
+    ------
+    InvalidParameterError
+        An argument is not a positive integer.
+    """
+    _check_positive_ints(rank=rank, n_pixels=n_pixels, n_frames=n_frames)
+    return rank * (n_pixels + 1 + n_frames) / (n_pixels * n_frames)
+
+
+def factor_bytes(rank: int, n_pixels: int, n_frames: int, *, itemsize: int = 4) -> int:
+    """Return the bytes of the rank-k factors: ``k (P + 1 + T) * itemsize`` (4: float32).
+
+    Raw, before any compression of the stored arrays.
+    """
+    _check_positive_ints(rank=rank, n_pixels=n_pixels, n_frames=n_frames, itemsize=itemsize)
+    return rank * (n_pixels + 1 + n_frames) * itemsize
+
+
+def rank_table(
+    ranks: Sequence[int],
+    *,
+    n_pixels: int,
+    n_frames: int,
+    relative_errors: Sequence[float] | npt.ArrayLike,
+    mean_squared_errors: Sequence[float] | npt.ArrayLike,
+    stored_video_bytes: int | None = None,
+    itemsize: int = 4,
+) -> list[dict[str, float | int | None]]:
+    """Tabulate size and error per rank, one dict per rank (report.json's ``ranks``).
+
+    Parameters
+    ----------
+    ranks : sequence of int
+        The ranks, in the order of the errors.
+    n_pixels, n_frames : int
+        P and T.
+    relative_errors, mean_squared_errors : sequence of float
+        Computed values of :func:`relative_errors` and :func:`mean_squared_errors`.
+    stored_video_bytes : int, optional
+        Compressed bytes of the stored video (``StoredVideo.stored_bytes``).
+    itemsize : int
+        Bytes per factor value (4 for float32).
+
+    Returns
+    -------
+    list of dict
+        Keys: ``rank``; ``compression_fraction`` (of M's P T numbers); ``factor_bytes``;
+        ``bytes_vs_raw`` (factor bytes / the P T bytes of the uint8 video);
+        ``bytes_vs_stored`` (factor bytes / ``stored_video_bytes``, None without it);
+        ``relative_error``; ``mse``; ``psnr_db`` (peak 255).
+    """
+    errors = np.asarray(relative_errors, dtype=np.float64)
+    mses = np.asarray(mean_squared_errors, dtype=np.float64)
+    if errors.shape != (len(ranks),) or mses.shape != (len(ranks),):
+        raise InvalidParameterError(
+            f"need one relative error and one MSE per rank ({len(ranks)}),"
+            f" got {errors.shape[0] if errors.ndim else 1} and {mses.shape[0] if mses.ndim else 1}"
+        )
+    rows: list[dict[str, float | int | None]] = []
+    for rank, error, mse in zip(ranks, errors, mses, strict=True):
+        nbytes = factor_bytes(rank, n_pixels, n_frames, itemsize=itemsize)
+        rows.append(
+            {
+                "rank": int(rank),
+                "compression_fraction": compression_fraction(rank, n_pixels, n_frames),
+                "factor_bytes": nbytes,
+                "bytes_vs_raw": nbytes / (n_pixels * n_frames),
+                "bytes_vs_stored": nbytes / stored_video_bytes if stored_video_bytes else None,
+                "relative_error": float(error),
+                "mse": float(mse),
+                "psnr_db": float(psnr(float(mse))),
+            }
+        )
+    return rows
+
+
+# --- reconstruction error --------------------------------------------------------------
+
+
+def squared_residuals(
+    M: da.Array,  # noqa: N803 - DESIGN.md's names
+    U: npt.ArrayLike | da.Array,  # noqa: N803
+    s: npt.ArrayLike | da.Array,
+    Vt: npt.ArrayLike | da.Array,  # noqa: N803
+    ranks: Sequence[int],
+) -> da.Array:
+    """Return ``||M - U_k S_k Vt_k||_F^2`` for each rank k, then ``||M||_F^2``, lazily.
+
+    Parameters
+    ----------
+    M : dask.array.Array
+        Shape (pixel, frame), any chunks (e.g. :func:`pipelines.matrix.video_matrix`).
+    U, s, Vt : array_like or dask.array.Array
+        Factors of shapes (pixel, component), (component,), (component, frame).
+    ranks : sequence of int
+        Ranks, each in 1..components, any order, repeats allowed.
+
+    Returns
+    -------
+    dask.array.Array
+        Shape (len(ranks) + 1,), float64: the squared residual norm for each rank in
+        the order given, then the squared norm of M.
+
+    Raises
+    ------
+    InvalidParameterError
+        Shapes that do not fit together, or ranks out of range.
+
+    Notes
+    -----
+    Exact and numerically safe: for each block of M, the residual is formed
+    explicitly in float64 by subtracting the components one rank group at a time (in
+    increasing rank), and its squared norm is taken after each group; no identity
+    such as ``||M||^2 - sum s_i^2`` (which cancels catastrophically and assumes exact
+    singular vectors) is used.  One pass over M serves every rank.
+
+    Memory per task: the block of M (float32), its float64 residual and one float64
+    product of the block's size, five times the block's bytes, plus the block's rows
+    of ``U_kmax`` and columns of ``Vt_kmax``.
+    """
+    m = da.asarray(M)
+    u, s_, vt = (da.asarray(a) for a in (U, s, Vt))
+    if m.ndim != 2 or u.ndim != 2 or s_.ndim != 1 or vt.ndim != 2:
+        raise InvalidParameterError(
+            "need M (pixel, frame), U (pixel, component), s (component,), Vt (component, frame);"
+            f" got shapes {tuple(m.shape)}, {tuple(u.shape)}, {tuple(s_.shape)}, {tuple(vt.shape)}"
+        )
+    n_components = int(s_.shape[0])
+    if (
+        u.shape[0] != m.shape[0]
+        or vt.shape[1] != m.shape[1]
+        or u.shape[1] != n_components
+        or vt.shape[0] != n_components
+    ):
+        raise InvalidParameterError(
+            f"M {tuple(m.shape)} and factors U {tuple(u.shape)}, s {tuple(s_.shape)},"
+            f" Vt {tuple(vt.shape)} do not fit together; use the factors of this video's M"
+        )
+    wanted = [int(r) for r in ranks] if all(_is_int(r) for r in ranks) else None
+    if not wanted or any(not 1 <= r <= n_components for r in wanted):
+        raise InvalidParameterError(
+            f"ranks must be a non-empty list of integers in 1..{n_components}, got {list(ranks)!r}"
+        )
+    steps = sorted(set(wanted))
+    k_max = steps[-1]
+    u_k = u[:, :k_max].rechunk({0: m.chunks[0], 1: -1})
+    s_k = s_[:k_max].rechunk(-1)
+    vt_k = vt[:k_max].rechunk({0: -1, 1: m.chunks[1]})
+    partial = da.blockwise(
+        _residual_block,
+        "ijr",
+        m,
+        "ij",
+        u_k,
+        "ik",
+        s_k,
+        "k",
+        vt_k,
+        "kj",
+        new_axes={"r": len(steps) + 1},
+        adjust_chunks={"i": 1, "j": 1},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0), dtype=np.float64),
+        steps=tuple(steps),
+    )
+    sums = partial.sum(axis=(0, 1))
+    order = [steps.index(r) for r in wanted] + [len(steps)]
+    return sums[np.array(order)]
+
+
+def relative_errors(
+    M: da.Array,  # noqa: N803 - DESIGN.md's names
+    U: npt.ArrayLike | da.Array,  # noqa: N803
+    s: npt.ArrayLike | da.Array,
+    Vt: npt.ArrayLike | da.Array,  # noqa: N803
+    ranks: Sequence[int],
+) -> da.Array:
+    """Return ``||M - U_k S_k Vt_k||_F / ||M||_F`` for each rank, lazily.
+
+    Shape (len(ranks),), float64, in the order of ``ranks``; NaN when M is all zeros.
+    See :func:`squared_residuals` for the method and memory; computing this and
+    :func:`mean_squared_errors` together (``dask.compute(a, b)``) reads M once.
+    """
+    sums = squared_residuals(M, U, s, Vt, ranks)
+    total = sums[-1]
+    return da.sqrt(sums[:-1] / da.where(total > 0, total, np.nan))
+
+
+def mean_squared_errors(
+    M: da.Array,  # noqa: N803 - DESIGN.md's names
+    U: npt.ArrayLike | da.Array,  # noqa: N803
+    s: npt.ArrayLike | da.Array,
+    Vt: npt.ArrayLike | da.Array,  # noqa: N803
+    ranks: Sequence[int],
+) -> da.Array:
+    """Return the mean squared reconstruction error per value, ``||M - M_k||_F^2 / (P T)``.
+
+    Shape (len(ranks),), float64, lazily, in grey levels squared (for :func:`psnr`).
+    """
+    sums = squared_residuals(M, U, s, Vt, ranks)
+    return sums[:-1] / float(math.prod(int(n) for n in M.shape))
+
+
+def psnr(mse: npt.ArrayLike | da.Array, *, peak: float = 255.0) -> npt.NDArray[np.float64] | da.Array:
+    """Return the peak signal-to-noise ratio in dB: ``10 log10(peak^2 / mse)``.
+
+    Infinite where ``mse`` is 0 (a perfect reconstruction).  Same shape as ``mse``;
+    lazy for a dask array.
+    """
+    if isinstance(mse, da.Array):
+        return mse.map_blocks(_psnr, peak=float(peak), dtype=np.float64)
+    return _psnr(np.asarray(mse, dtype=np.float64), peak=float(peak))
+
+
+def cumulative_energy(s: npt.ArrayLike, *, total: float | None = None) -> npt.NDArray[np.float64]:
+    """Return the share of the energy held by the first 1, 2, ... components.
+
+    The energy of component i is ``s_i**2``; element i of the result is
+    ``sum(s[:i+1]**2) / total``.
+
+    Parameters
+    ----------
+    s : array_like
+        Singular values (component,), in memory.
+    total : float, optional
+        The energy of the whole matrix, ``||M||_F^2`` (the last element of
+        :func:`squared_residuals`).  By default the energy of the given components,
+        so the curve ends at 1 even when the SVD was truncated.
+
+    Returns
+    -------
+    ndarray of float64
+        Shape (component,), non-decreasing, in [0, 1].
+
+    Raises
+    ------
+    InvalidParameterError
+        ``s`` is a dask array or not one-dimensional, or ``total`` is smaller than the
+        components' energy.
+    """
+    if isinstance(s, da.Array):
+        raise InvalidParameterError("cumulative_energy needs s in memory, got a dask array; pass s.compute()")
+    values = np.asarray(s, dtype=np.float64)
+    if values.ndim != 1:
+        raise InvalidParameterError(f"s must have shape (component,), got {values.shape}")
+    cumulative = np.cumsum(values**2)
+    known = float(cumulative[-1]) if cumulative.size else 0.0
+    if total is None:
+        total = known
+    elif not math.isfinite(total) or total < known * (1 - 1e-6):
+        raise InvalidParameterError(
+            f"total energy {total!r} is smaller than the components' energy {known!r};"
+            " pass ||M||_F^2 of the same matrix"
+        )
+    if total <= 0:
+        return np.zeros_like(cumulative)
+    result: npt.NDArray[np.float64] = np.minimum(cumulative / total, 1.0)
+    return result
+
+
+# --- masks against ground truth -------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scores:
+    """Pixel counts of a mask against CDnet ground truth; add them across frames.
+
+    Attributes
+    ----------
+    tp, fp, fn, tn : int
+        True positives (foreground found), false positives, false negatives (missed
+        foreground), true negatives, over the scored pixels only.
+
+    Notes
+    -----
+    Each rate is NaN when its denominator is 0 (e.g. recall when the truth has no
+    foreground pixel), never an arbitrary 0 or 1, so averages do not hide it.
+    The F-measure is computed as ``2 TP / (2 TP + FP + FN)``, which equals
+    ``2 precision recall / (precision + recall)`` and is 0, not NaN, when nothing
+    was found but something was there.  ``Scores()`` is the zero, so
+    ``sum(per_frame, Scores())`` accumulates.
+    """
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def __add__(self, other: Scores) -> Scores:
+        if not isinstance(other, Scores):
+            return NotImplemented
+        return Scores(
+            tp=self.tp + other.tp, fp=self.fp + other.fp, fn=self.fn + other.fn, tn=self.tn + other.tn
+        )
+
+    @property
+    def total(self) -> int:
+        """Scored pixels: TP + FP + FN + TN."""
+        return self.tp + self.fp + self.fn + self.tn
+
+    @property
+    def recall(self) -> float:
+        """TP / (TP + FN): share of the true foreground found."""
+        return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def specificity(self) -> float:
+        """TN / (TN + FP): share of the true background kept."""
+        return _ratio(self.tn, self.tn + self.fp)
+
+    @property
+    def fpr(self) -> float:
+        """False positive rate, FP / (FP + TN)."""
+        return _ratio(self.fp, self.fp + self.tn)
+
+    @property
+    def fnr(self) -> float:
+        """False negative rate, FN / (TP + FN)."""
+        return _ratio(self.fn, self.tp + self.fn)
+
+    @property
+    def pwc(self) -> float:
+        """Percentage of wrong classifications, 100 (FN + FP) / (TP + FN + FP + TN)."""
+        return 100.0 * _ratio(self.fn + self.fp, self.total)
+
+    @property
+    def precision(self) -> float:
+        """TP / (TP + FP): share of the marked pixels that are foreground."""
+        return _ratio(self.tp, self.tp + self.fp)
+
+    @property
+    def f_measure(self) -> float:
+        """2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall."""
+        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """Counts and every metric, NaN as None (JSON has no NaN)."""
+        metrics = {
+            "recall": self.recall,
+            "specificity": self.specificity,
+            "fpr": self.fpr,
+            "fnr": self.fnr,
+            "pwc": self.pwc,
+            "precision": self.precision,
+            "f_measure": self.f_measure,
+        }
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "tn": self.tn,
+            **{name: None if math.isnan(value) else value for name, value in metrics.items()},
+        }
+
+
+def cdnet_scores(predicted: npt.ArrayLike, truth: npt.ArrayLike) -> Scores:
+    """Count a predicted mask against a CDnet 2014 ground-truth mask.
+
+    Parameters
+    ----------
+    predicted : array_like
+        Shape (y, x) or (frame, y, x); bool, or any numbers with non-zero meaning
+        foreground (a 0/255 mask from :func:`pipelines.separate.masks` works).
+    truth : array_like
+        Same shape, uint8 CDnet values: 0 (static) and 50 (hard shadow) are
+        background, 255 foreground, 85 (outside the region of interest) and 170
+        (unknown motion) are not scored.
+
+    Returns
+    -------
+    Scores
+        TP, FP, FN, TN over the scored pixels.
+
+    Raises
+    ------
+    InvalidParameterError
+        Shapes differ, or the truth holds a value that is not a CDnet value.
+    """
+    if isinstance(predicted, da.Array) or isinstance(truth, da.Array):
+        raise InvalidParameterError("cdnet_scores needs masks in memory, got a dask array; compute it first")
+    found = np.asarray(predicted) != 0
+    gt = np.asarray(truth)
+    if found.shape != gt.shape:
+        raise InvalidParameterError(
+            f"predicted mask {found.shape} and truth {gt.shape} must have the same shape;"
+            " read the truth at the video's size"
+        )
+    unknown = ~np.isin(gt, _CDNET_VALUES)
+    if unknown.any():
+        value = gt[unknown].flat[0]
+        raise InvalidParameterError(
+            f"truth holds the value {value!r}, which is not a CDnet value (0, 50, 85, 170, 255);"
+            " binarise the mask to 0/255 first"
+        )
+    positive = gt == CDNET_FOREGROUND
+    negative = np.isin(gt, CDNET_BACKGROUND)
+    return Scores(
+        tp=int(np.count_nonzero(found & positive)),
+        fp=int(np.count_nonzero(found & negative)),
+        fn=int(np.count_nonzero(~found & positive)),
+        tn=int(np.count_nonzero(~found & negative)),
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _residual_block(
+    m: npt.NDArray[np.float32],
+    u: npt.NDArray[np.floating],
+    s: npt.NDArray[np.floating],
+    vt: npt.NDArray[np.floating],
+    *,
+    steps: tuple[int, ...],
+) -> npt.NDArray[np.float64]:
+    """One block of M -> (1, 1, len(steps) + 1): squared residual per rank, squared norm."""
+    residual = np.array(m, dtype=np.float64)  # a copy, C-contiguous
+    flat = residual.reshape(-1)
+    out = np.empty(len(steps) + 1, dtype=np.float64)
+    out[-1] = float(np.dot(flat, flat))
+    u64, vt64 = u.astype(np.float64), (s.astype(np.float64)[:, np.newaxis] * vt)
+    done = 0
+    for index, k in enumerate(steps):
+        residual -= u64[:, done:k] @ vt64[done:k]
+        out[index] = float(np.dot(flat, flat))
+        done = k
+    return out.reshape(1, 1, -1)
+
+
+def _psnr(mse: npt.NDArray[np.float64], *, peak: float) -> npt.NDArray[np.float64]:
+    with np.errstate(divide="ignore"):
+        result: npt.NDArray[np.float64] = 10.0 * np.log10(peak**2 / np.asarray(mse, dtype=np.float64))
+    return result
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def _check_positive_ints(**values: int) -> None:
+    for name, value in values.items():
+        if not _is_int(value) or value < 1:
+            raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)

@@ -1,0 +1,216 @@
+"""Figures of a decomposition as PNG bytes: spectrum, energy, components, images.
+
+Pure functions: arrays in memory in, PNG bytes out; nothing is shown or written to
+disk.  Plots are drawn on a :class:`matplotlib.figure.Figure` rendered by the Agg
+canvas directly, without pyplot, so no display, no global figure state and no backend
+choice is involved (safe in threads and on headless machines).  Images
+(:func:`image_png`, :func:`background_png`) are encoded by Pillow pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Final
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from pipelines.metrics import cumulative_energy
+from storage.errors import InvalidParameterError
+
+__all__ = ["background_png", "components_png", "energy_png", "image_png", "spectrum_png"]
+
+_DPI: Final = 100
+_PLOT_SIZE: Final = (6.4, 3.6)  # inches
+_PANEL_INCHES: Final = 2.4
+_CHANNELS: Final = 3
+_IMAGE_NDIM: Final = 2
+_COLOR_NDIM: Final = 3
+
+
+def spectrum_png(s: npt.ArrayLike) -> bytes:
+    """Plot the singular values against their index, on a log scale.
+
+    Parameters
+    ----------
+    s : array_like
+        Singular values (component,), in memory.
+
+    Returns
+    -------
+    bytes
+        A PNG of 640 x 360 pixels.  Zero values (no place on a log axis) are left out.
+    """
+    values = _vector(s, "s")
+    figure, axes = _figure()
+    index = np.arange(values.size)
+    positive = values > 0
+    axes.semilogy(index[positive], values[positive], marker="." if values.size <= 100 else None, lw=1)
+    axes.set_xlabel("component")
+    axes.set_ylabel("singular value")
+    axes.set_title("Singular value spectrum")
+    axes.grid(True, which="both", alpha=0.3)
+    return _png(figure)
+
+
+def energy_png(s: npt.ArrayLike, *, total: float | None = None) -> bytes:
+    """Plot the cumulative share of the energy ``s_i**2`` held by the first components.
+
+    Parameters
+    ----------
+    s : array_like
+        Singular values (component,), in memory.
+    total : float, optional
+        ``||M||_F^2``; by default the energy of the given components (see
+        :func:`pipelines.metrics.cumulative_energy`).
+
+    Returns
+    -------
+    bytes
+        A PNG of 640 x 360 pixels; the y axis in percent.
+    """
+    values = _vector(s, "s")
+    share = cumulative_energy(values, total=total)
+    figure, axes = _figure()
+    axes.plot(np.arange(1, share.size + 1), 100 * share, marker="." if share.size <= 100 else None, lw=1)
+    axes.set_xlabel("components kept (rank k)")
+    axes.set_ylabel("cumulative energy (%)")
+    axes.set_title("Energy held by the first k components")
+    axes.set_ylim(0, 100)
+    axes.grid(True, alpha=0.3)
+    return _png(figure)
+
+
+def components_png(
+    images: Sequence[npt.ArrayLike],
+    *,
+    titles: Sequence[str] | None = None,
+    columns: int = 4,
+) -> bytes:
+    """Show component images (``U[:, i]`` reshaped to (y, x)) side by side in a grid.
+
+    Parameters
+    ----------
+    images : sequence of array_like
+        Each (y, x) (or (y, x, 3)), any real dtype, in memory.  Each is shown in gray
+        stretched between its own minimum and maximum (a component's sign and scale are
+        arbitrary).
+    titles : sequence of str, optional
+        One per image; default ``component 0``, ``component 1``, ...
+    columns : int
+        Images per row, >= 1.
+
+    Returns
+    -------
+    bytes
+        A PNG grid, about 240 pixels per image.
+    """
+    if not images:
+        raise InvalidParameterError("components_png needs at least one image")
+    if columns < 1:
+        raise InvalidParameterError(f"columns must be >= 1, got {columns!r}")
+    names = list(titles) if titles is not None else [f"component {i}" for i in range(len(images))]
+    if len(names) != len(images):
+        raise InvalidParameterError(f"got {len(names)} titles for {len(images)} images; give one per image")
+    arrays = [_image(image) for image in images]
+    n_columns = min(columns, len(arrays))
+    n_rows = math.ceil(len(arrays) / n_columns)
+    height, width = arrays[0].shape[:2]
+    aspect = height / max(width, 1)
+    figure = Figure(
+        figsize=(_PANEL_INCHES * n_columns, _PANEL_INCHES * aspect * n_rows + 0.4 * n_rows),
+        dpi=_DPI,
+        layout="constrained",
+    )
+    FigureCanvasAgg(figure)
+    for position, (array, name) in enumerate(zip(arrays, names, strict=True)):
+        axes = figure.add_subplot(n_rows, n_columns, position + 1)
+        low, high = float(array.min()), float(array.max())
+        if array.ndim == _COLOR_NDIM:
+            shown = (array - low) / (high - low) if high > low else np.zeros_like(array)
+            axes.imshow(shown, interpolation="nearest")
+        else:
+            axes.imshow(
+                array, cmap="gray", vmin=low, vmax=high if high > low else low + 1, interpolation="nearest"
+            )
+        axes.set_title(name, fontsize=9)
+        axes.set_axis_off()
+    return _png(figure)
+
+
+def background_png(image: npt.ArrayLike) -> bytes:
+    """Encode a background image given in grey levels: rounded, clipped to 0-255.
+
+    Parameters
+    ----------
+    image : array_like
+        (y, x) or (y, x, 3), float or integer grey levels (e.g. a computed
+        :func:`pipelines.separate.background_images` image).
+
+    Returns
+    -------
+    bytes
+        A PNG at the image's own size, 8-bit gray (or RGB).
+    """
+    array = _image(image)
+    return image_png(np.clip(np.rint(array), 0, 255).astype(np.uint8))
+
+
+def image_png(array: npt.ArrayLike) -> bytes:
+    """Encode a uint8 image, (y, x) gray or (y, x, 3) RGB, as PNG, pixel for pixel."""
+    if isinstance(array, da.Array):
+        raise InvalidParameterError("image_png needs an image in memory, got a dask array; compute it first")
+    pixels = np.asarray(array)
+    if pixels.dtype != np.uint8:
+        raise InvalidParameterError(
+            f"image_png needs uint8 pixels, got {pixels.dtype}; use background_png for grey levels"
+        )
+    _check_image_shape(pixels)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _figure() -> tuple[Figure, Axes]:
+    figure = Figure(figsize=_PLOT_SIZE, dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    return figure, axes
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _vector(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
+    if isinstance(values, da.Array):
+        raise InvalidParameterError(f"{name} must be in memory, got a dask array; compute it first")
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise InvalidParameterError(
+            f"{name} must be a non-empty vector (component,), got shape {array.shape}"
+        )
+    return array
+
+
+def _image(image: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    if isinstance(image, da.Array):
+        raise InvalidParameterError("images must be in memory, got a dask array; compute it first")
+    array = np.asarray(image, dtype=np.float64)
+    _check_image_shape(array)
+    return array
+
+
+def _check_image_shape(array: npt.NDArray[np.generic]) -> None:
+    color = array.ndim == _COLOR_NDIM and array.shape[-1] == _CHANNELS
+    if (array.ndim != _IMAGE_NDIM and not color) or array.size == 0:
+        raise InvalidParameterError(f"an image must have shape (y, x) or (y, x, 3), got {array.shape}")
