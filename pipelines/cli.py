@@ -14,14 +14,18 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cluster.client import ClusterOptions
+from cluster.errors import ClusterError
 from pipelines import run
 from pipelines.cli_arguments import (
     OneLineParser,
     frame_size,
+    non_negative_int,
     positive_float,
     positive_int,
     scale_factor,
 )
+from pipelines.decompose import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS, SvdParameters
 from storage.errors import InvalidParameterError, VidsvdError
 
 __all__ = ["build_parser", "main"]
@@ -90,6 +94,134 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster (default: an embedded LocalCluster on 127.0.0.1)")
+    group.add_argument("--scheduler", metavar="ADDRESS", help="existing dask scheduler, e.g. tcp://host:8786")
+    group.add_argument("--workers", type=positive_int("--workers"), metavar="N", help="embedded: worker processes")
+    group.add_argument(
+        "--threads-per-worker", type=positive_int("--threads-per-worker"), metavar="T", help="embedded: threads"
+    )
+    group.add_argument("--memory-limit", metavar="BYTES", help="embedded: memory per worker, e.g. 4GiB")
+    group.add_argument("--tls-ca-file", metavar="PEM", help="CA certificate of a TLS scheduler")
+    group.add_argument("--tls-cert", metavar="PEM", help="client certificate for a TLS scheduler")
+    group.add_argument("--tls-key", metavar="PEM", help="client private key for a TLS scheduler")
+
+
+def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    options = ClusterOptions(
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        memory_limit=args.memory_limit,
+        tls_ca_file=args.tls_ca_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+    options.validate()
+    return options
+
+
+def _add_decompose(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser(
+        "decompose",
+        help="truncated SVD of the stored video on dask.distributed; factors persisted as Zarr",
+        description=(
+            "Decompose the stored video's matrix M (pixel x frame) into U, s, Vt of rank K, "
+            "out of core, and write them to STORE/factors/NAME. Complete factors of the same "
+            "method and parameters and at least rank K are reused unless --force."
+        ),
+    )
+    parser.add_argument("--store", required=True, help="store written by `vidsvd ingest`")
+    parser.add_argument("--rank", required=True, type=positive_int("--rank"), metavar="K")
+    parser.add_argument("--method", choices=("randomized", "exact"), default="randomized")
+    parser.add_argument(
+        "--power-iters", type=non_negative_int("--power-iters"), metavar="Q",
+        help=f"randomized: power iterations (default {DEFAULT_POWER_ITERS})",
+    )
+    parser.add_argument(
+        "--oversample", type=non_negative_int("--oversample"), metavar="P",
+        help=f"randomized: extra columns of the sketch (default {DEFAULT_OVERSAMPLE})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="randomized: random seed (default 0)")
+    parser.add_argument("--name", help="name of the factor set (default: METHOD-kRANK)")
+    parser.add_argument("--force", action="store_true", help="recompute even if reusable factors exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_cluster_options(parser)
+    parser.set_defaults(handler=_decompose)
+
+
+def _decompose(args: argparse.Namespace) -> int:
+    parameters = SvdParameters(
+        method=args.method,
+        rank=args.rank,
+        power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
+        oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
+        seed=args.seed,
+    )
+    summary = run.decompose(
+        store=args.store,
+        parameters=parameters,
+        name=args.name,
+        force=args.force,
+        cluster=_cluster_options(args),
+        progress=not args.quiet,
+        log=None if args.quiet else _say,
+    )
+    if not args.quiet and not summary.reused:
+        values = ", ".join(f"{v:.4g}" for v in summary.singular_values[:5])
+        _say(
+            f"factors {summary.name!r} (rank {summary.rank}) written in {summary.wall_time_s:.1f} s; "
+            f"s = {values}{', ...' if summary.rank > 5 else ''}"
+        )
+    return 0
+
+
+def threshold_value(text: str) -> float | None:
+    """Parse ``--threshold``: ``auto`` or a positive number of grey levels."""
+    if text == "auto":
+        return None
+    return positive_float("--threshold", "auto or 25")(text)  # type: ignore[no-any-return]
+
+
+def _add_separate(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser(
+        "separate",
+        help="background, foreground and masks of every frame, with images and videos",
+        description=(
+            "For each chunk of frames: background = U_k diag(s_k) Vt_k, foreground = M - background, "
+            "mask = |foreground| > threshold (then a 3x3 median clean-up). Writes STORE/foreground "
+            "and STORE/masks, and background.png, foreground.mp4, compare.mp4 and sample frames in DIR."
+        ),
+    )
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--factors", metavar="NAME", help="factor set (default: the highest rank)")
+    parser.add_argument("--rank", type=positive_int("--rank"), metavar="K", help="components (default: all)")
+    parser.add_argument(
+        "--threshold", type=threshold_value, default=None, metavar="auto|T",
+        help="mask threshold in grey levels (default auto: max of Otsu and 3 robust sigmas)",
+    )
+    parser.add_argument("--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_cluster_options(parser)
+    parser.set_defaults(handler=_separate)
+
+
+def _separate(args: argparse.Namespace) -> int:
+    summary = run.separate(
+        store=args.store,
+        out=args.out,
+        factors=args.factors,
+        rank=args.rank,
+        threshold=args.threshold,
+        cluster=_cluster_options(args),
+        progress=not args.quiet,
+        log=None if args.quiet else _say,
+    )
+    if not args.quiet:
+        _say(f"separated with {summary.factors!r} rank {summary.rank} in {summary.wall_time_s:.1f} s")
+    return 0
+
+
 def _add_bench(commands: argparse._SubParsersAction[OneLineParser]) -> None:
     parser = commands.add_parser("bench", help="benchmarks (ingest throughput and memory, SVD timings)")
     targets = parser.add_subparsers(dest="target", metavar="TARGET", parser_class=OneLineParser)
@@ -134,6 +266,8 @@ def build_parser() -> OneLineParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
     _add_ingest(commands)
+    _add_decompose(commands)
+    _add_separate(commands)
     _add_bench(commands)
     return parser
 
@@ -163,11 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             _say(f"error: {exc}")
             return 2
-        except VidsvdError as exc:
+        except (VidsvdError, ClusterError) as exc:
             if debug:
                 raise
             _say(f"error: {exc}")
-            return 1
+            return 2 if isinstance(exc, ValueError) and not isinstance(exc, VidsvdError) else 1
         except KeyboardInterrupt:
             _say("interrupted; complete outputs are intact, rerun to finish")
             return 130

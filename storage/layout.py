@@ -23,6 +23,12 @@ FACTORS_GROUP: Final = "factors"
 FOREGROUND_ARRAY: Final = "foreground"
 MASKS_ARRAY: Final = "masks"
 
+FACTOR_U: Final = "U"
+FACTOR_S: Final = "s"
+FACTOR_VT: Final = "Vt"
+FACTORS_CHUNK_BYTES: Final = 32 * 2**20
+"""Target size of one chunk of U or Vt: 32 MiB of float32, every component in a chunk."""
+
 VIDEO_DIMS: Final = ("frame", "y", "x")
 VIDEO_COLOR_DIMS: Final = ("frame", "y", "x", "channel")
 U_DIMS: Final = ("pixel", "component")

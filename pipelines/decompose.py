@@ -1,0 +1,567 @@
+"""Truncated SVD of the video matrix M (pixel, frame): randomized or exact, lazy.
+
+Every function here builds a dask graph and returns it; none reads data or computes.
+Whatever scheduler runs the result (a distributed Client, or dask's threads) does the
+work.
+
+Accuracy of the randomized method's defaults, measured on the notebook's video
+(bmc2012 Video_003, M of 76800 x 794, rank 10, five seeds; reference numpy's SVD in
+float64)::
+
+    oversample  power_iters  passes over M  error / optimal  max rel. error of s
+    10          2            6              1.0031           3.2e-2
+    10          4            10             1.0002           4.4e-3
+    10          6            14             1.00002          5.1e-4
+    20          3            8              1.00008          1.4e-3
+    20          4            10             1.00001          2.5e-4   <- default
+    20          5            12             1.000004         3.9e-5
+    40          3            8              1.000004         3.6e-5
+
+The target was an error within 1 % of optimal and singular values within 1e-3; 20
+oversamples with 4 power iterations meet it with a factor 4 to spare in 10 passes,
+where 10 oversamples need 6 to 7 iterations (14 to 16 passes).  At rank 50 on the same
+video the same defaults give an error 1.0003x optimal and singular values within
+3.3e-3 (the spectrum is flat there).
+
+References
+----------
+N. Halko, P. G. Martinsson and J. A. Tropp, "Finding structure with randomness:
+probabilistic algorithms for constructing approximate matrix decompositions",
+SIAM Review 53(2), 217-288, 2011.
+
+A. Benson, D. Gleich and J. Demmel, "Direct QR factorizations for tall-and-skinny
+matrices in MapReduce architectures", IEEE Big Data 2013.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, NamedTuple
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+from dask._task_spec import convert_legacy_graph
+from dask.array.linalg import compression_level, tsqr
+from dask.array.utils import svd_flip
+from dask.base import tokenize
+
+from storage.errors import InvalidParameterError
+
+__all__ = [
+    "DEFAULT_OVERSAMPLE",
+    "DEFAULT_POWER_ITERS",
+    "Decomposition",
+    "SvdParameters",
+    "decompose",
+    "default_block_rows",
+    "estimate_exact_memory",
+    "exact_svd",
+    "randomized_svd",
+    "relative_error",
+    "singular_value_accuracy",
+]
+
+Method = Literal["randomized", "exact"]
+METHODS: tuple[Method, ...] = ("randomized", "exact")
+
+DEFAULT_POWER_ITERS = 4
+"""Power (subspace) iterations of the randomized SVD; see the module's table."""
+
+DEFAULT_OVERSAMPLE = 20
+"""Extra columns of the random sketch beyond the rank; see the module's table."""
+
+EXACT_BLOCK_BYTES = 64 * 2**20
+"""Target size of one float32 block of M for the exact (TSQR) SVD."""
+
+_FLOAT32_BYTES = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class SvdParameters:
+    """What to compute: the method, the rank and the randomized method's options.
+
+    Attributes
+    ----------
+    method : {"randomized", "exact"}
+        ``randomized``: Halko et al.'s randomized SVD with QR-orthonormalised power
+        iterations, any chunking, ``2 * power_iters + 2`` passes over M.
+        ``exact``: the thin SVD by TSQR, exact to float32 rounding; needs memory for a
+        float32 copy of M (see :func:`estimate_exact_memory`).
+    rank : int
+        Components kept, between 1 and min(P, T).
+    power_iters : int
+        Power iterations (randomized only); 0 is fast and inaccurate on video.
+    oversample : int
+        Sketch columns beyond ``rank`` (randomized only); the sketch has
+        ``max(20, rank + oversample)`` columns, at most min(P, T).
+    seed : int
+        Seed of the random sketch (randomized only).  For a given seed and chunking
+        of M the result is the same on every run.
+    """
+
+    method: Method = "randomized"
+    rank: int
+    power_iters: int = DEFAULT_POWER_ITERS
+    oversample: int = DEFAULT_OVERSAMPLE
+    seed: int = 0
+
+    def validate(self, n_pixels: int, n_frames: int) -> None:
+        """Check the parameters against the shape (P, T) of M.
+
+        Raises
+        ------
+        InvalidParameterError
+            Unknown method, rank outside [1, min(P, T)], negative power_iters or
+            oversample, or a negative seed.
+        """
+        if self.method not in METHODS:
+            raise InvalidParameterError(f"--method must be 'randomized' or 'exact', got {self.method!r}")
+        limit = min(n_pixels, n_frames)
+        if not 1 <= self.rank <= limit:
+            raise InvalidParameterError(
+                f"--rank must be between 1 and min(pixels, frames) = {limit}, got {self.rank}"
+            )
+        if self.power_iters < 0:
+            raise InvalidParameterError(
+                f"--power-iters must be 0 or more (default {DEFAULT_POWER_ITERS}), got {self.power_iters}"
+            )
+        if self.oversample < 0:
+            raise InvalidParameterError(
+                f"--oversample must be 0 or more (default {DEFAULT_OVERSAMPLE}), got {self.oversample}"
+            )
+        if self.seed < 0:
+            raise InvalidParameterError(f"--seed must be 0 or more, got {self.seed}")
+
+    def as_attrs(self) -> dict[str, Any]:
+        """The parameters as JSON-ready attributes (what factors record)."""
+        return asdict(self)
+
+
+class Decomposition(NamedTuple):
+    """A rank-k truncated SVD ``M ~ U @ diag(s) @ Vt``; unpacks as ``U, s, Vt``.
+
+    Attributes
+    ----------
+    U : dask.array.Array
+        Shape (pixel, component) = (P, k), float32, orthonormal columns.
+    s : dask.array.Array
+        Shape (component,) = (k,), float32, decreasing.
+    Vt : dask.array.Array
+        Shape (component, frame) = (k, T), float32, orthonormal rows.
+    """
+
+    U: da.Array
+    s: da.Array
+    Vt: da.Array
+
+
+def decompose(
+    matrix: da.Array,
+    params: SvdParameters,
+    *,
+    memory_limit_bytes: int | None = None,
+    threads: int = 1,
+    keep_in_memory: bool = False,
+) -> Decomposition:
+    """Truncated SVD of M with the method of ``params``; lazy.
+
+    Parameters
+    ----------
+    matrix : dask.array.Array
+        M, shape (P, T), float32 (see :func:`pipelines.matrix.video_matrix`).
+    params : SvdParameters
+        Method, rank and options; validated against M's shape.
+    memory_limit_bytes : int, optional
+        Memory the cluster can give the exact method; it is refused above that.
+    threads : int
+        Worker threads of the whole cluster (exact method's memory estimate).
+    keep_in_memory : bool
+        Randomized method only: see :func:`randomized_svd`.
+
+    Returns
+    -------
+    Decomposition
+        ``U`` (P, k), ``s`` (k,), ``Vt`` (k, T), float32, lazy.
+
+    Raises
+    ------
+    InvalidParameterError
+        Invalid parameters, or the exact method would need more than
+        ``memory_limit_bytes``.
+    """
+    params.validate(*_shape(matrix))
+    if params.method == "exact":
+        return exact_svd(matrix, params, memory_limit_bytes=memory_limit_bytes, threads=threads)
+    return randomized_svd(matrix, params, keep_in_memory=keep_in_memory)
+
+
+def randomized_svd(matrix: da.Array, params: SvdParameters, *, keep_in_memory: bool = False) -> Decomposition:
+    """Randomized truncated SVD of M (Halko et al.), QR-orthonormalised; lazy.
+
+    Parameters
+    ----------
+    matrix : dask.array.Array
+        M, shape (P, T), float32, any chunks.
+    params : SvdParameters
+        ``rank``, ``power_iters``, ``oversample`` and ``seed`` are used.
+    keep_in_memory : bool
+        False (default): every pass over M reads it again from its source, so the
+        computation holds only a few chunks of M at a time, whatever the video's
+        length.  True: the graph of :func:`dask.array.linalg.svd_compressed` as is,
+        which keeps every chunk of M in memory from the first pass to the last (a
+        float32 copy of the video, four times its uint8 size, spilled to disk by
+        distributed workers when it does not fit): faster when it fits.
+
+    Returns
+    -------
+    Decomposition
+        ``U`` (P, k), ``s`` (k,), ``Vt`` (k, T), float32, lazy; signs fixed by
+        :func:`dask.array.utils.svd_flip`.  Deterministic for a seed and chunking of
+        M, and identical whichever ``keep_in_memory``.
+
+    Notes
+    -----
+    The algorithm is that of :func:`dask.array.linalg.svd_compressed` with
+    ``iterator="QR"`` (its default ``"power"`` iterator does not re-orthonormalise and
+    overflows float32 on video): a Gaussian sketch Omega (T, l) with ``l = max(20, k +
+    oversample)``, ``Q = qr(M Omega)``, then ``power_iters`` times ``Q = qr(M qr(M^T
+    Q))``, and the SVD of the small ``Q^T M``.  That is ``2 * power_iters + 2`` passes
+    over M.  The only difference is that each pass gets its own copy of M's graph
+    (new keys for the same tasks, as :func:`dask.graph_manipulation.clone` would
+    make), so dask never holds M between passes.
+    Measured on a 6000-frame 240x320 video (M 1.76 GiB float32, threaded scheduler,
+    2 iterations): peak memory 0.6 GiB instead of 2.1 GiB, for about 40 % more CPU
+    time (the video is read and converted six times instead of once).
+
+    Memory: a few chunks of M per worker thread, plus the (P, l) and (T, l) float32
+    sketches and their per-chunk partial products.
+    """
+    n_pixels, n_frames = _shape(matrix)
+    params.validate(n_pixels, n_frames)
+    k = params.rank
+    if keep_in_memory:
+        u, s, vt = da.linalg.svd_compressed(
+            matrix,
+            k=k,
+            iterator="QR",
+            n_power_iter=params.power_iters,
+            n_oversamples=params.oversample,
+            seed=params.seed,
+            compute=False,
+        )
+        return Decomposition(u, s, vt)
+
+    fresh = _fresh_copies(matrix)
+    width = compression_level(min(n_pixels, n_frames), k, n_oversamples=params.oversample)
+    sketch_dtype = np.float32 if matrix.dtype == np.float32 else np.float64
+    omega = (
+        da.random.default_rng(params.seed)
+        .standard_normal(size=(n_frames, width), chunks=(matrix.chunks[1], (width,)))
+        .astype(sketch_dtype, copy=False)
+    )
+    basis, _ = tsqr(fresh().dot(omega))
+    for _ in range(params.power_iters):
+        basis, _ = tsqr(fresh().T.dot(basis))
+        basis, _ = tsqr(fresh().dot(basis))
+    compression = basis.T
+    v_small, s, u_small = tsqr(compression.dot(fresh()).T, compute_svd=True)
+    u = compression.T.dot(u_small.T)[:, :k]
+    u, vt = svd_flip(u, v_small.T[:k, :])
+    return Decomposition(u, s[:k], vt)
+
+
+def exact_svd(
+    matrix: da.Array,
+    params: SvdParameters,
+    *,
+    memory_limit_bytes: int | None = None,
+    block_rows: int | None = None,
+    threads: int = 1,
+) -> Decomposition:
+    """Exact thin SVD of M by TSQR (:func:`dask.array.linalg.svd`), truncated; lazy.
+
+    Parameters
+    ----------
+    matrix : dask.array.Array
+        M, shape (P, T), float32.  TSQR needs the short side of M in one chunk; when
+        it is not, M is rechunked into blocks of ``block_rows`` along the long side
+        (dask picks distributed's P2P rechunk when a Client is current and M is large,
+        its task rechunk otherwise).  Cheaper: build M in that layout from the uint8
+        frames, ``video_matrix(frames, frames_per_chunk=T, image_rows_per_chunk=r)``.
+    params : SvdParameters
+        ``rank`` is used; the randomized options are ignored.
+    memory_limit_bytes : int, optional
+        Memory the cluster can give this computation (all workers together).  When
+        :func:`estimate_exact_memory` exceeds it the method is refused before anything
+        runs.  None: no check.
+    block_rows : int, optional
+        Rows (along the long side) per block when M has to be rechunked; by default
+        :func:`default_block_rows`.  Ignored when M already has its short side in one
+        chunk (its own blocks are used).
+    threads : int
+        Worker threads of the whole cluster, for the memory estimate.
+
+    Returns
+    -------
+    Decomposition
+        ``U`` (P, k), ``s`` (k,), ``Vt`` (k, T), float32, lazy; signs fixed by
+        :func:`dask.array.utils.svd_flip`.
+
+    Raises
+    ------
+    InvalidParameterError
+        Invalid rank, or the estimate exceeds ``memory_limit_bytes`` (the message
+        names ``--method randomized``).
+
+    Notes
+    -----
+    When frames outnumber pixels (T > P: short, wide M) the TSQR runs on M^T and the
+    factors are swapped back; the long side then runs along frames.
+
+    Memory: see :func:`estimate_exact_memory`: a float32 copy of M (the Q factors of
+    the first TSQR stage) held until the end, ``2 * n_blocks`` matrices of ``n x n``
+    for the short side n, and about eight float32 blocks per running block QR (numpy
+    factors float32 in float64).  Time: on the notebook's video (76800 x 794) with two
+    threads it took 10 to 25 s, the randomized default 1 to 3 s.
+    """
+    n_pixels, n_frames = _shape(matrix)
+    params.validate(n_pixels, n_frames)
+    long_axis = 0 if n_pixels >= n_frames else 1
+    short_axis = 1 - long_axis
+    if matrix.numblocks[short_axis] == 1 and matrix.numblocks[long_axis] > 0:
+        rows = max(matrix.chunks[long_axis])
+    else:
+        rows = block_rows or default_block_rows(n_pixels, n_frames)
+        if rows < 1:
+            raise InvalidParameterError(f"block_rows must be a positive integer, got {rows}")
+        matrix = matrix.rechunk({long_axis: rows, short_axis: -1})
+    if memory_limit_bytes is not None:
+        needed = estimate_exact_memory(n_pixels, n_frames, block_rows=rows, threads=threads)
+        if needed > memory_limit_bytes:
+            raise InvalidParameterError(
+                f"the exact SVD of {n_pixels} pixels x {n_frames} frames needs about "
+                f"{_gib(needed)} but {_gib(memory_limit_bytes)} is available; "
+                "use --method randomized (or a bigger cluster)"
+            )
+    u, s, vt = da.linalg.svd(matrix, coerce_signs=True)
+    k = params.rank
+    return Decomposition(u[:, :k], s[:k], vt[:k, :])
+
+
+def default_block_rows(
+    n_pixels: int,
+    n_frames: int,
+    *,
+    block_bytes: int = EXACT_BLOCK_BYTES,
+    multiple_of: int = 1,
+) -> int:
+    """Rows per TSQR block of M along its long side m: about ``block_bytes`` of float32.
+
+    Parameters
+    ----------
+    n_pixels, n_frames : int
+        Shape (P, T) of M.
+    block_bytes : int
+        Target float32 bytes of one block (64 MiB).
+    multiple_of : int
+        Round up to a multiple of this (the image width, to build M with
+        ``video_matrix(..., image_rows_per_chunk=rows // width)``).
+
+    Returns
+    -------
+    int
+        At least twice the short side n, so that TSQR can reduce its stacked R
+        factors in a tree (below that, one task factors all ``n_blocks * n`` rows of
+        them at once; see :func:`estimate_exact_memory`), and at most about m.
+    """
+    long_side, short_side = max(n_pixels, n_frames), min(n_pixels, n_frames)
+    rows = max(2 * short_side, block_bytes // (_FLOAT32_BYTES * max(short_side, 1)))
+    rows = max(1, min(rows, long_side))
+    step = max(1, multiple_of)
+    return int(-(-rows // step) * step)
+
+
+def estimate_exact_memory(n_pixels: int, n_frames: int, *, block_rows: int, threads: int = 1) -> int:
+    """Estimate the peak memory, in bytes, of the exact SVD of M (all workers together).
+
+    Parameters
+    ----------
+    n_pixels, n_frames : int
+        Shape (P, T) of M.
+    block_rows : int
+        Rows per TSQR block along the long side m = max(P, T).
+    threads : int
+        Worker threads of the whole cluster (blocks factored at the same time).
+
+    Returns
+    -------
+    int
+        ``4 * (held + working)`` bytes, with n = min(P, T), b = ceil(m / block_rows)
+        blocks, ``held = m*n + 2*b*n**2`` and ``working = max(8*threads*block_rows*n,
+        8*stacked*n, 18*n**2)``, where ``stacked = block_rows`` when ``block_rows >=
+        2n`` and ``b*n`` otherwise.
+
+    Notes
+    -----
+    TSQR factors every block of M, ``A_i = Q_i R_i``.  The Q_i, together a float32
+    copy of M (``m*n``), are held until the end, when each is multiplied by its share
+    of the small factors; the ``b`` R factors (``n x n`` each, and as much again for
+    their stacked copies) are held until they are factored in turn.  numpy factors
+    float32 in float64, so a QR of a block of r rows takes about ``8 * r * n`` float32
+    sizes while it runs (measured: 535 MiB for a 66 MiB block), and the final SVD of
+    an ``n x n`` R about ``18 * n**2`` (602 MiB for n = 3000).  The stacked R factors
+    are factored ``block_rows`` rows at a time when ``block_rows >= 2n``, all ``b * n``
+    rows in one task otherwise.
+
+    Measured with dask's threads on 76800 pixels (peak RSS / this estimate): 794
+    frames, 4 blocks, 1 and 2 threads: 870 / 800 MiB and 1242 / 1340 MiB; 3000 frames,
+    13 blocks of 6080 rows, 1 and 2 threads: 2663 / 2460 MiB and 2979 / 3020 MiB; the
+    same with 14 blocks of 5760 rows (fewer than 2n): 5390 / 5960 MiB.
+    """
+    long_side, short_side = max(n_pixels, n_frames), min(n_pixels, n_frames)
+    rows = max(1, min(block_rows, long_side))
+    n_blocks = math.ceil(long_side / rows)
+    stacked = rows if (rows >= 2 * short_side or n_blocks == 1) else n_blocks * short_side
+    held = long_side * short_side + 2 * n_blocks * short_side**2
+    working = max(8 * max(1, threads) * rows * short_side, 8 * stacked * short_side, 18 * short_side**2)
+    return int((held + working) * _FLOAT32_BYTES)
+
+
+def relative_error(matrix: da.Array, u: Any, s: Any, vt: Any) -> da.Array:
+    """Relative reconstruction error ``||M - U diag(s) Vt||_F / ||M||_F``; lazy.
+
+    Parameters
+    ----------
+    matrix : dask.array.Array
+        M, shape (P, T).
+    u, s, vt : dask.array.Array or numpy.ndarray
+        The factors U, s, Vt: shapes (P, k), (k,), (k, T).
+
+    Returns
+    -------
+    dask.array.Array
+        A 0-d float64 array (0 for an exact reconstruction); lazy.
+
+    Notes
+    -----
+    One pass over M: each task rebuilds only its own chunk of ``U diag(s) Vt`` from
+    the matching rows of U and columns of Vt, and returns two sums of squares
+    (float64); the full product is never formed.  Memory: about three float32 chunks
+    of M per worker thread.
+    """
+    n_pixels, n_frames = _shape(matrix)
+    u = da.asarray(u)
+    s = da.asarray(s)
+    vt = da.asarray(vt)
+    k = int(s.shape[0])
+    if u.shape != (n_pixels, k) or vt.shape != (k, n_frames):
+        raise InvalidParameterError(
+            f"factors of shapes U {u.shape}, s {s.shape}, Vt {vt.shape} do not fit "
+            f"M of shape {matrix.shape}; give factors of this video"
+        )
+    u = u.rechunk((matrix.chunks[0], -1))
+    vt = vt.rechunk((-1, matrix.chunks[1]))
+    s = s.rechunk(-1)
+    sums = da.blockwise(
+        _block_squares,
+        "ptv",
+        matrix,
+        "pt",
+        u,
+        "pk",
+        s,
+        "k",
+        vt,
+        "kt",
+        new_axes={"v": 2},
+        adjust_chunks={"p": 1, "t": 1},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0), dtype=np.float64),
+    ).sum(axis=(0, 1))
+    residual, total = sums[0], sums[1]
+    return da.where(total > 0, da.sqrt(residual / da.where(total > 0, total, 1.0)), 0.0)
+
+
+def singular_value_accuracy(s: Any, reference: Any) -> Any:
+    """Largest relative difference ``max |s_i - ref_i| / ref_i`` over the common components.
+
+    Parameters
+    ----------
+    s, reference : array_like or dask.array.Array
+        Singular values, shapes (k,) and (k',); the first ``min(k, k')`` are compared.
+
+    Returns
+    -------
+    float or dask.array.Array
+        A float for numpy inputs, a lazy 0-d array when either input is a dask array.
+    """
+    n = min(int(np.shape(s)[0]), int(np.shape(reference)[0]))
+    lazy = isinstance(s, da.Array) or isinstance(reference, da.Array)
+    xp: Any = da if lazy else np
+    ours = xp.asarray(s)[:n].astype(np.float64)
+    theirs = xp.asarray(reference)[:n].astype(np.float64)
+    safe = xp.where(theirs != 0, xp.abs(theirs), 1.0)
+    result = xp.max(xp.abs(ours - theirs) / safe)
+    return result if lazy else float(result)
+
+
+def _block_squares(
+    block: npt.NDArray[np.floating[Any]],
+    u: npt.NDArray[np.floating[Any]],
+    s: npt.NDArray[np.floating[Any]],
+    vt: npt.NDArray[np.floating[Any]],
+) -> npt.NDArray[np.float64]:
+    """Sums of squares of (block - u diag(s) vt) and of block, as a (1, 1, 2) array."""
+    residual = block - (u * s) @ vt
+    out = np.empty((1, 1, 2), dtype=np.float64)
+    out[0, 0, 0] = np.einsum("ij,ij->", residual, residual, dtype=np.float64)
+    out[0, 0, 1] = np.einsum("ij,ij->", block, block, dtype=np.float64)
+    return out
+
+
+def _fresh_copies(matrix: da.Array) -> Callable[[], da.Array]:
+    """Return a function giving a new, independent copy of M's graph on each call."""
+    counter = itertools.count()
+    return lambda: _copy_graph(matrix, next(counter))
+
+
+def _copy_graph(array: da.Array, tag: int) -> da.Array:
+    """The same computation as ``array`` under new keys, sharing no task with it.
+
+    Like :func:`dask.graph_manipulation.clone`, which cannot be used here: it leaves
+    the old keys inside the ``Task`` objects of materialized layers (rechunks among
+    them), and dask's task fusion then fails with "Cannot fuse tasks with multiple
+    outputs" (dask/dask#12455, open in 2026.8).  This copy rebuilds the low-level
+    graph node by node with :meth:`GraphNode.substitute`, which renames every key
+    and every reference to one.
+    """
+    suffix = f"pass{tag}-{tokenize(array.name, tag)[:8]}"
+    graph = convert_legacy_graph(dict(array.__dask_graph__()))
+    renamed = {key: _renamed_key(key, suffix) for key in graph}
+    copied = {renamed[key]: node.substitute(renamed, key=renamed[key]) for key, node in graph.items()}
+    return da.Array(copied, f"{array.name}-{suffix}", chunks=array.chunks, meta=array._meta)
+
+
+def _renamed_key(key: Any, suffix: str) -> Any:
+    if isinstance(key, tuple):
+        return (f"{key[0]}-{suffix}", *key[1:])
+    return f"{key}-{suffix}"
+
+
+def _shape(matrix: da.Array) -> tuple[int, int]:
+    if not isinstance(matrix, da.Array) or matrix.ndim != 2:
+        raise InvalidParameterError(
+            "the SVD needs the (pixel, frame) matrix as a 2-d dask array, got "
+            f"{type(matrix).__name__} of shape {getattr(matrix, 'shape', '?')}; "
+            "build it with video_matrix(frames)"
+        )
+    return int(matrix.shape[0]), int(matrix.shape[1])
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"

@@ -1,0 +1,171 @@
+"""The video as the lazy float32 matrix M of shape (pixel, frame) = (P, T).
+
+Column ``t`` of M is frame ``t`` flattened in C order, so ``M[:, t].reshape(y, x)`` is
+the frame again.  Gray videos have ``P = y * x``.  A color video (``frame, y, x,
+channel``) is accepted and its channels count as extra rows: ``P = y * x * 3`` and row
+``(i * x + j) * 3 + c`` is channel ``c`` of pixel ``(i, j)``; the decomposition does not
+care, and :func:`frame_images` turns a column back into an RGB image.
+
+Nothing here reads data: every function takes and returns lazy dask arrays, and the
+uint8 to float32 conversion happens inside the graph, one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+from dask.base import tokenize
+
+from storage.errors import InvalidParameterError
+
+__all__ = ["frame_images", "matrix_chunk_bytes", "video_matrix"]
+
+_FRAME_NDIM = 3
+_COLOR_NDIM = 4
+_CHANNELS = 3
+
+
+def video_matrix(
+    frames: da.Array,
+    *,
+    frames_per_chunk: int | None = None,
+    image_rows_per_chunk: int | None = None,
+) -> da.Array:
+    """View a stored video as the lazy float32 matrix M (pixel, frame).
+
+    Parameters
+    ----------
+    frames : dask.array.Array
+        Shape (frame, y, x) or (frame, y, x, channel), uint8, as
+        :func:`storage.video_array.open_video` returns it (whole frames per chunk).
+    frames_per_chunk : int, optional
+        Frames per chunk of M.  By default the frame chunks of ``frames`` are kept.
+    image_rows_per_chunk : int, optional
+        Image rows (y) per chunk of M, so a chunk holds ``image_rows_per_chunk * x
+        [* 3]`` pixels.  By default a chunk holds whole frames (all P pixels).
+
+    Returns
+    -------
+    dask.array.Array
+        Shape (P, T), float32; lazy.  With both options left at None its chunks are
+        ``((P,), frame chunks of the video)``: one chunk of M per Zarr chunk of the
+        video, so building M moves no data between workers.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``frames`` is not (frame, y, x[, 3]) uint8, or an option is below 1.
+
+    Notes
+    -----
+    Memory: one task holds one uint8 chunk and its float32 copy, five times the bytes
+    of a video chunk (160 MiB for the default 32 MiB video chunks).
+
+    Any other chunking regroups the uint8 frames before the conversion (a rechunk
+    moves a quarter of the bytes it would move on M; under a distributed Client dask
+    picks its P2P rechunk for large arrays).  :func:`pipelines.decompose.exact_svd`
+    wants ``frames_per_chunk=T`` (every frame in one chunk); the randomized SVD runs on
+    any chunking, and on the notebook's video it ran as fast on the video's own chunks
+    as on rows of pixels, so the default moves nothing.
+    """
+    _check_frames(frames)
+    for option, value in (
+        ("frames_per_chunk", frames_per_chunk),
+        ("image_rows_per_chunk", image_rows_per_chunk),
+    ):
+        if value is not None and value < 1:
+            raise InvalidParameterError(f"{option} must be a positive integer, got {value}")
+    n_frames, height = int(frames.shape[0]), int(frames.shape[1])
+    pixels_per_row = int(np.prod(frames.shape[2:], dtype=np.int64))
+    frame_chunks: int | tuple[int, ...] = (
+        frames.chunks[0] if frames_per_chunk is None else min(frames_per_chunk, max(n_frames, 1))
+    )
+    row_chunks: int = -1 if image_rows_per_chunk is None else min(image_rows_per_chunk, height)
+    regrouped = frames.rechunk(
+        {0: frame_chunks, 1: row_chunks, **{axis: -1 for axis in range(2, frames.ndim)}}
+    )
+    frame_index = "tyxc"[: frames.ndim]
+    return da.blockwise(
+        _frames_to_columns,
+        "yt",
+        regrouped,
+        frame_index,
+        adjust_chunks={"y": lambda rows: rows * pixels_per_row},
+        concatenate=True,
+        dtype=np.float32,
+        meta=np.empty((0, 0), dtype=np.float32),
+        name="video-matrix-" + tokenize(regrouped),
+    )
+
+
+def matrix_chunk_bytes(matrix: da.Array) -> int:
+    """Return the bytes of the largest chunk of a dask array (e.g. M, float32)."""
+    largest = [max(sizes) if sizes else 0 for sizes in matrix.chunks]
+    return int(np.prod(largest, dtype=np.int64)) * int(matrix.dtype.itemsize)
+
+
+def frame_images(
+    column_or_matrix: npt.ArrayLike | da.Array, height: int, width: int
+) -> npt.NDArray[np.generic] | da.Array:
+    """Reshape columns of a (pixel, ...) array back into images.
+
+    Parameters
+    ----------
+    column_or_matrix : array_like or dask.array.Array
+        Shape (P,) for one column (e.g. ``U[:, 0]`` or ``M[:, t]``), or (P, n) for n
+        columns, with ``P = height * width`` (gray) or ``height * width * 3`` (color).
+    height, width : int
+        Frame size.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        Shape (height, width[, 3]) for one column, (n, height, width[, 3]) for n
+        columns; the same kind of array as the input (lazy for dask), same dtype.
+
+    Raises
+    ------
+    InvalidParameterError
+        P is neither ``height * width`` nor ``height * width * 3``.
+    """
+    array = column_or_matrix if isinstance(column_or_matrix, da.Array) else np.asarray(column_or_matrix)
+    if array.ndim not in (1, 2):
+        raise InvalidParameterError(
+            f"frame_images needs a column (P,) or a matrix (P, n), got shape {array.shape}"
+        )
+    n_pixels = int(array.shape[0])
+    if n_pixels == height * width:
+        image_shape: tuple[int, ...] = (height, width)
+    elif n_pixels == height * width * _CHANNELS:
+        image_shape = (height, width, _CHANNELS)
+    else:
+        raise InvalidParameterError(
+            f"a column of {n_pixels} pixels is not a {width}x{height} frame "
+            f"(needs {height * width} gray or {height * width * _CHANNELS} color values); "
+            "give the video's height and width"
+        )
+    if array.ndim == 1:
+        return array.reshape(image_shape)
+    return array.T.reshape((int(array.shape[1]), *image_shape))
+
+
+def _check_frames(frames: da.Array) -> None:
+    if not isinstance(frames, da.Array):
+        raise InvalidParameterError(
+            f"video_matrix needs a dask array of frames, got {type(frames).__name__}; "
+            "use open_video(store).frames"
+        )
+    color = frames.ndim == _COLOR_NDIM and frames.shape[-1] == _CHANNELS
+    if frames.ndim != _FRAME_NDIM and not color:
+        raise InvalidParameterError(
+            f"video frames must have shape (frame, y, x) or (frame, y, x, 3), got {frames.shape}"
+        )
+    if frames.dtype != np.uint8:
+        raise InvalidParameterError(f"video frames must be uint8 as stored by ingest, got {frames.dtype}")
+
+
+def _frames_to_columns(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """(n, y, x[, c]) uint8 -> (P, n) float32, each frame one column (C order)."""
+    columns = block.reshape(block.shape[0], -1).T
+    return np.ascontiguousarray(columns, dtype=np.float32)

@@ -1,0 +1,149 @@
+"""Arrays derived from the video and its factors: ``STORE/foreground`` and ``STORE/masks``.
+
+Both have the video's shape (frame, y, x) and its frame chunking, so every task of
+the separation writes whole Zarr chunks, and both carry ``complete: true`` only after
+every chunk is written.  Files meant for people (PNG images, reports) go to an output
+folder through :func:`write_file_atomic`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import zarr
+
+from storage.errors import InvalidParameterError, StoreIncompleteError, StoreNotFoundError, StoreNotWritableError
+from storage.layout import COMPLETE_ATTR, FOREGROUND_ARRAY, MASKS_ARRAY, VIDEO_DIMS, ZSTD_LEVEL
+from storage.store import StoreLocation, as_location, open_store
+
+__all__ = ["DERIVED_ARRAYS", "StoredArray", "derived_attrs", "open_derived", "write_derived", "write_file_atomic"]
+
+DERIVED_ARRAYS = (FOREGROUND_ARRAY, MASKS_ARRAY)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredArray:
+    """A complete derived array.
+
+    Attributes
+    ----------
+    data : dask.array.Array
+        (frame, y, x), lazy, one dask chunk per Zarr chunk.
+    attrs : dict
+        What produced it (factors, rank, threshold, video fingerprint, ...).
+    """
+
+    data: da.Array
+    attrs: dict[str, Any]
+
+
+def write_derived(
+    store: StoreLocation | str | os.PathLike[str],
+    *,
+    name: str,
+    data: da.Array,
+    attrs: Mapping[str, Any],
+) -> None:
+    """Compute ``data`` chunk by chunk into ``STORE/<name>``, then mark it complete.
+
+    Parameters
+    ----------
+    store : path or URL
+        The store (every worker must reach it).
+    name : {"foreground", "masks"}
+        Which array.
+    data : dask.array.Array
+        Shape (frame, y, x); its frame chunks become the Zarr chunks (whole frames).
+    attrs : mapping
+        Provenance (JSON values).
+
+    Notes
+    -----
+    The current dask scheduler (a distributed Client when one is active) computes and
+    writes; memory is one chunk per task.  An existing array of that name is
+    replaced; until the new one is complete it is marked ``complete: false``.
+    """
+    if name not in DERIVED_ARRAYS:
+        raise InvalidParameterError(f"derived arrays are {', '.join(DERIVED_ARRAYS)}; got {name!r}")
+    loc = as_location(store)
+    root = open_store(loc, writable=True)
+    data = data.rechunk({0: data.chunks[0], 1: -1, 2: -1})
+    target = root.create_array(
+        name=name,
+        shape=data.shape,
+        chunks=(max(data.chunks[0]), *data.shape[1:]),
+        dtype=data.dtype,
+        compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
+        fill_value=0,
+        dimension_names=VIDEO_DIMS,
+        attributes={**dict(attrs), COMPLETE_ATTR: False},
+        overwrite=True,
+    )
+    # Zarr chunks are uniform: regroup the dask chunks onto the Zarr grid.
+    data = data.rechunk({0: target.chunks[0]})
+    da.store(data, target, lock=False, compute=True)
+    target.update_attributes({COMPLETE_ATTR: True})
+
+
+def open_derived(store: StoreLocation | str | os.PathLike[str], name: str) -> StoredArray:
+    """Open a complete derived array lazily.
+
+    Raises
+    ------
+    StoreNotFoundError
+        The array does not exist (run ``vidsvd separate`` first).
+    StoreIncompleteError
+        Its write was interrupted.
+    """
+    loc = as_location(store)
+    root = open_store(loc)
+    if name not in root:
+        raise StoreNotFoundError(f"{loc} has no {name}; run `vidsvd separate --store {loc}` first")
+    array = root[name]
+    assert isinstance(array, zarr.Array)
+    attrs = dict(array.attrs)
+    if not attrs.get(COMPLETE_ATTR):
+        raise StoreIncompleteError(
+            f"{name} in {loc} is incomplete (interrupted); rerun `vidsvd separate --store {loc}`"
+        )
+    return StoredArray(data=da.from_zarr(array), attrs=attrs)
+
+
+def derived_attrs(store: StoreLocation | str | os.PathLike[str], name: str) -> dict[str, Any] | None:
+    """Attributes of a derived array, or None when it does not exist."""
+    root = open_store(as_location(store))
+    if name not in root:
+        return None
+    return dict(root[name].attrs)
+
+
+def write_file_atomic(path: str | os.PathLike[str], content: bytes | str) -> Path:
+    """Write a file through a temporary name and rename it, so it is never half-written.
+
+    Parameters
+    ----------
+    path : path
+        Target file; its folder is created when missing.
+    content : bytes or str
+        Bytes, or text written as UTF-8.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
+            handle.write(data)
+            temporary = Path(handle.name)
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary.chmod(0o666 & ~umask)  # NamedTemporaryFile makes 0600 files
+        temporary.replace(target)
+    except OSError as exc:
+        raise StoreNotWritableError(f"cannot write {target} ({exc}); choose a writable --out folder") from None
+    return target

@@ -1,0 +1,496 @@
+"""Persist and reopen truncated-SVD factors: ``STORE/factors/<name>/{U, s, Vt}``.
+
+::
+
+    factors/<name>/      group; attrs: method, rank, power_iters, oversample, seed,
+                         video_fingerprint, wall_time_s, versions, ... and
+                         complete: true, written last
+      U                  (pixel, component) float32
+      s                  (component,) float32
+      Vt                 (component, frame) float32
+
+Each factor set is written by whatever dask scheduler is current (a distributed
+Client's workers write their chunks straight into the store, which must therefore be
+a path or URL every worker can reach).  The group is created with ``complete: false``
+and marked complete only after all three arrays are stored, so an interrupted or
+failed write is never mistaken for usable factors; the next write of the same name
+replaces it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from storage.errors import (
+    FingerprintMismatchError,
+    InvalidParameterError,
+    StoreExistsError,
+    StoreIncompleteError,
+    StoreNotFoundError,
+)
+from storage.layout import (
+    COMPLETE_ATTR,
+    FACTOR_S,
+    FACTOR_U,
+    FACTOR_VT,
+    FACTORS_CHUNK_BYTES,
+    FACTORS_GROUP,
+    S_DIMS,
+    U_DIMS,
+    VT_DIMS,
+    ZSTD_LEVEL,
+)
+from storage.store import StoreLocation, as_location, open_store
+
+__all__ = [
+    "FactorParameters",
+    "FactorsSummary",
+    "StoredFactors",
+    "default_factors_name",
+    "factors_chunks",
+    "find_reusable_factors",
+    "list_factors",
+    "open_factors",
+    "write_factors",
+]
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_REQUIRED_ATTRS = ("method", "video_fingerprint")
+_RANDOMIZED_OPTIONS = ("power_iters", "oversample", "seed")
+_FLOAT32_BYTES = 4
+
+
+class FactorParameters(Protocol):
+    """What identifies a decomposition (``pipelines.decompose.SvdParameters`` fits)."""
+
+    @property
+    def method(self) -> str:
+        """``"randomized"`` or ``"exact"``."""
+
+    @property
+    def rank(self) -> int:
+        """Number of components."""
+
+    @property
+    def power_iters(self) -> int:
+        """Power iterations (randomized only)."""
+
+    @property
+    def oversample(self) -> int:
+        """Oversampling (randomized only)."""
+
+    @property
+    def seed(self) -> int:
+        """Seed of the random sketch (randomized only)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredFactors:
+    """A complete factor set, opened lazily.
+
+    Attributes
+    ----------
+    name : str
+        Its name under ``STORE/factors``.
+    U : dask.array.Array
+        Shape (pixel, component) = (P, k), float32; lazy.
+    s : dask.array.Array
+        Shape (component,) = (k,), float32; lazy.
+    Vt : dask.array.Array
+        Shape (component, frame) = (k, T), float32; lazy.
+    attrs : dict
+        Provenance: method, rank, power_iters, oversample, seed, video_fingerprint,
+        wall_time_s, versions, ...
+    location : StoreLocation
+        The store.
+    """
+
+    name: str
+    U: da.Array
+    s: da.Array
+    Vt: da.Array
+    attrs: dict[str, Any]
+    location: StoreLocation
+
+    @property
+    def rank(self) -> int:
+        """Number of components k."""
+        return int(self.s.shape[0])
+
+    @property
+    def method(self) -> str:
+        """``"randomized"`` or ``"exact"``."""
+        return str(self.attrs.get("method", ""))
+
+    @property
+    def video_fingerprint(self) -> str:
+        """Fingerprint of the video the factors were computed from."""
+        return str(self.attrs.get("video_fingerprint", ""))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FactorsSummary:
+    """One entry of ``STORE/factors``, complete or not, without opening its arrays.
+
+    Attributes
+    ----------
+    name : str
+        Its name under ``STORE/factors``.
+    complete : bool
+        False for an interrupted or failed write (not usable).
+    rank : int
+        Number of components (0 when unknown).
+    attrs : dict
+        Every attribute of the group.
+    """
+
+    name: str
+    complete: bool
+    rank: int
+    attrs: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        """``"randomized"`` or ``"exact"`` ("" when unknown)."""
+        return str(self.attrs.get("method", ""))
+
+
+def default_factors_name(method: str, rank: int) -> str:
+    """Return the default name of a factor set, e.g. ``"randomized-k10"``."""
+    return f"{method}-k{rank}"
+
+
+def factors_chunks(
+    n_pixels: int, n_frames: int, rank: int, *, chunk_bytes: int = FACTORS_CHUNK_BYTES
+) -> dict[str, tuple[int, ...]]:
+    """Zarr chunk shapes of U, s and Vt: about ``chunk_bytes`` each, all components.
+
+    Returns
+    -------
+    dict
+        ``{"U": (rows, k), "s": (k,), "Vt": (k, columns)}``.
+    """
+    k = max(1, rank)
+    per_chunk = max(1, chunk_bytes // (_FLOAT32_BYTES * k))
+    return {
+        FACTOR_U: (max(1, min(per_chunk, n_pixels)), k),
+        FACTOR_S: (k,),
+        FACTOR_VT: (k, max(1, min(per_chunk, n_frames))),
+    }
+
+
+def write_factors(
+    store: StoreLocation | str | os.PathLike[str],
+    *,
+    name: str,
+    U: da.Array | np.ndarray[Any, Any],  # noqa: N803 - the vocabulary's names
+    s: da.Array | np.ndarray[Any, Any],
+    Vt: da.Array | np.ndarray[Any, Any],  # noqa: N803
+    attrs: Mapping[str, Any],
+    overwrite: bool = False,
+) -> None:
+    """Store U, s, Vt as ``STORE/factors/<name>``, then mark the group complete.
+
+    Parameters
+    ----------
+    store : path or URL
+        An existing vidsvd store (every worker must reach it).
+    name : str
+        Name of the factor set: letters, digits, ``.``, ``_`` and ``-``.
+    U, s, Vt : dask.array.Array or numpy.ndarray
+        Shapes (P, k), (k,), (k, T); converted to float32 inside the graph.  Lazy
+        arrays are computed now, by the current scheduler, chunk by chunk straight
+        into the store.
+    attrs : mapping
+        Provenance written on the group (JSON values); needs ``method`` and
+        ``video_fingerprint``, and usually has rank, power_iters, oversample, seed,
+        wall_time_s, peak_worker_memory and versions.  ``rank`` is set from the
+        arrays when absent.
+    overwrite : bool
+        Replace complete factors of the same name.  Incomplete ones (an interrupted
+        write) are always replaced.
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad name, shapes that do not fit together, or a required attribute missing.
+    StoreExistsError
+        Complete factors of that name exist and ``overwrite`` is False.
+    StoreNotFoundError, NotAVidsvdStoreError
+        No vidsvd store at ``store``.
+
+    Notes
+    -----
+    The arrays are rechunked to the Zarr chunks (:func:`factors_chunks`, about 32 MiB,
+    every component in one chunk) before they are stored, so every task writes whole
+    chunks and no two tasks share one.  When the write fails or is interrupted
+    (KeyboardInterrupt included) the group keeps ``complete: false``.  Under a
+    distributed Client an interrupt stops the wait, not tasks already running on
+    workers; they may still write chunks into the incomplete group.
+
+    Memory: one chunk of each factor per task, on top of what computing them takes.
+    """
+    _check_name(name)
+    u, sv, vt = (da.asarray(a).astype(np.float32, copy=False) for a in (U, s, Vt))
+    if u.ndim != 2 or sv.ndim != 1 or vt.ndim != 2:
+        raise InvalidParameterError(
+            f"factors must be U (P, k), s (k,), Vt (k, T); got shapes {u.shape}, {sv.shape}, {vt.shape}"
+        )
+    n_pixels, rank = (int(n) for n in u.shape)
+    n_frames = int(vt.shape[1])
+    if sv.shape != (rank,) or vt.shape[0] != rank:
+        raise InvalidParameterError(
+            f"factors must share their number of components: U {u.shape}, s {sv.shape}, Vt {vt.shape}"
+        )
+    record = _jsonable(dict(attrs))
+    missing = [key for key in _REQUIRED_ATTRS if key not in record]
+    if missing:
+        raise InvalidParameterError(f"factor attributes need {', '.join(missing)}; pass them in attrs")
+    recorded_rank = record.setdefault("rank", rank)
+    if recorded_rank != rank:
+        raise InvalidParameterError(
+            f"attrs say rank {recorded_rank} but the factors have {rank} components; "
+            "truncate the factors or fix attrs['rank']"
+        )
+    record.setdefault("n_pixels", n_pixels)
+    record.setdefault("n_frames", n_frames)
+
+    loc = as_location(store)
+    root = open_store(loc, writable=True)
+    parent = root.require_group(FACTORS_GROUP)
+    existing = parent.get(name)
+    if existing is not None and _is_complete(existing) and not overwrite:
+        raise StoreExistsError(
+            f"factors {name!r} already exist in {loc}; pass --force to recompute them or --name to keep both"
+        )
+    group = parent.create_group(name, overwrite=True, attributes={**record, COMPLETE_ATTR: False})
+    chunks = factors_chunks(n_pixels, n_frames, rank)
+    sources = {FACTOR_U: u, FACTOR_S: sv, FACTOR_VT: vt}
+    dims = {FACTOR_U: U_DIMS, FACTOR_S: S_DIMS, FACTOR_VT: VT_DIMS}
+    targets = [
+        group.create_array(
+            name=key,
+            shape=source.shape,
+            chunks=chunks[key],
+            dtype="float32",
+            compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
+            fill_value=np.nan,
+            dimension_names=dims[key],
+        )
+        for key, source in sources.items()
+    ]
+    aligned = [source.rechunk(chunks[key]) for key, source in sources.items()]
+    da.store(aligned, targets, lock=False, compute=True)
+    group.update_attributes({COMPLETE_ATTR: True})
+
+
+def open_factors(
+    store: StoreLocation | str | os.PathLike[str],
+    name: str,
+    *,
+    expected_fingerprint: str | None = None,
+) -> StoredFactors:
+    """Open complete factors as lazy dask arrays.
+
+    Parameters
+    ----------
+    store : path or URL
+        The store.
+    name : str
+        Name of the factor set.
+    expected_fingerprint : str, optional
+        Fingerprint of the store's current video; factors of another video are
+        refused.
+
+    Raises
+    ------
+    StoreNotFoundError
+        No such factors (the message lists those that exist).
+    StoreIncompleteError
+        Their write was interrupted or failed.
+    FingerprintMismatchError
+        They were computed from another video than ``expected_fingerprint``.
+    """
+    _check_name(name)
+    loc = as_location(store)
+    root = open_store(loc)
+    parent = root.get(FACTORS_GROUP)
+    group = parent.get(name) if isinstance(parent, zarr.Group) else None
+    if not isinstance(group, zarr.Group):
+        names = _names(parent) if isinstance(parent, zarr.Group) else []
+        available = f"; available: {', '.join(names)}" if names else ""
+        raise StoreNotFoundError(
+            f"no factors {name!r} in {loc}{available}; run `vidsvd decompose --store {loc}`"
+        )
+    attrs = dict(group.attrs)
+    if not attrs.get(COMPLETE_ATTR) or any(key not in group for key in (FACTOR_U, FACTOR_S, FACTOR_VT)):
+        raise StoreIncompleteError(
+            f"factors {name!r} in {loc} are incomplete (their computation was interrupted or "
+            f"failed); rerun `vidsvd decompose --store {loc} --name {name}`"
+        )
+    recorded = str(attrs.get("video_fingerprint", ""))
+    if expected_fingerprint is not None and recorded != expected_fingerprint:
+        raise FingerprintMismatchError(
+            f"factors {name!r} in {loc} belong to another video (fingerprint {recorded[:12] or '?'}, "
+            f"store's video {expected_fingerprint[:12]}); recompute them with "
+            f"`vidsvd decompose --store {loc} --name {name} --force`"
+        )
+    arrays = {key: group[key] for key in (FACTOR_U, FACTOR_S, FACTOR_VT)}
+    return StoredFactors(
+        name=name,
+        U=da.from_zarr(arrays[FACTOR_U]),
+        s=da.from_zarr(arrays[FACTOR_S]),
+        Vt=da.from_zarr(arrays[FACTOR_VT]),
+        attrs=attrs,
+        location=loc,
+    )
+
+
+def list_factors(store: StoreLocation | str | os.PathLike[str]) -> list[FactorsSummary]:
+    """Every factor set of the store, complete or not, sorted by name."""
+    root = open_store(as_location(store))
+    parent = root.get(FACTORS_GROUP)
+    if not isinstance(parent, zarr.Group):
+        return []
+    summaries = []
+    for name in _names(parent):
+        group = parent[name]
+        attrs = dict(group.attrs)
+        rank = attrs.get("rank", 0)
+        summaries.append(
+            FactorsSummary(
+                name=name,
+                complete=_is_complete(group),
+                rank=int(rank) if isinstance(rank, int) else 0,
+                attrs=attrs,
+            )
+        )
+    return summaries
+
+
+def find_reusable_factors(
+    store: StoreLocation | str | os.PathLike[str],
+    *,
+    video_fingerprint: str,
+    parameters: FactorParameters | None = None,
+    method: str | None = None,
+    rank: int | None = None,
+    power_iters: int | None = None,
+    oversample: int | None = None,
+    seed: int | None = None,
+    name: str | None = None,
+) -> StoredFactors | None:
+    """Find complete factors that answer a request without computing anything.
+
+    Give the request either as ``parameters`` or as ``method``, ``rank`` and (for
+    the randomized method) ``power_iters``, ``oversample`` and ``seed``.
+
+    Parameters
+    ----------
+    store : path or URL
+        The store.
+    video_fingerprint : str
+        Fingerprint of the store's current video; only factors of that video count.
+    parameters : FactorParameters, optional
+        The request as one object (e.g. ``SvdParameters``).
+    method, rank, power_iters, oversample, seed : optional
+        The request field by field.
+    name : str, optional
+        Consider only the factor set of this name.
+
+    Returns
+    -------
+    StoredFactors or None
+        Complete factors of the same video and method, the same power_iters,
+        oversample and seed for the randomized method (the exact method has none),
+        and a rank at least the requested one: the smallest such rank, then the
+        first name.  Their first ``rank`` components answer the request.  None when
+        there are none.
+    """
+    wanted = _request(parameters, method, rank, power_iters, oversample, seed)
+    candidates = []
+    for summary in list_factors(store):
+        attrs = summary.attrs
+        if name is not None and summary.name != name:
+            continue
+        if not summary.complete or attrs.get("video_fingerprint") != video_fingerprint:
+            continue
+        if attrs.get("method") != wanted["method"] or summary.rank < wanted["rank"]:
+            continue
+        if wanted["method"] != "exact" and any(
+            attrs.get(option) != wanted[option] for option in _RANDOMIZED_OPTIONS
+        ):
+            continue
+        candidates.append(summary)
+    if not candidates:
+        return None
+    best = min(candidates, key=lambda summary: (summary.rank, summary.name))
+    return open_factors(store, best.name, expected_fingerprint=video_fingerprint)
+
+
+def _request(
+    parameters: FactorParameters | None,
+    method: str | None,
+    rank: int | None,
+    power_iters: int | None,
+    oversample: int | None,
+    seed: int | None,
+) -> dict[str, Any]:
+    fields = {
+        "method": method,
+        "rank": rank,
+        "power_iters": power_iters,
+        "oversample": oversample,
+        "seed": seed,
+    }
+    if parameters is not None:
+        if any(value is not None for value in fields.values()):
+            raise InvalidParameterError("give the request either as parameters or field by field, not both")
+        return {key: getattr(parameters, key) for key in fields}
+    required = ["method", "rank"]
+    if method != "exact":
+        required += list(_RANDOMIZED_OPTIONS)
+    missing = [key for key in required if fields[key] is None]
+    if missing:
+        raise InvalidParameterError(f"find_reusable_factors needs {', '.join(missing)} for method {method!r}")
+    return fields
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+        raise InvalidParameterError(
+            f"--name must be 1 to 128 letters, digits, '.', '_' or '-' starting with a "
+            f"letter or digit, got {name!r}"
+        )
+
+
+def _is_complete(node: zarr.Group | zarr.Array) -> bool:
+    return isinstance(node, zarr.Group) and bool(node.attrs.get(COMPLETE_ATTR))
+
+
+def _names(parent: zarr.Group) -> list[str]:
+    return sorted(str(key) for key in parent.group_keys())
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy scalars and arrays, tuples and non-finite floats into JSON values."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
