@@ -8,10 +8,12 @@ error with ``VIDSVD_DEBUG=1``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cluster.client import ClusterOptions
@@ -23,6 +25,7 @@ from pipelines.cli_arguments import (
     non_negative_int,
     positive_float,
     positive_int,
+    rank_list,
     scale_factor,
 )
 from pipelines.decompose import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS, SvdParameters
@@ -97,9 +100,14 @@ def _ingest(args: argparse.Namespace) -> int:
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("cluster (default: an embedded LocalCluster on 127.0.0.1)")
     group.add_argument("--scheduler", metavar="ADDRESS", help="existing dask scheduler, e.g. tcp://host:8786")
-    group.add_argument("--workers", type=positive_int("--workers"), metavar="N", help="embedded: worker processes")
     group.add_argument(
-        "--threads-per-worker", type=positive_int("--threads-per-worker"), metavar="T", help="embedded: threads"
+        "--workers", type=positive_int("--workers"), metavar="N", help="embedded: worker processes"
+    )
+    group.add_argument(
+        "--threads-per-worker",
+        type=positive_int("--threads-per-worker"),
+        metavar="T",
+        help="embedded: threads",
     )
     group.add_argument("--memory-limit", metavar="BYTES", help="embedded: memory per worker, e.g. 4GiB")
     group.add_argument("--tls-ca-file", metavar="PEM", help="CA certificate of a TLS scheduler")
@@ -132,17 +140,7 @@ def _add_decompose(commands: argparse._SubParsersAction[OneLineParser]) -> None:
         ),
     )
     parser.add_argument("--store", required=True, help="store written by `vidsvd ingest`")
-    parser.add_argument("--rank", required=True, type=positive_int("--rank"), metavar="K")
-    parser.add_argument("--method", choices=("randomized", "exact"), default="randomized")
-    parser.add_argument(
-        "--power-iters", type=non_negative_int("--power-iters"), metavar="Q",
-        help=f"randomized: power iterations (default {DEFAULT_POWER_ITERS})",
-    )
-    parser.add_argument(
-        "--oversample", type=non_negative_int("--oversample"), metavar="P",
-        help=f"randomized: extra columns of the sketch (default {DEFAULT_OVERSAMPLE})",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="randomized: random seed (default 0)")
+    _add_svd_options(parser, rank_required=True)
     parser.add_argument("--name", help="name of the factor set (default: METHOD-kRANK)")
     parser.add_argument("--force", action="store_true", help="recompute even if reusable factors exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -151,13 +149,7 @@ def _add_decompose(commands: argparse._SubParsersAction[OneLineParser]) -> None:
 
 
 def _decompose(args: argparse.Namespace) -> int:
-    parameters = SvdParameters(
-        method=args.method,
-        rank=args.rank,
-        power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
-        oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
-        seed=args.seed,
-    )
+    parameters = _svd_parameters(args)
     summary = run.decompose(
         store=args.store,
         parameters=parameters,
@@ -180,7 +172,7 @@ def threshold_value(text: str) -> float | None:
     """Parse ``--threshold``: ``auto`` or a positive number of grey levels."""
     if text == "auto":
         return None
-    return positive_float("--threshold", "auto or 25")(text)  # type: ignore[no-any-return]
+    return positive_float("--threshold", "auto or 25")(text)
 
 
 def _add_separate(commands: argparse._SubParsersAction[OneLineParser]) -> None:
@@ -195,12 +187,22 @@ def _add_separate(commands: argparse._SubParsersAction[OneLineParser]) -> None:
     )
     parser.add_argument("--store", required=True)
     parser.add_argument("--factors", metavar="NAME", help="factor set (default: the highest rank)")
-    parser.add_argument("--rank", type=positive_int("--rank"), metavar="K", help="components (default: all)")
     parser.add_argument(
-        "--threshold", type=threshold_value, default=None, metavar="auto|T",
+        "--rank",
+        type=positive_int("--rank"),
+        metavar="K",
+        help="components (default: one per source video, as the notebook's rank-1 background)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=threshold_value,
+        default=None,
+        metavar="auto|T",
         help="mask threshold in grey levels (default auto: max of Otsu and 3 robust sigmas)",
     )
-    parser.add_argument("--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)")
+    parser.add_argument(
+        "--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_cluster_options(parser)
     parser.set_defaults(handler=_separate)
@@ -219,6 +221,209 @@ def _separate(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         _say(f"separated with {summary.factors!r} rank {summary.rank} in {summary.wall_time_s:.1f} s")
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="compression and reconstruction error per rank, spectrum, components (JSON + HTML)",
+    )
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--factors", metavar="NAME", help="factor set (default: the highest rank)")
+    parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks to measure")
+    parser.add_argument(
+        "--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)"
+    )
+    parser.add_argument("--json", action="store_true", help="print report.json to stdout instead of a table")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_cluster_options(parser)
+    parser.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    result = run.report(
+        store=args.store,
+        out=args.out,
+        ranks=args.ranks,
+        factors=args.factors,
+        cluster=_cluster_options(args),
+        progress=not args.quiet,
+        log=None if args.quiet else _say,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(run.format_rank_table(result["ranks"]))
+    return 0
+
+
+def _add_evaluate(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser("evaluate", help="score the masks against ground truth (CDnet 2014 metrics)")
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--truth", required=True, metavar="PATH", help="ground-truth folder")
+    parser.add_argument("--format", choices=("cdnet", "masks"), default="masks", help="truth layout")
+    parser.add_argument("--frame-map", metavar="CSV", help="masks format: CSV mapping each mask to its frame")
+    parser.add_argument("--baseline", default="", metavar="mog2,knn", help="also score OpenCV subtractors")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    names = [name.strip() for name in args.baseline.split(",") if name.strip()]
+    unknown = sorted(set(names) - {"mog2", "knn"})
+    if unknown:
+        raise InvalidParameterError(f"--baseline takes mog2 and/or knn, got {', '.join(unknown)}")
+    results = run.evaluate(
+        store=args.store,
+        truth=args.truth,
+        truth_format=args.format,
+        frame_map=args.frame_map,
+        baselines=names,
+        log=None if args.json else _say,
+    )
+    print(json.dumps(results, indent=2) if args.json else run.format_scores(results))
+    return 0
+
+
+def _add_apply(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser(
+        "apply", help="separate new footage of the same camera with persisted factors (no decomposition)"
+    )
+    parser.add_argument("video", metavar="VIDEO", help="new footage from the same camera")
+    parser.add_argument("--store", required=True, help="store holding the factors")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--factors", metavar="NAME", help="factor set (default: the highest rank)")
+    parser.add_argument("--rank", type=positive_int("--rank"), metavar="K")
+    parser.add_argument("--threshold", type=threshold_value, default=None, metavar="auto|T")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_apply)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    summary = run.apply(
+        store=args.store,
+        video=args.video,
+        out=args.out,
+        factors=args.factors,
+        rank=args.rank,
+        threshold=args.threshold,
+        progress=not args.quiet,
+        log=None if args.quiet else _say,
+    )
+    if not args.quiet:
+        _say(f"wrote {', '.join(summary.outputs)} in {args.out} ({summary.wall_time_s:.1f} s)")
+    return 0
+
+
+def _add_svd_options(parser: argparse.ArgumentParser, *, rank_required: bool) -> None:
+    parser.add_argument(
+        "--rank",
+        required=rank_required,
+        default=None if rank_required else 10,
+        type=positive_int("--rank"),
+        metavar="K",
+        help="components to compute" + ("" if rank_required else " (10)"),
+    )
+    parser.add_argument("--method", choices=("randomized", "exact"), default="randomized")
+    parser.add_argument(
+        "--power-iters",
+        type=non_negative_int("--power-iters"),
+        metavar="Q",
+        help=f"randomized: power iterations (default {DEFAULT_POWER_ITERS})",
+    )
+    parser.add_argument(
+        "--oversample",
+        type=non_negative_int("--oversample"),
+        metavar="P",
+        help=f"randomized: extra columns of the sketch (default {DEFAULT_OVERSAMPLE})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="randomized: random seed (default 0)")
+
+
+def _svd_parameters(args: argparse.Namespace) -> SvdParameters:
+    return SvdParameters(
+        method=args.method,
+        rank=args.rank,
+        power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
+        oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
+        seed=args.seed,
+    )
+
+
+def _add_run(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="the main job: ingest, decompose, separate, report (each step skipped when done)",
+        description=(
+            "Ingest VIDEOs into DIR/store.zarr, decompose, separate and report into DIR. "
+            "Rerunning continues an interrupted job: complete steps are skipped."
+        ),
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (the store goes inside)")
+    parser.add_argument(
+        "--fps", type=positive_float("--fps", "5"), help="output frame rate (default: native)"
+    )
+    sizing = parser.add_mutually_exclusive_group()
+    sizing.add_argument("--scale", type=scale_factor, help="shrink factor in (0, 1]")
+    sizing.add_argument("--size", type=frame_size, metavar="WxH", help="explicit frame size")
+    _add_svd_options(parser, rank_required=False)
+    parser.add_argument(
+        "--separate-rank",
+        type=positive_int("--separate-rank"),
+        metavar="K",
+        help="background components (default: one per video)",
+    )
+    parser.add_argument("--threshold", type=threshold_value, default=None, metavar="auto|T")
+    parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks in the report")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_cluster_options(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    summary = run.run_all(
+        args.videos,
+        out=args.out,
+        parameters=_svd_parameters(args),
+        fps=args.fps,
+        scale=args.scale,
+        size=args.size,
+        separate_rank=args.separate_rank,
+        threshold=args.threshold,
+        report_ranks=args.ranks,
+        cluster=_cluster_options(args),
+        progress=not args.quiet,
+        log=None if args.quiet else _say,
+    )
+    if not args.quiet:
+        steps = ", ".join(f"{step}: {what}" for step, what in summary.steps.items())
+        _say(f"{steps}; open {Path(summary.out) / 'report.html'} and {Path(summary.out) / 'compare.mp4'}")
+    return 0
+
+
+def _add_demo(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = commands.add_parser(
+        "demo", help="a synthetic scene with ground truth, the main job on it, and its scores"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_cluster_options(parser)
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    scores = run.demo(
+        out=args.out,
+        cluster=_cluster_options(args),
+        progress=not args.quiet,
+        log=None if args.quiet else _say,
+    )
+    print(run.format_scores(scores))
+    if not args.quiet:
+        out = Path(args.out)
+        _say(f"look at {out / 'report.html'}, {out / 'compare.mp4'} and {out / 'background.png'}")
     return 0
 
 
@@ -268,6 +473,11 @@ def build_parser() -> OneLineParser:
     _add_ingest(commands)
     _add_decompose(commands)
     _add_separate(commands)
+    _add_report(commands)
+    _add_evaluate(commands)
+    _add_apply(commands)
+    _add_run(commands)
+    _add_demo(commands)
     _add_bench(commands)
     return parser
 

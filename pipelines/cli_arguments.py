@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 __all__ = [
@@ -44,7 +45,7 @@ def _number(text: str, option: str, example: str) -> float:
     return value
 
 
-def positive_float(option: str, example: str) -> argparse._ActionType:
+def positive_float(option: str, example: str) -> Callable[[str], float]:
     """Return a type that accepts numbers > 0 for ``option``."""
 
     def parse(text: str) -> float:
@@ -89,7 +90,7 @@ def _integer(text: str, option: str) -> int:
         raise argparse.ArgumentTypeError(f"{option} must be a whole number, got {text!r}") from None
 
 
-def positive_int(option: str) -> argparse._ActionType:
+def positive_int(option: str) -> Callable[[str], int]:
     """Return a type that accepts whole numbers >= 1 for ``option``."""
 
     def parse(text: str) -> int:
@@ -101,7 +102,7 @@ def positive_int(option: str) -> argparse._ActionType:
     return parse
 
 
-def non_negative_int(option: str) -> argparse._ActionType:
+def non_negative_int(option: str) -> Callable[[str], int]:
     """Return a type that accepts whole numbers >= 0 for ``option``."""
 
     def parse(text: str) -> int:

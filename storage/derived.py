@@ -18,11 +18,23 @@ from typing import Any
 import dask.array as da
 import zarr
 
-from storage.errors import InvalidParameterError, StoreIncompleteError, StoreNotFoundError, StoreNotWritableError
+from storage.errors import (
+    InvalidParameterError,
+    StoreIncompleteError,
+    StoreNotFoundError,
+    StoreNotWritableError,
+)
 from storage.layout import COMPLETE_ATTR, FOREGROUND_ARRAY, MASKS_ARRAY, VIDEO_DIMS, ZSTD_LEVEL
 from storage.store import StoreLocation, as_location, open_store
 
-__all__ = ["DERIVED_ARRAYS", "StoredArray", "derived_attrs", "open_derived", "write_derived", "write_file_atomic"]
+__all__ = [
+    "DERIVED_ARRAYS",
+    "StoredArray",
+    "derived_attrs",
+    "open_derived",
+    "write_derived",
+    "write_file_atomic",
+]
 
 DERIVED_ARRAYS = (FOREGROUND_ARRAY, MASKS_ARRAY)
 
@@ -137,7 +149,9 @@ def write_file_atomic(path: str | os.PathLike[str], content: bytes | str) -> Pat
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         data = content.encode("utf-8") if isinstance(content, str) else content
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
+        with tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=f".{target.name}.", delete=False
+        ) as handle:
             handle.write(data)
             temporary = Path(handle.name)
         umask = os.umask(0)
@@ -145,5 +159,7 @@ def write_file_atomic(path: str | os.PathLike[str], content: bytes | str) -> Pat
         temporary.chmod(0o666 & ~umask)  # NamedTemporaryFile makes 0600 files
         temporary.replace(target)
     except OSError as exc:
-        raise StoreNotWritableError(f"cannot write {target} ({exc}); choose a writable --out folder") from None
+        raise StoreNotWritableError(
+            f"cannot write {target} ({exc}); choose a writable --out folder"
+        ) from None
     return target
