@@ -52,11 +52,12 @@ _RANK_COLUMNS: Final = {
     "factor_bytes": "factor bytes",
     "bytes_vs_raw": "factors / raw uint8 video",
     "bytes_vs_stored": "factors / stored video",
+    "bytes_vs_source": "factors / source files",
     "relative_error": "relative error ||M-M_k||/||M||",
     "mse": "MSE",
     "psnr_db": "PSNR",
 }
-_PERCENT_KEYS: Final = frozenset({"compression_fraction", "bytes_vs_raw", "bytes_vs_stored"})
+_PERCENT_KEYS: Final = frozenset({"compression_fraction", "bytes_vs_raw", "bytes_vs_stored", "bytes_vs_source"})
 _BYTES_KEYS: Final = frozenset({"factor_bytes", "stored_bytes", "bytes"})
 _STYLE: Final = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222;
