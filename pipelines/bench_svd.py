@@ -59,6 +59,7 @@ from storage.errors import InvalidParameterError
 
 __all__ = [
     "CHUNK_BYTES",
+    "MIN_REFERENCE_SECONDS",
     "NOTEBOOK_SIZES",
     "SvdTiming",
     "estimate_seconds",
@@ -76,6 +77,9 @@ NOTEBOOK_SIZES: tuple[tuple[int, int], ...] = tuple(
 
 CHUNK_BYTES = 32 * 2**20
 """Target float32 size of one block of whole rows of the benchmarked dask arrays."""
+
+MIN_REFERENCE_SECONDS = 0.1
+"""Measured times below this are too short to extrapolate from (see :func:`estimate_seconds`)."""
 
 _Sizes = Mapping[tuple[int, int], float]
 
@@ -135,7 +139,9 @@ def svd_cost(rows: int, cols: int) -> int:
     return rows * cols * min(rows, cols)
 
 
-def estimate_seconds(rows: int, cols: int, measured: _Sizes) -> float | None:
+def estimate_seconds(
+    rows: int, cols: int, measured: _Sizes, *, min_reference_seconds: float = MIN_REFERENCE_SECONDS
+) -> float | None:
     """Estimate the time of an SVD of rows x cols from the measured times of other sizes.
 
     Parameters
@@ -143,7 +149,10 @@ def estimate_seconds(rows: int, cols: int, measured: _Sizes) -> float | None:
     rows, cols : int
         Shape of the matrix whose time is wanted.
     measured : mapping of (int, int) to float
-        Measured seconds by (rows, cols).
+        Measured seconds by (rows, cols) (:func:`time_svds` gives the fastest of the
+        repeats: noise only ever adds time).
+    min_reference_seconds : float
+        Sizes measured faster than this are references only when no size took longer.
 
     Returns
     -------
@@ -154,24 +163,29 @@ def estimate_seconds(rows: int, cols: int, measured: _Sizes) -> float | None:
 
     Notes
     -----
-    The reference is the measured size whose aspect ratio ``log(rows / cols)`` is
-    closest, and among those the dearest.  LAPACK's SVD of a tall or wide matrix
-    starts with a QR factorisation, which is cheaper per unit of ``m n min(m, n)`` than
-    the bidiagonalisation of a square one (about three times on the machine this was
-    written on: 1.1 ns for 10,000 x 1,000, 3.0 ns for 1,000 x 1,000), and numpy treats
-    wide matrices differently from tall ones (2.3 ns for 1,000 x 10,000): a single
-    constant for all shapes would be off by that much.  The dearest size of the same
-    shape is the one least dominated by fixed overheads.
+    The reference is, among the sizes measured in at least ``min_reference_seconds``,
+    the one whose aspect ratio ``log(rows / cols)`` is closest, and among those the
+    dearest.  LAPACK's SVD of a tall or wide matrix starts with a QR factorisation,
+    which is cheaper per unit of ``m n min(m, n)`` than the bidiagonalisation of a
+    square one (about three times on the machine this was written on: 1.1 ns for
+    10,000 x 1,000, 3.0 ns for 1,000 x 1,000), and numpy treats wide matrices
+    differently from tall ones (2.3 ns for 1,000 x 10,000): a single constant for all
+    shapes would be off by that much.  Short runs are left out because the model
+    scales everything they contain, fixed overheads (dask's are tens of milliseconds)
+    and a busy machine's hiccups too, by the cost ratio, 1,000 from 100 x 100 to
+    1,000 x 1,000: on a loaded two-core machine one 100 x 100 SVD measured at 0.43 s
+    instead of 1.4 ms made 1,000 x 1,000 look like 7 minutes.
     """
     if not measured:
         return None
     aspect = math.log(rows / cols)
+    usable = {size: s for size, s in measured.items() if s >= min_reference_seconds} or dict(measured)
 
     def closeness(size: tuple[int, int]) -> tuple[float, int]:
         return round(abs(math.log(size[0] / size[1]) - aspect), 6), -svd_cost(*size)
 
-    best = min(closeness(size) for size in measured)
-    per_cost = [seconds / svd_cost(*size) for size, seconds in measured.items() if closeness(size) == best]
+    best = min(closeness(size) for size in usable)
+    per_cost = [seconds / svd_cost(*size) for size, seconds in usable.items() if closeness(size) == best]
     return statistics.fmean(per_cost) * svd_cost(rows, cols)
 
 
@@ -277,10 +291,11 @@ def time_svds(
     -----
     Each method is first run once, untimed, on a small matrix.  Sizes are then run
     from the cheapest to the dearest (:func:`svd_cost`), so that every estimate rests
-    on the sizes measured before it.  The first size of each method is always run
-    (there is nothing to estimate it from), except numpy's when
-    ``max_numpy_seconds <= 0``.  Memory: the matrix, numpy's U and Vt (as much
-    again), and for the exact SVD a float32 copy of M plus its R factors.
+    on the sizes measured before it (on the fastest of each one's repeats).  The
+    first size of each method is always run (there is nothing to estimate it from),
+    except numpy's when ``max_numpy_seconds <= 0``.  Memory: the matrix, numpy's U
+    and Vt (as much again), and for the exact SVD a float32 copy of M plus its R
+    factors.
     """
     if repeats < 1:
         raise InvalidParameterError(f"repeats must be 1 or more, got {repeats}")
@@ -318,9 +333,9 @@ def time_svds(
         medians = {name: statistics.median(measured) for name, measured in times.items()}
 
         if run_numpy:
-            numpy_measured[rows, cols] = medians["numpy"]
+            numpy_measured[rows, cols] = min(times["numpy"])
         if run_exact:
-            exact_measured[rows, cols] = medians["exact"]
+            exact_measured[rows, cols] = min(times["exact"])
         reference = values["numpy"][:rank] if run_numpy else None
         results[rows, cols] = SvdTiming(
             rows=rows,

@@ -440,6 +440,21 @@ def _add_bench(commands: argparse._SubParsersAction[OneLineParser]) -> None:
     ingest.add_argument("--memory", action="store_true", help="also measure peak RSS, 1x and 10x long scene")
     ingest.add_argument("--memory-frames", type=positive_int("--memory-frames"), default=600)
     ingest.set_defaults(handler=_bench_ingest)
+    scale = targets.add_parser(
+        "scale", help="out of core: write, ingest and decompose a long synthetic scene, with peak memory"
+    )
+    scale.add_argument("--workdir", required=True, metavar="DIR", help="where the scene and store go")
+    scale.add_argument("--frames", type=positive_int("--frames"), default=12_000)
+    scale.add_argument("--size", type=frame_size, default=(1280, 720), metavar="WxH")
+    scale.add_argument("--linear", action="store_true", help="also time 1/4, 1/2 and all of the frames")
+    scale.set_defaults(handler=_bench_scale)
+    notebook = targets.add_parser(
+        "notebook", help="the notebook's case: vidsvd decompose against numpy's full SVD in memory"
+    )
+    notebook.add_argument("video", metavar="VIDEO", help="the notebook's video (Video_003.avi)")
+    notebook.add_argument("--repeats", type=positive_int("--repeats"), default=3)
+    notebook.add_argument("--numpy-repeats", type=positive_int("--numpy-repeats"), default=2)
+    notebook.set_defaults(handler=_bench_notebook)
 
 
 def _bench_ingest(args: argparse.Namespace) -> int:
@@ -459,6 +474,39 @@ def _bench_ingest(args: argparse.Namespace) -> int:
         memory_rows = bench_ingest.measure_memory(short_frames=args.memory_frames, repeats=args.repeats)
         print(f"ingest peak memory, medians of {args.repeats} runs")
         print(bench_ingest.format_memory(memory_rows))
+    return 0
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from pipelines import bench_scale
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    width, height = args.size
+    phases, split = bench_scale.measure_out_of_core(
+        workdir=workdir, n_frames=args.frames, width=width, height=height
+    )
+    print(f"out of core: {args.frames} frames of {width}x{height}")
+    print(bench_scale.format_phases(phases, split))
+    if args.linear:
+        counts = [args.frames // 4, args.frames // 2, args.frames]
+        times = bench_scale.measure_linear_cost(workdir / "scene.zarr", frame_counts=counts)
+        print("decomposition time by frame count: " + ", ".join(f"{n}: {t:.1f} s" for n, t in times.items()))
+    return 0
+
+
+def _bench_notebook(args: argparse.Namespace) -> int:
+    from pipelines import bench_scale
+
+    run.probe(args.video)
+    result = bench_scale.measure_notebook_case(
+        Path(args.video), repeats=args.repeats, numpy_repeats=args.numpy_repeats
+    )
+    print(
+        f"M {result['pixels']:.0f} x {result['frames']:.0f}: vidsvd decompose --rank 10 "
+        f"{result['vidsvd_decompose_s']:.1f} s (median of {args.repeats}), numpy.linalg.svd "
+        f"{result['numpy_svd_s']:.1f} s (median of {args.numpy_repeats}): {result['ratio']:.0f}x"
+    )
     return 0
 
 

@@ -5,23 +5,29 @@ Whatever scheduler runs the result (a distributed Client, or dask's threads) doe
 work.
 
 Accuracy of the randomized method's defaults, measured on the notebook's video
-(bmc2012 Video_003, M of 76800 x 794, rank 10, five seeds; reference numpy's SVD in
-float64)::
+(bmc2012 Video_003, M of 76800 x 794, rank 10; worst of seeds 0-4; reference: numpy's
+SVD in float64, optimal relative error 0.107053)::
 
     oversample  power_iters  passes over M  error / optimal  max rel. error of s
+    10          1            4              1.0131           9.5e-2
     10          2            6              1.0031           3.2e-2
-    10          4            10             1.0002           4.4e-3
-    10          6            14             1.00002          5.1e-4
-    20          3            8              1.00008          1.4e-3
-    20          4            10             1.00001          2.5e-4   <- default
-    20          5            12             1.000004         3.9e-5
-    40          3            8              1.000004         3.6e-5
+    10          3            8              1.00083          1.3e-2
+    10          4            10             1.00023          4.4e-3
+    10          5            12             1.000066         1.5e-3
+    10          6            14             1.000022         5.1e-4
+    10          7            16             1.000008         1.8e-4
+    20          3            8              1.000083         1.4e-3
+    20          4            10             1.000012         2.5e-4   <- default
+    20          5            12             1.000002         3.9e-5
+    40          2            6              1.000043         6.3e-4
+    40          3            8              1.000002         3.6e-5
 
-The target was an error within 1 % of optimal and singular values within 1e-3; 20
-oversamples with 4 power iterations meet it with a factor 4 to spare in 10 passes,
-where 10 oversamples need 6 to 7 iterations (14 to 16 passes).  At rank 50 on the same
-video the same defaults give an error 1.0003x optimal and singular values within
-3.3e-3 (the spectrum is flat there).
+The target is an error within 1 % of optimal and singular values within 1e-3.  The
+error is met from 2 iterations on; the singular values need 6 iterations with 10
+oversamples (14 passes, a factor 2 to spare) but only 4 with 20 (10 passes, a factor
+4 to spare), and a pass over M (reading and converting the whole video) is the cost
+that grows with the video.  At rank 50 on the same video the defaults give an error
+1.0003x optimal and singular values within 3.3e-3 (the spectrum is flat there).
 
 References
 ----------
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
@@ -44,7 +51,7 @@ from typing import Any, Literal, NamedTuple
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
-from dask._task_spec import convert_legacy_graph
+from dask._task_spec import DataNode, convert_legacy_graph
 from dask.array.linalg import compression_level, tsqr
 from dask.array.utils import svd_flip
 from dask.base import tokenize
@@ -214,7 +221,9 @@ def randomized_svd(matrix: da.Array, params: SvdParameters, *, keep_in_memory: b
         length.  True: the graph of :func:`dask.array.linalg.svd_compressed` as is,
         which keeps every chunk of M in memory from the first pass to the last (a
         float32 copy of the video, four times its uint8 size, spilled to disk by
-        distributed workers when it does not fit): faster when it fits.
+        distributed workers when it does not fit): faster when it fits.  Also what
+        happens, with a RuntimeWarning, when M's graph holds a distributed P2P
+        rechunk, which cannot be run once per pass.
 
     Returns
     -------
@@ -245,6 +254,15 @@ def randomized_svd(matrix: da.Array, params: SvdParameters, *, keep_in_memory: b
     n_pixels, n_frames = _shape(matrix)
     params.validate(n_pixels, n_frames)
     k = params.rank
+    if not keep_in_memory and _has_p2p_layers(matrix):
+        warnings.warn(
+            "M's graph holds a distributed P2P rechunk, which cannot run once per pass: "
+            "M is read once and held in memory until the last pass (keep_in_memory=True); "
+            "build M on the video's own chunks to keep memory bounded",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        keep_in_memory = True
     if keep_in_memory:
         u, s, vt = da.linalg.svd_compressed(
             matrix,
@@ -540,19 +558,35 @@ def _copy_graph(array: da.Array, tag: int) -> da.Array:
     them), and dask's task fusion then fails with "Cannot fuse tasks with multiple
     outputs" (dask/dask#12455, open in 2026.8).  This copy rebuilds the low-level
     graph node by node with :meth:`GraphNode.substitute`, which renames every key
-    and every reference to one.
+    and every reference to one.  Literal data in the graph (``DataNode``: an
+    in-memory array, a Zarr array handle) is shared, not copied.
     """
     suffix = f"pass{tag}-{tokenize(array.name, tag)[:8]}"
     graph = convert_legacy_graph(dict(array.__dask_graph__()))
-    renamed = {key: _renamed_key(key, suffix) for key in graph}
-    copied = {renamed[key]: node.substitute(renamed, key=renamed[key]) for key, node in graph.items()}
-    return da.Array(copied, f"{array.name}-{suffix}", chunks=array.chunks, meta=array._meta)
+    renamed = {
+        key: _renamed_key(key, suffix) for key, node in graph.items() if not isinstance(node, DataNode)
+    }
+    copied = {
+        renamed.get(key, key): node if key not in renamed else node.substitute(renamed, key=renamed[key])
+        for key, node in graph.items()
+    }
+    name = f"{array.name}-{suffix}" if array.name in {_key_name(key) for key in renamed} else array.name
+    return da.Array(copied, name, chunks=array.chunks, meta=array._meta)
 
 
 def _renamed_key(key: Any, suffix: str) -> Any:
     if isinstance(key, tuple):
         return (f"{key[0]}-{suffix}", *key[1:])
     return f"{key}-{suffix}"
+
+
+def _key_name(key: Any) -> Any:
+    return key[0] if isinstance(key, tuple) else key
+
+
+def _has_p2p_layers(array: da.Array) -> bool:
+    """True when the graph holds a distributed P2P rechunk or shuffle (never copied)."""
+    return any(type(layer).__name__.startswith("P2P") for layer in array.dask.layers.values())
 
 
 def _shape(matrix: da.Array) -> tuple[int, int]:

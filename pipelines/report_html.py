@@ -57,7 +57,9 @@ _RANK_COLUMNS: Final = {
     "mse": "MSE",
     "psnr_db": "PSNR",
 }
-_PERCENT_KEYS: Final = frozenset({"compression_fraction", "bytes_vs_raw", "bytes_vs_stored", "bytes_vs_source"})
+_PERCENT_KEYS: Final = frozenset(
+    {"compression_fraction", "bytes_vs_raw", "bytes_vs_stored", "bytes_vs_source"}
+)
 _BYTES_KEYS: Final = frozenset({"factor_bytes", "stored_bytes", "bytes"})
 _STYLE: Final = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222;

@@ -1,0 +1,161 @@
+"""Benchmarks of decomposition at scale: out of core, linear cost, and the notebook's case.
+
+- :func:`measure_out_of_core`: a synthetic scene (default 1280x720, 12,000 frames: M is
+  44 GB as float32) is written through the real encoder, ingested and decomposed at
+  rank 10 by the command line, each phase in its own process tree whose peak summed
+  RSS (client, workers, ffmpeg) is sampled; then one pass over M is timed piece by
+  piece (read + decompress, uint8 to float32, multiply) to say how far the whole is
+  from its floor.
+- :func:`measure_linear_cost`: decomposition time of the first 3,000, 6,000 and
+  12,000 frames of one store.
+- :func:`measure_notebook_case`: ``vidsvd decompose --rank 10`` from a store against
+  ``numpy.linalg.svd`` of the same matrix in memory, side by side.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import numpy as np
+
+from pipelines.bench_ingest import run_with_peak_rss
+from pipelines.decompose import SvdParameters
+from pipelines.decompose import decompose as decompose_matrix
+from pipelines.matrix import video_matrix
+from pipelines.synthetic import SceneSpec, write_scene
+from storage.video_array import open_video
+
+__all__ = ["measure_linear_cost", "measure_notebook_case", "measure_out_of_core"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Phase:
+    """Wall time and peak memory of one phase."""
+
+    name: str
+    wall_time_s: float
+    peak_rss_bytes: int
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.cli", *args]
+
+
+def measure_out_of_core(
+    *, workdir: Path, n_frames: int = 12_000, width: int = 1280, height: int = 720, rank: int = 10
+) -> tuple[list[Phase], dict[str, float]]:
+    """Write, ingest and decompose a long synthetic scene; return phases and one pass's split.
+
+    Returns
+    -------
+    phases : list of Phase
+        ``write scene`` (not part of the product), ``ingest``, ``decompose``.
+    split : dict
+        Seconds of one pass over M, threaded, by piece: ``read`` (read and
+        decompress every chunk), ``convert`` (uint8 to float32 on top), ``multiply``
+        (M @ Omega on top, l = 20 columns) and the ``passes`` the default method makes.
+    """
+    video = workdir / "scene.mp4"
+    store = workdir / "scene.zarr"
+    phases = []
+    if not video.exists():
+        started = time.perf_counter()
+        write_scene(SceneSpec(width=width, height=height, n_frames=n_frames, fps=25.0, seed=3), video, crf=28)
+        phases.append(Phase(name="write scene", wall_time_s=time.perf_counter() - started, peak_rss_bytes=0))
+    elapsed, peak = run_with_peak_rss(
+        _cli("ingest", str(video), "--store", str(store), "--overwrite", "--quiet")
+    )
+    phases.append(Phase(name="ingest", wall_time_s=elapsed, peak_rss_bytes=peak))
+    elapsed, peak = run_with_peak_rss(
+        _cli("decompose", "--store", str(store), "--rank", str(rank), "--force", "--quiet")
+    )
+    phases.append(Phase(name="decompose", wall_time_s=elapsed, peak_rss_bytes=peak))
+    return phases, one_pass_split(store)
+
+
+def one_pass_split(store: Path) -> dict[str, float]:
+    """Time one pass over M piece by piece with dask's threads (no cluster)."""
+    frames = open_video(store).frames
+    matrix = video_matrix(frames)
+    omega = np.random.default_rng(0).standard_normal((matrix.shape[1], 20)).astype(np.float32)
+    split: dict[str, float] = {}
+    started = time.perf_counter()
+    frames.map_blocks(lambda b: np.zeros((1,) * b.ndim, np.uint8), chunks=(1,) * frames.ndim).sum().compute()
+    split["read"] = time.perf_counter() - started
+    started = time.perf_counter()
+    matrix.map_blocks(lambda b: np.zeros((1, 1), np.float32), chunks=(1, 1)).sum().compute()
+    split["convert"] = time.perf_counter() - started - split["read"]
+    started = time.perf_counter()
+    (matrix @ omega).compute()
+    split["multiply"] = time.perf_counter() - started - split["read"] - split["convert"]
+    split["passes"] = 2 * SvdParameters(rank=10).power_iters + 2
+    return split
+
+
+def measure_linear_cost(
+    store: Path, *, frame_counts: Sequence[int] = (3000, 6000, 12000), rank: int = 10
+) -> dict[int, float]:
+    """Seconds to decompose the first N frames of a store (threaded, default parameters)."""
+    frames = open_video(store).frames
+    times = {}
+    for count in frame_counts:
+        matrix = video_matrix(frames[:count])
+        started = time.perf_counter()
+        dask.compute(*decompose_matrix(matrix, SvdParameters(rank=rank)))
+        times[count] = time.perf_counter() - started
+    return times
+
+
+def measure_notebook_case(video: Path, *, repeats: int = 3, numpy_repeats: int = 2) -> dict[str, float]:
+    """``vidsvd decompose --rank 10`` from a store against numpy's full SVD in memory.
+
+    The store is the notebook's matrix: the video ingested with ``--fps 60 --scale
+    0.5`` (19,200 pixels by about 6,800 frames).  Medians of ``repeats`` runs of the
+    command (which includes starting the embedded cluster) and of ``numpy_repeats``
+    runs of numpy.
+    """
+    with tempfile.TemporaryDirectory(prefix="vidsvd-bench-") as scratch:
+        store = Path(scratch) / "nb.zarr"
+        subprocess.run(
+            _cli("ingest", str(video), "--store", str(store), "--fps", "60", "--scale", "0.5", "--quiet"),
+            check=True,
+        )
+        ours = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run(
+                _cli("decompose", "--store", str(store), "--rank", "10", "--force", "--quiet"), check=True
+            )
+            ours.append(time.perf_counter() - started)
+        matrix = np.asarray(video_matrix(open_video(store).frames).compute())
+        reference = []
+        for _ in range(numpy_repeats):
+            started = time.perf_counter()
+            np.linalg.svd(matrix, full_matrices=False)
+            reference.append(time.perf_counter() - started)
+    return {
+        "pixels": float(matrix.shape[0]),
+        "frames": float(matrix.shape[1]),
+        "vidsvd_decompose_s": statistics.median(ours),
+        "numpy_svd_s": statistics.median(reference),
+        "ratio": statistics.median(reference) / statistics.median(ours),
+    }
+
+
+def format_phases(phases: Sequence[Phase], split: dict[str, float]) -> str:
+    """Phases and the one-pass split as plain text."""
+    lines = [f"{'phase':12} {'wall s':>8} {'peak RSS GiB':>13}"]
+    lines += [f"{p.name:12} {p.wall_time_s:8.1f} {p.peak_rss_bytes / 2**30:13.2f}" for p in phases]
+    lines.append(
+        "one pass over M: read+decompress {read:.1f} s, convert {convert:.1f} s, multiply {multiply:.1f} s; "
+        "the default method makes {passes:.0f} passes".format(**split)
+    )
+    return "\n".join(lines)
