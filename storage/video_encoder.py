@@ -355,6 +355,10 @@ def ffmpeg_encode_command(
             _H264_FILTERS,
             "-c:v",
             "libx264",
+            # veryfast: about 3x the speed of the default preset for a few % more bytes
+            # at the same crf; separate and apply encode two videos while the user waits.
+            "-preset",
+            "veryfast",
             "-crf",
             str(int(crf)),
             "-pix_fmt",
