@@ -63,6 +63,7 @@ from storage.derived import derived_attrs, open_derived, write_derived, write_fi
 from storage.errors import InvalidParameterError, StoreIncompleteError, StoreNotFoundError
 from storage.factors import (
     StoredFactors,
+    check_factors_target,
     default_factors_name,
     find_reusable_factors,
     list_factors,
@@ -209,6 +210,7 @@ def decompose(
                 wall_time_s=time.perf_counter() - started,
                 singular_values=[float(v) for v in found.s[: parameters.rank].compute()],
             )
+    check_factors_target(video.location, factors_name, overwrite=force)
     with connect(cluster or ClusterOptions()) as client:
         say(f"computing on {describe(client)}")
         link = dashboard_link(client)
@@ -250,7 +252,7 @@ def decompose(
 
 
 def _mib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:.0f} MiB"
+    return f"{n_bytes / 2**20:.1f} MiB"
 
 
 def _versions() -> dict[str, str]:
@@ -909,18 +911,34 @@ def run_all(
             steps["separate"] = "done"
         timings["separate_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        report(
-            store=store,
-            out=out_dir,
-            ranks=report_ranks,
-            factors=decomposed.name,
-            cluster=shared,
-            progress=progress,
-            log=log,
-        )
-        steps["report"] = "done"
+        if steps["separate"].startswith("skipped") and _report_is_current(
+            out_dir / "report.json", factors=decomposed.name, ranks=report_ranks
+        ):
+            steps["report"] = "skipped (complete)"
+        else:
+            report(
+                store=store,
+                out=out_dir,
+                ranks=report_ranks,
+                factors=decomposed.name,
+                cluster=shared,
+                progress=progress,
+                log=log,
+            )
+            steps["report"] = "done"
         timings["report_s"] = time.perf_counter() - started
     return RunSummary(store=str(store), out=str(out_dir), steps=steps, timings=timings)
+
+
+def _report_is_current(path: Path, *, factors: str, ranks: Sequence[int] | None) -> bool:
+    """True when ``report.json`` exists for these factors and (when given) these ranks."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if previous.get("factors", {}).get("name") != factors:
+        return False
+    return ranks is None or {row["rank"] for row in previous.get("ranks", [])} >= set(ranks)
 
 
 def _video_state(store: Path) -> str:

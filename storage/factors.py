@@ -50,11 +50,13 @@ from storage.layout import (
     ZSTD_LEVEL,
 )
 from storage.store import StoreLocation, as_location, open_store
+from storage.video_ingest import library_versions
 
 __all__ = [
     "FactorParameters",
     "FactorsSummary",
     "StoredFactors",
+    "check_factors_name",
     "default_factors_name",
     "factors_chunks",
     "find_reusable_factors",
@@ -213,8 +215,9 @@ def write_factors(
     attrs : mapping
         Provenance written on the group (JSON values); needs ``method`` and
         ``video_fingerprint``, and usually has rank, power_iters, oversample, seed,
-        wall_time_s, peak_worker_memory and versions.  ``rank`` is set from the
-        arrays when absent.
+        wall_time_s, peak_worker_memory and versions.  ``rank``, ``n_pixels``,
+        ``n_frames`` and ``versions`` (of numpy, zarr, dask, ...) are filled in when
+        absent.
     overwrite : bool
         Replace complete factors of the same name.  Incomplete ones (an interrupted
         write) are always replaced.
@@ -263,15 +266,12 @@ def write_factors(
         )
     record.setdefault("n_pixels", n_pixels)
     record.setdefault("n_frames", n_frames)
+    record.setdefault("versions", library_versions())
 
     loc = as_location(store)
+    check_factors_name(loc, name, overwrite=overwrite)
     root = open_store(loc, writable=True)
     parent = root.require_group(FACTORS_GROUP)
-    existing = parent.get(name)
-    if existing is not None and _is_complete(existing) and not overwrite:
-        raise StoreExistsError(
-            f"factors {name!r} already exist in {loc}; pass --force to recompute them or --name to keep both"
-        )
     group = parent.create_group(name, overwrite=True, attributes={**record, COMPLETE_ATTR: False})
     chunks = factors_chunks(n_pixels, n_frames, rank)
     sources = {FACTOR_U: u, FACTOR_S: sv, FACTOR_VT: vt}
@@ -291,6 +291,30 @@ def write_factors(
     aligned = [source.rechunk(chunks[key]) for key, source in sources.items()]
     da.store(aligned, targets, lock=False, compute=True)
     group.update_attributes({COMPLETE_ATTR: True})
+
+
+def check_factors_name(
+    store: StoreLocation | str | os.PathLike[str], name: str, *, overwrite: bool = False
+) -> None:
+    """Refuse, before anything is computed, a name that :func:`write_factors` would refuse.
+
+    Raises
+    ------
+    InvalidParameterError
+        The name is not 1 to 128 letters, digits, ``.``, ``_`` or ``-``.
+    StoreExistsError
+        Complete factors of that name exist and ``overwrite`` is False.
+    StoreNotFoundError, NotAVidsvdStoreError
+        No vidsvd store at ``store``.
+    """
+    _check_name(name)
+    loc = as_location(store)
+    parent = open_store(loc).get(FACTORS_GROUP)
+    existing = parent.get(name) if isinstance(parent, zarr.Group) else None
+    if existing is not None and _is_complete(existing) and not overwrite:
+        raise StoreExistsError(
+            f"factors {name!r} already exist in {loc}; pass --force to recompute them or --name to keep both"
+        )
 
 
 def open_factors(
@@ -494,3 +518,27 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def check_factors_target(
+    store: StoreLocation | str | os.PathLike[str], name: str, *, overwrite: bool
+) -> None:
+    """Refuse, before any computation, a factors name that :func:`write_factors` would refuse.
+
+    Raises
+    ------
+    InvalidParameterError
+        The name is not made of letters, digits, ``.``, ``_`` and ``-``.
+    StoreExistsError
+        Complete factors of that name exist and ``overwrite`` is False.
+    """
+    _check_name(name)
+    loc = as_location(store)
+    root = open_store(loc)
+    parent = root.get(FACTORS_GROUP)
+    existing = parent.get(name) if parent is not None else None
+    if existing is not None and _is_complete(existing) and not overwrite:
+        raise StoreExistsError(
+            f"factors {name!r} already exist in {loc} with other parameters or another video; "
+            "pass --force to recompute them or --name to keep both"
+        )

@@ -1,0 +1,340 @@
+"""`vidsvd run` (the main job and its reruns), `vidsvd demo`, and decompose on an external cluster.
+
+The external cluster is real `dask scheduler` and `dask worker` processes on 127.0.0.1,
+started as tests/cluster/test_cluster_external.py starts them (the small helper is
+copied here: pytest's import mode does not make that module importable from this one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cluster.client import ClusterOptions, connect
+from pipelines.cli import main
+from pipelines.synthetic import SceneSpec, write_scene
+from storage.derived import open_derived
+from storage.factors import open_factors
+from storage.video_array import open_video
+from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+
+CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
+SCENE = SceneSpec(width=64, height=48, n_frames=120, n_objects=2, seed=0)
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        status = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _assert_one_line_error(stderr: str, *fragments: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert "error" in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _frame_count(path: Path) -> tuple[int, int, int]:
+    info = probe_video(path)
+    blocks = decode_blocks(info, DecodeOptions(width=info.width, height=info.height), block_frames=64)
+    frames = np.concatenate(list(blocks))
+    return frames.shape  # type: ignore[return-value]
+
+
+def _steps(stderr: str) -> str:
+    """The last line of a run: ``vidsvd: ingest: ..., decompose: ..., ...; open ...``."""
+    (line,) = [line for line in stderr.splitlines() if "ingest: " in line and "report: " in line]
+    return line
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    video: Path
+    truth: Path
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    """``vidsvd run VIDEO --out DIR --rank 5 --quiet`` once; copy DIR before running again."""
+    folder = tmp_path_factory.mktemp("run")
+    video, truth, out = folder / "scene.mp4", folder / "truth", folder / "job"
+    write_scene(SCENE, video, truth_dir=truth, truth_every=1)
+    assert main(["run", str(video), "--out", str(out), "--rank", "5", "--quiet", *CLUSTER]) == 0
+    return FirstRun(video, truth, out)
+
+
+@pytest.fixture
+def job(first_run: FirstRun, tmp_path: Path) -> Path:
+    copy = tmp_path / "job"
+    shutil.copytree(first_run.out, copy)
+    return copy
+
+
+def test_run_writes_the_store_report_and_videos(
+    first_run: FirstRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = first_run.out
+    store = out / "store.zarr"
+    video = open_video(store)
+    assert video.frames.shape == (SCENE.n_frames, SCENE.height, SCENE.width)
+    factors = open_factors(store, "randomized-k5", expected_fingerprint=video.fingerprint)
+    assert factors.rank == 5 and factors.attrs["complete"] is True
+    masks = open_derived(store, "masks")
+    assert masks.attrs["factors"] == "randomized-k5" and masks.attrs["rank"] == 1
+    for name in ("report.html", "report.json", "compare.mp4", "foreground.mp4", "background.png"):
+        assert (out / name).is_file(), name
+    assert _frame_count(out / "compare.mp4") == (SCENE.n_frames, SCENE.height, 4 * SCENE.width)
+    report = json.loads((out / "report.json").read_text())
+    assert [row["rank"] for row in report["ranks"]] == [1, 2, 5]
+    assert report["factors"]["name"] == "randomized-k5"
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+    code, stdout, _ = _run(
+        capsys, "evaluate", "--store", str(store), "--truth", str(first_run.truth), "--json"
+    )
+    assert code == 0
+    assert json.loads(stdout)["vidsvd"]["f_measure"] > 0.9
+
+
+def test_rerun_skips_what_is_complete(
+    first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = job / "store.zarr"
+    before = _tree_digest(store)
+    compare_mtime = (job / "compare.mp4").stat().st_mtime_ns
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
+    assert code == 0
+    steps = _steps(stderr)
+    assert "ingest: skipped (complete)" in steps
+    assert "decompose: reused randomized-k5" in steps
+    assert "separate: skipped (complete)" in steps
+    assert "reusing factors 'randomized-k5'" in stderr
+    assert _tree_digest(store) == before
+    assert (job / "compare.mp4").stat().st_mtime_ns == compare_mtime
+
+
+def test_rerun_after_deleting_compare_redoes_separate(
+    first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = job / "store.zarr"
+    video_and_factors = {name: _tree_digest(store / name) for name in ("video", "factors")}
+    (job / "compare.mp4").unlink()
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
+    assert code == 0
+    steps = _steps(stderr)
+    assert "ingest: skipped (complete)" in steps
+    assert "decompose: reused randomized-k5" in steps
+    assert "separate: done" in steps
+    assert {name: _tree_digest(store / name) for name in video_and_factors} == video_and_factors
+    assert _frame_count(job / "compare.mp4") == (SCENE.n_frames, SCENE.height, 4 * SCENE.width)
+    assert open_derived(store, "masks").attrs["complete"] is True
+
+
+def test_rerun_with_nothing_to_do_skips_the_report_too(
+    first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_mtime = (job / "report.html").stat().st_mtime_ns
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
+    assert code == 0
+    assert "report: skipped" in _steps(stderr)
+    assert (job / "report.html").stat().st_mtime_ns == report_mtime
+
+
+def test_run_bad_inputs_are_one_line(
+    first_run: FirstRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "job"
+    code, _, stderr = _run(capsys, "run", str(tmp_path / "missing.mp4"), "--out", str(out), "--quiet")
+    assert code == 1
+    _assert_one_line_error(stderr, "missing.mp4")
+    assert not out.exists()
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(out), "--rank", "0", "--quiet")
+    assert code == 2
+    _assert_one_line_error(stderr, "--rank")
+    assert not out.exists()
+    # a rank beyond the frame count is known once the video is stored: the ingest is kept
+    code, _, stderr = _run(
+        capsys, "run", str(first_run.video), "--out", str(out), "--rank", "500", "--quiet", *CLUSTER
+    )
+    assert code != 0
+    _assert_one_line_error(stderr, "--rank", f"= {SCENE.n_frames}", "500")
+    assert open_video(out / "store.zarr").n_frames == SCENE.n_frames
+    assert not (out / "store.zarr" / "factors").exists()
+
+
+@pytest.mark.slow
+def test_demo_scores_its_synthetic_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    code, stdout, stderr = _run(capsys, "demo", "--out", str(out), "--quiet", *CLUSTER)
+    assert (code, stderr) == (0, "")
+    header, row = stdout.strip().splitlines()
+    assert header.split()[0] == "method" and header.split()[-1] == "f_measure"
+    assert row.split()[0] == "vidsvd"
+    f_measure = float(row.split()[-1])
+    assert f_measure >= 0.95
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["vidsvd"]["f_measure"] == pytest.approx(f_measure, abs=1e-4)
+    for name in ("report.html", "compare.mp4", "background.png", "store.zarr"):
+        assert (out / name).exists(), name
+
+
+# --------------------------------------------------------------------------- external cluster
+
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ExternalCluster:
+    """Real `dask scheduler` / `dask worker` processes, each in its own session."""
+
+    folder: Path
+    address: str = ""
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_directories: list[Path] = field(default_factory=list)
+
+    def start(self, name: str, module: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.folder / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def start_scheduler(self) -> None:
+        scheduler_file = self.folder / "scheduler.json"
+        process = self.start(
+            "scheduler",
+            "distributed.cli.dask_scheduler",
+            "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+            "--scheduler-file", str(scheduler_file),
+        )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"dask scheduler exited: {self.logs()}")
+            if scheduler_file.exists():
+                try:
+                    self.address = json.loads(scheduler_file.read_text())["address"]
+                    return
+                except (json.JSONDecodeError, KeyError):
+                    pass  # written but not flushed yet
+            time.sleep(0.05)
+        raise RuntimeError(f"dask scheduler did not start within {START_TIMEOUT_S} s: {self.logs()}")
+
+    def start_worker(self, name: str, memory_limit: str) -> None:
+        directory = self.folder / name
+        directory.mkdir()
+        self.worker_directories.append(directory)
+        self.start(
+            name,
+            "distributed.cli.dask_worker",
+            "--scheduler-file", str(self.folder / "scheduler.json"), "--host", "127.0.0.1",
+            "--nthreads", "1", "--memory-limit", memory_limit, "--no-dashboard",
+            "--local-directory", str(directory),
+        )  # fmt: skip
+
+    def logs(self) -> str:
+        return " | ".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.folder.glob("*.log")))
+
+    def stop(self) -> None:
+        """Workers first, then the scheduler; each whole session (the nanny's child too)."""
+        workers, scheduler = self.processes[1:], self.processes[:1]
+        for group in (workers, scheduler):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=15)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=15)
+
+
+@pytest.fixture
+def tcp_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalCluster]:
+    cluster = ExternalCluster(tmp_path_factory.mktemp("tcp-cluster"))
+    try:
+        cluster.start_scheduler()
+        cluster.start_worker("worker-a", "500MiB")
+        cluster.start_worker("worker-b", "500MiB")
+        with connect(ClusterOptions(scheduler=cluster.address)) as client:
+            client.wait_for_workers(2, timeout=START_TIMEOUT_S)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _assert_same_up_to_sign(a: np.ndarray, b: np.ndarray, *, axis: int, rtol: float) -> None:
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    signs = np.sign(np.sum(a64 * b64, axis=axis, keepdims=True))
+    assert np.all(signs != 0)
+    np.testing.assert_allclose(a64 * signs, b64, rtol=0, atol=rtol * np.max(np.abs(b64)))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_decompose_on_an_external_cluster_equals_the_embedded_one(
+    first_run: FirstRun, tcp_cluster: ExternalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    embedded, external = tmp_path / "embedded.zarr", tmp_path / "external.zarr"
+    for store in (embedded, external):
+        assert main(["ingest", str(first_run.video), "--store", str(store), "--quiet"]) == 0
+    assert main(["decompose", "--store", str(embedded), "--rank", "5", "--seed", "3", "--quiet"]) == 0
+    code, _, stderr = _run(
+        capsys, "decompose", "--store", str(external), "--rank", "5", "--seed", "3",
+        "--scheduler", tcp_cluster.address,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert f"computing on dask scheduler {tcp_cluster.address}: 2 workers" in stderr
+    assert "dashboard: http://127.0.0.1:" in stderr
+
+    reference = open_factors(embedded, "randomized-k5")
+    remote = open_factors(external, "randomized-k5")
+    assert remote.attrs["cluster"].startswith(f"dask scheduler {tcp_cluster.address}: 2 workers")
+    assert remote.attrs["video_fingerprint"] == reference.attrs["video_fingerprint"]
+    u, s, vt = (np.asarray(a.compute()) for a in (remote.U, remote.s, remote.Vt))
+    u_ref, s_ref, vt_ref = (np.asarray(a.compute()) for a in (reference.U, reference.s, reference.Vt))
+    np.testing.assert_allclose(s, s_ref, rtol=1e-4)
+    _assert_same_up_to_sign(u, u_ref, axis=0, rtol=1e-4)
+    _assert_same_up_to_sign(vt, vt_ref, axis=1, rtol=1e-4)
+    # the external workers did the work, and the cluster outlives the command
+    assert all(p.poll() is None for p in tcp_cluster.processes)
+    with connect(ClusterOptions(scheduler=tcp_cluster.address)) as client:
+        counters = client.run(lambda dask_worker: dask_worker.state.transition_counter)
+    assert len(counters) == 2 and sum(counters.values()) > 100, counters

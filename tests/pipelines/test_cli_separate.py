@@ -1,0 +1,398 @@
+"""`vidsvd separate`, `report`, `evaluate` and `apply` on the command line, on synthetic scenes.
+
+One module-scoped store of a 64x48 synthetic scene with ground truth is ingested,
+decomposed (rank 3) and separated once; the tests read what those commands wrote and
+run the cheaper commands on it (or on a copy when they write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.cli import main
+from pipelines.synthetic import SceneSpec, render_background, render_scene, write_scene
+from storage.derived import open_derived
+from storage.factors import open_factors
+from storage.video_array import open_video
+from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+from storage.video_encoder import write_video
+
+CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
+SCENE = SceneSpec(width=64, height=48, n_frames=120, n_objects=2, seed=0)
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        status = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _assert_one_line_error(stderr: str, *fragments: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert "error" in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Every frame of a video file, gray uint8 (frame, y, x), at its own size."""
+    info = probe_video(path)
+    blocks = decode_blocks(info, DecodeOptions(width=info.width, height=info.height), block_frames=64)
+    return np.concatenate(list(blocks))
+
+
+def _f_measure(predicted: np.ndarray, truth: np.ndarray) -> float:
+    tp = np.count_nonzero(predicted & truth)
+    return 2 * tp / (np.count_nonzero(predicted) + np.count_nonzero(truth))
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+@dataclasses.dataclass(frozen=True)
+class Separated:
+    folder: Path
+    video: Path
+    truth: Path
+    store: Path
+    out: Path
+    separate_stderr: str
+
+
+@pytest.fixture(scope="module")
+def separated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Separated]:
+    """The synthetic scene ingested, decomposed at rank 3 and separated (default rank 1)."""
+    folder = tmp_path_factory.mktemp("separate")
+    video, truth = folder / "scene.mp4", folder / "truth"
+    write_scene(SCENE, video, truth_dir=truth, truth_every=1)
+    store, out = folder / "s.zarr", folder / "out"
+    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    assert main(["decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER]) == 0
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert main(["separate", "--store", str(store), "--out", str(out), *CLUSTER]) == 0
+    yield Separated(folder, video, truth, store, out, stderr.getvalue())
+
+
+def test_separate_writes_foreground_masks_images_and_videos(separated: Separated) -> None:
+    store, out = separated.store, separated.out
+    video = open_video(store)
+    frames = video.frames.compute()
+    n_frames, height, width = frames.shape
+    assert (n_frames, height, width) == (SCENE.n_frames, SCENE.height, SCENE.width)
+    assert "separated with 'randomized-k3' rank 1" in separated.separate_stderr
+
+    foreground = open_derived(store, "foreground")
+    masks = open_derived(store, "masks")
+    for derived in (foreground, masks):
+        assert derived.attrs["complete"] is True
+        assert derived.attrs["factors"] == "randomized-k3"
+        assert derived.attrs["rank"] == 1
+        assert derived.attrs["video_fingerprint"] == video.fingerprint
+        assert derived.data.shape == frames.shape
+    fg = foreground.data.compute()
+    mask = masks.data.compute()
+    assert fg.dtype == np.int16 and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255}
+
+    # foreground = frame - rank-1 background, computed from the stored factors
+    factors = open_factors(store, "randomized-k3")
+    u, s, vt = (np.asarray(a.compute(), np.float64) for a in (factors.U, factors.s, factors.Vt))
+    background = ((u[:, :1] * s[:1]) @ vt[:1]).T.reshape(frames.shape)
+    expected = np.clip(np.rint(frames - background), -32768, 32767)
+    assert np.max(np.abs(fg - expected)) <= 1
+
+    # masks cover the objects: compare with the scene's truth, every frame
+    truth = np.stack([m for _, m in render_scene(SCENE)]) > 0
+    assert _f_measure(mask > 0, truth) > 0.95
+
+    # background.png is the scene's clean background
+    image = _png(out / "background.png")
+    assert image.shape == (height, width) and image.dtype == np.uint8
+    clean = render_background(SCENE).astype(float)
+    assert np.mean(np.abs(image - clean)) < 4
+    assert np.median(np.abs(image - clean)) <= 2
+
+    decoded_fg = _decode(out / "foreground.mp4")
+    assert decoded_fg.shape == (n_frames, height, width)
+    # grey 128 is "no change": 128 + foreground / 2 (up to the h264 loss)
+    visible = np.clip(128 + fg.astype(np.int32) // 2, 0, 255)
+    assert np.mean(np.abs(decoded_fg.astype(int) - visible)) < 3
+
+    compare = _decode(out / "compare.mp4")
+    assert compare.shape == (n_frames, height, 4 * width)
+    original_panel, mask_panel = compare[..., :width], compare[..., 3 * width :]
+    assert np.mean(np.abs(original_panel.astype(int) - frames)) < 3
+    assert np.mean((mask_panel > 127) == (mask > 0)) > 0.98
+
+    samples = sorted(out.glob("frame-*.png"))
+    assert [p.name for p in samples] == [
+        "frame-000000.png",
+        "frame-000040.png",
+        "frame-000079.png",
+        "frame-000119.png",
+    ]
+    first = _png(samples[0])
+    assert first.shape == (height, 4 * width)
+    np.testing.assert_array_equal(first[:, :width], frames[0])
+    np.testing.assert_array_equal(first[:, 3 * width :], mask[0])
+
+
+def test_evaluate_scores_the_masks_against_the_truth(
+    separated: Separated, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, stdout, stderr = _run(
+        capsys, "evaluate", "--store", str(separated.store), "--truth", str(separated.truth), "--json"
+    )
+    assert (status, stderr) == (0, "")
+    scores = json.loads(stdout)["vidsvd"]
+    assert scores["frames"] == SCENE.n_frames
+    assert scores["f_measure"] > 0.9
+    assert scores["tp"] + scores["fp"] + scores["fn"] + scores["tn"] == SCENE.n_frames * 48 * 64
+    assert scores["recall"] == pytest.approx(scores["tp"] / (scores["tp"] + scores["fn"]))
+
+    status, table, _ = _run(
+        capsys, "evaluate", "--store", str(separated.store), "--truth", str(separated.truth)
+    )
+    assert status == 0
+    header, row = table.strip().splitlines()
+    assert header.split() == [
+        "method", "recall", "specificity", "fpr", "fnr", "pwc", "precision", "f_measure"
+    ]  # fmt: skip
+    cells = row.split()
+    assert cells[0] == "vidsvd"
+    assert float(cells[-1]) == pytest.approx(scores["f_measure"], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "fragments"),
+    [
+        (["--format", "bogus"], 2, ["--format", "invalid choice"]),
+        (["--truth", "MISSING"], 1, ["MISSING"]),
+        (["--baseline", "bogus"], 2, ["--baseline", "bogus"]),
+        (["--format", "cdnet"], 1, []),  # a masks folder is no CDnet folder
+    ],
+)
+def test_evaluate_bad_input_is_one_line(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra, status, fragments
+) -> None:
+    truth = str(separated.truth)
+    if "--truth" in extra:
+        truth, extra = str(tmp_path / "missing-truth"), []
+        fragments = ["missing-truth"]
+    code, stdout, stderr = _run(capsys, "evaluate", "--store", str(separated.store), "--truth", truth, *extra)
+    assert code == status
+    assert stdout == ""
+    _assert_one_line_error(stderr, *fragments)
+
+
+def test_report_measures_every_rank_like_numpy(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    status, stdout, stderr = _run(
+        capsys, "report", "--store", str(separated.store), "--ranks", "1,2,3", "--out", str(out),
+        "--json", "--quiet", *CLUSTER,
+    )  # fmt: skip
+    assert (status, stderr) == (0, "")
+    result = json.loads(stdout)
+    assert json.loads((out / "report.json").read_text())["ranks"] == result["ranks"]
+
+    frames = open_video(separated.store).frames.compute()
+    matrix = frames.reshape(len(frames), -1).T.astype(np.float64)
+    n_pixels, n_frames = matrix.shape
+    factors = open_factors(separated.store, "randomized-k3")
+    u, s, vt = (np.asarray(a.compute(), np.float64) for a in (factors.U, factors.s, factors.Vt))
+    rows = result["ranks"]
+    assert [row["rank"] for row in rows] == [1, 2, 3]
+    for row in rows:
+        k = row["rank"]
+        assert row["compression_fraction"] == pytest.approx(
+            k * (n_pixels + 1 + n_frames) / (n_pixels * n_frames), rel=1e-12
+        )
+        direct = np.linalg.norm(matrix - (u[:, :k] * s[:k]) @ vt[:k]) / np.linalg.norm(matrix)
+        assert row["relative_error"] == pytest.approx(direct, abs=1e-4)
+    errors = [row["relative_error"] for row in rows]
+    assert errors == sorted(errors, reverse=True)
+    assert result["singular_values"] == pytest.approx(s.tolist(), rel=1e-6)
+
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*https?://""", page, re.IGNORECASE)
+
+    # the table on stdout without --json
+    status, table, _ = _run(
+        capsys,
+        "report",
+        "--store",
+        str(separated.store),
+        "--ranks",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        *CLUSTER,
+    )
+    assert status == 0
+    lines = table.strip().splitlines()
+    assert lines[0].split()[0] == "rank"
+    assert [int(line.split()[0]) for line in lines[1:]] == [2, 3]  # the factors' own rank is added
+
+
+def test_report_beyond_the_factors_rank_is_one_line(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    code, stdout, stderr = _run(
+        capsys,
+        "report",
+        "--store",
+        str(separated.store),
+        "--ranks",
+        "1,4",
+        "--out",
+        str(out),
+        "--quiet",
+        *CLUSTER,
+    )
+    assert code != 0 and stdout == ""
+    _assert_one_line_error(stderr, "--ranks", "rank 3", "--rank 4")
+    assert not out.exists()
+    code, _, stderr = _run(capsys, "report", "--store", str(separated.store), "--ranks", "0,1")
+    assert code == 2
+    _assert_one_line_error(stderr, "--ranks")
+
+
+def _new_footage(folder: Path) -> tuple[Path, np.ndarray]:
+    """80 later frames of the same scene: same camera and background, objects elsewhere."""
+    longer = dataclasses.replace(SCENE, n_frames=SCENE.n_frames + 80)
+    rendered = list(render_scene(longer))[SCENE.n_frames :]
+    path = folder / "later.mp4"
+    write_video(path, iter(np.stack([f for f, _ in rendered])), fps=SCENE.fps)
+    return path, np.stack([m for _, m in rendered]) > 0
+
+
+def test_apply_separates_new_footage_of_the_same_camera(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    footage, truth = _new_footage(tmp_path)
+    out = tmp_path / "applied"
+    before = _tree_digest(separated.store)
+    code, _, stderr = _run(
+        capsys, "apply", str(footage), "--store", str(separated.store), "--out", str(out), "--quiet"
+    )
+    assert (code, stderr) == (0, "")
+    assert _tree_digest(separated.store) == before  # apply writes nothing in the store
+    assert (out / "foreground.mp4").is_file()
+    assert _decode(out / "foreground.mp4").shape == (80, 48, 64)
+    compare = _decode(out / "compare.mp4")
+    assert compare.shape == (80, 48, 4 * 64)
+    assert _f_measure(compare[..., 3 * 64 :] > 127, truth) > 0.9
+    assert sorted(p.name for p in out.glob("frame-*.png"))
+
+
+def test_apply_to_footage_of_another_size_is_one_line(
+    separated: Separated, make_video, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other, _ = make_video("other.mkv", n_frames=10, height=60, width=80)
+    out = tmp_path / "applied"
+    code, _, stderr = _run(
+        capsys, "apply", str(other), "--store", str(separated.store), "--out", str(out), "--quiet"
+    )
+    assert code != 0
+    _assert_one_line_error(stderr, "80x60", "64x48", "same camera")
+    assert not out.exists()
+    code, _, stderr = _run(
+        capsys,
+        "apply",
+        str(tmp_path / "nope.mp4"),
+        "--store",
+        str(separated.store),
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 1
+    _assert_one_line_error(stderr, "nope.mp4")
+
+
+def test_separate_without_factors_names_decompose(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "bare.zarr"
+    assert main(["ingest", str(separated.video), "--store", str(store), "--quiet"]) == 0
+    before = _tree_digest(store)
+    out = tmp_path / "out"
+    code, _, stderr = _run(capsys, "separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER)
+    assert code == 1
+    _assert_one_line_error(stderr, "vidsvd decompose")
+    assert _tree_digest(store) == before
+    assert not out.exists()
+    # and a rank the factors do not have
+    code, _, stderr = _run(
+        capsys,
+        "separate",
+        "--store",
+        str(separated.store),
+        "--rank",
+        "4",
+        "--out",
+        str(out),
+        "--quiet",
+        *CLUSTER,
+    )
+    assert code != 0
+    _assert_one_line_error(stderr, "--rank", "between 1 and 3")
+    assert not out.exists()
+
+
+def test_two_scenes_get_a_background_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = SceneSpec(width=64, height=48, n_frames=60, n_objects=1, seed=0)
+    second = dataclasses.replace(first, seed=1)
+    videos = [tmp_path / "first.mp4", tmp_path / "second.mp4"]
+    for spec, video in zip((first, second), videos, strict=True):
+        write_scene(spec, video)
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
+    assert main(["ingest", *map(str, videos), "--store", str(store), "--quiet"]) == 0
+    assert main(["decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER]) == 0
+    code, _, stderr = _run(capsys, "separate", "--store", str(store), "--out", str(out), *CLUSTER)
+    assert code == 0
+    assert "rank 2" in stderr  # one component per source video
+    images = [_png(out / f"background-{i}.png").astype(float) for i in (1, 2)]
+    np.testing.assert_array_equal(_png(out / "background.png"), images[0])
+    clean = [render_background(spec).astype(float) for spec in (first, second)]
+    for index, image in enumerate(images):
+        own = np.mean(np.abs(image - clean[index]))
+        other = np.mean(np.abs(image - clean[1 - index]))
+        assert np.median(np.abs(image - clean[index])) <= 2, index
+        assert own < 6, (index, own)
+        assert other > 2.5 * own, (index, own, other)
+    assert np.mean(np.abs(images[0] - images[1])) > 10
+    assert _decode(out / "compare.mp4").shape == (120, 48, 4 * 64)
