@@ -321,7 +321,8 @@ def exact_svd(
     block_rows : int, optional
         Rows (along the long side) per block when M has to be rechunked; by default
         :func:`default_block_rows`.  Ignored when M already has its short side in one
-        chunk (its own blocks are used).
+        chunk and blocks at least twice as tall as that side is long: its own blocks
+        are used then.
     threads : int
         Worker threads of the whole cluster, for the memory estimate.
 
@@ -352,12 +353,14 @@ def exact_svd(
     params.validate(n_pixels, n_frames)
     long_axis = 0 if n_pixels >= n_frames else 1
     short_axis = 1 - long_axis
-    if matrix.numblocks[short_axis] == 1 and matrix.numblocks[long_axis] > 0:
-        rows = max(matrix.chunks[long_axis])
+    if block_rows is not None and block_rows < 1:
+        raise InvalidParameterError(f"block_rows must be a positive integer, got {block_rows}")
+    long_side, short_side = max(n_pixels, n_frames), min(n_pixels, n_frames)
+    tallest = max(matrix.chunks[long_axis], default=0)
+    if matrix.numblocks[short_axis] == 1 and tallest >= min(2 * short_side, long_side):
+        rows = tallest
     else:
         rows = block_rows or default_block_rows(n_pixels, n_frames)
-        if rows < 1:
-            raise InvalidParameterError(f"block_rows must be a positive integer, got {rows}")
         matrix = matrix.rechunk({long_axis: rows, short_axis: -1})
     if memory_limit_bytes is not None:
         needed = estimate_exact_memory(n_pixels, n_frames, block_rows=rows, threads=threads)

@@ -63,7 +63,7 @@ from storage.derived import derived_attrs, open_derived, write_derived, write_fi
 from storage.errors import InvalidParameterError, StoreIncompleteError, StoreNotFoundError
 from storage.factors import (
     StoredFactors,
-    check_factors_target,
+    check_factors_name,
     default_factors_name,
     find_reusable_factors,
     list_factors,
@@ -210,7 +210,7 @@ def decompose(
                 wall_time_s=time.perf_counter() - started,
                 singular_values=[float(v) for v in found.s[: parameters.rank].compute()],
             )
-    check_factors_target(video.location, factors_name, overwrite=force)
+    check_factors_name(video.location, factors_name, overwrite=force)
     with connect(cluster or ClusterOptions()) as client:
         say(f"computing on {describe(client)}")
         link = dashboard_link(client)
@@ -224,7 +224,14 @@ def decompose(
                 f"({_mib(chunk_bytes)} as float32, twice that while it is converted); "
                 "raise --memory-limit or re-ingest with a smaller --chunk-frames"
             )
-        u, s, vt = decompose_matrix(matrix, parameters, memory_limit_bytes=memory_limit or None)
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        total_threads = sum(int(w.get("nthreads", 1)) for w in workers) or 1
+        u, s, vt = decompose_matrix(
+            matrix,
+            parameters,
+            memory_limit_bytes=memory_limit * len(workers) if memory_limit else None,
+            threads=total_threads,
+        )
         u, s, vt = client.persist([u, s, vt])
         wait_with_progress(
             client, futures_of([u, s, vt]), description=f"decompose ({parameters.method})", show=progress

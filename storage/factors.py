@@ -519,26 +519,3 @@ def _jsonable(value: Any) -> Any:
         return None
     return value
 
-
-def check_factors_target(
-    store: StoreLocation | str | os.PathLike[str], name: str, *, overwrite: bool
-) -> None:
-    """Refuse, before any computation, a factors name that :func:`write_factors` would refuse.
-
-    Raises
-    ------
-    InvalidParameterError
-        The name is not made of letters, digits, ``.``, ``_`` and ``-``.
-    StoreExistsError
-        Complete factors of that name exist and ``overwrite`` is False.
-    """
-    _check_name(name)
-    loc = as_location(store)
-    root = open_store(loc)
-    parent = root.get(FACTORS_GROUP)
-    existing = parent.get(name) if parent is not None else None
-    if existing is not None and _is_complete(existing) and not overwrite:
-        raise StoreExistsError(
-            f"factors {name!r} already exist in {loc} with other parameters or another video; "
-            "pass --force to recompute them or --name to keep both"
-        )

@@ -125,6 +125,14 @@ def test_estimate_uses_the_closest_shape() -> None:
     assert estimate_seconds(400, 400, {(10, 10): 1.0, (200, 200): 8.0}) == pytest.approx(64.0)
 
 
+def test_estimate_ignores_runs_too_short_to_extrapolate() -> None:
+    measured = {(100, 100): 0.01, (1000, 100): 0.5}
+    assert estimate_seconds(1000, 1000, measured) == pytest.approx(50.0)
+    assert estimate_seconds(1000, 1000, measured, min_reference_seconds=0.0) == pytest.approx(10.0)
+    # nothing long enough: the short runs are all there is
+    assert estimate_seconds(1000, 1000, {(100, 100): 0.01}) == pytest.approx(10.0)
+
+
 def test_low_rank_matrix_has_a_clear_top_spectrum() -> None:
     matrix = low_rank_matrix(200, 120, rank=10, seed=3)
     assert matrix.dtype == np.float32 and matrix.shape == (200, 120)

@@ -239,6 +239,14 @@ def test_exact_matches_numpy(low_rank: np.ndarray, reference: tuple[np.ndarray, 
     _check_against_numpy(low_rank, reference, factors, rtol=1e-5)
 
 
+def test_exact_regroups_blocks_shorter_than_twice_the_short_side(low_rank: np.ndarray) -> None:
+    m = da.from_array(low_rank, chunks=(100, 200))  # 30 blocks of 100 rows < 2 * 200
+    factors = exact_svd(m, SvdParameters(method="exact", rank=RANK), block_rows=1500)
+    assert factors.U.chunks[0] == (1500, 1500)
+    with pytest.raises(InvalidParameterError, match="block_rows must be a positive integer, got 0"):
+        exact_svd(m, SvdParameters(method="exact", rank=RANK), block_rows=0)
+
+
 def test_exact_uses_a_tall_chunking_as_it_is(
     low_rank: np.ndarray, reference: tuple[np.ndarray, float]
 ) -> None:
@@ -398,9 +406,11 @@ def test_singular_value_accuracy() -> None:
 def test_under_a_distributed_client(low_rank: np.ndarray, reference: tuple[np.ndarray, float]) -> None:
     from distributed import Client, LocalCluster
 
+    from pipelines.matrix import video_matrix
+
     with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
-        Client(cluster),
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
     ):
         m = _frame_chunked(low_rank)
         _check_against_numpy(low_rank, reference, randomized_svd(m, SvdParameters(rank=RANK)), rtol=1e-3)
@@ -410,6 +420,22 @@ def test_under_a_distributed_client(low_rank: np.ndarray, reference: tuple[np.nd
             exact_svd(m, SvdParameters(method="exact", rank=RANK), block_rows=700),
             rtol=1e-5,
         )
+        persisted = client.persist(m)
+        _check_against_numpy(
+            low_rank, reference, randomized_svd(persisted, SvdParameters(rank=RANK)), rtol=1e-3
+        )
+
+        # A P2P rechunk cannot run once per pass: M is then held, with a warning.
+        frames = np.random.default_rng(0).integers(0, 255, (60, 16, 20), dtype=np.uint8)
+        source = da.from_array(frames, chunks=(7, 16, 20))
+        params = SvdParameters(rank=3, power_iters=2)
+        with dask.config.set({"array.rechunk.method": "p2p"}):
+            regrouped = video_matrix(source, frames_per_chunk=60, image_rows_per_chunk=4)
+        with pytest.warns(RuntimeWarning, match="P2P rechunk"):
+            ours = dask.compute(*randomized_svd(regrouped, params))
+        held = dask.compute(*randomized_svd(regrouped, params, keep_in_memory=True))
+        for a, b in zip(ours, held, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 # the notebook's video -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from storage.errors import (
 )
 from storage.factors import (
     StoredFactors,
+    check_factors_name,
     default_factors_name,
     factors_chunks,
     find_reusable_factors,
@@ -118,6 +119,13 @@ def test_round_trip(store: Path) -> None:
     assert attrs["rank"] == 6 and attrs["n_pixels"] == P and attrs["n_frames"] == T
     assert attrs["peak_worker_memory"] == 123 and attrs["ratio"] == 0.5
     assert (attrs["power_iters"], attrs["oversample"], attrs["seed"]) == (4, 20, 0)
+    assert attrs["versions"] == {"numpy": np.__version__}  # given: kept as is
+
+
+def test_versions_are_recorded_when_not_given(store: Path) -> None:
+    _write(store, "v", 1)
+    versions = open_factors(store, "v").attrs["versions"]
+    assert versions["zarr"] == zarr.__version__ and versions["dask"] == dask.__version__
 
 
 def test_arrays_have_dimension_names_and_aligned_chunks(store: Path) -> None:
@@ -183,6 +191,20 @@ def test_complete_factors_are_kept_unless_overwrite(store: Path) -> None:
     replaced = open_factors(store, "same")
     assert replaced.rank == 3
     np.testing.assert_array_equal(replaced.U.compute(), u)
+
+
+def test_check_factors_name_refuses_before_any_work(store: Path) -> None:
+    check_factors_name(store, "free")  # nothing there yet
+    with pytest.raises(InvalidParameterError, match="--name must be"):
+        check_factors_name(store, "bad/name")
+    _write(store, "taken", 2)
+    with pytest.raises(StoreExistsError, match="factors 'taken' already exist"):
+        check_factors_name(store, "taken")
+    check_factors_name(store, "taken", overwrite=True)
+    _, s, vt = _factors(3)
+    with pytest.raises(RuntimeError):
+        write_factors(store, name="broken", U=_failing((P, 3), RuntimeError("x")), s=s, Vt=vt, attrs=_attrs())
+    check_factors_name(store, "broken")  # an incomplete group may be replaced
 
 
 @pytest.mark.parametrize("error", [RuntimeError("disk on fire"), KeyboardInterrupt()])
