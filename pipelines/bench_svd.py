@@ -29,6 +29,12 @@ cheapest to the dearest; see :func:`estimate_seconds`), and when the estimate ex
 method gets the same treatment with ``max_exact_seconds``; it is not run at all
 (shown as "-") when :func:`pipelines.decompose.estimate_exact_memory` exceeds the
 memory available, as ``decompose`` would refuse it.
+
+On a machine that other jobs keep busy, set ``OPENBLAS_NUM_THREADS=1``: OpenBLAS's
+own threads then wait for cores, and on a two-core machine under a load of 4 to 8
+numpy's SVDs ran 10 to 200 times slower, erratically (100 x 1,000: 13 ms alone,
+0.2 to 4 s under load), which makes both the table and the estimates meaningless.
+With one BLAS thread they stayed within a few per cent.
 """
 
 from __future__ import annotations

@@ -455,6 +455,17 @@ def _add_bench(commands: argparse._SubParsersAction[OneLineParser]) -> None:
     notebook.add_argument("--repeats", type=positive_int("--repeats"), default=3)
     notebook.add_argument("--numpy-repeats", type=positive_int("--numpy-repeats"), default=2)
     notebook.set_defaults(handler=_bench_notebook)
+    svd = targets.add_parser(
+        "svd", help="the notebook's timing table: numpy's full SVD against dask's randomized and TSQR"
+    )
+    svd.add_argument("--repeats", type=positive_int("--repeats"), default=3)
+    svd.add_argument(
+        "--max-numpy-seconds",
+        type=positive_float("--max-numpy-seconds", "60"),
+        default=60.0,
+        help="estimate numpy's time from the smaller sizes instead of running it above this",
+    )
+    svd.set_defaults(handler=_bench_svd)
 
 
 def _bench_ingest(args: argparse.Namespace) -> int:
@@ -507,6 +518,17 @@ def _bench_notebook(args: argparse.Namespace) -> int:
         f"{result['vidsvd_decompose_s']:.1f} s (median of {args.repeats}), numpy.linalg.svd "
         f"{result['numpy_svd_s']:.1f} s (median of {args.numpy_repeats}): {result['ratio']:.0f}x"
     )
+    return 0
+
+
+def _bench_svd(args: argparse.Namespace) -> int:
+    from pipelines import bench_svd
+
+    rows = bench_svd.time_svds(
+        bench_svd.NOTEBOOK_SIZES, repeats=args.repeats, max_numpy_seconds=args.max_numpy_seconds
+    )
+    print(f"rank-10 SVDs, medians of {args.repeats} runs; (est.): estimated from smaller sizes")
+    print(bench_svd.format_table(rows))
     return 0
 
 
