@@ -129,9 +129,22 @@ def _stored_frames(store: Path) -> int:
 
 
 def measure_memory(
-    *, short_frames: int = 600, factor: int = 10, width: int = 320, height: int = 240, repeats: int = 3
+    *,
+    short_frames: int = 600,
+    factor: int = 10,
+    width: int = 320,
+    height: int = 240,
+    repeats: int = 3,
+    chunk_frames: int | None = None,
 ) -> list[MemoryRow]:
-    """Peak RSS of ingesting a synthetic scene and one ``factor`` times longer (medians)."""
+    """Peak RSS of ingesting a synthetic scene and one ``factor`` times longer (medians).
+
+    Memory is bounded by a few chunks, so the short scene must span several chunks for
+    the comparison to mean anything: with the default 32 MiB chunks (436 frames of
+    320x240) 600 frames are two chunks, and the pipeline never fills.  ``chunk_frames``
+    sets the chunk size of both ingests.
+    """
+    extra = ["--chunk-frames", str(chunk_frames)] if chunk_frames else []
     rows = []
     with tempfile.TemporaryDirectory(prefix="vidsvd-bench-") as scratch:
         for n_frames in (short_frames, short_frames * factor):
@@ -141,7 +154,7 @@ def measure_memory(
             for _ in range(repeats):
                 store = Path(scratch) / "s.zarr"
                 shutil.rmtree(store, ignore_errors=True)
-                elapsed, peak = run_with_peak_rss(_ingest_argv(video, store, []))
+                elapsed, peak = run_with_peak_rss(_ingest_argv(video, store, extra))
                 peaks.append(peak)
                 times.append(elapsed)
             rows.append(

@@ -439,6 +439,12 @@ def _add_bench(commands: argparse._SubParsersAction[OneLineParser]) -> None:
     ingest.add_argument("--repeats", type=positive_int("--repeats"), default=5, help="runs per measurement")
     ingest.add_argument("--memory", action="store_true", help="also measure peak RSS, 1x and 10x long scene")
     ingest.add_argument("--memory-frames", type=positive_int("--memory-frames"), default=600)
+    ingest.add_argument(
+        "--memory-chunk-frames",
+        type=positive_int("--memory-chunk-frames"),
+        default=None,
+        help="chunk size of the memory runs (the short run must span several chunks)",
+    )
     ingest.set_defaults(handler=_bench_ingest)
     scale = targets.add_parser(
         "scale", help="out of core: write, ingest and decompose a long synthetic scene, with peak memory"
@@ -482,7 +488,9 @@ def _bench_ingest(args: argparse.Namespace) -> int:
         print(f"ingest throughput, medians of {args.repeats} alternating runs")
         print(bench_ingest.format_throughput(rows))
     if args.memory:
-        memory_rows = bench_ingest.measure_memory(short_frames=args.memory_frames, repeats=args.repeats)
+        memory_rows = bench_ingest.measure_memory(
+            short_frames=args.memory_frames, repeats=args.repeats, chunk_frames=args.memory_chunk_frames
+        )
         print(f"ingest peak memory, medians of {args.repeats} runs")
         print(bench_ingest.format_memory(memory_rows))
     return 0
