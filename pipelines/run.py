@@ -226,11 +226,17 @@ def decompose(
             )
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         total_threads = sum(int(w.get("nthreads", 1)) for w in workers) or 1
+        cluster_memory = memory_limit * len(workers) if memory_limit else None
+        # Keeping M between passes avoids reading and converting it 2q + 2 times (2.4x
+        # faster on the notebook's 0.5 GB matrix); only when it takes a small share of
+        # the cluster's memory, otherwise each pass reads the store again.
+        keep = cluster_memory is not None and matrix.nbytes <= _KEEP_IN_MEMORY_SHARE * cluster_memory
         u, s, vt = decompose_matrix(
             matrix,
             parameters,
-            memory_limit_bytes=memory_limit * len(workers) if memory_limit else None,
+            memory_limit_bytes=cluster_memory,
             threads=total_threads,
+            keep_in_memory=keep,
         )
         u, s, vt = client.persist([u, s, vt])
         wait_with_progress(
@@ -244,6 +250,7 @@ def decompose(
             "n_frames": n_frames,
             "wall_time_s": round(elapsed, 3),
             "peak_worker_memory": peak_worker_memory(client),
+            "kept_in_memory": keep,
             "cluster": describe(client),
             "versions": _versions(),
         }
@@ -256,6 +263,11 @@ def decompose(
         wall_time_s=time.perf_counter() - started,
         singular_values=singular_values,
     )
+
+
+_KEEP_IN_MEMORY_SHARE = 0.25
+"""M (float32) is kept in worker memory between passes when it is at most this share
+of the cluster's memory."""
 
 
 def _mib(n_bytes: int) -> str:
