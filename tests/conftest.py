@@ -80,3 +80,37 @@ def make_video(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path, frames
 
     return make
+
+
+def tree_digest(folder: Path) -> str:
+    """sha256 over every path and file below ``folder``: proves a store was not touched."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``vidsvd ARGV`` in process; return (exit status, stdout, stderr)."""
+    from pipelines.cli import main
+
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        status = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    """stderr is exactly one line, an error, no traceback, containing every fragment."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert "error" in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -6,7 +6,6 @@ worker process with two threads, and the stores are tiny (48x64, 60 frames).
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from conftest import assert_one_line_error, run_cli, tree_digest
 
 from pipelines.cli import main
 from storage.factors import open_factors
@@ -24,30 +24,9 @@ CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 HEIGHT, WIDTH, N_FRAMES = 48, 64, 60
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    try:
-        status = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        status = int(exc.code or 0)
-    return status, capsys.readouterr().err
-
-
-def _assert_one_line_error(stderr: str, *fragments: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    assert "error" in lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    status, _, stderr = run_cli(capsys, *argv)
+    return status, stderr
 
 
 def low_rank_frames(seed: int = 0) -> np.ndarray:
@@ -158,14 +137,14 @@ def test_decompose_writes_factors_reuses_them_and_force_recomputes(
     assert np.linalg.norm(matrix - (u * s) @ vt) <= optimal * (1 + 1e-3)
 
     # a smaller rank with the same parameters reuses rank 3: no cluster, nothing written
-    before = _tree_digest(store / "factors")
+    before = tree_digest(store / "factors")
     started = time.monotonic()
     status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "2", *CLUSTER)
     assert status == 0
     assert "reusing" in stderr and "randomized-k3" in stderr
     assert "computing on" not in stderr
     assert time.monotonic() - started < 10  # generous: the point is that no cluster starts
-    assert _tree_digest(store / "factors") == before
+    assert tree_digest(store / "factors") == before
     assert sorted(p.name for p in (store / "factors").iterdir() if p.is_dir()) == ["randomized-k3"]
 
     # --force recomputes (new provenance on disk) and the same seed gives the same bytes
@@ -173,7 +152,7 @@ def test_decompose_writes_factors_reuses_them_and_force_recomputes(
     assert status == 0
     assert "reusing" not in stderr
     assert "factors 'randomized-k3' (rank 3) written" in stderr
-    assert _tree_digest(store / "factors") != before
+    assert tree_digest(store / "factors") != before
     again = open_factors(store, "randomized-k3")
     np.testing.assert_array_equal(again.s.compute(), s)
     np.testing.assert_array_equal(again.U.compute(), u)
@@ -236,20 +215,20 @@ def test_bad_input_is_one_line_and_leaves_the_store_untouched(
     if case == "incomplete":
         _make_incomplete(store)
     target = tmp_path / "missing.zarr" if case == "missing" else store
-    before = None if case == "missing" else _tree_digest(store)
+    before = None if case == "missing" else tree_digest(store)
     code, stderr = _run(capsys, "decompose", "--store", str(target), "--quiet", *extra)
     assert code == status
-    _assert_one_line_error(stderr, *fragments)
+    assert_one_line_error(stderr, *fragments)
     if case == "missing":
         assert not target.exists()
     else:
-        assert _tree_digest(store) == before
+        assert tree_digest(store) == before
         assert not (store / "factors").exists()
 
 
 @pytest.mark.slow
 def test_unreachable_scheduler_fails_within_30_s(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = _tree_digest(store)
+    before = tree_digest(store)
     started = time.monotonic()
     code, stderr = _run(
         capsys,
@@ -264,9 +243,9 @@ def test_unreachable_scheduler_fails_within_30_s(store: Path, capsys: pytest.Cap
     )
     elapsed = time.monotonic() - started
     assert code == 1
-    _assert_one_line_error(stderr, "cannot reach the dask scheduler at tcp://127.0.0.1:1")
+    assert_one_line_error(stderr, "cannot reach the dask scheduler at tcp://127.0.0.1:1")
     assert elapsed < 30, elapsed
-    assert _tree_digest(store) == before
+    assert tree_digest(store) == before
 
 
 def test_factors_of_another_video_under_the_default_name_are_refused(
@@ -274,12 +253,12 @@ def test_factors_of_another_video_under_the_default_name_are_refused(
 ) -> None:
     """Factors copied in from another store keep their fingerprint; nothing uses or replaces them."""
     shutil.copytree(other_video_store / "factors", store / "factors")
-    before = _tree_digest(store)
+    before = tree_digest(store)
 
     code, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER)
     assert code == 1
-    _assert_one_line_error(stderr, "'randomized-k3' already exist", "--force", "--name")
-    assert _tree_digest(store) == before
+    assert_one_line_error(stderr, "'randomized-k3' already exist", "--force", "--name")
+    assert tree_digest(store) == before
 
     out = tmp_path / "out"
     code, stderr = _run(
@@ -287,11 +266,11 @@ def test_factors_of_another_video_under_the_default_name_are_refused(
         *CLUSTER,
     )  # fmt: skip
     assert code == 1
-    _assert_one_line_error(stderr, "belong to another video", "--force")
+    assert_one_line_error(stderr, "belong to another video", "--force")
     code, stderr = _run(capsys, "separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER)
     assert code == 1
-    _assert_one_line_error(stderr, "no complete factors of its video", "vidsvd decompose")
-    assert _tree_digest(store) == before
+    assert_one_line_error(stderr, "no complete factors of its video", "vidsvd decompose")
+    assert tree_digest(store) == before
     assert not out.exists()
 
 
@@ -307,9 +286,9 @@ def test_name_problems_are_refused_before_computing(
     decomposed: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
 ) -> None:
     store = decomposed
-    before = _tree_digest(store)
+    before = tree_digest(store)
     code, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", *extra, *CLUSTER)
-    assert _tree_digest(store) == before
+    assert tree_digest(store) == before
     assert code != 0
     # without --quiet, a refusal before any work is the error line alone
-    _assert_one_line_error(stderr, "--name" if extra[0] == "--name" else "already exist")
+    assert_one_line_error(stderr, "--name" if extra[0] == "--name" else "already exist")

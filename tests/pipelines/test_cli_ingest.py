@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
@@ -13,37 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ffmpeg
+from conftest import assert_one_line_error, ffmpeg, run_cli, tree_digest
 
-from pipelines.cli import main
 from storage.errors import StoreIncompleteError
 from storage.video_array import open_video
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    try:
-        status = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        status = int(exc.code or 0)
-    return status, capsys.readouterr().err
-
-
-def _assert_one_line_error(stderr: str, *fragments: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    assert "error" in lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    status, _, stderr = run_cli(capsys, *argv)
+    return status, stderr
 
 
 def test_ingest_happy_path(make_video, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +82,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
     store = tmp_path / "out.zarr"
     code, stderr = _run(capsys, "ingest", str(source), "--store", str(store), "--quiet", *extra)
     assert code == status
-    _assert_one_line_error(stderr, *fragments)
+    assert_one_line_error(stderr, *fragments)
     assert not store.exists()
 
 
@@ -116,38 +93,38 @@ def test_unwritable_store_location(bad_inputs: dict[str, Path], tmp_path: Path, 
         capsys, "ingest", str(bad_inputs["good"]), "--store", str(blocker / "s.zarr"), "--quiet"
     )
     assert code == 1
-    _assert_one_line_error(stderr, "writable")
+    assert_one_line_error(stderr, "writable")
 
 
 def test_existing_store_without_overwrite_is_untouched(bad_inputs, tmp_path: Path, capsys) -> None:
     store = tmp_path / "s.zarr"
     assert _run(capsys, "ingest", str(bad_inputs["good"]), "--store", str(store), "--quiet")[0] == 0
-    before = _tree_digest(store)
+    before = tree_digest(store)
     code, stderr = _run(
         capsys, "ingest", str(bad_inputs["good"]), "--store", str(store), "--fps", "2", "--quiet"
     )
     assert code == 1
-    _assert_one_line_error(stderr, "--overwrite")
-    assert _tree_digest(store) == before
+    assert_one_line_error(stderr, "--overwrite")
+    assert tree_digest(store) == before
     # a bad source with --overwrite must not destroy the existing store either
     code, stderr = _run(
         capsys, "ingest", str(bad_inputs["text"]), "--store", str(store), "--overwrite", "--quiet"
     )
     assert code == 1
-    assert _tree_digest(store) == before
+    assert tree_digest(store) == before
 
 
 def test_store_that_is_not_ours(bad_inputs, tmp_path: Path, capsys) -> None:
     foreign = tmp_path / "thesis"
     foreign.mkdir()
     (foreign / "chapter1.tex").write_text("\\section{Intro}")
-    before = _tree_digest(foreign)
+    before = tree_digest(foreign)
     code, stderr = _run(
         capsys, "ingest", str(bad_inputs["good"]), "--store", str(foreign), "--overwrite", "--quiet"
     )
     assert code == 1
-    _assert_one_line_error(stderr, "not a vidsvd store")
-    assert _tree_digest(foreign) == before
+    assert_one_line_error(stderr, "not a vidsvd store")
+    assert tree_digest(foreign) == before
 
 
 def test_truncated_video_warns_with_frame_count(bad_inputs, tmp_path: Path, capsys) -> None:

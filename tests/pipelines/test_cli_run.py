@@ -8,7 +8,6 @@ copied here: pytest's import mode does not make that module importable from this
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_cli, tree_digest
 
 from cluster.client import ClusterOptions, connect
 from pipelines.cli import main
@@ -35,31 +35,8 @@ CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 SCENE = SceneSpec(width=64, height=48, n_frames=120, n_objects=2, seed=0)
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        status = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        status = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def _assert_one_line_error(stderr: str, *fragments: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    assert "error" in lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    return run_cli(capsys, *argv)
 
 
 def _frame_count(path: Path) -> tuple[int, int, int]:
@@ -129,7 +106,7 @@ def test_rerun_skips_what_is_complete(
     first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = job / "store.zarr"
-    before = _tree_digest(store)
+    before = tree_digest(store)
     compare_mtime = (job / "compare.mp4").stat().st_mtime_ns
     code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
     assert code == 0
@@ -138,7 +115,7 @@ def test_rerun_skips_what_is_complete(
     assert "decompose: reused randomized-k5" in steps
     assert "separate: skipped (complete)" in steps
     assert "reusing factors 'randomized-k5'" in stderr
-    assert _tree_digest(store) == before
+    assert tree_digest(store) == before
     assert (job / "compare.mp4").stat().st_mtime_ns == compare_mtime
 
 
@@ -146,7 +123,7 @@ def test_rerun_after_deleting_compare_redoes_separate(
     first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = job / "store.zarr"
-    video_and_factors = {name: _tree_digest(store / name) for name in ("video", "factors")}
+    video_and_factors = {name: tree_digest(store / name) for name in ("video", "factors")}
     (job / "compare.mp4").unlink()
     code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
     assert code == 0
@@ -154,7 +131,7 @@ def test_rerun_after_deleting_compare_redoes_separate(
     assert "ingest: skipped (complete)" in steps
     assert "decompose: reused randomized-k5" in steps
     assert "separate: done" in steps
-    assert {name: _tree_digest(store / name) for name in video_and_factors} == video_and_factors
+    assert {name: tree_digest(store / name) for name in video_and_factors} == video_and_factors
     assert _frame_count(job / "compare.mp4") == (SCENE.n_frames, SCENE.height, 4 * SCENE.width)
     assert open_derived(store, "masks").attrs["complete"] is True
 
@@ -175,18 +152,18 @@ def test_run_bad_inputs_are_one_line(
     out = tmp_path / "job"
     code, _, stderr = _run(capsys, "run", str(tmp_path / "missing.mp4"), "--out", str(out), "--quiet")
     assert code == 1
-    _assert_one_line_error(stderr, "missing.mp4")
+    assert_one_line_error(stderr, "missing.mp4")
     assert not out.exists()
     code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(out), "--rank", "0", "--quiet")
     assert code == 2
-    _assert_one_line_error(stderr, "--rank")
+    assert_one_line_error(stderr, "--rank")
     assert not out.exists()
     # a rank beyond the frame count is known once the video is stored: the ingest is kept
     code, _, stderr = _run(
         capsys, "run", str(first_run.video), "--out", str(out), "--rank", "500", "--quiet", *CLUSTER
     )
     assert code != 0
-    _assert_one_line_error(stderr, "--rank", f"= {SCENE.n_frames}", "500")
+    assert_one_line_error(stderr, "--rank", f"= {SCENE.n_frames}", "500")
     assert open_video(out / "store.zarr").n_frames == SCENE.n_frames
     assert not (out / "store.zarr" / "factors").exists()
 

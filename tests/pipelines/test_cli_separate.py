@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_cli, tree_digest
 from PIL import Image
 
 from pipelines.cli import main
@@ -32,31 +32,8 @@ CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 SCENE = SceneSpec(width=64, height=48, n_frames=120, n_objects=2, seed=0)
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        status = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        status = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def _assert_one_line_error(stderr: str, *fragments: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    assert "error" in lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    return run_cli(capsys, *argv)
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -210,7 +187,7 @@ def test_evaluate_bad_input_is_one_line(
     code, stdout, stderr = _run(capsys, "evaluate", "--store", str(separated.store), "--truth", truth, *extra)
     assert code == status
     assert stdout == ""
-    _assert_one_line_error(stderr, *fragments)
+    assert_one_line_error(stderr, *fragments)
 
 
 def test_report_measures_every_rank_like_numpy(
@@ -283,11 +260,11 @@ def test_report_beyond_the_factors_rank_is_one_line(
         *CLUSTER,
     )
     assert code != 0 and stdout == ""
-    _assert_one_line_error(stderr, "--ranks", "rank 3", "--rank 4")
+    assert_one_line_error(stderr, "--ranks", "rank 3", "--rank 4")
     assert not out.exists()
     code, _, stderr = _run(capsys, "report", "--store", str(separated.store), "--ranks", "0,1")
     assert code == 2
-    _assert_one_line_error(stderr, "--ranks")
+    assert_one_line_error(stderr, "--ranks")
 
 
 def _new_footage(folder: Path) -> tuple[Path, np.ndarray]:
@@ -304,12 +281,12 @@ def test_apply_separates_new_footage_of_the_same_camera(
 ) -> None:
     footage, truth = _new_footage(tmp_path)
     out = tmp_path / "applied"
-    before = _tree_digest(separated.store)
+    before = tree_digest(separated.store)
     code, _, stderr = _run(
         capsys, "apply", str(footage), "--store", str(separated.store), "--out", str(out), "--quiet"
     )
     assert (code, stderr) == (0, "")
-    assert _tree_digest(separated.store) == before  # apply writes nothing in the store
+    assert tree_digest(separated.store) == before  # apply writes nothing in the store
     assert (out / "foreground.mp4").is_file()
     assert _decode(out / "foreground.mp4").shape == (80, 48, 64)
     compare = _decode(out / "compare.mp4")
@@ -327,7 +304,7 @@ def test_apply_to_footage_of_another_size_is_one_line(
         capsys, "apply", str(other), "--store", str(separated.store), "--out", str(out), "--quiet"
     )
     assert code != 0
-    _assert_one_line_error(stderr, "80x60", "64x48", "same camera")
+    assert_one_line_error(stderr, "80x60", "64x48", "same camera")
     assert not out.exists()
     code, _, stderr = _run(
         capsys,
@@ -340,7 +317,7 @@ def test_apply_to_footage_of_another_size_is_one_line(
         "--quiet",
     )
     assert code == 1
-    _assert_one_line_error(stderr, "nope.mp4")
+    assert_one_line_error(stderr, "nope.mp4")
 
 
 def test_separate_without_factors_names_decompose(
@@ -348,12 +325,12 @@ def test_separate_without_factors_names_decompose(
 ) -> None:
     store = tmp_path / "bare.zarr"
     assert main(["ingest", str(separated.video), "--store", str(store), "--quiet"]) == 0
-    before = _tree_digest(store)
+    before = tree_digest(store)
     out = tmp_path / "out"
     code, _, stderr = _run(capsys, "separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER)
     assert code == 1
-    _assert_one_line_error(stderr, "vidsvd decompose")
-    assert _tree_digest(store) == before
+    assert_one_line_error(stderr, "vidsvd decompose")
+    assert tree_digest(store) == before
     assert not out.exists()
     # and a rank the factors do not have
     code, _, stderr = _run(
@@ -369,7 +346,7 @@ def test_separate_without_factors_names_decompose(
         *CLUSTER,
     )
     assert code != 0
-    _assert_one_line_error(stderr, "--rank", "between 1 and 3")
+    assert_one_line_error(stderr, "--rank", "between 1 and 3")
     assert not out.exists()
 
 
