@@ -7,21 +7,16 @@ copied here: pytest's import mode does not make that module importable from this
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli, tree_digest
+from external_cluster import ExternalCluster
 
 from cluster.client import ClusterOptions, connect
 from pipelines.cli import main
@@ -187,80 +182,6 @@ def test_demo_scores_its_synthetic_scene(tmp_path: Path, capsys: pytest.CaptureF
 # --------------------------------------------------------------------------- external cluster
 
 START_TIMEOUT_S = 60.0
-
-
-@dataclass
-class ExternalCluster:
-    """Real `dask scheduler` / `dask worker` processes, each in its own session."""
-
-    folder: Path
-    address: str = ""
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    worker_directories: list[Path] = field(default_factory=list)
-
-    def start(self, name: str, module: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.folder / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=self.folder,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        self.processes.append(process)
-        return process
-
-    def start_scheduler(self) -> None:
-        scheduler_file = self.folder / "scheduler.json"
-        process = self.start(
-            "scheduler",
-            "distributed.cli.dask_scheduler",
-            "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
-            "--scheduler-file", str(scheduler_file),
-        )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"dask scheduler exited: {self.logs()}")
-            if scheduler_file.exists():
-                try:
-                    self.address = json.loads(scheduler_file.read_text())["address"]
-                    return
-                except (json.JSONDecodeError, KeyError):
-                    pass  # written but not flushed yet
-            time.sleep(0.05)
-        raise RuntimeError(f"dask scheduler did not start within {START_TIMEOUT_S} s: {self.logs()}")
-
-    def start_worker(self, name: str, memory_limit: str) -> None:
-        directory = self.folder / name
-        directory.mkdir()
-        self.worker_directories.append(directory)
-        self.start(
-            name,
-            "distributed.cli.dask_worker",
-            "--scheduler-file", str(self.folder / "scheduler.json"), "--host", "127.0.0.1",
-            "--nthreads", "1", "--memory-limit", memory_limit, "--no-dashboard",
-            "--local-directory", str(directory),
-        )  # fmt: skip
-
-    def logs(self) -> str:
-        return " | ".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.folder.glob("*.log")))
-
-    def stop(self) -> None:
-        """Workers first, then the scheduler; each whole session (the nanny's child too)."""
-        workers, scheduler = self.processes[1:], self.processes[:1]
-        for group in (workers, scheduler):
-            for process in group:
-                if process.poll() is None:
-                    process.terminate()
-            for process in group:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=15)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
 
 
 @pytest.fixture
