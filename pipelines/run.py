@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,7 @@ from pipelines.separate import (
     to_storage_foreground,
 )
 from pipelines.synthetic import SceneSpec, write_scene
-from storage.derived import derived_attrs, open_derived, write_derived, write_file_atomic
+from storage.derived import derived_attrs, open_derived, prepare_derived, write_file_atomic
 from storage.errors import InvalidParameterError, StoreIncompleteError, StoreNotFoundError
 from storage.factors import (
     StoredFactors,
@@ -75,7 +74,7 @@ from storage.truth import read_cdnet_truth, read_truth_masks
 from storage.video_array import StoredVideo, open_video
 from storage.video_decoder import DecodeOptions, SourceInfo, decode_blocks, probe_video
 from storage.video_encoder import write_video
-from storage.video_ingest import IngestSummary, ingest_videos
+from storage.video_ingest import IngestSummary, ingest_videos, library_versions
 
 __all__ = [
     "DecomposeSummary",
@@ -252,7 +251,7 @@ def decompose(
             "peak_worker_memory": peak_worker_memory(client),
             "kept_in_memory": keep,
             "cluster": describe(client),
-            "versions": _versions(),
+            "versions": library_versions(),
         }
         write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=attrs, overwrite=force)
         singular_values = [float(v) for v in s.compute()]
@@ -272,16 +271,6 @@ of the cluster's memory."""
 
 def _mib(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MiB"
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for package in ("vidsvd", "numpy", "dask", "distributed", "zarr"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 # --------------------------------------------------------------------------- separate
@@ -400,13 +389,15 @@ def separate(
         }
         stored_foreground = to_storage_foreground(foreground)
         frame_masks = masks(foreground, threshold=float(threshold))
-        stored_foreground, frame_masks = client.persist([stored_foreground, frame_masks])
-        wait_with_progress(
-            client, futures_of([stored_foreground, frame_masks]), description="separate", show=progress
+        # One graph for both arrays: each task computes a chunk's background once and
+        # writes its foreground and mask; nothing is held whole.
+        write = prepare_derived(
+            video.location, arrays={"foreground": stored_foreground, "masks": frame_masks}, attrs=attrs
         )
-        write_derived(video.location, name="foreground", data=stored_foreground, attrs=attrs)
-        write_derived(video.location, name="masks", data=frame_masks, attrs=attrs)
-        del stored_foreground, frame_masks
+        stored = client.compute(write.task)
+        wait_with_progress(client, [stored], description="separate", show=progress)
+        stored.result()
+        write.finish()
         images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)
         outputs = _write_backgrounds(out_dir, [np.asarray(i) for i in client.compute(images, sync=True)])
     n_frames, blocks = _stored_blocks(video.location, progress=progress)

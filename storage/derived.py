@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import zarr
 
@@ -29,9 +30,11 @@ from storage.store import StoreLocation, as_location, open_store
 
 __all__ = [
     "DERIVED_ARRAYS",
+    "DerivedWrite",
     "StoredArray",
     "derived_attrs",
     "open_derived",
+    "prepare_derived",
     "write_derived",
     "write_file_atomic",
 ]
@@ -55,6 +58,84 @@ class StoredArray:
     attrs: dict[str, Any]
 
 
+@dataclass(frozen=True, kw_only=True)
+class DerivedWrite:
+    """Derived arrays created in the store, waiting to be computed and marked complete.
+
+    Attributes
+    ----------
+    task : dask.delayed.Delayed
+        Computes every array chunk by chunk straight into its Zarr array and returns
+        the number of chunks written; run it with any scheduler (a distributed
+        Client's ``compute`` shows progress).
+    targets : list of zarr.Array
+        The arrays being written.
+    """
+
+    task: Any
+    targets: list[zarr.Array]
+
+    def finish(self) -> None:
+        """Mark every array complete; call only after ``task`` succeeded."""
+        for target in self.targets:
+            target.update_attributes({COMPLETE_ATTR: True})
+
+
+def prepare_derived(
+    store: StoreLocation | str | os.PathLike[str],
+    *,
+    arrays: Mapping[str, da.Array],
+    attrs: Mapping[str, Any],
+) -> DerivedWrite:
+    """Create ``STORE/<name>`` for each array (``complete: false``) and the task that fills them.
+
+    Parameters
+    ----------
+    store : path or URL
+        The store (every worker must reach it).
+    arrays : mapping of {"foreground", "masks"} to dask.array.Array
+        Shapes (frame, y, x); their frame chunks become the Zarr chunks (whole frames).
+        Storing them in one task graph computes what they share (the background) once.
+    attrs : mapping
+        Provenance (JSON values), written on every array.
+
+    Notes
+    -----
+    Nothing is held whole: each task computes and writes one chunk of frames.  An
+    existing array of the same name is replaced and stays ``complete: false`` until
+    :meth:`DerivedWrite.finish`.
+    """
+    unknown = sorted(set(arrays) - set(DERIVED_ARRAYS))
+    if unknown:
+        raise InvalidParameterError(
+            f"derived arrays are {', '.join(DERIVED_ARRAYS)}; got {', '.join(unknown)}"
+        )
+    root = open_store(as_location(store), writable=True)
+    sources, targets = [], []
+    for name, data in arrays.items():
+        whole_frames = data.rechunk({0: data.chunks[0], 1: -1, 2: -1})
+        target = root.create_array(
+            name=name,
+            shape=whole_frames.shape,
+            chunks=(max(whole_frames.chunks[0]), *whole_frames.shape[1:]),
+            dtype=whole_frames.dtype,
+            compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
+            fill_value=0,
+            dimension_names=VIDEO_DIMS,
+            attributes={**dict(attrs), COMPLETE_ATTR: False},
+            overwrite=True,
+        )
+        # Zarr chunks are uniform: regroup the dask chunks onto the Zarr grid.
+        sources.append(whole_frames.rechunk({0: target.chunks[0]}))
+        targets.append(target)
+    stores = da.store(sources, targets, lock=False, compute=False)
+    # One Delayed that depends on every chunk's write and returns the number of chunks
+    # written: computing it moves nothing but that count to the client.
+    chunk_writes = [block for stored in stores for block in stored.to_delayed().ravel()]
+    task = dask.delayed(len, pure=True)(chunk_writes)
+    return DerivedWrite(task=task, targets=targets)
+
+
 def write_derived(
     store: StoreLocation | str | os.PathLike[str],
     *,
@@ -64,43 +145,13 @@ def write_derived(
 ) -> None:
     """Compute ``data`` chunk by chunk into ``STORE/<name>``, then mark it complete.
 
-    Parameters
-    ----------
-    store : path or URL
-        The store (every worker must reach it).
-    name : {"foreground", "masks"}
-        Which array.
-    data : dask.array.Array
-        Shape (frame, y, x); its frame chunks become the Zarr chunks (whole frames).
-    attrs : mapping
-        Provenance (JSON values).
+    The current dask scheduler (a distributed Client when one is active) does the work.
 
-    Notes
-    -----
-    The current dask scheduler (a distributed Client when one is active) computes and
-    writes; memory is one chunk per task.  An existing array of that name is
-    replaced; until the new one is complete it is marked ``complete: false``.
+    See :func:`prepare_derived`; memory is one chunk per task.
     """
-    if name not in DERIVED_ARRAYS:
-        raise InvalidParameterError(f"derived arrays are {', '.join(DERIVED_ARRAYS)}; got {name!r}")
-    loc = as_location(store)
-    root = open_store(loc, writable=True)
-    data = data.rechunk({0: data.chunks[0], 1: -1, 2: -1})
-    target = root.create_array(
-        name=name,
-        shape=data.shape,
-        chunks=(max(data.chunks[0]), *data.shape[1:]),
-        dtype=data.dtype,
-        compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
-        fill_value=0,
-        dimension_names=VIDEO_DIMS,
-        attributes={**dict(attrs), COMPLETE_ATTR: False},
-        overwrite=True,
-    )
-    # Zarr chunks are uniform: regroup the dask chunks onto the Zarr grid.
-    data = data.rechunk({0: target.chunks[0]})
-    da.store(data, target, lock=False, compute=True)
-    target.update_attributes({COMPLETE_ATTR: True})
+    write = prepare_derived(store, arrays={name: data}, attrs=attrs)
+    dask.compute(write.task)
+    write.finish()
 
 
 def open_derived(store: StoreLocation | str | os.PathLike[str], name: str) -> StoredArray:
