@@ -173,6 +173,17 @@ def test_mask_cleanup_removes_speckle_and_fills_pinholes() -> None:
     np.testing.assert_array_equal(cleaned, expected)
 
 
+@pytest.mark.parametrize("shape", [(3, 17, 23), (2, 1, 9), (2, 5, 1), (1, 1, 1), (1, 2, 2)])
+@pytest.mark.parametrize("density", [0.1, 0.5, 0.9])
+def test_mask_cleanup_equals_scipys_median_filter(shape: tuple[int, int, int], density: float) -> None:
+    from scipy import ndimage
+
+    fg = np.where(np.random.default_rng(7).random(shape) < density, 100.0, 0.0).astype(np.float32)
+    cleaned = masks(da.from_array(fg), threshold=50.0).compute()
+    median = ndimage.median_filter(fg > 50, size=(1, 3, 3), mode="nearest")
+    np.testing.assert_array_equal(cleaned, median.astype(np.uint8) * 255)
+
+
 def test_masks_are_lazy_whole_frames_and_combine_color_channels() -> None:
     fg = np.zeros((4, 6, 7, 3), dtype=np.float32)
     fg[1, 2, 3, 2] = -90
