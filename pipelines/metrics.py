@@ -482,7 +482,7 @@ def _residual_block(
     steps: tuple[int, ...],
 ) -> npt.NDArray[np.float64]:
     """One block of M -> (1, 1, len(steps) + 1): squared residual per rank, squared norm."""
-    residual = np.array(m, dtype=np.float64)  # a copy, C-contiguous
+    residual = np.array(m, dtype=np.float64, order="C")  # a copy; C order so flat is a view
     flat = residual.reshape(-1)
     out = np.empty(len(steps) + 1, dtype=np.float64)
     out[-1] = float(np.dot(flat, flat))

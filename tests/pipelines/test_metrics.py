@@ -87,13 +87,15 @@ def test_rank_table_rows() -> None:
 # --- reconstruction error ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("order", ["C", "F"])  # video_matrix's chunks are Fortran-ordered
 @pytest.mark.parametrize("chunks", [(60, 40), (60, 7), (16, 40), (25, 15)])
-def test_relative_errors_equal_numpys_direct_computation(chunks: tuple[int, int]) -> None:
+def test_relative_errors_equal_numpys_direct_computation(chunks: tuple[int, int], order: str) -> None:
     M, U, s, Vt = small_problem()
+    ordered = np.asfortranarray if order == "F" else np.ascontiguousarray
     ranks = [5, 1, 3, 5, 40]
     with dask.config.set(scheduler=_refuse):
         errors = relative_errors(
-            da.from_array(M, chunks=chunks), U, s, da.from_array(Vt, chunks=(7, 9)), ranks
+            da.from_array(M, chunks=chunks).map_blocks(ordered), U, s, da.from_array(Vt, chunks=(7, 9)), ranks
         )
     assert errors.shape == (len(ranks),)
     M64 = M.astype(np.float64)
