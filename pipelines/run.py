@@ -8,6 +8,7 @@ be rerun or resumed alone.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import sys
@@ -49,6 +50,7 @@ from pipelines.metrics import (
 from pipelines.plots import background_png, components_png, energy_png, image_png, spectrum_png
 from pipelines.report_html import render_report_html
 from pipelines.separate import (
+    apply_factors,
     auto_threshold,
     background_frames,
     background_images,
@@ -425,8 +427,28 @@ def _write_backgrounds(out_dir: Path, images: Sequence[npt.NDArray[Any]]) -> lis
 
 
 def _visible_foreground(foreground: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
-    """Map foreground grey levels (-255..255) to a visible image: 128 is no change."""
-    return np.clip(128 + foreground.astype(np.int32) // 2, 0, 255).astype(np.uint8)
+    """Map foreground grey levels (-255..255) to a visible image: 128 is no change.
+
+    ``128 + floor(foreground / 2)`` clipped to 0..255, in int16 (no int32 copies).
+    """
+    visible = np.right_shift(foreground, 1)  # floor division by 2, also below 0
+    visible += 128
+    np.clip(visible, 0, 255, out=visible)
+    return visible.astype(np.uint8)
+
+
+def _background_from(
+    original: npt.NDArray[np.uint8], foreground: npt.NDArray[np.int16]
+) -> npt.NDArray[np.uint8]:
+    """The original minus the foreground, clipped to 0..255, in int16.
+
+    The foreground is first clipped to -256..256, which changes no result (beyond
+    that the difference is clipped anyway) and keeps the int16 arithmetic exact.
+    """
+    background = np.clip(foreground, -256, 256)
+    np.subtract(original, background, out=background)
+    np.clip(background, 0, 255, out=background)
+    return background.astype(np.uint8)
 
 
 Blocks = Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int16], npt.NDArray[np.uint8]]]
@@ -454,6 +476,34 @@ def _stored_blocks(location: StoreLocation, *, progress: bool) -> tuple[int, Blo
     return video.n_frames, blocks()
 
 
+COMPARE_MAX_WIDTH = 2560
+"""compare.mp4 is at most this wide: its four panels are shrunk by an integer factor
+when the frames are wider than a quarter of it (1280x720 footage gives four
+640x360 panels), which also makes it four times cheaper to encode."""
+
+
+def _shrink(frames: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]:
+    """(n, y, x[, c]) -> (n, y // factor, x // factor[, c]): means of factor x factor blocks.
+
+    Edge rows and columns that do not fill a block are dropped.
+    """
+    if factor <= 1:
+        return frames
+    n, height, width = frames.shape[:3]
+    rows, cols = height // factor, width // factor
+    # strided slices, one add per position in the block: summing a reshaped
+    # (n, rows, factor, cols, factor) array over two inner axes is 10x slower
+    trimmed = frames[:, : rows * factor, : cols * factor]
+    sum_type = np.uint16 if factor * factor * 255 <= np.iinfo(np.uint16).max else np.uint32
+    sums = np.zeros((n, rows, cols, *frames.shape[3:]), dtype=sum_type)
+    for dy in range(factor):
+        for dx in range(factor):
+            sums += trimmed[:, dy::factor, dx::factor]
+    sums += factor * factor // 2  # round to nearest
+    sums //= factor * factor
+    return sums.astype(np.uint8)
+
+
 def _write_videos(blocks: Blocks, out_dir: Path, *, n_frames: int, fps: float) -> list[str]:
     """Stream foreground.mp4, compare.mp4 and a few sample frames (PNG) from blocks.
 
@@ -466,8 +516,9 @@ def _write_videos(blocks: Blocks, out_dir: Path, *, n_frames: int, fps: float) -
     def compare_frames(
         original: npt.NDArray[np.uint8], fg: npt.NDArray[np.int16], mask: npt.NDArray[np.uint8]
     ) -> npt.NDArray[np.uint8]:
-        background = np.clip(original.astype(np.int32) - fg, 0, 255).astype(np.uint8)
-        return np.concatenate([original, background, _visible_foreground(fg), mask], axis=2)
+        panels = (original, _background_from(original, fg), _visible_foreground(fg), mask)
+        factor = math.ceil(len(panels) * original.shape[2] / COMPARE_MAX_WIDTH)
+        return np.concatenate([_shrink(panel, factor) for panel in panels], axis=2)
 
     handoff: queue.Queue[npt.NDArray[np.uint8] | BaseException | None] = queue.Queue(maxsize=2)
     compare_error: list[BaseException] = []
@@ -797,7 +848,7 @@ def apply(
     if threshold is None:
         recorded = derived_attrs(stored.location, "masks")
         threshold = float(recorded["threshold"]) if recorded and recorded.get("complete") else None
-    basis = np.asarray(chosen.U[:, :k].compute(), dtype=np.float32)
+    basis = da.from_array(np.asarray(chosen.U[:, :k].compute(), dtype=np.float32), name=False)
     options = DecodeOptions(width=stored.width, height=stored.height, fps=stored.attrs["ingest"].get("fps"))
     chunk = int(stored.frames.chunks[0][0])
     total = info.estimated_frames(options.fps)
@@ -806,16 +857,18 @@ def apply(
     def blocks() -> Blocks:
         bar = tqdm(total=total or None, unit="frame", desc="apply", disable=not progress, file=sys.stderr)
         for frames in decode_blocks(info, options, block_frames=chunk):
-            columns = frames.reshape(len(frames), -1).T.astype(np.float32)
-            residual = columns - basis @ (basis.T @ columns)
-            fg = residual.T.reshape(frames.shape)
+            # name=False: a random key instead of hashing every decoded frame
+            foreground = apply_factors(da.from_array(frames, chunks=frames.shape, name=False), basis, rank=k)
             if "threshold" not in state:
-                state["threshold"] = threshold if threshold is not None else auto_threshold(fg)
+                sample = foreground[sample_frames(len(frames), _SAMPLE_FRAMES)].compute(scheduler="sync")
+                state["threshold"] = threshold if threshold is not None else auto_threshold(sample)
                 say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
-            frame_masks = masks(da.from_array(fg, chunks=(len(fg), -1, -1)), threshold=state["threshold"])
-            stored_fg = np.clip(np.rint(fg), -32768, 32767).astype(np.int16)
+            frame_masks = masks(foreground, threshold=state["threshold"])
+            stored_fg, frame_masks = dask.compute(
+                to_storage_foreground(foreground), frame_masks, scheduler="sync"
+            )
             bar.update(len(frames))
-            yield frames, stored_fg, np.asarray(frame_masks.compute(scheduler="sync"))
+            yield frames, stored_fg, frame_masks
         bar.close()
 
     outputs = _write_videos(blocks(), Path(out), n_frames=max(total, 1), fps=options.fps or info.fps)
