@@ -19,6 +19,7 @@ __all__ = [
     "non_negative_int",
     "positive_float",
     "positive_int",
+    "positive_int_list",
     "rank_list",
     "scale_factor",
 ]
@@ -114,11 +115,19 @@ def non_negative_int(option: str) -> Callable[[str], int]:
     return parse
 
 
-def rank_list(text: str) -> list[int]:
-    """Parse ``--ranks 1,2,5,10`` into a sorted list of distinct positive ranks."""
-    ranks = sorted({_integer(part.strip(), "--ranks") for part in text.split(",") if part.strip()})
-    if not ranks or ranks[0] < 1:
-        raise argparse.ArgumentTypeError(
-            f"--ranks must be positive whole numbers like 1,2,5,10, got {text!r}"
-        )
-    return ranks
+def positive_int_list(option: str, example: str) -> Callable[[str], list[int]]:
+    """Return a type that parses ``1,2,5`` for ``option`` into sorted distinct positive ints."""
+
+    def parse(text: str) -> list[int]:
+        values = sorted({_integer(part.strip(), option) for part in text.split(",") if part.strip()})
+        if not values or values[0] < 1:
+            raise argparse.ArgumentTypeError(
+                f"{option} must be positive whole numbers like {example}, got {text!r}"
+            )
+        return values
+
+    return parse
+
+
+rank_list = positive_int_list("--ranks", "1,2,5,10")
+"""Parse ``--ranks 1,2,5,10`` into a sorted list of distinct positive ranks."""
