@@ -32,7 +32,9 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +52,7 @@ __all__ = [
     "BatchSystem",
     "batch_options",
     "job_script",
+    "load_jobqueue",
     "start_batch_cluster",
     "wait_for_first_worker",
 ]
@@ -535,14 +538,35 @@ def _submit_failure(exc: BaseException) -> str:
     return " ".join(detail.split())[:300]
 
 
-def _import_jobqueue(system: BatchSystem) -> Any:
+def load_jobqueue() -> Any:
+    """Import dask_jobqueue without letting it take Ctrl-C over; return the module.
+
+    Importing dask_jobqueue loads its defaults into dask's configuration, and (up to
+    at least 0.9) makes SIGINT call ``sys.exit()``: Ctrl-C would end vidsvd with
+    exit status 0 and no message.  The handler in place before is put back.
+
+    Raises
+    ------
+    ImportError
+        dask-jobqueue is not installed.
+    """
+    before = signal.getsignal(signal.SIGINT)
     try:
         import dask_jobqueue
+    finally:
+        restorable = before is not None and threading.current_thread() is threading.main_thread()
+        if restorable and signal.getsignal(signal.SIGINT) is not before:
+            signal.signal(signal.SIGINT, before)
+    return dask_jobqueue
+
+
+def _import_jobqueue(system: BatchSystem) -> Any:
+    try:
+        return load_jobqueue()
     except ImportError:
         raise InvalidClusterOptionError(
             f"--cluster {system.name} needs dask-jobqueue: pip install 'vidsvd[hpc]'"
         ) from None
-    return dask_jobqueue
 
 
 def _cluster_class(system: BatchSystem) -> Any:

@@ -97,6 +97,7 @@ class FakeBatch:
 
 def install(folder: Path, system: str) -> FakeBatch:
     """Write the wrappers of ``system`` (``slurm`` or ``pbs``) into ``folder/bin``."""
+    folder = folder.resolve()  # the jobs run in other folders
     bin_folder, state = folder / "bin", folder / "state"
     bin_folder.mkdir(parents=True)
     (state / "jobs").mkdir(parents=True)

@@ -14,7 +14,9 @@ that a real queue accepts the directives (see the job-script tests for those).
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from fake_batch import FakeBatch, install
 
-from cluster.batch import SYSTEMS, BatchOptions
+from cluster.batch import SYSTEMS, BatchOptions, load_jobqueue
 from cluster.client import ClusterOptions, connect, describe
 from cluster.errors import BatchSubmitError, NoWorkersError
 from storage.factors import open_factors
@@ -36,7 +38,7 @@ WORKER_START_S = 120.0
 
 
 def _fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system: str) -> Iterator[FakeBatch]:
-    import dask_jobqueue  # noqa: F401 - loads its defaults into dask's configuration
+    load_jobqueue()  # its defaults, in dask's configuration
 
     fake = install(tmp_path / "fake-batch", system)
     for name, value in fake.environment().items():
@@ -191,3 +193,33 @@ def test_jobs_that_never_start_time_out_and_are_cancelled(
     assert "squeue --me" in message and "--job-start-timeout" in message
     jobs = fake_slurm.jobs()
     assert len(jobs) == 2 and all(job.cancelled for job in jobs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_jobs_wait_in_the_queue_cancels_them(
+    fake_slurm: FakeBatch,
+    make_video,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    video, _ = make_video(n_frames=8)
+    monkeypatch.setenv("FAKE_BATCH_HOLD", "1")
+    command = [
+        sys.executable, "-m", "pipelines.cli", "run", str(video), "--out", str(tmp_path / "out"), "--quiet",
+        "--cluster", "slurm", "--jobs", "2", "--job-cores", "1", "--job-memory", "1GiB", "--interface", "lo",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(fake_slurm.jobs()) < 2 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert len(fake_slurm.jobs()) == 2, "vidsvd did not submit its jobs"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "vidsvd: interrupted; complete outputs are intact, rerun to finish"
+    assert "Traceback" not in err
+    assert all(job.cancelled for job in fake_slurm.jobs())

@@ -19,7 +19,7 @@ import yaml
 from conftest import REPO, assert_one_line_error, run_cli
 from fake_batch import install
 
-from cluster.batch import SYSTEMS, BatchOptions, batch_options, job_script
+from cluster.batch import SYSTEMS, BatchOptions, batch_options, job_script, load_jobqueue
 from cluster.client import ClusterOptions
 from cluster.errors import InvalidClusterOptionError, TLSConfigurationError
 
@@ -37,7 +37,7 @@ def on_login_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_jobqueue_config() -> Iterator[None]:
     """Only dask-jobqueue's defaults, whatever the machine's own configuration says."""
-    import dask_jobqueue  # noqa: F401 - loads its defaults into dask's configuration
+    load_jobqueue()  # its defaults, in dask's configuration
 
     defaults = {
         system: {**dask.config.get(f"jobqueue.{system}"), "cores": None, "memory": None, "interface": None}
