@@ -101,7 +101,9 @@ def test_slurm_job_script_asks_for_what_was_given(tmp_path: Path) -> None:
     # the workers run where vidsvd was started, so relative store paths agree
     assert f"cd {os.getcwd()}" in lines
     worker = lines[-1]
-    assert worker.startswith(f"{sys.executable} -m distributed.cli.dask_worker tcp://<scheduler-address>:8786")
+    assert worker.startswith(
+        f"{sys.executable} -m distributed.cli.dask_worker tcp://<scheduler-address>:8786"
+    )
     # 8 cores: dask-jobqueue's split into 4 processes of 2 threads, 8 GiB each
     assert "--nthreads 2" in worker and "--nworkers 4" in worker and "--memory-limit 8.00GiB" in worker
     assert "--interface ib0" in worker and "--nanny" in worker
@@ -210,7 +212,10 @@ def test_complete_options_pass(system: str) -> None:
         ({"walltime": "25:00"}, ["--walltime 25:00 is not a walltime"]),
         ({"walltime": "01:60:00"}, ["--walltime 01:60:00 is not a walltime"]),
         ({"walltime": "00:00:00"}, ["--walltime 00:00:00 is zero"]),
-        ({"system": "pbs", "walltime": "1-00:00:00"}, ["--walltime 1-00:00:00 is not a walltime PBS takes; give HH:MM:SS like 24:00:00"]),
+        (
+            {"system": "pbs", "walltime": "1-00:00:00"},
+            ["--walltime 1-00:00:00 is not a walltime PBS takes; give HH:MM:SS like 24:00:00"],
+        ),
         ({"queue": "a b"}, ["--queue a b must be one word"]),
         ({"account": "x\ny"}, ["--account", "must be one word"]),
         ({"job_extra": ("#SBATCH --exclusive",)}, ["without #SBATCH"]),
@@ -252,7 +257,11 @@ def test_bad_configuration_values_name_their_key(key: str, value: object, fragme
 @pytest.mark.parametrize(
     ("system", "present", "fragment"),
     [
-        ("slurm", [], "--cluster slurm needs sbatch on PATH to submit jobs: run vidsvd on a SLURM login node"),
+        (
+            "slurm",
+            [],
+            "--cluster slurm needs sbatch on PATH to submit jobs: run vidsvd on a SLURM login node",
+        ),
         ("slurm", ["sbatch"], "--cluster slurm needs scancel on PATH to cancel jobs"),
         ("pbs", [], "--cluster pbs needs qsub on PATH to submit jobs: run vidsvd on a PBS login node"),
         ("pbs", ["qsub"], "--cluster pbs needs qdel on PATH to cancel jobs"),
@@ -401,4 +410,3 @@ def test_help_lists_the_batch_flags(capsys: pytest.CaptureFixture[str]) -> None:
         "--job-start-timeout S",
     ):
         assert flag in text
-
