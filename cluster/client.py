@@ -1,11 +1,14 @@
-"""The one place that creates a dask.distributed Client: embedded cluster or existing scheduler.
+"""The one place that creates a dask.distributed Client: embedded, existing or batch cluster.
 
 :func:`connect` either starts an embedded :class:`distributed.LocalCluster` on this
 machine, bound to the loopback interface only (no other machine can reach its
 scheduler, workers or dashboard), or connects to a scheduler someone already runs,
-over plain TCP or mutually authenticated TLS.  Both ways yield a
+over plain TCP or mutually authenticated TLS, or starts a scheduler here whose
+workers run in batch jobs (SLURM, PBS: see :mod:`cluster.batch`; that scheduler
+listens on the network interface the compute nodes reach).  Every way yields a
 :class:`distributed.Client` that is the default scheduler of dask while the context
-is open, and both close everything they opened when it exits, also on Ctrl-C.
+is open, and closes everything it opened when it exits, also on Ctrl-C: batch jobs
+are cancelled.
 
 Option names map to command-line flags by replacing ``_`` with ``-``
 (``n_workers`` is ``--workers``); error messages use the flag spelling.
@@ -20,7 +23,7 @@ import re
 import ssl
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +36,7 @@ from distributed.comm.core import FatalCommClosedError
 from distributed.deploy.utils import nprocesses_nthreads
 from distributed.security import Security
 
+from cluster.batch import BatchOptions, start_batch_cluster, wait_for_first_worker
 from cluster.errors import (
     InvalidClusterOptionError,
     NoWorkersError,
@@ -97,12 +101,16 @@ class ClusterOptions:
     connect_timeout_s : float
         Seconds to wait for an existing scheduler to answer before giving up.
     dashboard : bool
-        Embedded cluster only: serve the diagnostic dashboard (on 127.0.0.1, a free
-        port; its pages need bokeh installed).
+        Embedded or batch cluster: serve the diagnostic dashboard (on 127.0.0.1, a
+        free port, for the embedded cluster; its pages need bokeh installed).
     local_directory : str or None
         Embedded cluster only: where workers spill to disk and keep scratch files;
         ``None`` uses dask's default (a ``dask-scratch-space`` folder in the
         temporary directory).
+    batch : BatchOptions or None
+        Start the scheduler here and run the workers in jobs of a batch system
+        (``--cluster slurm``); excludes ``scheduler``, the embedded cluster's options
+        and TLS.
     """
 
     scheduler: str | None = None
@@ -115,6 +123,7 @@ class ClusterOptions:
     connect_timeout_s: float = 20.0
     dashboard: bool = True
     local_directory: str | None = None
+    batch: BatchOptions | None = None
 
     @property
     def memory_limit_bytes(self) -> int | None:
@@ -158,8 +167,10 @@ class ClusterOptions:
         ------
         InvalidClusterOptionError
             A count is below 1, the memory limit is not a positive size, the timeout
-            is not positive, the scheduler address is malformed, or options of the
-            embedded cluster are combined with a scheduler address.
+            is not positive, the scheduler address is malformed, options of the
+            embedded cluster are combined with a scheduler address or a batch
+            system, or the batch options are wrong (see
+            :meth:`cluster.batch.BatchOptions.validate`).
         TLSConfigurationError
             TLS files are given only in part, are missing on disk, do not match the
             address scheme, or are given without a scheduler.
@@ -189,6 +200,9 @@ class ClusterOptions:
                     f"--local-directory {self.local_directory} is a file, not a folder;"
                     " give a folder for the workers' scratch files"
                 )
+        if self.batch is not None:
+            self._validate_batch(self.batch)
+            return
         if self.scheduler is None:
             if self.uses_tls:
                 raise TLSConfigurationError(
@@ -210,6 +224,28 @@ class ClusterOptions:
                 f" existing scheduler {self.scheduler}; drop them or drop --scheduler"
             )
         self._validate_tls(scheme)
+
+    def _validate_batch(self, batch: BatchOptions) -> None:
+        given = f"--cluster {batch.system}"
+        if self.scheduler is not None:
+            raise InvalidClusterOptionError(
+                f"{given} starts its own dask scheduler; drop --scheduler {self.scheduler} or {given}"
+            )
+        embedded_only = [
+            _flag(name)
+            for name in ("n_workers", "threads_per_worker", "memory_limit", "local_directory")
+            if getattr(self, name) is not None
+        ]
+        if embedded_only:
+            raise InvalidClusterOptionError(
+                f"{', '.join(embedded_only)} only apply to the embedded cluster, not to {given};"
+                " size the jobs with --jobs, --job-cores and --job-memory instead"
+            )
+        if self.uses_tls:
+            raise TLSConfigurationError(
+                f"TLS files apply to an existing scheduler only, not to {given}; drop them"
+            )
+        batch.validate()
 
     def _validate_tls(self, scheme: str) -> None:
         files = {
@@ -345,17 +381,21 @@ def _split_cores(cores: int) -> tuple[int, int]:
 
 @contextmanager
 def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
-    """Open a Client on an embedded cluster or an existing scheduler; close all on exit.
+    """Open a Client on an embedded, existing or batch cluster; close all on exit.
 
     Without ``options.scheduler`` this starts a :class:`distributed.LocalCluster` of
     worker *processes* sized by :func:`plan_embedded`, whose scheduler, workers and
     dashboard listen on 127.0.0.1 only, with distributed's log output limited to
     warnings.  With a scheduler address it connects to it, over TLS when the address
-    is ``tls://``, waiting at most ``options.connect_timeout_s``.
+    is ``tls://``, waiting at most ``options.connect_timeout_s``.  With
+    ``options.batch`` it starts a scheduler on the batch interface, submits the
+    worker jobs and waits until the first worker joins, at most the batch start
+    timeout.
 
     The client is dask's default scheduler inside the ``with`` block.  On exit, also
-    through an exception or Ctrl-C, the client and any embedded cluster are closed;
-    an existing scheduler and its workers keep running.
+    through an exception or Ctrl-C, the client and any embedded or batch cluster are
+    closed (batch jobs are cancelled); an existing scheduler and its workers keep
+    running.
 
     Parameters
     ----------
@@ -373,6 +413,10 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
         rejects, or PEM files Python cannot load.
     SchedulerUnreachableError
         Nothing answered at the address within the timeout.
+    BatchSubmitError
+        The batch system refused a worker job.
+    NoWorkersError
+        No worker of the batch jobs joined within the start timeout.
 
     Notes
     -----
@@ -381,26 +425,23 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
     (tens of MB plus the results it gathers).
     """
     options.validate()
-    cluster: distributed.LocalCluster | None = None
-    if options.scheduler is None:
-        cluster = _start_embedded(options)
-        try:
+    with ExitStack() as opened:  # closes in reverse order: the client, then any cluster
+        if options.scheduler is not None:
+            client = _connect_existing(options)
+            opened.callback(client.close)
+        else:
+            if options.batch is not None:
+                cluster = start_batch_cluster(options.batch, dashboard=options.dashboard)
+            else:
+                cluster = _start_embedded(options)
+            opened.callback(cluster.close)
             client = distributed.Client(cluster)
-        except BaseException:
-            cluster.close()
-            raise
-        if not options.dashboard:
-            _WITHOUT_DASHBOARD.add(client)
-    else:
-        client = _connect_existing(options)
-    try:
+            opened.callback(client.close)
+            if not options.dashboard:
+                _WITHOUT_DASHBOARD.add(client)
+            if options.batch is not None:
+                wait_for_first_worker(client, options.batch)
         yield client
-    finally:
-        try:
-            client.close()
-        finally:
-            if cluster is not None:
-                cluster.close()
 
 
 def _start_embedded(options: ClusterOptions) -> distributed.LocalCluster:

@@ -10,6 +10,7 @@ without a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "BatchSubmitError",
     "ClusterError",
     "InvalidClusterOptionError",
     "NoWorkersError",
@@ -36,3 +37,7 @@ class TLSConfigurationError(ClusterError, ValueError):
 
 class NoWorkersError(ClusterError, RuntimeError):
     """The scheduler is reachable but has no workers to run tasks on."""
+
+
+class BatchSubmitError(ClusterError, RuntimeError):
+    """The batch system (``sbatch``, ``qsub``) refused a worker job."""

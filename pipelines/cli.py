@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cluster.batch import SYSTEMS, batch_options
 from cluster.client import ClusterOptions
 from cluster.errors import ClusterError
 from pipelines import run
@@ -114,9 +115,56 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tls-ca-file", metavar="PEM", help="CA certificate of a TLS scheduler")
     group.add_argument("--tls-cert", metavar="PEM", help="client certificate for a TLS scheduler")
     group.add_argument("--tls-key", metavar="PEM", help="client private key for a TLS scheduler")
+    batch = parser.add_argument_group(
+        "batch system (pip install 'vidsvd[hpc]'; what is not given comes from dask's jobqueue config)"
+    )
+    batch.add_argument(
+        "--cluster",
+        choices=sorted(SYSTEMS),
+        help="run the workers in SLURM or PBS jobs; the scheduler runs here, on --interface",
+    )
+    batch.add_argument("--jobs", type=positive_int("--jobs"), metavar="N", help="batch: jobs to submit (1)")
+    batch.add_argument(
+        "--job-cores", type=positive_int("--job-cores"), metavar="C", help="batch: cores per job"
+    )
+    batch.add_argument("--job-memory", metavar="SIZE", help="batch: memory per job, e.g. 32GiB")
+    batch.add_argument("--walltime", metavar="HH:MM:SS", help="batch: run time limit per job (00:30:00)")
+    batch.add_argument("--queue", metavar="NAME", help="batch: partition (SLURM) or queue (PBS)")
+    batch.add_argument("--account", metavar="NAME", help="batch: account charged for the jobs")
+    batch.add_argument("--job-directory", metavar="DIR", help="batch: folder for the jobs' logs")
+    batch.add_argument(
+        "--job-extra",
+        action="append",
+        metavar="DIRECTIVE",
+        help="batch: one more directive without #SBATCH/#PBS, e.g. --job-extra=--constraint=skylake",
+    )
+    batch.add_argument(
+        "--interface",
+        metavar="NAME",
+        help="batch: network interface the compute nodes reach this machine on, e.g. ib0",
+    )
+    batch.add_argument(
+        "--job-start-timeout",
+        type=positive_float("--job-start-timeout", "600"),
+        metavar="S",
+        help="batch: seconds to wait for the first worker (600)",
+    )
 
 
 def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    batch = batch_options(
+        args.cluster,
+        jobs=args.jobs,
+        job_cores=args.job_cores,
+        job_memory=args.job_memory,
+        walltime=args.walltime,
+        queue=args.queue,
+        account=args.account,
+        job_directory=args.job_directory,
+        job_extra=args.job_extra,
+        interface=args.interface,
+        start_timeout_s=args.job_start_timeout,
+    )
     options = ClusterOptions(
         scheduler=args.scheduler,
         n_workers=args.workers,
@@ -125,6 +173,7 @@ def _cluster_options(args: argparse.Namespace) -> ClusterOptions:
         tls_ca_file=args.tls_ca_file,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        batch=batch,
     )
     options.validate()
     return options

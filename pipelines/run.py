@@ -220,7 +220,7 @@ def decompose(
     with connect(cluster or ClusterOptions()) as client:
         say(f"computing on {describe(client)}")
         link = dashboard_link(client)
-        if link and cluster is not None and cluster.scheduler:
+        if link and cluster is not None and (cluster.scheduler or cluster.batch):
             say(f"dashboard: {link}")
         memory_limit = worker_memory_limit(client)
         chunk_bytes = matrix_chunk_bytes(matrix)

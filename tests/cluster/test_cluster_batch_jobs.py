@@ -1,0 +1,225 @@
+"""Batch clusters end to end on a FAKE batch system: submit, scale, compute, cancel.
+
+There is no SLURM or PBS here.  ``tests/fake_batch.py`` puts ``sbatch``/``squeue``/
+``scancel`` (or ``qsub``/``qstat``/``qdel``) shims first on PATH; the submit shim
+runs the job script dask-jobqueue generated, unchanged, as a background process
+group on this machine, so the real ``dask worker`` command of the real job script
+starts and joins the scheduler vidsvd started; the cancel shim kills that process
+group.  What this proves: the options become a job script that starts workers,
+the scheduler is reachable on the interface (``lo`` here), computations run on
+those workers, and every job is cancelled when vidsvd is done, on success, on
+Ctrl-C, on a refused submission and when no worker comes.  What it cannot prove:
+that a real queue accepts the directives (see the job-script tests for those).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask.array as da
+import dask.config
+import pytest
+from conftest import assert_one_line_error, run_cli
+from fake_batch import FakeBatch, install
+
+from cluster.batch import SYSTEMS, BatchOptions, load_jobqueue
+from cluster.client import ClusterOptions, connect, describe
+from cluster.errors import BatchSubmitError, NoWorkersError
+from storage.factors import open_factors
+
+pytestmark = pytest.mark.timeout(300)
+
+WORKER_START_S = 120.0
+
+
+def _fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system: str) -> Iterator[FakeBatch]:
+    load_jobqueue()  # its defaults, in dask's configuration
+
+    fake = install(tmp_path / "fake-batch", system)
+    for name, value in fake.environment().items():
+        monkeypatch.setenv(name, value)
+    # only dask-jobqueue's defaults, whatever this machine's own configuration says
+    defaults = {**dask.config.get(f"jobqueue.{system}"), "cores": None, "memory": None, "interface": None}
+    try:
+        with dask.config.set({f"jobqueue.{system}": defaults}):
+            yield fake
+    finally:
+        fake.kill_all()
+
+
+@pytest.fixture(params=sorted(SYSTEMS))
+def system(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def fake_batch(system: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBatch]:
+    yield from _fake(tmp_path, monkeypatch, system)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBatch]:
+    yield from _fake(tmp_path, monkeypatch, "slurm")
+
+
+def _small_jobs(system: str, **changes: object) -> BatchOptions:
+    values: dict[str, object] = {
+        "system": system,
+        "jobs": 2,
+        "job_cores": 1,
+        "job_memory": "1GiB",
+        "walltime": "00:10:00",
+        "interface": "lo",
+        "start_timeout_s": WORKER_START_S,
+    }
+    values.update(changes)
+    return BatchOptions(**values)  # type: ignore[arg-type]
+
+
+def _assert_released(fake: FakeBatch, n_jobs: int) -> None:
+    jobs = fake.jobs()
+    assert len(jobs) == n_jobs
+    deadline = time.monotonic() + 15
+    while any(job.alive() for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [job.id for job in jobs if job.alive()] == [], "a job's processes outlived vidsvd"
+    assert all(job.cancelled for job in jobs), "every job is cancelled, not left to its walltime"
+
+
+@pytest.mark.slow
+def test_jobs_start_workers_compute_and_are_cancelled_on_ctrl_c(
+    system: str, fake_batch: FakeBatch, tmp_path: Path
+) -> None:
+    logs = tmp_path / "job-logs"
+    options = ClusterOptions(batch=_small_jobs(system, job_directory=str(logs)))
+    with pytest.raises(KeyboardInterrupt), connect(options) as client:
+        assert client.scheduler is not None
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")  # the address of --interface lo
+        client.wait_for_workers(2, timeout=WORKER_START_S)
+        assert "2 workers, 2 threads, 2.00 GiB memory" in describe(client)
+        assert int(da.arange(1_000_000, chunks=100_000).sum().compute()) == 499_999_500_000
+        assert all(job.alive() for job in fake_batch.jobs())
+        raise KeyboardInterrupt  # Ctrl-C in the middle of a command
+    _assert_released(fake_batch, 2)
+    script = fake_batch.jobs()[0].script
+    directive = "#SBATCH" if system == "slurm" else "#PBS"
+    assert f"{directive} " in script and "-m distributed.cli.dask_worker tcp://127.0.0.1:" in script
+    assert any(logs.iterdir()), "the jobs wrote their logs into --job-directory"
+
+
+@pytest.mark.slow
+def test_cli_decompose_runs_on_slurm_jobs_and_releases_them(
+    fake_slurm: FakeBatch,
+    make_video,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    video, _ = make_video(n_frames=24)
+    monkeypatch.chdir(tmp_path)  # the jobs start in their own folders; their script comes back here
+    status, _, err = run_cli(capsys, "ingest", str(video), "--store", "clip.zarr", "--quiet")
+    assert status == 0, err
+    status, _, err = run_cli(
+        capsys,
+        "decompose", "--store", "clip.zarr", "--rank", "3",
+        "--cluster", "slurm", "--jobs", "2", "--job-cores", "1", "--job-memory", "1GiB",
+        "--walltime", "00:10:00", "--interface", "lo", "--job-directory", "logs",
+        "--job-extra=--comment=vidsvd-test", "--job-start-timeout", str(WORKER_START_S),
+    )  # fmt: skip
+    assert status == 0, err
+    assert "computing on dask scheduler tcp://127.0.0.1:" in err
+    factors = open_factors(str(tmp_path / "clip.zarr"), "randomized-k3")
+    assert factors.rank == 3
+    _assert_released(fake_slurm, 2)
+    for job in fake_slurm.jobs():
+        assert "#SBATCH --comment=vidsvd-test" in job.script
+        assert "#SBATCH --cpus-per-task=1" in job.script and "#SBATCH --mem=1G" in job.script
+        assert "#SBATCH -t 00:10:00" in job.script
+        assert f"cd {tmp_path}" in job.script
+    assert sorted(p.suffix for p in (tmp_path / "logs").iterdir()) == [".err", ".err", ".out", ".out"]
+    squeue = fake_slurm.bin / "squeue"
+    assert subprocess.run([str(squeue)], capture_output=True, text=True, check=True).stdout == ""
+
+
+def test_a_refused_submission_is_one_line_and_leaves_no_job(
+    fake_slurm: FakeBatch,
+    make_video,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    video, _ = make_video(n_frames=8)
+    store = str(tmp_path / "clip.zarr")
+    assert run_cli(capsys, "ingest", str(video), "--store", store, "--quiet")[0] == 0
+    monkeypatch.setenv("FAKE_BATCH_REFUSE", "sbatch: error: invalid partition specified: nope")
+    with (
+        pytest.raises(BatchSubmitError) as info,
+        connect(ClusterOptions(batch=_small_jobs("slurm", queue="nope"))),
+    ):
+        pytest.fail("connect must not yield without jobs")
+    assert str(info.value).startswith(
+        "sbatch refused the worker job: sbatch: error: invalid partition specified: nope; check --queue"
+    )
+    assert fake_slurm.jobs() == []
+    status, _, err = run_cli(
+        capsys,
+        "decompose", "--store", store, "--rank", "2",
+        "--cluster", "slurm", "--job-cores", "1", "--job-memory", "1GiB", "--interface", "lo",
+    )  # fmt: skip
+    assert status == 1
+    assert_one_line_error(err, "sbatch refused the worker job: sbatch: error: invalid partition specified")
+    assert fake_slurm.jobs() == []
+
+
+def test_jobs_that_never_start_time_out_and_are_cancelled(
+    fake_slurm: FakeBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BATCH_HOLD", "1")  # the queue accepts the jobs but never runs them
+    options = ClusterOptions(batch=_small_jobs("slurm", start_timeout_s=1.5))
+    started = time.monotonic()
+    with pytest.raises(NoWorkersError) as info, connect(options):
+        pytest.fail("connect must not yield without a worker")
+    assert time.monotonic() - started < 30
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "no dask worker of the 2 SLURM jobs joined within 1.5 s, so they were cancelled"
+    )
+    assert "squeue --me" in message and "--job-start-timeout" in message
+    jobs = fake_slurm.jobs()
+    assert len(jobs) == 2 and all(job.cancelled for job in jobs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_jobs_wait_in_the_queue_cancels_them(
+    fake_slurm: FakeBatch,
+    make_video,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    video, _ = make_video(n_frames=8)
+    monkeypatch.setenv("FAKE_BATCH_HOLD", "1")
+    command = [
+        sys.executable, "-m", "pipelines.cli", "run", str(video), "--out", str(tmp_path / "out"), "--quiet",
+        "--cluster", "slurm", "--jobs", "2", "--job-cores", "1", "--job-memory", "1GiB", "--interface", "lo",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(fake_slurm.jobs()) < 2 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert len(fake_slurm.jobs()) == 2, "vidsvd did not submit its jobs"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "vidsvd: interrupted; complete outputs are intact, rerun to finish"
+    assert "Traceback" not in err
+    assert all(job.cancelled for job in fake_slurm.jobs())
