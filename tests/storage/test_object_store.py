@@ -23,6 +23,7 @@ from storage.errors import (
     NotAVidsvdStoreError,
     StoreAccessError,
     StoreExistsError,
+    StoreIncompleteError,
     StoreNotFoundError,
 )
 from storage.store import create_store, delete_store, open_store, store_exists, store_problem
@@ -92,6 +93,28 @@ def test_ingest_into_s3_equals_a_local_ingest(s3_env: S3Server, bucket: str, mak
     # --overwrite deletes the objects of the old store and writes a new one
     again = ingest_videos([video], store=url, chunk_frames=5, overwrite=True, progress=False)
     assert again.chunk_frames == 5
+    np.testing.assert_array_equal(open_video(url).frames.compute(), frames)
+
+
+def test_interrupted_ingest_into_s3_resumes_to_the_same_bytes(
+    s3_env: S3Server, bucket: str, make_video
+) -> None:  # type: ignore[no-untyped-def]
+    video, frames = make_video(n_frames=23)
+    url = f"s3://{bucket}/cut.zarr"
+    reference = ingest_videos([video], store=url, chunk_frames=5, progress=False)
+    # rewind to what a kill after 10 frames leaves (as tests/storage/test_video_ingest.py does locally)
+    array = open_store(url, writable=True)["video"]
+    attrs = dict(array.attrs)
+    array.attrs.put(
+        {k: v for k, v in attrs.items() if k not in ("fingerprint", "sources", "segments")}
+        | {"complete": False, "progress": {"frames_written": 10, "sources_done": attrs["sources"]}}
+    )
+    array.resize((25, *array.shape[1:]))
+    with pytest.raises(StoreIncompleteError, match="--resume"):
+        open_video(url)
+    resumed = ingest_videos([video], store=url, chunk_frames=5, resume=True, progress=False)
+    assert resumed.resumed_from_frame == 10
+    assert resumed.fingerprint == reference.fingerprint
     np.testing.assert_array_equal(open_video(url).frames.compute(), frames)
 
 
