@@ -139,7 +139,8 @@ def test_pipeline_on_s3_equals_the_local_one(runs: Runs) -> None:
     for row, reference in zip(reports[0]["ranks"], reports[1]["ranks"], strict=True):
         assert row["compression_fraction"] == reference["compression_fraction"]
         assert row["relative_error"] == pytest.approx(reference["relative_error"], rel=1e-4)
-    assert reports[0]["video"]["stored_bytes"] == reports[1]["video"]["stored_bytes"]
+    # the same chunks; the array's metadata differs by its recorded wall time
+    assert reports[0]["video"]["stored_bytes"] == pytest.approx(reports[1]["video"]["stored_bytes"], abs=32)
 
 
 def test_evaluate_and_apply_read_an_s3_store(

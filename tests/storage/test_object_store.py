@@ -89,7 +89,8 @@ def test_ingest_into_s3_equals_a_local_ingest(s3_env: S3Server, bucket: str, mak
     assert remote.fingerprint == local.fingerprint
     stored = open_video(url)
     np.testing.assert_array_equal(stored.frames.compute(), frames)
-    assert stored.stored_bytes == open_video(tmp_path / "clip.zarr").stored_bytes
+    # the same chunks; the array's metadata differs by its recorded wall time
+    assert stored.stored_bytes == pytest.approx(open_video(tmp_path / "clip.zarr").stored_bytes, abs=32)
     # --overwrite deletes the objects of the old store and writes a new one
     again = ingest_videos([video], store=url, chunk_frames=5, overwrite=True, progress=False)
     assert again.chunk_frames == 5
