@@ -406,12 +406,19 @@ def _add_run(commands: argparse._SubParsersAction[OneLineParser]) -> None:
         "run",
         help="the main job: ingest, decompose, separate, report (each step skipped when done)",
         description=(
-            "Ingest VIDEOs into DIR/store.zarr, decompose, separate and report into DIR. "
+            "Ingest VIDEOs into DIR/store.zarr (or --store), decompose, separate and report into DIR. "
             "Rerunning continues an interrupted job: complete steps are skipped."
         ),
     )
     parser.add_argument("videos", nargs="+", metavar="VIDEO")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (the store goes inside)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (the store goes inside unless --store)"
+    )
+    parser.add_argument(
+        "--store",
+        metavar="STORE",
+        help="store path or fsspec URL, e.g. s3://bucket/job.zarr (default: DIR/store.zarr)",
+    )
     parser.add_argument(
         "--fps", type=positive_float("--fps", "5"), help="output frame rate (default: native)"
     )
@@ -437,6 +444,7 @@ def _run(args: argparse.Namespace) -> int:
         args.videos,
         out=args.out,
         parameters=_svd_parameters(args),
+        store=args.store,
         fps=args.fps,
         scale=args.scale,
         size=args.size,

@@ -21,6 +21,7 @@ from typing import Any
 
 import dask
 import dask.array as da
+import distributed
 import numpy as np
 import numpy.typing as npt
 from distributed import futures_of
@@ -66,7 +67,12 @@ from pipelines.separate import (
 )
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import derived_attrs, open_derived, prepare_derived, write_file_atomic
-from storage.errors import InvalidParameterError, StoreIncompleteError, StoreNotFoundError
+from storage.errors import (
+    InvalidParameterError,
+    StoreIncompleteError,
+    StoreNotFoundError,
+    StoreNotSharedError,
+)
 from storage.factors import (
     StoredFactors,
     check_factors_name,
@@ -76,7 +82,13 @@ from storage.factors import (
     open_factors,
     write_factors,
 )
-from storage.store import StoreLocation, store_exists
+from storage.store import (
+    StoreLocation,
+    as_location,
+    create_parent_folder,
+    store_exists,
+    store_problem,
+)
 from storage.truth import read_cdnet_truth, read_truth_masks
 from storage.video_array import StoredVideo, open_video
 from storage.video_decoder import DecodeOptions, SourceInfo, decode_blocks, probe_video
@@ -181,7 +193,9 @@ def decompose(
     (an embedded LocalCluster by default), and writes U, s, Vt to
     ``STORE/factors/NAME`` with their provenance, ``complete`` last.  Complete
     factors of the same method and parameters with at least the asked rank are
-    reused unless ``force``.
+    reused unless ``force``.  On an existing scheduler every worker first checks
+    that it can use the store (:class:`storage.errors.StoreNotSharedError` names
+    those that cannot); so do :func:`separate` and :func:`report`.
 
     Notes
     -----
@@ -218,6 +232,7 @@ def decompose(
             )
     check_factors_name(video.location, factors_name, overwrite=force)
     with connect(cluster or ClusterOptions()) as client:
+        _require_workers_see_store(client, video.location, cluster=cluster)
         say(f"computing on {describe(client)}")
         link = dashboard_link(client)
         if link and cluster is not None and (cluster.scheduler or cluster.batch):
@@ -289,6 +304,63 @@ of the cluster's memory."""
 
 def _mib(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MiB"
+
+
+_LISTED_WORKERS = 4
+"""Workers named in the error when some cannot see the store; the rest are counted."""
+
+
+def _require_workers_see_store(
+    client: distributed.Client,
+    location: StoreLocation,
+    *,
+    cluster: ClusterOptions | None,
+    must_exist: bool = True,
+) -> None:
+    """Refuse to compute when some workers of an existing scheduler cannot use the store.
+
+    The workers of an embedded cluster share this machine's filesystem and
+    environment; those of an existing scheduler may run elsewhere, where a local
+    path may not exist and object-storage credentials may be missing.  Each worker
+    runs :func:`storage.store.store_problem` on the store as this process resolved
+    it (a local path made absolute here), one small call per worker.
+
+    Raises
+    ------
+    StoreNotSharedError
+        Naming the workers, what they found, and what to do.
+    """
+    if cluster is None or not cluster.scheduler:
+        return
+    shared = StoreLocation(url=str(location.local_path)) if location.is_local else location
+    answers = client.run(store_problem, shared, must_exist=must_exist, on_error="return")
+    problems = {
+        address: answer if isinstance(answer, str) or answer is None else _failed_check(answer)
+        for address, answer in answers.items()
+    }
+    failing = sorted(address for address, problem in problems.items() if problem)
+    if not failing:
+        return
+    listed = ", ".join(failing[:_LISTED_WORKERS])
+    if len(failing) > _LISTED_WORKERS:
+        listed += f" and {len(failing) - _LISTED_WORKERS} more"
+    reason = problems[failing[0]]
+    who = f"{len(failing)} of {len(problems)} dask workers ({listed})"
+    if location.is_local:
+        raise StoreNotSharedError(
+            f"{who} cannot see the store {shared}: {reason}; put the store on a filesystem every worker "
+            "mounts at the same path, or on object storage (--store s3://bucket/path.zarr)"
+        )
+    raise StoreNotSharedError(
+        f"{who} cannot use the store {shared}: {reason} (on the workers: give them the credentials "
+        "and endpoint this machine uses)"
+    )
+
+
+def _failed_check(error: BaseException) -> str:
+    if isinstance(error, ImportError):
+        return f"the check could not run there ({error}); install vidsvd on every worker"
+    return f"the check failed there ({type(error).__name__}: {error})"
 
 
 # --------------------------------------------------------------------------- separate
@@ -390,6 +462,7 @@ def separate(
     height, width = video.height, video.width
     out_dir = Path(out)
     with connect(cluster or ClusterOptions()) as client:
+        _require_workers_see_store(client, video.location, cluster=cluster)
         say(f"separating with factors {chosen.name!r}, rank {k}, on {describe(client)}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
         background = background_frames(u, s, vt, rank=k, height=height, width=width)
@@ -630,6 +703,7 @@ def report(
     matrix = video_matrix(video.frames)
     n_pixels, n_frames = (int(n) for n in matrix.shape)
     with connect(cluster or ClusterOptions()) as client:
+        _require_workers_see_store(client, video.location, cluster=cluster)
         say(f"measuring ranks {', '.join(map(str, wanted))} on {describe(client)}")
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
         errors = relative_errors(matrix, u, s, vt, wanted)
@@ -915,6 +989,7 @@ def run_all(
     *,
     out: str | os.PathLike[str],
     parameters: SvdParameters,
+    store: StoreLocation | str | os.PathLike[str] | None = None,
     fps: float | None = None,
     scale: float | None = None,
     size: tuple[int, int] | None = None,
@@ -927,24 +1002,32 @@ def run_all(
 ) -> RunSummary:
     """The main job: ingest, decompose, separate, report, into ``out``.
 
-    The store is ``out/store.zarr``; images, videos and reports go to ``out``.  Each
-    step is skipped when its complete output exists already, so rerunning after a
-    crash or Ctrl-C continues where the job stopped (an interrupted ingest resumes).
-    One cluster serves every step.
+    The store is ``store`` (a path or fsspec URL such as ``s3://bucket/job.zarr``),
+    by default ``out/store.zarr``; images, videos and reports go to the local folder
+    ``out``.  Each step is skipped when its complete output exists already, so
+    rerunning after a crash or Ctrl-C continues where the job stopped (an
+    interrupted ingest resumes).  One cluster serves every step.  With an existing
+    scheduler, its workers must see the store: that is checked before the ingest
+    (a local store's folder is created first), so a store they cannot reach fails
+    in seconds rather than after the ingest.
     """
     say = log if log is not None else (lambda _message: None)
     out_dir = Path(out)
-    store = out_dir / "store.zarr"
+    location = as_location(store) if store is not None else StoreLocation(url=str(out_dir / "store.zarr"))
     steps: dict[str, str] = {}
     timings: dict[str, float] = {}
+    if cluster is not None and cluster.scheduler:
+        with connect(cluster) as client:
+            create_parent_folder(location)
+            _require_workers_see_store(client, location, cluster=cluster, must_exist=False)
     started = time.perf_counter()
-    state = _video_state(store)
+    state = _video_state(location)
     if state == "complete":
         steps["ingest"] = "skipped (complete)"
     else:
         ingest(
             videos,
-            store=store,
+            store=location,
             fps=fps,
             scale=scale,
             size=size,
@@ -962,11 +1045,13 @@ def run_all(
         )
         say(f"running on {describe(client)}")
         started = time.perf_counter()
-        decomposed = decompose(store=store, parameters=parameters, cluster=shared, progress=progress, log=log)
+        decomposed = decompose(
+            store=location, parameters=parameters, cluster=shared, progress=progress, log=log
+        )
         steps["decompose"] = f"reused {decomposed.name}" if decomposed.reused else f"done ({decomposed.name})"
         timings["decompose_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        done = derived_attrs(store, "masks")
+        done = derived_attrs(location, "masks")
         if (
             done
             and done.get("complete")
@@ -978,7 +1063,7 @@ def run_all(
             steps["separate"] = "skipped (complete)"
         else:
             separate(
-                store=store,
+                store=location,
                 out=out_dir,
                 factors=decomposed.name,
                 rank=separate_rank,
@@ -996,7 +1081,7 @@ def run_all(
             steps["report"] = "skipped (complete)"
         else:
             report(
-                store=store,
+                store=location,
                 out=out_dir,
                 ranks=report_ranks,
                 factors=decomposed.name,
@@ -1006,7 +1091,7 @@ def run_all(
             )
             steps["report"] = "done"
         timings["report_s"] = time.perf_counter() - started
-    return RunSummary(store=str(store), out=str(out_dir), steps=steps, timings=timings)
+    return RunSummary(store=str(location), out=str(out_dir), steps=steps, timings=timings)
 
 
 def _report_is_current(path: Path, *, factors: str, ranks: Sequence[int] | None) -> bool:
@@ -1020,7 +1105,7 @@ def _report_is_current(path: Path, *, factors: str, ranks: Sequence[int] | None)
     return ranks is None or {row["rank"] for row in previous.get("ranks", [])} >= set(ranks)
 
 
-def _video_state(store: Path) -> str:
+def _video_state(store: StoreLocation) -> str:
     """``absent``, ``incomplete`` or ``complete`` for the video of a run's store."""
     if not store_exists(store):
         return "absent"

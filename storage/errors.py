@@ -48,3 +48,23 @@ class StoreNotWritableError(VidsvdError, PermissionError):
 
 class FingerprintMismatchError(VidsvdError, ValueError):
     """Persisted factors belong to another video than the one in the store."""
+
+
+class BucketNotFoundError(StoreNotFoundError):
+    """The bucket (or container) of an object-storage URL does not exist."""
+
+
+class StoreAccessError(VidsvdError, PermissionError):
+    """Object storage refused access: credentials are missing, wrong or not allowed."""
+
+
+class StoreUnreachableError(VidsvdError, ConnectionError):
+    """The object-storage endpoint did not answer."""
+
+
+class StoreBackendMissingError(VidsvdError, ImportError):
+    """The fsspec implementation of a URL's protocol (s3fs for ``s3://``) is not installed."""
+
+
+class StoreNotSharedError(VidsvdError, FileNotFoundError):
+    """Some dask workers cannot see the store this process uses (not on a shared filesystem)."""

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import zarr
 import zarr.storage
 
@@ -22,10 +21,20 @@ from storage.errors import (
     StoreExistsError,
     StoreNotFoundError,
     StoreNotWritableError,
+    VidsvdError,
 )
 from storage.layout import FORMAT_ATTR, FORMAT_VERSION
+from storage.object_store import delete_url, url_kind, zarr_filesystem
 
-__all__ = ["StoreLocation", "create_store", "delete_store", "open_store", "store_exists"]
+__all__ = [
+    "StoreLocation",
+    "create_parent_folder",
+    "create_store",
+    "delete_store",
+    "open_store",
+    "store_exists",
+    "store_problem",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +46,10 @@ class StoreLocation:
     url : str
         What the user gave (a path or a URL such as ``s3://bucket/video.zarr``).
     storage_options : dict
-        Passed to fsspec for URLs (credentials, endpoint).
+        Passed to fsspec for URLs, on top of :data:`storage.object_store.URL_DEFAULTS`.
+        Credentials and endpoint are best left to the environment (see
+        :mod:`storage.object_store`): options given here travel in task graphs to
+        every worker.
     """
 
     url: str
@@ -57,9 +69,8 @@ class StoreLocation:
         """Return the zarr store object for this location."""
         if self.is_local:
             return zarr.storage.LocalStore(self.local_path, read_only=read_only)
-        return zarr.storage.FsspecStore.from_url(
-            self.url, storage_options=self.storage_options, read_only=read_only
-        )
+        fs, root = zarr_filesystem(self.url, self.storage_options)
+        return zarr.storage.FsspecStore(fs=fs, path=root, read_only=read_only)
 
     def __str__(self) -> str:
         return self.url
@@ -83,14 +94,7 @@ def _existing_kind(location: StoreLocation) -> str:
         if (path / "zarr.json").is_file():
             return "zarr"
         return "other" if any(path.iterdir()) else "empty"
-    fs, root = fsspec.core.url_to_fs(location.url, **(location.storage_options or {}))
-    if not fs.exists(root):
-        return "absent"
-    if fs.isfile(root):
-        return "file"
-    if fs.exists(f"{root.rstrip('/')}/zarr.json"):
-        return "zarr"
-    return "other" if fs.ls(root) else "empty"
+    return url_kind(location.url, location.storage_options)
 
 
 def store_exists(location: StoreLocation | str | os.PathLike[str]) -> bool:
@@ -157,6 +161,28 @@ def create_store(location: StoreLocation | str | os.PathLike[str]) -> zarr.Group
         ) from None
 
 
+def create_parent_folder(location: StoreLocation | str | os.PathLike[str]) -> None:
+    """Create the folder a local store will be created in (nothing for URLs).
+
+    Lets the workers of a cluster check that they see that folder before a long
+    ingest creates the store in it.
+
+    Raises
+    ------
+    StoreNotWritableError
+        The folder cannot be created.
+    """
+    loc = as_location(location)
+    if not loc.is_local:
+        return
+    try:
+        loc.local_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreNotWritableError(
+            f"cannot create the folder of the store {loc} ({exc.strerror or exc}); choose a writable --store"
+        ) from None
+
+
 def delete_store(location: StoreLocation | str | os.PathLike[str]) -> None:
     """Delete a vidsvd store and everything in it; refuse anything that is not ours."""
     loc = as_location(location)
@@ -164,5 +190,45 @@ def delete_store(location: StoreLocation | str | os.PathLike[str]) -> None:
     if loc.is_local:
         shutil.rmtree(loc.local_path)
     else:
-        fs, root = fsspec.core.url_to_fs(loc.url, **(loc.storage_options or {}))
-        fs.rm(root, recursive=True)
+        delete_url(loc.url, loc.storage_options)
+
+
+def store_problem(location: StoreLocation | str | os.PathLike[str], *, must_exist: bool = True) -> str | None:
+    """Why this process cannot use the store, or None when it can.
+
+    Meant to run on every dask worker (``Client.run``), whose view of the store
+    may differ from this process's: another machine without the shared filesystem,
+    or without the object-storage credentials.
+
+    Parameters
+    ----------
+    location : StoreLocation, path or URL
+        The store, as the client resolved it (local paths absolute).
+    must_exist : bool
+        True: the store must be there and be a vidsvd store.  False (before an
+        ingest creates it): a local store's parent folder must exist, a URL's
+        bucket must be reachable with this process's credentials.
+
+    Returns
+    -------
+    str or None
+        A short reason ("it does not exist there", "no credentials for ..."), or None.
+    """
+    loc = as_location(location)
+    try:
+        if not must_exist:
+            if loc.is_local:
+                parent = loc.local_path.parent
+                return None if parent.is_dir() else f"its folder {parent} does not exist there"
+            _existing_kind(loc)
+            return None
+        open_store(loc)
+    except StoreNotFoundError as exc:
+        return "it does not exist there" if loc.is_local else str(exc)
+    except NotAVidsvdStoreError:
+        return "it is not a vidsvd store there"
+    except VidsvdError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"it cannot be read there ({exc.strerror or exc})"
+    return None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask.array as da
@@ -42,6 +43,7 @@ class StoredVideo:
     segments: list[tuple[int, int]]
     attrs: dict[str, Any]
     location: StoreLocation
+    _array: zarr.Array | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_frames(self) -> int:
@@ -58,10 +60,17 @@ class StoredVideo:
         """Frame width in pixels."""
         return int(self.frames.shape[2])
 
-    @property
+    @functools.cached_property
     def stored_bytes(self) -> int:
-        """Compressed bytes of the array on disk (what the store really costs)."""
-        return int(self.attrs.get("stored_bytes", 0))
+        """Compressed bytes of the array in the store (what the store really costs).
+
+        Measured on first use: zarr sizes every chunk, one request per chunk on
+        object storage (about 2 s for 400 chunks on a local S3 server), so opening
+        the video does not pay for it.
+        """
+        if self._array is None:
+            return 0
+        return int(self._array.nbytes_stored())
 
 
 def open_video(store: StoreLocation | str | os.PathLike[str]) -> StoredVideo:
@@ -88,7 +97,6 @@ def open_video(store: StoreLocation | str | os.PathLike[str]) -> StoredVideo:
             f"rerun `vidsvd ingest ... --store {loc} --resume` or `--overwrite`"
         )
     frames = da.from_zarr(array)
-    attrs["stored_bytes"] = int(array.nbytes_stored())
     return StoredVideo(
         frames=frames,
         fps=float(attrs["fps"]),
@@ -96,4 +104,5 @@ def open_video(store: StoreLocation | str | os.PathLike[str]) -> StoredVideo:
         segments=[(int(a), int(b)) for a, b in attrs["segments"]],
         attrs=attrs,
         location=loc,
+        _array=array,
     )

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +23,20 @@ class ExternalCluster:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     worker_directories: list[Path] = field(default_factory=list)
 
-    def start(self, name: str, module: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        name: str,
+        module: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> subprocess.Popen[bytes]:
+        """Run ``python -m MODULE ARGS``, with ``env`` (default: this one's), behind ``wrapper``."""
         log = (self.folder / f"{name}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [*wrapper, sys.executable, "-m", module, *args],
             cwd=self.folder,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -57,7 +67,14 @@ class ExternalCluster:
             time.sleep(0.05)
         raise RuntimeError(f"dask scheduler did not start within {START_TIMEOUT_S} s: {self.logs()}")
 
-    def start_worker(self, name: str, memory_limit: str, *args: str) -> None:
+    def start_worker(
+        self,
+        name: str,
+        memory_limit: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
         directory = self.folder / name
         directory.mkdir()
         self.worker_directories.append(directory)
@@ -67,6 +84,8 @@ class ExternalCluster:
             "--scheduler-file", str(self.folder / "scheduler.json"), "--host", "127.0.0.1",
             "--nthreads", "1", "--memory-limit", memory_limit, "--no-dashboard",
             "--local-directory", str(directory), *args,
+            env=env,
+            wrapper=wrapper,
         )  # fmt: skip
 
     def logs(self) -> str:
