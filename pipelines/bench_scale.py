@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dask
+import dask.system
 import numpy as np
 
 from cluster.client import ClusterOptions, connect
 from pipelines.bench_ingest import run_with_peak_rss
 from pipelines.decompose import SvdParameters
 from pipelines.decompose import decompose as decompose_matrix
-from pipelines.matrix import video_matrix
+from pipelines.matrix import frames_per_matrix_chunk, video_matrix
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.video_array import open_video
 
@@ -115,9 +116,12 @@ def measure_linear_cost(
 ) -> dict[int, float]:
     """Seconds to decompose the first N frames of a store (threaded, default parameters)."""
     frames = open_video(store).frames
+    threads = dask.system.CPU_COUNT
     times = {}
     for count in frame_counts:
-        matrix = video_matrix(frames[:count])
+        # the chunks of M that `vidsvd decompose` would build on this machine
+        merged = frames_per_matrix_chunk(frames[:count], min_chunks=2 * threads)
+        matrix = video_matrix(frames[:count], frames_per_chunk=merged)
         started = time.perf_counter()
         dask.compute(*decompose_matrix(matrix, SvdParameters(rank=rank)))
         times[count] = time.perf_counter() - started
