@@ -95,7 +95,9 @@ def measure_out_of_core(
 def one_pass_split(store: Path) -> dict[str, float]:
     """Time one pass over M piece by piece with dask's threads (no cluster)."""
     frames = open_video(store).frames
-    matrix = video_matrix(frames)
+    matrix = video_matrix(
+        frames, frames_per_chunk=frames_per_matrix_chunk(frames, min_chunks=2 * dask.system.CPU_COUNT)
+    )
     omega = np.random.default_rng(0).standard_normal((matrix.shape[1], 20)).astype(np.float32)
     split: dict[str, float] = {}
     started = time.perf_counter()
