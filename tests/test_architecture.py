@@ -96,3 +96,41 @@ def test_generic_package_names_resolve_to_this_repository(package: str) -> None:
     module = importlib.import_module(package)
     assert module.__file__ is not None
     assert Path(module.__file__).resolve().parent == REPO / package
+
+
+# --- no shell: every subprocess gets an argument list ----------------------------------
+
+SHELL_CALLS = {"system", "popen", "getoutput", "getstatusoutput", "create_subprocess_shell"}
+
+
+def _shell_uses(path: Path) -> list[str]:
+    """Calls that hand a command line to a shell: ``shell=True`` or os.system and kin."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        shell_kwarg = any(
+            kw.arg == "shell" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False)
+            for kw in node.keywords
+        )
+        if name in SHELL_CALLS or shell_kwarg:
+            found.append(f"{path.name}:{node.lineno} {name}(...)")
+    return found
+
+
+def test_nothing_starts_a_shell() -> None:
+    """User input (paths, URLs, addresses) never reaches a shell: no command line is parsed."""
+    offenders = [use for package in PACKAGES for path in _modules(package) for use in _shell_uses(path)]
+    assert offenders == []
+
+
+def test_the_shell_checker_sees_shells(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "import os, subprocess\nos.system('ls')\nsubprocess.run('ls', shell=True)\n"
+        "subprocess.run(['ls'], shell=False)\nsubprocess.run(['ls'])\n"
+    )
+    assert [use.split()[0] for use in _shell_uses(bad)] == ["bad.py:2", "bad.py:3"]
