@@ -17,11 +17,13 @@ import logging
 import math
 import os
 import re
+import signal
 import ssl
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from typing import Any
 
 import dask.system
@@ -376,23 +378,32 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
 
     Notes
     -----
+    Ctrl-C in a terminal sends SIGINT to every process of the foreground process
+    group, the embedded workers included.  They are started with SIGINT blocked (see
+    :func:`_sigint_blocked`), so the interrupt reaches only this process, which
+    cancels the work and closes the cluster: workers dying of their own
+    KeyboardInterrupt would print tracebacks and make the scheduler log lost tasks.
+
     Memory: the embedded workers together may use the machine's memory minus the
     headroom of :func:`plan_embedded`; this process holds the client and the scheduler
     (tens of MB plus the results it gathers).
     """
     options.validate()
     cluster: distributed.LocalCluster | None = None
-    if options.scheduler is None:
-        cluster = _start_embedded(options)
-        try:
+    try:
+        if options.scheduler is None:
+            with _sigint_blocked():
+                cluster = _start_embedded(options)
+            # a Ctrl-C pressed while the cluster started is raised here, and closes it
             client = distributed.Client(cluster)
-        except BaseException:
+            if not options.dashboard:
+                _WITHOUT_DASHBOARD.add(client)
+        else:
+            client = _connect_existing(options)
+    except BaseException:
+        if cluster is not None:
             cluster.close()
-            raise
-        if not options.dashboard:
-            _WITHOUT_DASHBOARD.add(client)
-    else:
-        client = _connect_existing(options)
+        raise
     try:
         yield client
     finally:
@@ -401,6 +412,32 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
         finally:
             if cluster is not None:
                 cluster.close()
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in the calling thread for the block, then deliver any that came.
+
+    Threads and processes inherit the signal mask of the thread that creates them, and
+    a process keeps it across ``exec``: the embedded cluster's event-loop thread,
+    created inside the block, and the worker processes it spawns, also later when a
+    nanny restarts one, never receive SIGINT.  Python does not unblock it when a
+    process starts.  No-op where ``pthread_sigmask`` does not exist (Windows).
+
+    multiprocessing's resource tracker, when it starts its process, blocks SIGINT
+    and then *unblocks* it in the calling thread, which would undo the block in the
+    cluster's event-loop thread (the nannies create their queues there); it is
+    started first, so that it does not start inside the block.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _start_embedded(options: ClusterOptions) -> distributed.LocalCluster:
