@@ -32,6 +32,7 @@ import distributed
 import distributed.system
 from distributed.comm.addressing import parse_host_port
 from distributed.comm.core import FatalCommClosedError
+from distributed.core import Status
 from distributed.deploy.utils import nprocesses_nthreads
 from distributed.security import Security
 
@@ -457,7 +458,32 @@ def _start_embedded(options: ClusterOptions) -> distributed.LocalCluster:
         protocol="tcp",
         silence_logs=logging.WARNING,
         local_directory=options.local_directory,
+        plugins=(_QuietShutdown(),),
     )
+
+
+class _QuietShutdown(distributed.WorkerPlugin):  # type: ignore[misc]
+    """Embedded workers log nothing about their own shutdown.
+
+    Closing the cluster while a task runs (Ctrl-C, or an error elsewhere) makes a
+    worker log, on the user's terminal under vidsvd's one-line message, ``WARNING -
+    Async instruction for <Task cancelled ...> ended with CancelledError`` and, when a
+    heartbeat was on its way as the scheduler closed, ``ERROR - Failed to communicate
+    with scheduler during heartbeat`` with a traceback.  Records of the worker's
+    loggers are dropped while the worker is closing; before that they all show.
+    """
+
+    name = "vidsvd-quiet-shutdown"
+
+    def setup(self, worker: distributed.Worker) -> None:
+        def running(_record: logging.LogRecord) -> bool:
+            return worker.status not in _SHUTTING_DOWN
+
+        for name in ("distributed.worker", "distributed.worker.state_machine"):
+            logging.getLogger(name).addFilter(running)
+
+
+_SHUTTING_DOWN = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
 
 
 def _connect_existing(options: ClusterOptions) -> distributed.Client:
