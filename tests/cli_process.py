@@ -15,7 +15,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 _BAR = re.compile(r"(?P<label>[^\r\n:]+):\s+\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)")
-_BAR_LINE = re.compile(r"^[^:]+: .*\[\d+:\d+(:\d+)?[<,]")  # tqdm: "label: ... [00:01<00:02, ...]"
+# tqdm ends a bar with "[elapsed<remaining, rate]" or "[elapsed, rate]", and no newline:
+# a message written after it starts on the same line
+_BAR_PREFIX = re.compile(r"^.*?: .*?\[\d\d:\d\d(?::\d\d)?(?:<[^,\]]*)?, [^\]]*\]")
 
 
 @dataclass
@@ -97,5 +99,12 @@ class CliProcess:
 
 
 def message_lines(stderr: str) -> list[str]:
-    """The lines of stderr that are not progress bars."""
-    return [line for line in stderr.splitlines() if line.strip() and not _BAR_LINE.match(line)]
+    """The lines of stderr without the progress bars, empty ones left out."""
+    lines = []
+    for raw in stderr.splitlines():
+        line = raw
+        while bar := _BAR_PREFIX.match(line):
+            line = line[bar.end() :]
+        if line.strip():
+            lines.append(line)
+    return lines
