@@ -10,6 +10,9 @@ ffmpeg included), once it shows real progress.  Then:
 - what was complete before is byte for byte intact, and the interrupted output is
   absent or not marked complete;
 - rerunning the same command finishes, with the result of an uninterrupted run.
+
+With ``--scheduler`` the cluster is someone else's: the interrupt must cancel the
+job's tasks there and leave the scheduler and its workers running.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import psutil
 import pytest
 from cli_process import CliProcess, message_lines
 from conftest import assert_one_line_error, run_cli, tree_digest
+from external_cluster import ExternalCluster
 
+from cluster.client import ClusterOptions, connect
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived
@@ -251,6 +256,46 @@ def test_ctrl_c_during_decompose(reference: Reference, tmp_path: Path) -> None:
     assert main([*decompose, "--quiet"]) == 0
     _assert_same_factors(store, reference.factored)
     assert tree_digest(store / "video") == video_before
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_shared_cluster_cancels_the_work_and_leaves_the_cluster(
+    reference: Reference, tmp_path: Path
+) -> None:
+    """With ``--scheduler`` the cluster is not ours to close: its tasks must go, its workers stay."""
+    store = tmp_path / "store.zarr"
+    shutil.copytree(reference.video_only, store)
+    (tmp_path / "cluster").mkdir()
+    cluster = ExternalCluster(tmp_path / "cluster")
+    try:
+        cluster.start_scheduler()
+        for name in ("worker-a", "worker-b"):
+            cluster.start_worker(name, "600MiB")
+        with connect(ClusterOptions(scheduler=cluster.address)) as client:
+            client.wait_for_workers(2, timeout=60)
+            decompose = ["decompose", "--store", str(store), "--rank", RANK, "--scheduler", cluster.address]
+            command = CliProcess(decompose)
+            try:
+                command.wait_until(
+                    lambda: _past(command, "decompose (randomized)", 0.1), timeout_s=120, what="progress"
+                )
+                command.interrupt()
+                code = command.wait(timeout_s=60)
+            finally:
+                command.kill()
+            assert code == 130, command.stderr[-3000:]
+            assert message_lines(command.stderr)[-1] == INTERRUPTED
+            deadline = time.monotonic() + 10
+            while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) > 0:
+                assert time.monotonic() < deadline, "the interrupted job's tasks stayed on the scheduler"
+                time.sleep(0.1)
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+            assert all(process.poll() is None for process in cluster.processes)
+            assert _no_complete_factors(store)
+            assert main([*decompose, "--quiet"]) == 0
+        _assert_same_factors(store, reference.factored)
+    finally:
+        cluster.stop()
 
 
 # --------------------------------------------------------------------------- separate
