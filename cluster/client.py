@@ -20,11 +20,13 @@ import logging
 import math
 import os
 import re
+import signal
 import ssl
 import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from typing import Any
 
 import dask.system
@@ -33,6 +35,7 @@ import distributed
 import distributed.system
 from distributed.comm.addressing import parse_host_port
 from distributed.comm.core import FatalCommClosedError
+from distributed.core import Status
 from distributed.deploy.utils import nprocesses_nthreads
 from distributed.security import Security
 
@@ -420,6 +423,12 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
 
     Notes
     -----
+    Ctrl-C in a terminal sends SIGINT to every process of the foreground process
+    group, the embedded workers included.  They are started with SIGINT blocked (see
+    :func:`_sigint_blocked`), so the interrupt reaches only this process, which
+    cancels the work and closes the cluster: workers dying of their own
+    KeyboardInterrupt would print tracebacks and make the scheduler log lost tasks.
+
     Memory: the embedded workers together may use the machine's memory minus the
     headroom of :func:`plan_embedded`; this process holds the client and the scheduler
     (tens of MB plus the results it gathers).
@@ -432,9 +441,13 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
         else:
             if options.batch is not None:
                 cluster = start_batch_cluster(options.batch, dashboard=options.dashboard)
+                opened.callback(cluster.close)
             else:
-                cluster = _start_embedded(options)
-            opened.callback(cluster.close)
+                with _sigint_blocked():
+                    cluster = _start_embedded(options)
+                    opened.callback(cluster.close)
+                # a Ctrl-C pressed while the cluster started is raised on leaving the
+                # block above, once the cluster is registered for closing
             client = distributed.Client(cluster)
             opened.callback(client.close)
             if not options.dashboard:
@@ -442,6 +455,32 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
             if options.batch is not None:
                 wait_for_first_worker(client, options.batch)
         yield client
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in the calling thread for the block, then deliver any that came.
+
+    Threads and processes inherit the signal mask of the thread that creates them, and
+    a process keeps it across ``exec``: the embedded cluster's event-loop thread,
+    created inside the block, and the worker processes it spawns, also later when a
+    nanny restarts one, never receive SIGINT.  Python does not unblock it when a
+    process starts.  No-op where ``pthread_sigmask`` does not exist (Windows).
+
+    multiprocessing's resource tracker, when it starts its process, blocks SIGINT
+    and then *unblocks* it in the calling thread, which would undo the block in the
+    cluster's event-loop thread (the nannies create their queues there); it is
+    started first, so that it does not start inside the block.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _start_embedded(options: ClusterOptions) -> distributed.LocalCluster:
@@ -461,7 +500,32 @@ def _start_embedded(options: ClusterOptions) -> distributed.LocalCluster:
         protocol="tcp",
         silence_logs=logging.WARNING,
         local_directory=options.local_directory,
+        plugins=(_QuietShutdown(),),
     )
+
+
+class _QuietShutdown(distributed.WorkerPlugin):  # type: ignore[misc]
+    """Embedded workers log nothing about their own shutdown.
+
+    Closing the cluster while a task runs (Ctrl-C, or an error elsewhere) makes a
+    worker log, on the user's terminal under vidsvd's one-line message, ``WARNING -
+    Async instruction for <Task cancelled ...> ended with CancelledError`` and, when a
+    heartbeat was on its way as the scheduler closed, ``ERROR - Failed to communicate
+    with scheduler during heartbeat`` with a traceback.  Records of the worker's
+    loggers are dropped while the worker is closing; before that they all show.
+    """
+
+    name = "vidsvd-quiet-shutdown"
+
+    def setup(self, worker: distributed.Worker) -> None:
+        def running(_record: logging.LogRecord) -> bool:
+            return worker.status not in _SHUTTING_DOWN
+
+        for name in ("distributed.worker", "distributed.worker.state_machine"):
+            logging.getLogger(name).addFilter(running)
+
+
+_SHUTTING_DOWN = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
 
 
 def _connect_existing(options: ClusterOptions) -> distributed.Client:

@@ -662,6 +662,14 @@ def _show_warning(
     _say(f"warning: {message}")
 
 
+_INTERRUPTED = {
+    "": "interrupted; complete outputs are intact, rerun to finish",
+    # a plain rerun of ingest refuses the incomplete store: say what continues it
+    "ingest": "interrupted; the frames stored so far are kept, rerun with --resume to finish",
+}
+"""The line printed on Ctrl-C, by command ("" for every other)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -682,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(f"error: {exc}")
             return 2 if isinstance(exc, ValueError) and not isinstance(exc, VidsvdError) else 1
         except KeyboardInterrupt:
-            _say("interrupted; complete outputs are intact, rerun to finish")
+            _say(_INTERRUPTED.get(args.command, _INTERRUPTED[""]))
             return 130
 
 

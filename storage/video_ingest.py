@@ -16,7 +16,6 @@ is refused.
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import json
 import math
@@ -72,6 +71,9 @@ _QUEUE_CHUNKS = 2
 _WRITE_THREADS = 2
 """Chunks compressed and written at once.  With the queue and the chunk being decoded,
 at most five chunks are in memory at once."""
+
+_ABORT_POLL_S = 0.1
+"""How often the chunk writer checks for an abort while it waits for chunks."""
 
 
 class IngestWarning(UserWarning):
@@ -482,6 +484,12 @@ class _ChunkWriter:
     attribute, so the attribute never claims a frame that is not on disk.  Only the
     coordinator rewrites the array's metadata (growing its shape, progress), and it
     grows the shape only while no write is in flight.
+
+    :meth:`abort` does not go through the queue: a KeyboardInterrupt can stop the
+    decoding thread inside ``Queue.put`` after the chunk was queued but before the
+    coordinator was woken, leaving the coordinator asleep on a full queue.  The
+    coordinator therefore waits on the queue with a timeout and also watches an
+    event that :meth:`abort` sets.
     """
 
     def __init__(self, array: zarr.Array, state: dict[str, Any], *, expected_frames: int) -> None:
@@ -493,6 +501,7 @@ class _ChunkWriter:
         self._pool = ThreadPoolExecutor(max_workers=_WRITE_THREADS, thread_name_prefix="vidsvd-write")
         self._in_flight: collections.deque[tuple[int, Future[None]]] = collections.deque()
         self._error: BaseException | None = None
+        self._aborted = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="vidsvd-chunk-writer")
         self._thread.start()
 
@@ -508,8 +517,8 @@ class _ChunkWriter:
         self._raise_if_failed()
 
     def abort(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(("stop", None))
+        """Stop taking chunks; finish and record the writes in flight; drop the queued ones."""
+        self._aborted.set()
         self._thread.join(timeout=60)
 
     def _send(self, item: tuple[str, Any]) -> None:
@@ -530,8 +539,11 @@ class _ChunkWriter:
 
     def _run(self) -> None:
         try:
-            while True:
-                kind, payload = self._queue.get()
+            while not self._aborted.is_set():
+                try:
+                    kind, payload = self._queue.get(timeout=_ABORT_POLL_S)
+                except queue.Empty:
+                    continue
                 if kind == "stop":
                     break
                 if kind == "sources":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,26 @@ def test_keyboard_interrupt_closes_client_and_cluster(tmp_path: Path) -> None:
     assert client.status == "closed"
     assert cluster.status == distributed.core.Status.closed
     _assert_gone(worker_pids)
+
+
+def _sigint_blocked_here() -> bool:
+    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_workers_do_not_die_of_a_terminal_ctrl_c(tmp_path: Path) -> None:
+    """Ctrl-C signals the whole process group: only this process must take it."""
+    with connect(ClusterOptions(n_workers=1, threads_per_worker=1, local_directory=str(tmp_path))) as client:
+        assert not _sigint_blocked_here()  # this process still gets its KeyboardInterrupt
+        (pid,) = client.run(os.getpid).values()
+        assert set(client.run(_sigint_blocked_here).values()) == {True}
+        os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert client.submit(sum, [1, 2]).result() == 3
+        assert list(client.run(os.getpid).values()) == [pid]
+        client.restart()  # a nanny's new worker process is shielded too
+        (restarted,) = client.run(os.getpid).values()
+        assert restarted != pid
+        assert set(client.run(_sigint_blocked_here).values()) == {True}
 
 
 def test_without_dashboard_there_is_no_link(tmp_path: Path) -> None:

@@ -238,3 +238,28 @@ def _mark_interrupted(store: Path, *, frames_written: int) -> None:
     )
     # the array grows ahead of the writes; a kill leaves it longer than what was written
     array.resize((frames_written + 3 * chunk, *array.shape[1:]))
+
+
+def test_chunk_writer_abort_returns_when_the_writer_missed_its_wakeup(tmp_path: Path) -> None:
+    """Ctrl-C inside ``Queue.put`` can queue a chunk without waking the writer: abort must still end it."""
+    import time
+
+    from storage.video_ingest import _ChunkWriter
+
+    array = zarr.create_array(
+        store=str(tmp_path / "a.zarr"), shape=(0, 4, 4), chunks=(1, 4, 4), dtype="uint8"
+    )
+    writer = _ChunkWriter(array, {"frames_written": 0}, expected_frames=4)
+    writer.put(np.ones((1, 4, 4), np.uint8))
+    time.sleep(0.3)  # taken and written
+    for _ in range(writer._queue.maxsize):  # queued behind the Condition's back: nobody is notified
+        writer._queue.queue.append(("chunk", np.zeros((1, 4, 4), np.uint8)))
+    started = time.monotonic()
+    writer.abort()
+    assert time.monotonic() - started < 5
+    assert not writer._thread.is_alive()
+    # what was recorded is on disk, in order (a queued chunk may have been taken meanwhile)
+    written = array.attrs["progress"]["frames_written"]
+    assert 1 <= written <= 1 + writer._queue.maxsize and array.shape[0] == written
+    expected = np.concatenate([np.ones((1, 4, 4), np.uint8), np.zeros((written - 1, 4, 4), np.uint8)])
+    np.testing.assert_array_equal(array[:], expected)
