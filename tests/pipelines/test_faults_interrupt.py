@@ -293,7 +293,13 @@ def test_ctrl_c_on_a_shared_cluster_cancels_the_work_and_leaves_the_cluster(
             assert all(process.poll() is None for process in cluster.processes)
             assert _no_complete_factors(store)
             assert main([*decompose, "--quiet"]) == 0
-        _assert_same_factors(store, reference.factored)
+            # the reference: an undisturbed run on this cluster, whose two one-thread
+            # workers get M in other chunks than the module's embedded reference (the
+            # trailing components of this small scene rotate with the rounding)
+            undisturbed = tmp_path / "undisturbed.zarr"
+            shutil.copytree(reference.video_only, undisturbed)
+            assert main([*decompose[:2], str(undisturbed), *decompose[3:], "--quiet"]) == 0
+        _assert_same_factors(store, undisturbed)
     finally:
         cluster.stop()
 
