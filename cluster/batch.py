@@ -27,7 +27,6 @@ Needs the ``hpc`` extra (``pip install 'vidsvd[hpc]'``, i.e. dask-jobqueue).
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 import shlex
@@ -44,6 +43,7 @@ import dask.utils
 import psutil
 
 from cluster.errors import BatchSubmitError, InvalidClusterOptionError, NoWorkersError
+from cluster.option_checks import check_count, check_seconds
 
 __all__ = [
     "SYSTEMS",
@@ -220,23 +220,12 @@ class BatchOptions:
         """
         system = self.batch_system
         _import_jobqueue(system)
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
-            raise InvalidClusterOptionError(f"--jobs must be an integer >= 1, got {self.jobs!r}")
-        timeout = self.start_timeout_s
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise InvalidClusterOptionError(
-                f"--job-start-timeout must be a positive number of seconds, got {self.start_timeout_s!r}"
-            )
+        check_count(self.jobs, flag="--jobs")
+        check_seconds(self.start_timeout_s, flag="--job-start-timeout")
         cores, cores_from = self._setting("job_cores")
         if cores is None:
             raise _missing(system, "job_cores", "cores of each job, e.g. --job-cores 8")
-        if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-            raise InvalidClusterOptionError(f"{cores_from} must be an integer >= 1, got {cores!r}")
+        check_count(cores, flag=cores_from)
         memory, memory_from = self._setting("job_memory")
         if memory is None:
             raise _missing(system, "job_memory", "memory of each job, e.g. --job-memory 32GiB")

@@ -17,7 +17,6 @@ Option names map to command-line flags by replacing ``_`` with ``-``
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import signal
@@ -46,6 +45,7 @@ from cluster.errors import (
     SchedulerUnreachableError,
     TLSConfigurationError,
 )
+from cluster.option_checks import check_count, check_seconds
 
 __all__ = [
     "ClusterOptions",
@@ -179,20 +179,10 @@ class ClusterOptions:
             address scheme, or are given without a scheduler.
         """
         for name in ("n_workers", "threads_per_worker"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InvalidClusterOptionError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
+            if getattr(self, name) is not None:
+                check_count(getattr(self, name), flag=_flag(name))
         self.memory_limit_bytes  # noqa: B018 - raises on a bad value
-        timeout = self.connect_timeout_s
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise InvalidClusterOptionError(
-                f"--connect-timeout-s must be a positive number of seconds, got {timeout!r}"
-            )
+        check_seconds(self.connect_timeout_s, flag="--connect-timeout-s")
         if self.local_directory is not None:
             if not self.local_directory.strip():
                 raise InvalidClusterOptionError(
