@@ -1,4 +1,4 @@
-"""`vidsvd run` (the main job and its reruns), `vidsvd demo`, and decompose on an external cluster.
+"""`vidsvd run` (the main job and its reruns), `vidsvd demo`, and decompose and run on an external cluster.
 
 The external cluster is real `dask scheduler` and `dask worker` processes on 127.0.0.1,
 started as tests/cluster/test_cluster_external.py starts them (the small helper is
@@ -236,3 +236,55 @@ def test_decompose_on_an_external_cluster_equals_the_embedded_one(
     with connect(ClusterOptions(scheduler=tcp_cluster.address)) as client:
         counters = client.run(lambda dask_worker: dask_worker.state.transition_counter)
     assert len(counters) == 2 and sum(counters.values()) > 100, counters
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_run_on_an_external_cluster_equals_the_embedded_one(
+    first_run: FirstRun, tcp_cluster: ExternalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The main job end to end through ``--scheduler``: every output as the embedded run's."""
+    out = tmp_path / "remote-job"
+    code, _, stderr = _run(
+        capsys,
+        "run",
+        str(first_run.video),
+        "--out",
+        str(out),
+        "--rank",
+        "5",
+        "--scheduler",
+        tcp_cluster.address,
+    )
+    assert code == 0, stderr
+    assert f"computing on dask scheduler {tcp_cluster.address}: 2 workers" in stderr
+    for name in ("report.html", "report.json", "foreground.mp4", "compare.mp4", "background.png"):
+        assert (out / name).is_file(), name
+
+    local, remote = first_run.out / "store.zarr", out / "store.zarr"
+    # ingest: the same frames (the attributes differ only in the recorded wall time)
+    assert open_video(remote).fingerprint == open_video(local).fingerprint
+    np.testing.assert_array_equal(open_video(remote).frames.compute(), open_video(local).frames.compute())
+    mine, theirs = open_factors(remote, "randomized-k5"), open_factors(local, "randomized-k5")
+    assert mine.attrs["cluster"].startswith(f"dask scheduler {tcp_cluster.address}")
+    np.testing.assert_allclose(np.asarray(mine.s.compute()), np.asarray(theirs.s.compute()), rtol=1e-4)
+    for name, axis in (("U", 0), ("Vt", 1)):
+        _assert_same_up_to_sign(
+            np.asarray(getattr(mine, name).compute()), np.asarray(getattr(theirs, name).compute()),
+            axis=axis, rtol=1e-4,
+        )  # fmt: skip
+    # separate: the foreground within one grey level (float32 rounding), masks alike
+    fg_remote = np.asarray(open_derived(remote, "foreground").data.compute(), dtype=np.int32)
+    fg_local = np.asarray(open_derived(local, "foreground").data.compute(), dtype=np.int32)
+    assert np.max(np.abs(fg_remote - fg_local)) <= 1
+    masks_remote = np.asarray(open_derived(remote, "masks").data.compute())
+    masks_local = np.asarray(open_derived(local, "masks").data.compute())
+    assert np.mean(masks_remote != masks_local) < 1e-3
+    # report: the same errors for every rank
+    rows = {r["rank"]: r for r in json.loads((out / "report.json").read_text())["ranks"]}
+    reference = {r["rank"]: r for r in json.loads((first_run.out / "report.json").read_text())["ranks"]}
+    assert rows.keys() == reference.keys()
+    for rank, row in rows.items():
+        assert row["relative_error"] == pytest.approx(reference[rank]["relative_error"], rel=1e-4, abs=1e-6)
+    # the external workers did the work, and the cluster outlives the command
+    assert all(p.poll() is None for p in tcp_cluster.processes)
