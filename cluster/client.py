@@ -179,8 +179,8 @@ class ClusterOptions:
             address scheme, or are given without a scheduler.
         """
         for name in ("n_workers", "threads_per_worker"):
-            if getattr(self, name) is not None:
-                check_count(getattr(self, name), flag=_flag(name))
+            if (count := getattr(self, name)) is not None:
+                check_count(count, flag=_flag(name))
         self.memory_limit_bytes  # noqa: B018 - raises on a bad value
         check_seconds(self.connect_timeout_s, flag="--connect-timeout-s")
         if self.local_directory is not None:

@@ -35,7 +35,6 @@ __all__ = [
     "derived_attrs",
     "open_derived",
     "prepare_derived",
-    "write_derived",
     "write_file_atomic",
 ]
 
@@ -134,24 +133,6 @@ def prepare_derived(
     chunk_writes = [block for stored in stores for block in stored.to_delayed().ravel()]
     task = dask.delayed(len, pure=True)(chunk_writes)
     return DerivedWrite(task=task, targets=targets)
-
-
-def write_derived(
-    store: StoreLocation | str | os.PathLike[str],
-    *,
-    name: str,
-    data: da.Array,
-    attrs: Mapping[str, Any],
-) -> None:
-    """Compute ``data`` chunk by chunk into ``STORE/<name>``, then mark it complete.
-
-    The current dask scheduler (a distributed Client when one is active) does the work.
-
-    See :func:`prepare_derived`; memory is one chunk per task.
-    """
-    write = prepare_derived(store, arrays={name: data}, attrs=attrs)
-    dask.compute(write.task)
-    write.finish()
 
 
 def open_derived(store: StoreLocation | str | os.PathLike[str], name: str) -> StoredArray:
