@@ -68,3 +68,7 @@ class StoreBackendMissingError(VidsvdError, ImportError):
 
 class StoreNotSharedError(VidsvdError, FileNotFoundError):
     """Some dask workers cannot see the store this process uses (not on a shared filesystem)."""
+
+
+class TruthMismatchError(VidsvdError, ValueError):
+    """Ground truth that does not fit the stored video (frames it does not have)."""

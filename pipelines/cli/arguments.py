@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 __all__ = [
+    "Commands",
     "OneLineParser",
     "frame_size",
     "non_negative_int",
@@ -22,6 +23,7 @@ __all__ = [
     "positive_int_list",
     "rank_list",
     "scale_factor",
+    "threshold_value",
 ]
 
 
@@ -131,3 +133,14 @@ def positive_int_list(option: str, example: str) -> Callable[[str], list[int]]:
 
 rank_list = positive_int_list("--ranks", "1,2,5,10")
 """Parse ``--ranks 1,2,5,10`` into a sorted list of distinct positive ranks."""
+
+
+def threshold_value(text: str) -> float | None:
+    """Parse ``--threshold``: ``auto`` (None) or a positive number of grey levels."""
+    if text == "auto":
+        return None
+    return positive_float("--threshold", "auto or 25")(text)
+
+
+Commands = argparse._SubParsersAction  # type: ignore[type-arg]
+"""The sub-command table of a parser, as each command module receives it."""

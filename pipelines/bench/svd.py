@@ -10,7 +10,7 @@ memory, as in the notebook).  For each size it reports the medians of ``repeats`
 runs, the ratios numpy time / dask time (above 1: dask is faster), and the largest
 relative error of dask's ``rank`` singular values against numpy's.
 
-Run it with ``python -m pipelines.bench_svd`` (``--help`` for the options).
+Run it with ``vidsvd bench svd`` (``--help`` for the options).
 
 Notes
 -----
@@ -39,7 +39,6 @@ With one BLAS thread they stayed within a few per cent.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -71,7 +70,6 @@ __all__ = [
     "estimate_seconds",
     "format_table",
     "low_rank_matrix",
-    "main",
     "svd_cost",
     "time_svds",
 ]
@@ -401,35 +399,3 @@ def format_table(rows: Sequence[SvdTiming]) -> str:
             f"{_error(r.randomized_error):>11} {_error(r.exact_error):>11}"
         )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the notebook's sizes and print the table (``python -m pipelines.bench_svd``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.bench_svd", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="runs per method and size (default 3)")
-    parser.add_argument(
-        "--max-numpy-seconds",
-        type=float,
-        default=60.0,
-        help="estimate numpy's time instead of running it above this (default 60)",
-    )
-    parser.add_argument(
-        "--max-exact-seconds",
-        type=float,
-        default=60.0,
-        help="estimate the exact SVD's time instead of running it above this (default 60)",
-    )
-    args = parser.parse_args(argv)
-    rows = time_svds(
-        NOTEBOOK_SIZES,
-        repeats=args.repeats,
-        max_numpy_seconds=args.max_numpy_seconds,
-        max_exact_seconds=args.max_exact_seconds,
-    )
-    print(format_table(rows))
-
-
-if __name__ == "__main__":
-    main()

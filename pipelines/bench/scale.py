@@ -29,11 +29,13 @@ import dask
 import dask.system
 import numpy as np
 
-from cluster.client import ClusterOptions, connect
-from pipelines.bench_ingest import run_with_peak_rss
+from cluster.client import ClusterOptions
+from pipelines.bench.ingest import run_with_peak_rss
 from pipelines.decompose import SvdParameters
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.matrix import frames_per_matrix_chunk, video_matrix
+from pipelines.steps.context import JobContext
+from pipelines.steps.decompose import decompose
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.video_array import open_video
 
@@ -170,25 +172,18 @@ def measure_notebook_case(video: Path, *, repeats: int = 3, numpy_repeats: int =
 
 
 def _decompose_on_a_running_cluster(store: Path, *, repeats: int) -> list[float]:
-    """Seconds of ``run.decompose`` (rank 10, forced) against an already running cluster.
+    """Seconds of the decompose step (rank 10, forced) on an already running cluster.
 
     What a notebook or a service sees: the interpreter, its imports and the cluster
-    are up; each call connects by address, reads the store, decomposes, writes the
-    factors.
+    are up (one job context for every call); each call reads the store, decomposes
+    and writes the factors.
     """
-    from pipelines import run  # the composition module: only benchmarks reach up to it
-
     times = []
-    with connect(ClusterOptions(dashboard=False)) as client:
-        address = ClusterOptions(scheduler=client.scheduler.address)
-        run.decompose(
-            store=store, parameters=SvdParameters(rank=10), force=True, cluster=address, progress=False
-        )
+    with JobContext(cluster=ClusterOptions(dashboard=False), progress=False) as job:
+        decompose(store=store, parameters=SvdParameters(rank=10), force=True, context=job)
         for _ in range(repeats):
             started = time.perf_counter()
-            run.decompose(
-                store=store, parameters=SvdParameters(rank=10), force=True, cluster=address, progress=False
-            )
+            decompose(store=store, parameters=SvdParameters(rank=10), force=True, context=job)
             times.append(time.perf_counter() - started)
     return times
 

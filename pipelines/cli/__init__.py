@@ -1,0 +1,65 @@
+"""The ``vidsvd`` command line: one module per command over :mod:`pipelines.steps`.
+
+Building the parser imports only argparse and this package, so ``--help`` and usage
+errors answer at once; a command's handler imports the steps it runs.  Exit statuses
+come from :mod:`pipelines.cli.exit_status`; tracebacks are shown only for bugs, or for
+every error with ``VIDSVD_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from collections.abc import Callable, Sequence
+
+from pipelines.cli import apply, bench, decompose, demo, evaluate, ingest, report, run, separate
+from pipelines.cli.arguments import OneLineParser
+from pipelines.cli.console import say, show_warning
+from pipelines.cli.exit_status import INTERRUPTED, exit_status
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+_COMMANDS = (ingest, decompose, separate, report, evaluate, apply, run, demo, bench)
+
+_INTERRUPTED = {
+    "": "interrupted; complete outputs are intact, rerun to finish",
+    # a plain rerun of ingest refuses the incomplete store: say what continues it
+    "ingest": "interrupted; the frames stored so far are kept, rerun with --resume to finish",
+}
+"""The line printed on Ctrl-C, by command ("" for every other)."""
+
+
+def build_parser() -> OneLineParser:
+    """Return the parser of every ``vidsvd`` subcommand."""
+    parser = OneLineParser(
+        prog="vidsvd",
+        description="Separate the still background of long videos from what moves through them.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+    for command in _COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    debug = os.environ.get("VIDSVD_DEBUG") == "1"
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            return handler(args)
+        except KeyboardInterrupt:
+            say(_INTERRUPTED.get(args.command, _INTERRUPTED[""]))
+            return INTERRUPTED
+        except Exception as exc:
+            status = exit_status(exc)
+            if status is None or debug:
+                raise
+            say(f"error: {exc}")
+            return status

@@ -1,0 +1,46 @@
+"""``vidsvd evaluate``: the stored masks against ground truth (CDnet 2014 metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipelines.cli.arguments import Commands
+from pipelines.cli.console import say
+
+__all__ = ["add_parser"]
+
+
+def add_parser(commands: Commands) -> None:
+    """Add ``evaluate`` to the sub-command table."""
+    parser = commands.add_parser("evaluate", help="score the masks against ground truth (CDnet 2014 metrics)")
+    parser.add_argument("--store", required=True, help="store with masks (run separate first)")
+    parser.add_argument("--truth", required=True, metavar="PATH", help="ground-truth folder")
+    parser.add_argument("--format", choices=("cdnet", "masks"), default="masks", help="truth layout")
+    parser.add_argument("--frame-map", metavar="CSV", help="masks format: CSV mapping each mask to its frame")
+    parser.add_argument("--baseline", default="", metavar="mog2,knn", help="also score OpenCV subtractors")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run ``evaluate``; return the exit status."""
+    from pipelines.steps.context import JobContext
+    from pipelines.steps.evaluate import BASELINES, evaluate
+    from pipelines.text_tables import format_scores
+    from storage.errors import InvalidParameterError
+
+    names = [name.strip() for name in args.baseline.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BASELINES))
+    if unknown:
+        raise InvalidParameterError(f"--baseline takes mog2 and/or knn, got {', '.join(unknown)}")
+    results = evaluate(
+        store=args.store,
+        truth=args.truth,
+        truth_format=args.format,
+        frame_map=args.frame_map,
+        baselines=names,
+        context=JobContext(log=None if args.json else say),
+    )
+    print(json.dumps(results, indent=2) if args.json else format_scores(results))
+    return 0

@@ -1,0 +1,44 @@
+"""``vidsvd report``: compression and reconstruction error per rank, spectrum, components."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipelines.cli.arguments import Commands, rank_list
+from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
+from pipelines.cli.console import say
+
+__all__ = ["add_parser"]
+
+
+def add_parser(commands: Commands) -> None:
+    """Add ``report`` to the sub-command table."""
+    parser = commands.add_parser(
+        "report",
+        help="compression and reconstruction error per rank, spectrum, components (JSON + HTML)",
+    )
+    parser.add_argument("--store", required=True, help="store with a video and its factors")
+    parser.add_argument("--factors", metavar="NAME", help="factor set (default: the highest rank)")
+    parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks to measure")
+    parser.add_argument(
+        "--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)"
+    )
+    parser.add_argument("--json", action="store_true", help="print report.json to stdout instead of a table")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_cluster_flags(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run ``report``; return the exit status."""
+    from pipelines.steps.context import JobContext
+    from pipelines.steps.report import report
+    from pipelines.text_tables import format_rank_table
+
+    with JobContext(
+        cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
+    ) as job:
+        result = report(store=args.store, out=args.out, ranks=args.ranks, factors=args.factors, context=job)
+    print(json.dumps(result, indent=2) if args.json else format_rank_table(result["ranks"]))
+    return 0

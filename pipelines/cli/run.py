@@ -1,0 +1,93 @@
+"""``vidsvd run``: the main job, ingest, decompose, separate and report, each skipped when done."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipelines.cli.arguments import (
+    Commands,
+    frame_size,
+    positive_float,
+    positive_int,
+    rank_list,
+    scale_factor,
+    threshold_value,
+)
+from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
+from pipelines.cli.console import say
+from pipelines.cli.svd_flags import add_svd_flags, svd_parameters
+
+__all__ = ["add_parser"]
+
+
+def add_parser(commands: Commands) -> None:
+    """Add ``run`` to the sub-command table."""
+    parser = commands.add_parser(
+        "run",
+        help="the main job: ingest, decompose, separate, report (each step skipped when done)",
+        description=(
+            "Ingest VIDEOs into DIR/store.zarr (or --store), decompose, separate and report into DIR. "
+            "Rerunning continues an interrupted job: complete steps are skipped."
+        ),
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, in order")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (the store goes inside unless --store)"
+    )
+    parser.add_argument(
+        "--store",
+        metavar="STORE",
+        help="store path or fsspec URL, e.g. s3://bucket/job.zarr (default: DIR/store.zarr)",
+    )
+    parser.add_argument(
+        "--fps", type=positive_float("--fps", "5"), help="output frame rate (default: native)"
+    )
+    sizing = parser.add_mutually_exclusive_group()
+    sizing.add_argument("--scale", type=scale_factor, help="shrink factor in (0, 1]")
+    sizing.add_argument("--size", type=frame_size, metavar="WxH", help="explicit frame size")
+    add_svd_flags(parser, rank_required=False)
+    parser.add_argument(
+        "--separate-rank",
+        type=positive_int("--separate-rank"),
+        metavar="K",
+        help="background components (default: one per video)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=threshold_value,
+        default=None,
+        metavar="auto|T",
+        help="mask threshold in grey levels (default auto: max of Otsu and 3 robust sigmas)",
+    )
+    parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks in the report")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_cluster_flags(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the main job; return the exit status."""
+    from pipelines.steps.context import JobContext
+    from pipelines.steps.job import run
+
+    with JobContext(
+        cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
+    ) as job:
+        summary = run(
+            args.videos,
+            out=args.out,
+            parameters=svd_parameters(args),
+            store=args.store,
+            fps=args.fps,
+            scale=args.scale,
+            size=args.size,
+            separate_rank=args.separate_rank,
+            threshold=args.threshold,
+            report_ranks=args.ranks,
+            context=job,
+        )
+    if not args.quiet:
+        steps = ", ".join(f"{step}: {what}" for step, what in summary.steps.items())
+        say(f"{steps}; open {Path(summary.out) / 'report.html'} and {Path(summary.out) / 'compare.mp4'}")
+    return 0

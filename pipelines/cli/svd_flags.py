@@ -1,0 +1,64 @@
+"""The SVD flags of ``decompose`` and ``run``, and the SvdParameters they make."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Final
+
+from pipelines.cli.arguments import non_negative_int, positive_int
+
+if TYPE_CHECKING:
+    from pipelines.decompose import SvdParameters
+
+__all__ = ["DEFAULT_OVERSAMPLE", "DEFAULT_POWER_ITERS", "add_svd_flags", "svd_parameters"]
+
+DEFAULT_POWER_ITERS: Final = 4
+"""Equal to :data:`pipelines.decompose.DEFAULT_POWER_ITERS` (a test keeps them equal),
+spelled here so that ``--help`` does not import dask."""
+
+DEFAULT_OVERSAMPLE: Final = 20
+"""Equal to :data:`pipelines.decompose.DEFAULT_OVERSAMPLE` (likewise)."""
+
+
+def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> None:
+    """Add ``--rank``, ``--method``, ``--power-iters``, ``--oversample`` and ``--seed``."""
+    parser.add_argument(
+        "--rank",
+        required=rank_required,
+        default=None if rank_required else 10,
+        type=positive_int("--rank"),
+        metavar="K",
+        help="components to compute" + ("" if rank_required else " (10)"),
+    )
+    parser.add_argument(
+        "--method",
+        choices=("randomized", "exact"),
+        default="randomized",
+        help="randomized SVD (default) or exact tall-and-skinny SVD (TSQR)",
+    )
+    parser.add_argument(
+        "--power-iters",
+        type=non_negative_int("--power-iters"),
+        metavar="Q",
+        help=f"randomized: power iterations (default {DEFAULT_POWER_ITERS})",
+    )
+    parser.add_argument(
+        "--oversample",
+        type=non_negative_int("--oversample"),
+        metavar="P",
+        help=f"randomized: extra columns of the sketch (default {DEFAULT_OVERSAMPLE})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="randomized: random seed (default 0)")
+
+
+def svd_parameters(args: argparse.Namespace) -> SvdParameters:
+    """The :class:`pipelines.decompose.SvdParameters` of the parsed flags."""
+    from pipelines.decompose import SvdParameters
+
+    return SvdParameters(
+        method=args.method,
+        rank=args.rank,
+        power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
+        oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
+        seed=args.seed,
+    )

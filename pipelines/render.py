@@ -1,0 +1,118 @@
+"""Pure numpy kernels that turn (original, foreground, mask) blocks into pictures people look at.
+
+Every function takes and returns numpy arrays of whole frames, (frame, y, x[, channel]),
+and does no I/O: the streamed encoder (:mod:`pipelines.encode_stream`) and the steps
+call them block by block, so memory is a few blocks whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "COMPARE_MAX_WIDTH",
+    "background_from",
+    "compare_panels",
+    "shrink",
+    "visible_foreground",
+]
+
+COMPARE_MAX_WIDTH = 2560
+"""compare.mp4 is at most this wide: its four panels are shrunk by an integer factor
+when the frames are wider than a quarter of it (1280x720 footage gives four
+640x360 panels), which also makes it four times cheaper to encode."""
+
+
+def visible_foreground(foreground: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
+    """Map foreground grey levels (-255..255) to a visible image: 128 is no change.
+
+    Parameters
+    ----------
+    foreground : ndarray of int16, shape (frame, y, x)
+        Frame minus background, in grey levels.
+
+    Returns
+    -------
+    ndarray of uint8, same shape
+        ``128 + floor(foreground / 2)`` clipped to 0..255, computed in int16 (no
+        int32 copies: one int16 temporary the size of the block).
+    """
+    visible = np.right_shift(foreground, 1)  # floor division by 2, also below 0
+    visible += 128
+    np.clip(visible, 0, 255, out=visible)
+    return visible.astype(np.uint8)
+
+
+def background_from(
+    original: npt.NDArray[np.uint8], foreground: npt.NDArray[np.int16]
+) -> npt.NDArray[np.uint8]:
+    """The original minus the foreground, clipped to 0..255, in int16.
+
+    Parameters
+    ----------
+    original : ndarray of uint8, shape (frame, y, x)
+    foreground : ndarray of int16, same shape
+
+    Returns
+    -------
+    ndarray of uint8, same shape
+        The background as the separation saw it.  The foreground is first clipped
+        to -256..256, which changes no result (beyond that the difference is clipped
+        anyway) and keeps the int16 arithmetic exact.
+    """
+    background = np.clip(foreground, -256, 256)
+    np.subtract(original, background, out=background)
+    np.clip(background, 0, 255, out=background)
+    return background.astype(np.uint8)
+
+
+def shrink(frames: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]:
+    """Means of ``factor x factor`` blocks, rounded: (n, y, x[, c]) -> (n, y // factor, x // factor[, c]).
+
+    Edge rows and columns that do not fill a block are dropped.  Memory: one
+    uint16 (or uint32 for factors above 15) array of the output's size.
+    """
+    if factor <= 1:
+        return frames
+    n, height, width = frames.shape[:3]
+    rows, cols = height // factor, width // factor
+    # strided slices, one add per position in the block: summing a reshaped
+    # (n, rows, factor, cols, factor) array over two inner axes is 10x slower
+    trimmed = frames[:, : rows * factor, : cols * factor]
+    sum_type = np.uint16 if factor * factor * 255 <= np.iinfo(np.uint16).max else np.uint32
+    sums = np.zeros((n, rows, cols, *frames.shape[3:]), dtype=sum_type)
+    for dy in range(factor):
+        for dx in range(factor):
+            sums += trimmed[:, dy::factor, dx::factor]
+    sums += factor * factor // 2  # round to nearest
+    sums //= factor * factor
+    return sums.astype(np.uint8)
+
+
+def compare_panels(
+    original: npt.NDArray[np.uint8],
+    foreground: npt.NDArray[np.int16],
+    mask: npt.NDArray[np.uint8],
+    *,
+    max_width: int = COMPARE_MAX_WIDTH,
+) -> npt.NDArray[np.uint8]:
+    """Original | background | visible foreground | mask, side by side.
+
+    Parameters
+    ----------
+    original, foreground, mask : ndarray, shape (frame, y, x)
+        uint8, int16 and uint8 (0/255) blocks of the same frames.
+    max_width : int
+        The panels are shrunk by the smallest integer factor that keeps the four of
+        them at most this wide.
+
+    Returns
+    -------
+    ndarray of uint8, shape (frame, y // f, 4 * (x // f))
+    """
+    panels = (original, background_from(original, foreground), visible_foreground(foreground), mask)
+    factor = math.ceil(len(panels) * original.shape[2] / max_width)
+    return np.concatenate([shrink(panel, factor) for panel in panels], axis=2)

@@ -1,0 +1,113 @@
+"""The apply step: new footage of the same camera separated with persisted factors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from tqdm import tqdm
+
+from pipelines.encode_stream import write_videos
+from pipelines.separate import apply_factors, auto_threshold, masks, sample_frames, to_storage_foreground
+from pipelines.steps.context import JobContext
+from pipelines.steps.factor_choice import choose_factors
+from pipelines.steps.separate import THRESHOLD_SAMPLE_FRAMES, SeparateSummary
+from storage.derived import read_separation
+from storage.errors import InvalidParameterError
+from storage.output_folder import OutputFolder
+from storage.store import StoreLocation
+from storage.video_array import open_video
+from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+
+__all__ = ["apply"]
+
+
+def apply(
+    *,
+    store: StoreLocation | str | os.PathLike[str],
+    video: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    factors: str | None = None,
+    rank: int | None = None,
+    threshold: float | None = None,
+    context: JobContext | None = None,
+) -> SeparateSummary:
+    """Separate new footage of the same camera with persisted factors, no decomposition.
+
+    The new video is decoded as the stored one was (its frame rate, size, gray) and,
+    chunk by chunk, ``foreground = x - U_k (U_k^T x)``: the part of each frame that
+    the stored background components do not explain.  Writes ``foreground.mp4``,
+    ``compare.mp4`` and sample frames in ``out`` (nothing in the store).  The threshold
+    defaults to the one ``separate`` stored, else the ``auto`` rule on the first chunk.
+
+    Raises
+    ------
+    InvalidParameterError
+        The footage's frame size matches neither the stored video's nor its sources'.
+
+    Notes
+    -----
+    Memory: U_k (P x k float32) plus a few chunks of frames; runs in this process
+    (the projection is one small matrix product per chunk), so ``context`` gives
+    only the progress bar and the log.
+    """
+    started = time.perf_counter()
+    job = context or JobContext()
+    stored = open_video(store)
+    chosen = choose_factors(stored, factors)
+    k = min(chosen.rank, len(stored.segments)) if rank is None else rank
+    if not 1 <= k <= chosen.rank:
+        raise InvalidParameterError(f"--rank must be between 1 and {chosen.rank}, got {k}")
+    info = probe_video(video)
+    allowed = {(stored.width, stored.height)} | {
+        (source.native_width, source.native_height) for source in stored.sources
+    }
+    if (info.width, info.height) not in allowed:
+        raise InvalidParameterError(
+            f"{video} is {info.width}x{info.height} but the factors are for "
+            f"{' or '.join(f'{w}x{h}' for w, h in sorted(allowed))} footage; apply needs the same camera"
+        )
+    folder = OutputFolder.at(out)
+    folder.prepare()
+    if threshold is None:
+        recorded = read_separation(stored.location)
+        threshold = recorded.threshold if recorded is not None and recorded.complete else None
+    basis = da.from_array(np.asarray(chosen.U[:, :k].compute(), dtype=np.float32), name=False)
+    options = DecodeOptions(width=stored.width, height=stored.height, fps=stored.ingest_fps)
+    chunk = int(stored.frames.chunks[0][0])
+    total = info.estimated_frames(options.fps)
+    state: dict[str, float] = {}
+
+    def blocks() -> Iterator[Any]:
+        bar = tqdm(total=total or None, unit="frame", desc="apply", disable=not job.progress, file=sys.stderr)
+        for frames in decode_blocks(info, options, block_frames=chunk):
+            # name=False: a random key instead of hashing every decoded frame
+            foreground = apply_factors(da.from_array(frames, chunks=frames.shape, name=False), basis, rank=k)
+            if "threshold" not in state:
+                sample = foreground[sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)].compute(
+                    scheduler="sync"
+                )
+                state["threshold"] = threshold if threshold is not None else auto_threshold(sample)
+                job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
+            frame_masks = masks(foreground, threshold=state["threshold"])
+            stored_fg, frame_masks = dask.compute(
+                to_storage_foreground(foreground), frame_masks, scheduler="sync"
+            )
+            bar.update(len(frames))
+            yield frames, stored_fg, frame_masks
+        bar.close()
+
+    outputs = write_videos(blocks(), folder, n_frames=max(total, 1), fps=options.fps or info.fps)
+    return SeparateSummary(
+        factors=chosen.name,
+        rank=k,
+        threshold=state.get("threshold", float("nan")),
+        outputs=outputs,
+        wall_time_s=time.perf_counter() - started,
+    )

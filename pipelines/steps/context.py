@@ -1,0 +1,155 @@
+"""The job context: the one dask.distributed Client of a command, and how a job talks to its user.
+
+A command opens one :class:`JobContext`; every step it runs takes it.  The Client is
+opened on first use (a step that finds its output complete opens none) and closed
+when the context closes, so ``vidsvd run`` starts one cluster for all of its steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import distributed
+
+from cluster.client import ClusterOptions, connect, dashboard_link, describe
+from cluster.progress import wait_with_progress
+from storage.errors import StoreNotSharedError
+from storage.store import StoreLocation, store_problem
+
+__all__ = ["JobContext", "step_context"]
+
+_LISTED_WORKERS = 4
+"""Workers named in the error when some cannot see the store; the rest are counted."""
+
+
+@dataclass(kw_only=True)
+class JobContext:
+    """Where a command computes and how it reports.
+
+    Parameters
+    ----------
+    cluster : ClusterOptions
+        The cluster to open on first use (default: an embedded LocalCluster).
+    progress : bool
+        Show progress bars on stderr.
+    log : callable or None
+        Receives one-line messages for the user; None drops them.
+
+    Notes
+    -----
+    Use it as a context manager (``with JobContext(...) as context:``); a step given
+    no context makes its own and closes it when it returns.
+    """
+
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    progress: bool = True
+    log: Callable[[str], None] | None = None
+    _client: distributed.Client | None = field(default=None, init=False, repr=False)
+    _opened: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
+    _checked: set[tuple[str, bool]] = field(default_factory=set, init=False, repr=False)
+    connections: int = field(default=0, init=False)
+    """How many Clients this context has opened (one at most: tests check it)."""
+
+    def say(self, message: str) -> None:
+        """Tell the user ``message`` (one line), unless the context is quiet."""
+        if self.log is not None:
+            self.log(message)
+
+    @property
+    def remote(self) -> bool:
+        """True when the workers are not this machine's embedded cluster."""
+        return bool(self.cluster.scheduler or self.cluster.batch)
+
+    def client(self) -> distributed.Client:
+        """The command's Client, connected on first call and reused after."""
+        if self._client is None:
+            self._client = self._opened.enter_context(connect(self.cluster))
+            self.connections += 1
+            self.say(f"computing on {describe(self._client)}")
+            link = dashboard_link(self._client)
+            if link and self.remote:
+                self.say(f"dashboard: {link}")
+        return self._client
+
+    def wait(self, futures: Collection[Any], *, description: str) -> None:
+        """Wait for ``futures`` of the Client with a progress bar (when shown)."""
+        wait_with_progress(self.client(), list(futures), description=description, show=self.progress)
+
+    def require_workers_see(self, location: StoreLocation, *, must_exist: bool = True) -> None:
+        """Refuse to compute when some workers of an existing scheduler cannot use the store.
+
+        The workers of an embedded cluster share this machine's filesystem and
+        environment; those of an existing scheduler may run elsewhere, where a local
+        path may not exist and object-storage credentials may be missing.  Each worker
+        runs :func:`storage.store.store_problem` on the store as this process resolved
+        it (a local path made absolute here): one small call per worker, once per
+        store and context.
+
+        Raises
+        ------
+        StoreNotSharedError
+            Naming the workers, what they found, and what to do.
+        """
+        if not self.cluster.scheduler or (str(location), must_exist) in self._checked:
+            return
+        shared = StoreLocation(url=str(location.local_path)) if location.is_local else location
+        answers = self.client().run(store_problem, shared, must_exist=must_exist, on_error="return")
+        problems = {
+            address: answer if isinstance(answer, str) or answer is None else _failed_check(answer)
+            for address, answer in answers.items()
+        }
+        failing = sorted(address for address, problem in problems.items() if problem)
+        if not failing:
+            self._checked.add((str(location), must_exist))
+            return
+        listed = ", ".join(failing[:_LISTED_WORKERS])
+        if len(failing) > _LISTED_WORKERS:
+            listed += f" and {len(failing) - _LISTED_WORKERS} more"
+        reason = problems[failing[0]]
+        who = f"{len(failing)} of {len(problems)} dask workers ({listed})"
+        if location.is_local:
+            raise StoreNotSharedError(
+                f"{who} cannot see the store {shared}: {reason}; put the store on a filesystem every "
+                "worker mounts at the same path, or on object storage (--store s3://bucket/path.zarr)"
+            )
+        raise StoreNotSharedError(
+            f"{who} cannot use the store {shared}: {reason} (on the workers: give them the credentials "
+            "and endpoint this machine uses)"
+        )
+
+    def close(self) -> None:
+        """Close the Client and any cluster this context started."""
+        self._client = None
+        self._opened.close()
+
+    def __enter__(self) -> JobContext:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._opened.__exit__(exc_type, exc, traceback)
+        self._client = None
+
+
+@contextmanager
+def step_context(context: JobContext | None) -> Iterator[JobContext]:
+    """Yield ``context``, or a default :class:`JobContext` that closes when the step ends."""
+    if context is not None:
+        yield context
+        return
+    with JobContext() as own:
+        yield own
+
+
+def _failed_check(error: BaseException) -> str:
+    if isinstance(error, ImportError):
+        return f"the check could not run there ({error}); install vidsvd on every worker"
+    return f"the check failed there ({type(error).__name__}: {error})"

@@ -1,0 +1,153 @@
+"""The decompose step: a truncated SVD of the stored video's M, factors persisted in the store."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from distributed import futures_of
+
+from cluster.client import describe, peak_worker_memory, worker_memory_limit
+from pipelines.decompose import SvdParameters
+from pipelines.decompose import decompose as decompose_matrix
+from pipelines.matrix import matrix_chunk_bytes, video_matrix
+from pipelines.planning import ClusterSize, plan_decomposition
+from pipelines.steps.context import JobContext, step_context
+from storage.factors import (
+    check_factors_name,
+    default_factors_name,
+    find_reusable_factors,
+    write_factors,
+)
+from storage.store import StoreLocation
+from storage.video_array import open_video
+
+__all__ = ["DecomposeSummary", "decompose"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecomposeSummary:
+    """What :func:`decompose` did.
+
+    Attributes
+    ----------
+    name : str
+        Name of the factor set under ``STORE/factors``.
+    reused : bool
+        True when complete factors of the same method and parameters and at least
+        the asked rank already existed: nothing was computed.
+    rank : int
+        Rank of the stored factor set (may exceed the asked rank when reused).
+    wall_time_s : float
+        Seconds of this call.
+    singular_values : list of float
+        The leading singular values (of the asked rank).
+    """
+
+    name: str
+    reused: bool
+    rank: int
+    wall_time_s: float
+    singular_values: list[float]
+
+
+def decompose(
+    *,
+    store: StoreLocation | str | os.PathLike[str],
+    parameters: SvdParameters,
+    name: str | None = None,
+    force: bool = False,
+    context: JobContext | None = None,
+) -> DecomposeSummary:
+    """Truncated SVD of the stored video's matrix M on the context's cluster.
+
+    Reads ``STORE/video`` (never the source video), builds the lazy float32 matrix M
+    (pixel, frame), decomposes it with ``parameters``, and writes U, s, Vt to
+    ``STORE/factors/NAME`` with their provenance, ``complete`` last.  Complete
+    factors of the same method and parameters with at least the asked rank are
+    reused unless ``force``; then no cluster is started.  On an existing scheduler
+    every worker first checks that it can use the store.
+
+    Notes
+    -----
+    Memory: the workers hold one chunk of M per task (merged video chunks, see
+    :func:`pipelines.planning.plan_decomposition`) plus the (P, rank + oversample)
+    panels of the randomized method; the exact method needs about
+    ``n_blocks * T**2 * 8`` bytes and is refused when that exceeds the cluster's
+    memory.  This process holds only s.
+    """
+    started = time.perf_counter()
+    video = open_video(store)
+    matrix = video_matrix(video.frames)
+    n_pixels, n_frames = (int(n) for n in matrix.shape)
+    parameters.validate(n_pixels=n_pixels, n_frames=n_frames)
+    factors_name = name or default_factors_name(parameters.method, parameters.rank)
+    with step_context(context) as job:
+        if not force:
+            found = find_reusable_factors(
+                video.location, parameters=parameters, video_fingerprint=video.fingerprint, name=name
+            )
+            if found is not None:
+                job.say(
+                    f"reusing factors {found.name!r} (rank {found.rank} >= {parameters.rank}, same method "
+                    "and parameters): nothing to compute; pass --force to recompute"
+                )
+                return DecomposeSummary(
+                    name=found.name,
+                    reused=True,
+                    rank=found.rank,
+                    wall_time_s=time.perf_counter() - started,
+                    singular_values=[float(v) for v in found.s[: parameters.rank].compute()],
+                )
+        check_factors_name(video.location, factors_name, overwrite=force)
+        client = job.client()
+        job.require_workers_see(video.location)
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        threads = sum(int(w.get("nthreads", 1)) for w in workers) or 1
+        plan = plan_decomposition(
+            method=parameters.method,
+            video_chunk_frames=int(video.frames.chunks[0][0]),
+            n_video_chunks=len(video.frames.chunks[0]),
+            frame_pixels=int(np.prod(video.frames.shape[1:], dtype=np.int64)),
+            matrix_chunk_bytes=matrix_chunk_bytes(matrix),
+            matrix_bytes=int(matrix.nbytes),
+            cluster=ClusterSize(
+                n_workers=len(workers),
+                threads=threads,
+                worker_memory_bytes=worker_memory_limit(client),
+            ),
+        )
+        if plan.frames_per_chunk is not None:
+            matrix = video_matrix(video.frames, frames_per_chunk=plan.frames_per_chunk)
+        u, s, vt = decompose_matrix(
+            matrix,
+            parameters,
+            memory_limit_bytes=plan.cluster_memory_bytes,
+            threads=threads,
+            keep_in_memory=plan.keep_in_memory,
+        )
+        u, s, vt = client.persist([u, s, vt])
+        job.wait(futures_of([u, s, vt]), description=f"decompose ({parameters.method})")
+        provenance: dict[str, Any] = {
+            **parameters.as_attrs(),
+            "video_fingerprint": video.fingerprint,
+            "n_pixels": n_pixels,
+            "n_frames": n_frames,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "peak_worker_memory": peak_worker_memory(client),
+            "kept_in_memory": plan.keep_in_memory,
+            "matrix_frames_per_chunk": int(matrix.chunks[1][0]),
+            "cluster": describe(client),
+        }
+        write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)
+        singular_values = [float(v) for v in s.compute()]
+    return DecomposeSummary(
+        name=factors_name,
+        reused=False,
+        rank=parameters.rank,
+        wall_time_s=time.perf_counter() - started,
+        singular_values=singular_values,
+    )

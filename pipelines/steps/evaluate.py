@@ -1,0 +1,119 @@
+"""The evaluate step: the stored masks (and OpenCV's subtractors) against ground truth."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from pipelines.baselines import run_baseline
+from pipelines.metrics import Scores, cdnet_scores
+from pipelines.steps.context import JobContext
+from storage.derived import open_derived
+from storage.errors import InvalidParameterError, TruthMismatchError
+from storage.layout import MASKS_ARRAY
+from storage.store import StoreLocation
+from storage.truth import read_cdnet_truth, read_truth_masks
+from storage.video_array import StoredVideo, open_video
+
+__all__ = ["BASELINES", "TRUTH_FORMATS", "evaluate"]
+
+BASELINES = ("mog2", "knn")
+"""OpenCV background subtractors :func:`evaluate` can score beside vidsvd."""
+
+TRUTH_FORMATS = ("cdnet", "masks")
+"""Layouts of ground truth :func:`evaluate` reads."""
+
+
+def evaluate(
+    *,
+    store: StoreLocation | str | os.PathLike[str],
+    truth: str | os.PathLike[str],
+    truth_format: str = "masks",
+    frame_map: str | os.PathLike[str] | None = None,
+    baselines: Sequence[str] = (),
+    context: JobContext | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Score ``STORE/masks`` against ground truth with the CDnet 2014 metrics.
+
+    Parameters
+    ----------
+    truth : path
+        ``masks`` format: a folder of binary images and a CSV (``frame_map``, or the
+        folder's own ``frame_map.csv``) mapping each image to its frame.  ``cdnet``
+        format: a CDnet 2014 video folder (``groundtruth/`` and ``temporalROI.txt``).
+    baselines : sequence of {"mog2", "knn"}
+        OpenCV background subtractors run on the same stored frames and scored the
+        same way (needs the ``baselines`` extra).
+    context : JobContext, optional
+        Only its log is used: scoring runs in this process.
+
+    Returns
+    -------
+    dict
+        Method name ("vidsvd", "mog2", "knn") to its scores: recall, specificity,
+        FPR, FNR, PWC, precision, F-measure, and the frame count.
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``truth_format`` or baseline.
+    TruthMismatchError
+        The truth names frames the store does not have.
+
+    Notes
+    -----
+    Memory: the scored frames' masks and truth; the baselines stream the stored
+    video one chunk at a time.
+    """
+    job = context or JobContext()
+    if truth_format not in TRUTH_FORMATS:
+        raise InvalidParameterError(f"truth_format must be cdnet or masks, got {truth_format!r}")
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise InvalidParameterError(f"baselines are mog2 and/or knn, got {', '.join(unknown)}")
+    video = open_video(store)
+    stored_masks = open_derived(video.location, MASKS_ARRAY)
+    if truth_format == "cdnet":
+        found = read_cdnet_truth(truth)
+        truth_frames = [(frame, found.load(frame)) for frame in found.frames if frame < video.n_frames]
+    else:
+        truth_frames = read_truth_masks(truth, frame_map=frame_map, shape=(video.height, video.width))
+    outside = [frame for frame, _ in truth_frames if frame >= video.n_frames]
+    if outside:
+        raise TruthMismatchError(
+            f"ground truth names frame {outside[0]} but the store has {video.n_frames} frames; "
+            "check the frame map and the ingest's --fps"
+        )
+    wanted = [frame for frame, _ in truth_frames]
+    predicted = np.asarray(stored_masks.data[wanted].compute()) > 0
+    results = {"vidsvd": _scores_row(predicted, truth_frames)}
+    for name in baselines:
+        job.say(f"running the {name} baseline over {video.n_frames} frames")
+        found_masks = run_baseline(
+            cast(Literal["mog2", "knn"], name), _stored_frames(video), wanted_frames=set(wanted)
+        )
+        results[name] = _scores_row(np.stack([found_masks[f] for f in wanted]), truth_frames)
+    return results
+
+
+def _scores_row(
+    predicted: npt.NDArray[np.bool_], truth_frames: Sequence[tuple[int, npt.NDArray[np.uint8]]]
+) -> dict[str, Any]:
+    total = sum(
+        (
+            cdnet_scores(mask, truth_mask)
+            for mask, (_, truth_mask) in zip(predicted, truth_frames, strict=True)
+        ),
+        Scores(),
+    )
+    return {**total.as_dict(), "frames": len(truth_frames)}
+
+
+def _stored_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:
+    step = int(video.frames.chunks[0][0])
+    for start in range(0, video.n_frames, step):
+        yield from np.asarray(video.frames[start : start + step].compute())

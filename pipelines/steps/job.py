@@ -1,0 +1,170 @@
+"""The main job (ingest, decompose, separate, report on one cluster) and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.decompose import SvdParameters
+from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.decompose import decompose
+from pipelines.steps.evaluate import evaluate
+from pipelines.steps.ingest import ingest
+from pipelines.steps.report import report, report_is_current
+from pipelines.steps.separate import separate
+from pipelines.synthetic import SceneSpec, write_scene
+from storage.derived import read_separation, write_file_atomic
+from storage.errors import StoreIncompleteError, StoreNotFoundError
+from storage.output_folder import OutputFolder
+from storage.store import StoreLocation, as_location, create_parent_folder, store_exists
+from storage.truth import FRAME_MAP_NAME
+from storage.video_array import open_video
+
+__all__ = ["RunSummary", "demo", "run"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """Where the main job put things, what each step did and how long it took."""
+
+    store: str
+    out: str
+    steps: dict[str, str]
+    timings: dict[str, float]
+
+
+def run(
+    videos: Sequence[str | os.PathLike[str]],
+    *,
+    out: str | os.PathLike[str],
+    parameters: SvdParameters,
+    store: StoreLocation | str | os.PathLike[str] | None = None,
+    fps: float | None = None,
+    scale: float | None = None,
+    size: tuple[int, int] | None = None,
+    separate_rank: int | None = None,
+    threshold: float | None = None,
+    report_ranks: Sequence[int] | None = None,
+    context: JobContext | None = None,
+) -> RunSummary:
+    """The main job: ingest, decompose, separate, report, into ``out``.
+
+    The store is ``store`` (a path or fsspec URL such as ``s3://bucket/job.zarr``),
+    by default ``out/store.zarr``; images, videos and reports go to the local folder
+    ``out``.  Each step is skipped when its complete output exists already, so
+    rerunning after a crash or Ctrl-C continues where the job stopped (an
+    interrupted ingest resumes).  One Client serves every step.  With an existing
+    scheduler, its workers must see the store: that is checked before the ingest
+    (a local store's folder is created first), so a store they cannot reach fails
+    in seconds rather than after the ingest.
+    """
+    folder = OutputFolder.at(out)
+    location = as_location(store) if store is not None else StoreLocation(url=str(folder.default_store))
+    steps: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    with step_context(context) as job:
+        if job.cluster.scheduler:
+            create_parent_folder(location)
+            job.require_workers_see(location, must_exist=False)
+        started = time.perf_counter()
+        state = _video_state(location)
+        if state == "complete":
+            steps["ingest"] = "skipped (complete)"
+        else:
+            ingest(
+                videos,
+                store=location,
+                fps=fps,
+                scale=scale,
+                size=size,
+                resume=state == "incomplete",
+                context=job,
+            )
+            steps["ingest"] = "resumed" if state == "incomplete" else "done"
+        timings["ingest_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        decomposed = decompose(store=location, parameters=parameters, context=job)
+        steps["decompose"] = f"reused {decomposed.name}" if decomposed.reused else f"done ({decomposed.name})"
+        timings["decompose_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        done = read_separation(location)
+        if (
+            done is not None
+            and done.complete
+            and done.factors == decomposed.name
+            and (separate_rank is None or done.rank == separate_rank)
+            and (threshold is None or done.threshold == threshold)
+            and folder.compare_mp4.exists()
+        ):
+            steps["separate"] = "skipped (complete)"
+        else:
+            separate(
+                store=location,
+                out=folder.path,
+                factors=decomposed.name,
+                rank=separate_rank,
+                threshold=threshold,
+                context=job,
+            )
+            steps["separate"] = "done"
+        timings["separate_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        if steps["separate"].startswith("skipped") and report_is_current(
+            folder, factors=decomposed.name, ranks=report_ranks
+        ):
+            steps["report"] = "skipped (complete)"
+        else:
+            report(store=location, out=folder.path, ranks=report_ranks, factors=decomposed.name, context=job)
+            steps["report"] = "done"
+        timings["report_s"] = time.perf_counter() - started
+    return RunSummary(store=str(location), out=str(folder.path), steps=steps, timings=timings)
+
+
+def _video_state(store: StoreLocation) -> str:
+    """``absent``, ``incomplete`` or ``complete`` for the video of a job's store."""
+    if not store_exists(store):
+        return "absent"
+    try:
+        open_video(store)
+    except StoreIncompleteError:
+        return "incomplete"
+    except StoreNotFoundError:
+        return "absent"
+    return "complete"
+
+
+DEMO_SCENE = SceneSpec(width=320, height=240, n_frames=300, fps=10.0, n_objects=5, seed=7)
+"""The demo's synthetic scene: 30 s of 320x240 with five moving objects."""
+
+
+def demo(
+    *,
+    out: str | os.PathLike[str],
+    spec: SceneSpec | None = None,
+    context: JobContext | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Write a synthetic scene with ground truth, run the main job on it and score it.
+
+    Returns the scores of :func:`pipelines.steps.evaluate.evaluate`; also writes
+    them to ``out/scores.json``.
+    """
+    folder = OutputFolder.at(out)
+    scene = spec or DEMO_SCENE
+    with step_context(context) as job:
+        if not (folder.demo_truth / FRAME_MAP_NAME).exists() or not folder.demo_scene.exists():
+            job.say(
+                f"writing a synthetic {scene.width}x{scene.height} scene of {scene.n_frames} frames "
+                "with truth"
+            )
+            write_scene(scene, folder.demo_scene, truth_dir=folder.demo_truth, truth_every=1)
+        run([folder.demo_scene], out=folder.path, parameters=SvdParameters(rank=10), context=job)
+        scores = evaluate(store=folder.default_store, truth=folder.demo_truth, context=job)
+    write_file_atomic(folder.scores_json, json.dumps(scores, indent=2) + "\n")
+    return scores

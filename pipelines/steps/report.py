@@ -1,0 +1,159 @@
+"""The report step: compression and reconstruction quality per rank, spectrum and components."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import futures_of
+
+from pipelines.matrix import video_matrix
+from pipelines.metrics import cumulative_energy, mean_squared_errors, rank_table, relative_errors
+from pipelines.plots import background_png, components_png, energy_png, spectrum_png
+from pipelines.report_html import render_report_html
+from pipelines.separate import background_images
+from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.factor_choice import choose_factors
+from storage.derived import write_file_atomic
+from storage.errors import InvalidParameterError
+from storage.output_folder import OutputFolder
+from storage.store import StoreLocation
+from storage.video_array import open_video
+
+__all__ = ["DEFAULT_REPORT_RANKS", "report", "report_is_current"]
+
+DEFAULT_REPORT_RANKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 700)
+"""Ranks measured by default (those up to the factors' rank, plus that rank)."""
+
+_COMPONENT_IMAGES = 8
+"""Columns of U shown as images."""
+
+
+def report(
+    *,
+    store: StoreLocation | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    ranks: Sequence[int] | None = None,
+    factors: str | None = None,
+    context: JobContext | None = None,
+) -> dict[str, Any]:
+    """Compression and reconstruction quality per rank, spectrum and components.
+
+    For each rank k (default: those of :data:`DEFAULT_REPORT_RANKS` up to the
+    factors' rank, plus that rank): the stored fraction k(P+1+T)/(PT), the factors'
+    bytes against the uint8 video's raw and stored bytes and against the source
+    files, the exact relative error ||M - M_k||_F / ||M||_F and PSNR (computed out of
+    core, chunk by chunk, all ranks in one pass over M).  Writes ``report.json`` and a
+    self-contained ``report.html`` in ``out`` and returns the report.
+
+    Notes
+    -----
+    Memory: one chunk of M and U per task; this process holds s and a few images.
+    """
+    started = time.perf_counter()
+    video = open_video(store)
+    chosen = choose_factors(video, factors)
+    wanted = sorted({*(r for r in (ranks or DEFAULT_REPORT_RANKS) if r <= chosen.rank), chosen.rank})
+    if ranks and max(ranks) > chosen.rank:
+        raise InvalidParameterError(
+            f"--ranks go up to {max(ranks)} but factors {chosen.name!r} have rank {chosen.rank}; "
+            f"decompose with --rank {max(ranks)} first"
+        )
+    folder = OutputFolder.at(out)
+    folder.prepare()  # an unusable --out fails before any computing
+    matrix = video_matrix(video.frames)
+    n_pixels, n_frames = (int(n) for n in matrix.shape)
+    with step_context(context) as job:
+        client = job.client()
+        job.require_workers_see(video.location)
+        job.say(f"measuring ranks {', '.join(map(str, wanted))}")
+        u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
+        errors = relative_errors(matrix, u, s, vt, wanted)
+        mses = mean_squared_errors(matrix, u, s, vt, wanted)
+        errors, mses = client.persist([errors, mses])
+        job.wait(futures_of([errors, mses]), description="report")
+        error_values, mse_values, s_values = client.compute([errors, mses, s], sync=True)
+        shown = min(_COMPONENT_IMAGES, chosen.rank)
+        component_images = [
+            np.asarray(c).reshape(video.height, video.width, *video.frames.shape[3:])
+            for c in client.compute([u[:, i] for i in range(shown)], sync=True)
+        ]
+        backgrounds = client.compute(
+            background_images(
+                u, s, vt, rank=chosen.rank, height=video.height, width=video.width, segments=video.segments
+            ),
+            sync=True,
+        )
+    source_bytes = video.source_bytes
+    rows = rank_table(
+        wanted,
+        n_pixels=n_pixels,
+        n_frames=n_frames,
+        relative_errors=error_values,
+        mean_squared_errors=mse_values,
+        stored_video_bytes=video.stored_bytes,
+    )
+    for row in rows:
+        row["bytes_vs_source"] = int(row["factor_bytes"] or 0) / source_bytes if source_bytes else None
+    energy = cumulative_energy(np.asarray(s_values))
+    source_names = [Path(source.path).name for source in video.sources]
+    result: dict[str, Any] = {
+        "title": f"vidsvd report: {', '.join(source_names)}",
+        "video": {
+            "sources": source_names,
+            "frames": n_frames,
+            "size": f"{video.width}x{video.height}",
+            "fps": video.fps,
+            "pixels": n_pixels,
+            "raw_bytes": n_pixels * n_frames,
+            "stored_bytes": video.stored_bytes,
+            "source_bytes": source_bytes,
+            "segments": [list(segment) for segment in video.segments],
+        },
+        "factors": {"name": chosen.name, **chosen.provenance},
+        "ranks": rows,
+        "singular_values": [float(v) for v in np.asarray(s_values)],
+        "cumulative_energy": [float(v) for v in energy],
+        "timings": {
+            "ingest_s": video.ingest_wall_time_s,
+            "decompose_s": chosen.wall_time_s,
+            "report_s": round(time.perf_counter() - started, 3),
+        },
+        "provenance": {
+            "video_fingerprint": video.fingerprint,
+            "versions": chosen.versions,
+            "ffmpeg": video.ffmpeg_version,
+        },
+    }
+    images = {
+        "spectrum": spectrum_png(np.asarray(s_values)),
+        "energy": energy_png(np.asarray(s_values)),
+        "components": components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)]),
+    }
+    for index, image in enumerate(backgrounds):
+        images[f"background-{index + 1}"] = background_png(np.asarray(image))
+    write_file_atomic(folder.report_json, json.dumps(result, indent=2, default=_json_default) + "\n")
+    write_file_atomic(folder.report_html, render_report_html(result, images))
+    job.say(f"wrote report.json and report.html in {folder.path}")
+    return result
+
+
+def report_is_current(folder: OutputFolder, *, factors: str, ranks: Sequence[int] | None) -> bool:
+    """True when the folder's ``report.json`` is of these factors and (when given) these ranks."""
+    previous = folder.previous_report()
+    if previous is None:
+        return False
+    if previous.get("factors", {}).get("name") != factors:
+        return False
+    return ranks is None or {row["rank"] for row in previous.get("ranks", [])} >= set(ranks)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,191 @@
+"""The separate step: background, foreground and masks of every frame, with images and videos."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from pipelines.encode_stream import Blocks, write_videos
+from pipelines.plots import image_png
+from pipelines.separate import (
+    auto_threshold,
+    background_frames,
+    background_images,
+    foreground_frames,
+    masks,
+    sample_frames,
+    to_storage_foreground,
+)
+from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.factor_choice import choose_factors
+from storage.derived import open_derived, prepare_derived, write_file_atomic
+from storage.errors import InvalidParameterError
+from storage.layout import FOREGROUND_ARRAY, MASKS_ARRAY
+from storage.output_folder import OutputFolder
+from storage.store import StoreLocation
+from storage.video_array import open_video
+
+__all__ = ["THRESHOLD_SAMPLE_FRAMES", "SeparateSummary", "separate", "write_backgrounds"]
+
+THRESHOLD_SAMPLE_FRAMES = 24
+"""Frames whose foreground decides the ``auto`` threshold."""
+
+CLEANUP = "median 3x3"
+"""The mask clean-up :func:`pipelines.separate.masks` applies, as recorded in the store."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeparateSummary:
+    """What :func:`separate` (or :func:`pipelines.steps.apply.apply`) wrote.
+
+    Attributes
+    ----------
+    factors : str
+        Factor set used.
+    rank : int
+        Components of the background.
+    threshold : float
+        Mask threshold on |foreground| (grey levels).
+    outputs : list of str
+        Files written in the output folder.
+    wall_time_s : float
+        Seconds of this call.
+    """
+
+    factors: str
+    rank: int
+    threshold: float
+    outputs: list[str]
+    wall_time_s: float
+
+
+def separate(
+    *,
+    store: StoreLocation | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    factors: str | None = None,
+    rank: int | None = None,
+    threshold: float | None = None,
+    context: JobContext | None = None,
+) -> SeparateSummary:
+    """Background, foreground and masks of every frame, from the stored video and factors.
+
+    ``rank=None`` uses one component per source segment: the original notebook's
+    rank-1 background for one video, one background per scene for concatenated
+    videos.  Measured on the notebook's own video (15 ground-truth masks, 3x3 median
+    clean-up), the F-measure at the best threshold falls with the rank: 0.90 at rank
+    1, 0.86 at 2, 0.77 at 5 and 10, because people who linger become components.
+
+    Writes ``STORE/foreground`` (int16, grey levels, frame - background) and
+    ``STORE/masks`` (uint8 0/255), then in ``out``: ``background.png`` (one per source
+    segment when the store holds several videos), ``foreground.mp4``, ``compare.mp4``
+    (original | background | foreground | mask) and a few sample frames as PNG.
+    ``threshold=None`` picks the threshold from the data
+    (:func:`pipelines.separate.auto_threshold` on a sample of frames).
+
+    Notes
+    -----
+    Nothing is decomposed again.  Workers hold one chunk of frames per task plus U_k;
+    this process streams the videos to the encoders one chunk of frames at a time.
+    In ``foreground.mp4`` grey 128 is "no change": a pixel is ``128 + foreground / 2``.
+    """
+    started = time.perf_counter()
+    video = open_video(store)
+    if video.frames.ndim != 3:
+        raise InvalidParameterError("separate works on gray videos; ingest without --color")
+    chosen = choose_factors(video, factors)
+    k = min(chosen.rank, len(video.segments)) if rank is None else rank
+    if not 1 <= k <= chosen.rank:
+        raise InvalidParameterError(
+            f"--rank must be between 1 and {chosen.rank} (factors {chosen.name!r}), got {k}"
+        )
+    folder = OutputFolder.at(out)
+    folder.prepare()  # an unusable --out fails before any computing
+    height, width = video.height, video.width
+    with step_context(context) as job:
+        client = job.client()
+        job.require_workers_see(video.location)
+        job.say(f"separating with factors {chosen.name!r}, rank {k}")
+        u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
+        background = background_frames(u, s, vt, rank=k, height=height, width=width)
+        foreground = foreground_frames(video.frames, background)
+        if threshold is None:
+            picked = sample_frames(video.n_frames, THRESHOLD_SAMPLE_FRAMES)
+            threshold = auto_threshold(foreground[picked].compute())
+            job.say(f"auto threshold: |foreground| > {threshold:.1f} grey levels")
+        provenance = {
+            "factors": chosen.name,
+            "rank": k,
+            "threshold": float(threshold),
+            "video_fingerprint": video.fingerprint,
+            "cleanup": CLEANUP,
+        }
+        # One graph for both arrays: each task computes a chunk's background once and
+        # writes its foreground and mask; nothing is held whole.
+        write = prepare_derived(
+            video.location,
+            arrays={
+                FOREGROUND_ARRAY: to_storage_foreground(foreground),
+                MASKS_ARRAY: masks(foreground, threshold=float(threshold)),
+            },
+            attrs=provenance,
+        )
+        stored = client.compute(write.task)
+        job.wait([stored], description="separate")
+        stored.result()
+        write.finish()
+        images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)
+        outputs = write_backgrounds(folder, [np.asarray(i) for i in client.compute(images, sync=True)])
+    n_frames, blocks = stored_blocks(video.location, progress=job.progress)
+    outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps)
+    job.say(f"wrote {', '.join(outputs)} in {folder.path}")
+    return SeparateSummary(
+        factors=chosen.name,
+        rank=k,
+        threshold=float(threshold),
+        outputs=outputs,
+        wall_time_s=time.perf_counter() - started,
+    )
+
+
+def write_backgrounds(folder: OutputFolder, images: Sequence[npt.NDArray[Any]]) -> list[str]:
+    """Write background images (float grey levels, (y, x)) as PNG; return the file names."""
+    names = OutputFolder.background_names(len(images))
+    if len(images) > 1:  # the first also under the plain name
+        images = [images[0], *images]
+    for file_name, image in zip(names, images, strict=True):
+        write_file_atomic(folder.file(file_name), image_png(np.clip(np.rint(image), 0, 255).astype(np.uint8)))
+    return names
+
+
+def stored_blocks(location: StoreLocation, *, progress: bool) -> tuple[int, Blocks]:
+    """The frame count and the stored (original, foreground, mask), chunk by chunk.
+
+    Memory: one chunk of each of the three arrays at a time.
+    """
+    video = open_video(location)
+    foreground = open_derived(location, FOREGROUND_ARRAY).data
+    frame_masks = open_derived(location, MASKS_ARRAY).data
+    step = int(foreground.chunks[0][0])
+
+    def blocks() -> Iterator[Any]:
+        bar = tqdm(total=video.n_frames, unit="frame", desc="encode", disable=not progress, file=sys.stderr)
+        for start in range(0, video.n_frames, step):
+            stop = min(start + step, video.n_frames)
+            original, fg, mask = dask.compute(
+                video.frames[start:stop], foreground[start:stop], frame_masks[start:stop]
+            )
+            bar.update(stop - start)
+            yield original, fg, mask
+        bar.close()
+
+    return video.n_frames, blocks()

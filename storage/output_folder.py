@@ -1,0 +1,146 @@
+"""The output folder of a job: the files meant for people, and where the default store goes.
+
+::
+
+    OUT/
+      store.zarr          the store, unless the job names another (a path or URL)
+      background.png      background-1.png, background-2.png ... per source video
+      foreground.mp4      compare.mp4, frame-NNNNNN.png samples
+      report.json         report.html, scores.json
+      scene.mp4, truth/   the demo's synthetic video and its ground truth
+
+Every name is built here; the steps ask this module for paths and never join
+strings themselves.  Files are written through :func:`storage.derived.write_file_atomic`
+(or the video encoder's own temporary file), so none is ever half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from storage.errors import StoreNotWritableError
+
+__all__ = ["OutputFolder"]
+
+_STORE: Final = "store.zarr"
+_REPORT_JSON: Final = "report.json"
+_REPORT_HTML: Final = "report.html"
+_SCORES_JSON: Final = "scores.json"
+_FOREGROUND_MP4: Final = "foreground.mp4"
+_COMPARE_MP4: Final = "compare.mp4"
+_DEMO_SCENE: Final = "scene.mp4"
+_DEMO_TRUTH: Final = "truth"
+
+
+@dataclass(frozen=True)
+class OutputFolder:
+    """A local folder of images, videos and reports.
+
+    Parameters
+    ----------
+    path : path
+        The folder; created by :meth:`prepare`.
+    """
+
+    path: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> OutputFolder:
+        """The output folder at ``path`` (nothing is created)."""
+        return cls(Path(path))
+
+    @property
+    def default_store(self) -> Path:
+        """Where a job's store goes when none is named: ``OUT/store.zarr``."""
+        return self.path / _STORE
+
+    @property
+    def report_json(self) -> Path:
+        """``report.json``."""
+        return self.path / _REPORT_JSON
+
+    @property
+    def report_html(self) -> Path:
+        """``report.html``."""
+        return self.path / _REPORT_HTML
+
+    @property
+    def scores_json(self) -> Path:
+        """``scores.json`` (the demo's scores)."""
+        return self.path / _SCORES_JSON
+
+    @property
+    def foreground_mp4(self) -> Path:
+        """``foreground.mp4``."""
+        return self.path / _FOREGROUND_MP4
+
+    @property
+    def compare_mp4(self) -> Path:
+        """``compare.mp4``."""
+        return self.path / _COMPARE_MP4
+
+    @property
+    def demo_scene(self) -> Path:
+        """``scene.mp4``: the demo's synthetic video."""
+        return self.path / _DEMO_SCENE
+
+    @property
+    def demo_truth(self) -> Path:
+        """``truth/``: the demo's ground-truth masks and their frame map."""
+        return self.path / _DEMO_TRUTH
+
+    def file(self, name: str) -> Path:
+        """Any other file of the folder, by its plain name (no folders in ``name``)."""
+        if not name or Path(name).name != name:
+            raise ValueError(f"an output file name is a plain name, got {name!r}")
+        return self.path / name
+
+    @staticmethod
+    def background_names(count: int) -> list[str]:
+        """File names of ``count`` background images.
+
+        One image is ``background.png``; several are ``background-1.png``,
+        ``background-2.png``... and the first again as ``background.png``, for tools
+        that expect one.
+        """
+        if count == 1:
+            return ["background.png"]
+        return ["background.png", *(f"background-{i + 1}.png" for i in range(count))]
+
+    @staticmethod
+    def sample_name(frame: int) -> str:
+        """File name of the sample frame ``frame`` of compare.mp4."""
+        return f"frame-{frame:06d}.png"
+
+    def previous_report(self) -> dict[str, Any] | None:
+        """The folder's ``report.json`` as a dict, or None when it is absent or unreadable."""
+        try:
+            previous = json.loads(self.report_json.read_text())
+        except (OSError, ValueError):
+            return None
+        return previous if isinstance(previous, dict) else None
+
+    def prepare(self) -> Path:
+        """Create the folder (and its parents); return its path.
+
+        Raises
+        ------
+        StoreNotWritableError
+            The folder cannot be created, or a file stands in its place.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StoreNotWritableError(
+                f"the output folder {self.path} is a file; choose another --out"
+            ) from None
+        except OSError as exc:
+            raise StoreNotWritableError(
+                f"cannot create the output folder {self.path} ({exc.strerror or exc}); "
+                "choose a writable --out"
+            ) from None
+        return self.path
