@@ -1,8 +1,14 @@
 """The dependency rule of DESIGN.md, checked on the source itself.
 
-- storage/ and cluster/ import nothing of pipelines/; cluster/ imports nothing of storage/;
+- storage/ and cluster/ import nothing of pipelines/; cluster/ imports nothing of storage/
+  but its error base class (storage.errors);
 - only storage/ imports zarr and imageio_ffmpeg;
-- only cluster/ creates a dask.distributed Client or cluster.
+- only cluster/ creates a dask.distributed Client or cluster;
+- the pure modules (pipelines/*.py but the public API) import neither cluster nor the
+  steps, command line or benchmarks; only the steps, the command line, the benchmarks
+  and the public API import cluster; only the command line imports the benchmarks;
+- only storage/ reads or writes Zarr attributes or names the ``complete`` marker;
+- no module is over 500 lines; tests import no private name of the packages.
 """
 
 from __future__ import annotations
@@ -57,8 +63,130 @@ def test_lower_layers_do_not_import_pipelines(package: str) -> None:
     assert offenders == []
 
 
-def test_cluster_does_not_import_storage() -> None:
-    offenders = [str(p.relative_to(REPO)) for p in _modules("cluster") if "storage" in _imported_roots(p)]
+def _imported_modules(path: Path) -> set[str]:
+    """Full names of the modules a file imports (``from a.b import c`` gives a.b and a.b.c)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _imports_under(path: Path, prefix: str) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for name in _imported_modules(path))
+
+
+def test_cluster_imports_only_the_error_base_of_storage() -> None:
+    offenders = [
+        f"{p.relative_to(REPO)}: {name}"
+        for p in _modules("cluster")
+        for name in _imported_modules(p)
+        if name.split(".")[0] == "storage" and not name.startswith("storage.errors")
+    ]
+    assert offenders == []
+
+
+PURE_EXCEPTIONS = {"api.py"}
+COMPOSITION = ("pipelines/steps/", "pipelines/cli/", "pipelines/bench/", "pipelines/api.py")
+
+
+def _pure_modules() -> list[Path]:
+    return [p for p in sorted((REPO / "pipelines").glob("*.py")) if p.name not in PURE_EXCEPTIONS]
+
+
+def _is_composition(path: Path) -> bool:
+    return str(path.relative_to(REPO)).startswith(COMPOSITION)
+
+
+def test_pure_modules_reach_no_cluster_and_no_composition() -> None:
+    forbidden = ("cluster", "distributed", "zarr", "pipelines.steps", "pipelines.cli", "pipelines.bench")
+    offenders = [
+        f"{p.relative_to(REPO)} imports {prefix}"
+        for p in _pure_modules()
+        for prefix in forbidden
+        if _imports_under(p, prefix)
+    ]
+    assert offenders == []
+
+
+def test_only_the_composition_imports_cluster() -> None:
+    offenders = [
+        str(p.relative_to(REPO))
+        for p in _modules("pipelines")
+        if _imports_under(p, "cluster") and not _is_composition(p)
+    ]
+    assert offenders == []
+
+
+def test_only_the_command_line_imports_the_benchmarks() -> None:
+    offenders = [
+        str(p.relative_to(REPO))
+        for package in PACKAGES
+        for p in _modules(package)
+        if _imports_under(p, "pipelines.bench")
+        and not str(p.relative_to(REPO)).startswith(("pipelines/cli/", "pipelines/bench/"))
+    ]
+    assert offenders == []
+
+
+def _attribute_uses(path: Path) -> list[str]:
+    """``.attrs``, ``update_attributes`` and the literal ``"complete"`` in a file, in order."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in {"attrs", "update_attributes"}:
+            found.append((node.lineno, node.col_offset, f"{path.name}:{node.lineno} .{node.attr}"))
+        elif isinstance(node, ast.Constant) and node.value == "complete":
+            found.append((node.lineno, node.col_offset, f"{path.name}:{node.lineno} 'complete'"))
+    return [label for _, _, label in sorted(found)]
+
+
+def test_only_storage_touches_attributes() -> None:
+    offenders = [
+        use for package in ("pipelines", "cluster") for p in _modules(package) for use in _attribute_uses(p)
+    ]
+    assert offenders == []
+
+
+def test_the_attribute_checker_sees_attributes(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = array.attrs['a']\narray.update_attributes({'complete': True})\n")
+    assert [use.split()[-1] for use in _attribute_uses(bad)] == [".attrs", ".update_attributes", "'complete'"]
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = {
+        str(p.relative_to(REPO)): n
+        for package in PACKAGES
+        for p in _modules(package)
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
+
+
+def test_no_flat_benchmark_modules() -> None:
+    assert sorted(p.name for p in (REPO / "pipelines").glob("bench_*.py")) == []
+
+
+def test_tests_import_no_private_names() -> None:
+    offenders = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.split(".")[0] in PACKAGES
+                and any(alias.name.startswith("_") for alias in node.names)
+            ):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} from {node.module}")
     assert offenders == []
 
 

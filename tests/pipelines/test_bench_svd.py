@@ -8,8 +8,8 @@ import numpy as np
 import psutil
 import pytest
 
-import pipelines.bench_svd as bench_svd
-from pipelines.bench_svd import (
+import pipelines.bench.svd as bench_svd
+from pipelines.bench.svd import (
     NOTEBOOK_SIZES,
     SvdTiming,
     estimate_seconds,
@@ -146,8 +146,12 @@ def test_repeats_must_be_positive() -> None:
         time_svds([(100, 100)], repeats=0)
 
 
-def test_main_prints_the_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_vidsvd_bench_svd_prints_the_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.cli import main
+
     monkeypatch.setattr(bench_svd, "NOTEBOOK_SIZES", ((100, 100),))
-    bench_svd.main(["--repeats", "1"])
+    assert main(["bench", "svd", "--repeats", "1", "--max-exact-seconds", "30"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[1].split()[:2] == ["100", "100"]
+    assert len(lines) == 3 and lines[2].split()[:2] == ["100", "100"]
