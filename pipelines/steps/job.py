@@ -72,7 +72,7 @@ def run(
             job.require_workers_see(location, must_exist=False)
         started = time.perf_counter()
         state = _video_state(location)
-        if state == "complete":
+        if state == "stored":
             steps["ingest"] = "skipped (complete)"
         else:
             ingest(
@@ -128,7 +128,7 @@ def run(
 
 
 def _video_state(store: StoreLocation) -> str:
-    """``absent``, ``incomplete`` or ``complete`` for the video of a job's store."""
+    """``absent``, ``incomplete`` or ``stored`` for the video of a job's store."""
     if not store_exists(store):
         return "absent"
     try:
@@ -137,7 +137,7 @@ def _video_state(store: StoreLocation) -> str:
         return "incomplete"
     except StoreNotFoundError:
         return "absent"
-    return "complete"
+    return "stored"
 
 
 DEMO_SCENE = SceneSpec(width=320, height=240, n_frames=300, fps=10.0, n_objects=5, seed=7)
