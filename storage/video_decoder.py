@@ -156,6 +156,11 @@ def output_size(
 def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
     """Read a source's header with ffmpeg: codec, frame rate, size, duration.
 
+    The size is that of the frames ffmpeg delivers: a video tagged with a rotation
+    or flip (a display matrix, as phones write) is decoded upright, as players show
+    it, so a 320x240 stream tagged with a quarter turn gives 240x320 frames.  The
+    size is read from one decoded frame, so the tag's spelling does not matter.
+
     Raises
     ------
     SourceNotFoundError
@@ -170,13 +175,29 @@ def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
         raise SourceNotReadableError(f"{file} is a directory; give the path of a video file")
     if not os.access(file, os.R_OK):
         raise SourceNotReadableError(f"cannot read {file}: permission denied")
+    # One run prints the input's header and, after decoding one frame, the output
+    # stream as ffmpeg delivers it: rotated or flipped by a display-matrix tag.
     header = subprocess.run(
-        [ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", str(file)],
+        [
+            ffmpeg_executable(),
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            str(file),
+            "-map",
+            "0:v:0?",
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ],
         capture_output=True,
         stdin=subprocess.DEVNULL,
         check=False,
     ).stderr.decode("utf-8", "replace")
-    stream = _VIDEO_STREAM.search(header)
+    input_header, _, output_header = header.partition("\nOutput #0")
+    stream = _VIDEO_STREAM.search(input_header)
     if stream is None:
         if "Stream #" in header or "Duration:" in header:
             raise SourceNotReadableError(
@@ -188,10 +209,16 @@ def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
     description = stream.group("rest")
     size = _FRAME_SIZE.search(description)
     rate = _RATE_TBR.search(description) or _RATE_FPS.search(description)
-    duration = _DURATION.search(header)
+    duration = _DURATION.search(input_header)
     if size is None:
         raise SourceNotReadableError(f"{file}: ffmpeg reports no frame size; give a video file")
     width, height = int(size.group(1)), int(size.group(2))
+    delivered = _VIDEO_STREAM.search(output_header)
+    delivered_size = _FRAME_SIZE.search(delivered.group("rest")) if delivered else None
+    if delivered_size is not None:  # the size after ffmpeg's autorotation
+        width, height = int(delivered_size.group(1)), int(delivered_size.group(2))
+    elif _QUARTER_TURN.search(input_header):
+        width, height = height, width
     fps = float(rate.group(1)) * (1000 if rate.group(2) == "k" else 1) if rate else 0.0
     duration_s = (
         int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3))
@@ -214,6 +241,7 @@ _FRAME_SIZE = re.compile(r"[ ,](\d{1,5})x(\d{1,5})\b")
 _RATE_TBR = re.compile(r"([\d.]+)(k?) tbr")
 _RATE_FPS = re.compile(r"([\d.]+)(k?) fps")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+_QUARTER_TURN = re.compile(r"rotation of -?(90|270)\.00 degrees", re.IGNORECASE)
 
 
 def _last_meaningful_line(text: str) -> str:
