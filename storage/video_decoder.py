@@ -183,7 +183,7 @@ def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
             "-hide_banner",
             "-nostdin",
             "-i",
-            str(file),
+            str(file.absolute()),  # never a leading "-" that ffmpeg would read as an option
             "-map",
             "0:v:0?",
             "-frames:v",

@@ -168,7 +168,7 @@ def write_video(
     and renamed onto ``path`` once ffmpeg exits successfully; on any failure the
     temporary file is removed and ``path`` is left as it was.
     """
-    target = Path(path)
+    target = Path(path).absolute()  # never a leading "-" that ffmpeg would read as an option
     muxer = _check_options(target, fps=fps, codec=codec, crf=crf, overwrite=overwrite)
     items = iter(frames)
     first = next(items, None)

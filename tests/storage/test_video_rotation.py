@@ -71,3 +71,16 @@ def test_rotated_video_scales_from_its_displayed_size(upright: tuple[Path, np.nd
     ffmpeg("-display_rotation", "90", "-i", str(folder / "upright.mp4"), "-c", "copy", str(tagged))
     ingest_videos([tagged], store=folder / "scaled.zarr", scale=0.5, progress=False)
     assert open_video(folder / "scaled.zarr").frames.shape[1:] == (32, 24)
+
+
+def test_paths_that_start_with_a_dash_are_files_not_options(
+    upright: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage.video_encoder import write_video
+
+    folder, frames = upright
+    monkeypatch.chdir(folder)
+    (folder / "-dash").mkdir()
+    write_video("-dash/-clip.mp4", iter(frames), fps=10)
+    assert probe_video("-dash/-clip.mp4").width == frames.shape[2]
+    assert sorted(p.name for p in (folder / "-dash").iterdir()) == ["-clip.mp4"]
