@@ -18,11 +18,12 @@ def format_rank_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         stored = row.get("bytes_vs_stored")
         source = row.get("bytes_vs_source")
+        psnr = row.get("psnr_db")
         lines.append(
             f"{row['rank']:5d} {row['compression_fraction']:9.2%} "
             f"{'-' if stored is None else f'{stored:.2f}x':>10} "
             f"{'-' if source is None else f'{source:.2f}x':>10} "
-            f"{row['relative_error']:11.5f} {row['psnr_db']:8.2f}"
+            f"{row['relative_error']:11.5f} {'exact' if psnr is None else f'{psnr:.2f}':>8}"
         )
     return "\n".join(lines)
 

@@ -72,3 +72,7 @@ class StoreNotSharedError(VidsvdError, FileNotFoundError):
 
 class TruthMismatchError(VidsvdError, ValueError):
     """Ground truth that does not fit the stored video (frames it does not have)."""
+
+
+class StoreDamagedError(VidsvdError, RuntimeError):
+    """What the store holds is not what was written: a chunk missing, corrupt, or NaN in factors."""

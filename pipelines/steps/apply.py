@@ -16,7 +16,7 @@ from tqdm import tqdm
 from pipelines.encode_stream import write_videos
 from pipelines.separate import apply_factors, auto_threshold, masks, sample_frames, to_storage_foreground
 from pipelines.steps.context import JobContext
-from pipelines.steps.factor_choice import choose_factors
+from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from pipelines.steps.separate import THRESHOLD_SAMPLE_FRAMES, SeparateSummary
 from storage.derived import read_separation
 from storage.errors import InvalidParameterError
@@ -64,6 +64,7 @@ def apply(
     k = min(chosen.rank, len(stored.segments)) if rank is None else rank
     if not 1 <= k <= chosen.rank:
         raise InvalidParameterError(f"--rank must be between 1 and {chosen.rank}, got {k}")
+    require_finite_factors(chosen, rank=k)
     info = probe_video(video)
     allowed = {(stored.width, stored.height)} | {
         (source.native_width, source.native_height) for source in stored.sources

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 
-from storage.errors import StoreNotFoundError
+import dask
+import dask.array as da
+
+from storage.errors import StoreDamagedError, StoreNotFoundError
 from storage.factors import StoredFactors, list_factors, open_factors
 from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
 
-__all__ = ["choose_factors"]
+__all__ = ["choose_factors", "require_finite_factors"]
 
 
 def choose_factors(
@@ -37,3 +40,29 @@ def choose_factors(
         )
     best = max(usable, key=lambda f: (f.rank, f.name))
     return open_factors(video.location, best.name, expected_fingerprint=video.fingerprint)
+
+
+def require_finite_factors(factors: StoredFactors, *, rank: int | None = None) -> None:
+    """Refuse factors whose first ``rank`` components (all by default) hold NaN or infinity.
+
+    A factor chunk that is missing from the store reads as NaN (the arrays' fill
+    value); results computed from it would be NaN too.  One pass over U_k, s_k and
+    Vt_k (P x k and k x T float32), on the current dask scheduler.
+
+    Raises
+    ------
+    StoreDamagedError
+        Naming the factor set and the way out.
+    """
+    k = factors.rank if rank is None else rank
+    finite = dask.compute(
+        da.isfinite(factors.U[:, :k]).all(),
+        da.isfinite(factors.s[:k]).all(),
+        da.isfinite(factors.Vt[:k]).all(),
+    )
+    damaged = [name for name, ok in zip(("U", "s", "Vt"), finite, strict=True) if not ok]
+    if damaged:
+        raise StoreDamagedError(
+            f"factors {factors.name!r} hold NaN or infinite values in {', '.join(damaged)} (a chunk is "
+            f"missing or damaged); recompute them with `vidsvd decompose --force --name {factors.name}`"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -13,14 +14,14 @@ import numpy as np
 from distributed import futures_of
 
 from pipelines.matrix import video_matrix
-from pipelines.metrics import cumulative_energy, mean_squared_errors, rank_table, relative_errors
+from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
 from pipelines.plots import background_png, components_png, energy_png, spectrum_png
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
 from pipelines.steps.context import JobContext, step_context
-from pipelines.steps.factor_choice import choose_factors
+from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from storage.derived import write_file_atomic
-from storage.errors import InvalidParameterError
+from storage.errors import InvalidParameterError, StoreDamagedError
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
 from storage.video_array import open_video
@@ -73,11 +74,19 @@ def report(
         job.require_workers_see(video.location)
         job.say(f"measuring ranks {', '.join(map(str, wanted))}")
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
-        errors = relative_errors(matrix, u, s, vt, wanted)
-        mses = mean_squared_errors(matrix, u, s, vt, wanted)
-        errors, mses = client.persist([errors, mses])
-        job.wait(futures_of([errors, mses]), description="report")
-        error_values, mse_values, s_values = client.compute([errors, mses, s], sync=True)
+        require_finite_factors(chosen)
+        # ||M - M_k||_F^2 for every rank and ||M||_F^2, in one pass over M
+        sums = client.persist(squared_residuals(matrix, u, s, vt, wanted))
+        job.wait(futures_of([sums]), description="report")
+        sum_values, s_values = client.compute([sums, s], sync=True)
+        residuals = np.asarray(sum_values[:-1], dtype=np.float64)
+        total_energy = float(sum_values[-1])
+        error_values, mse_values = _errors(residuals, total_energy, n_values=n_pixels * n_frames)
+        if not (np.isfinite(error_values).all() and math.isfinite(total_energy)):
+            raise StoreDamagedError(
+                f"the video in {video.location} reads as NaN or infinite values (a damaged chunk?); "
+                "re-ingest it with `vidsvd ingest ... --overwrite`"
+            )
         shown = min(_COMPONENT_IMAGES, chosen.rank)
         component_images = [
             np.asarray(c).reshape(video.height, video.width, *video.frames.shape[3:])
@@ -100,7 +109,16 @@ def report(
     )
     for row in rows:
         row["bytes_vs_source"] = int(row["factor_bytes"] or 0) / source_bytes if source_bytes else None
-    energy = cumulative_energy(np.asarray(s_values))
+        if not math.isfinite(row["psnr_db"]):
+            row["psnr_db"] = None  # an exact reconstruction: no error to measure, JSON has no infinity
+    singular_values = np.asarray(s_values, dtype=np.float64)
+    if total_energy > 0:
+        # the share of ||M||_F^2 the first k components hold (1 - relative error^2 at rank k)
+        energy = cumulative_energy(
+            singular_values, total=max(total_energy, float(np.sum(singular_values**2)))
+        )
+    else:  # an all-black video: nothing to hold, every rank holds all of it
+        energy = np.ones_like(singular_values)
     source_names = [Path(source.path).name for source in video.sources]
     result: dict[str, Any] = {
         "title": f"vidsvd report: {', '.join(source_names)}",
@@ -132,12 +150,16 @@ def report(
     }
     images = {
         "spectrum": spectrum_png(np.asarray(s_values)),
-        "energy": energy_png(np.asarray(s_values)),
+        "energy": energy_png(singular_values, total=max(total_energy, float(np.sum(singular_values**2))))
+        if total_energy > 0
+        else energy_png(singular_values),
         "components": components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)]),
     }
     for index, image in enumerate(backgrounds):
         images[f"background-{index + 1}"] = background_png(np.asarray(image))
-    write_file_atomic(folder.report_json, json.dumps(result, indent=2, default=_json_default) + "\n")
+    write_file_atomic(
+        folder.report_json, json.dumps(result, indent=2, default=_json_default, allow_nan=False) + "\n"
+    )
     write_file_atomic(folder.report_html, render_report_html(result, images))
     job.say(f"wrote report.json and report.html in {folder.path}")
     return result
@@ -151,6 +173,17 @@ def report_is_current(folder: OutputFolder, *, factors: str, ranks: Sequence[int
     if previous.get("factors", {}).get("name") != factors:
         return False
     return ranks is None or {row["rank"] for row in previous.get("ranks", [])} >= set(ranks)
+
+
+def _errors(residuals: np.ndarray, total_energy: float, *, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """Relative errors ``sqrt(residual / ||M||^2)`` and mean squared errors per rank.
+
+    An all-zero M (a black video) reconstructed exactly has relative error 0, not 0/0.
+    """
+    mse = residuals / float(max(n_values, 1))
+    if total_energy > 0:
+        return np.sqrt(residuals / total_energy), mse
+    return np.where(residuals == 0, 0.0, np.nan), mse
 
 
 def _json_default(value: Any) -> Any:

@@ -26,7 +26,7 @@ from pipelines.separate import (
     to_storage_foreground,
 )
 from pipelines.steps.context import JobContext, step_context
-from pipelines.steps.factor_choice import choose_factors
+from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from storage.derived import open_derived, prepare_derived, write_file_atomic
 from storage.errors import InvalidParameterError
 from storage.layout import FOREGROUND_ARRAY, MASKS_ARRAY
@@ -116,6 +116,7 @@ def separate(
         job.require_workers_see(video.location)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
+        require_finite_factors(chosen, rank=k)
         background = background_frames(u, s, vt, rank=k, height=height, width=width)
         foreground = foreground_frames(video.frames, background)
         if threshold is None:
