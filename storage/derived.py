@@ -31,14 +31,65 @@ from storage.store import StoreLocation, as_location, open_store
 __all__ = [
     "DERIVED_ARRAYS",
     "DerivedWrite",
+    "SeparationRecord",
     "StoredArray",
-    "derived_attrs",
     "open_derived",
     "prepare_derived",
+    "read_separation",
     "write_file_atomic",
 ]
 
 DERIVED_ARRAYS = (FOREGROUND_ARRAY, MASKS_ARRAY)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeparationRecord:
+    """What produced ``STORE/foreground`` and ``STORE/masks``.
+
+    Attributes
+    ----------
+    factors : str
+        Name of the factor set of the background.
+    rank : int
+        Components of the background.
+    threshold : float
+        Mask threshold on |foreground|, grey levels.
+    video_fingerprint : str
+        Fingerprint of the video separated.
+    cleanup : str
+        The mask clean-up applied (e.g. ``"median 3x3"``).
+    complete : bool
+        True once every chunk of both arrays is written (read back only).
+    """
+
+    factors: str
+    rank: int
+    threshold: float
+    video_fingerprint: str
+    cleanup: str
+    complete: bool = False
+
+    def as_attrs(self) -> dict[str, Any]:
+        """The record as the arrays' attributes (without the completeness marker)."""
+        return {
+            "factors": self.factors,
+            "rank": self.rank,
+            "threshold": self.threshold,
+            "video_fingerprint": self.video_fingerprint,
+            "cleanup": self.cleanup,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> SeparationRecord:
+        """The record of a derived array's attributes."""
+        return cls(
+            factors=str(attrs.get("factors", "")),
+            rank=int(attrs.get("rank", 0)),
+            threshold=float(attrs.get("threshold", 0.0)),
+            video_fingerprint=str(attrs.get("video_fingerprint", "")),
+            cleanup=str(attrs.get("cleanup", "")),
+            complete=bool(attrs.get(COMPLETE_ATTR, False)),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,12 +100,12 @@ class StoredArray:
     ----------
     data : dask.array.Array
         (frame, y, x), lazy, one dask chunk per Zarr chunk.
-    attrs : dict
-        What produced it (factors, rank, threshold, video fingerprint, ...).
+    record : SeparationRecord
+        What produced it.
     """
 
     data: da.Array
-    attrs: dict[str, Any]
+    record: SeparationRecord
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +135,7 @@ def prepare_derived(
     store: StoreLocation | str | os.PathLike[str],
     *,
     arrays: Mapping[str, da.Array],
-    attrs: Mapping[str, Any],
+    record: SeparationRecord,
 ) -> DerivedWrite:
     """Create ``STORE/<name>`` for each array (``complete: false``) and the task that fills them.
 
@@ -95,8 +146,8 @@ def prepare_derived(
     arrays : mapping of {"foreground", "masks"} to dask.array.Array
         Shapes (frame, y, x); their frame chunks become the Zarr chunks (whole frames).
         Storing them in one task graph computes what they share (the background) once.
-    attrs : mapping
-        Provenance (JSON values), written on every array.
+    record : SeparationRecord
+        Provenance, written on every array.
 
     Notes
     -----
@@ -121,7 +172,7 @@ def prepare_derived(
             compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
             fill_value=0,
             dimension_names=VIDEO_DIMS,
-            attributes={**dict(attrs), COMPLETE_ATTR: False},
+            attributes={**record.as_attrs(), COMPLETE_ATTR: False},
             overwrite=True,
         )
         # Zarr chunks are uniform: regroup the dask chunks onto the Zarr grid.
@@ -156,15 +207,15 @@ def open_derived(store: StoreLocation | str | os.PathLike[str], name: str) -> St
         raise StoreIncompleteError(
             f"{name} in {loc} is incomplete (interrupted); rerun `vidsvd separate --store {loc}`"
         )
-    return StoredArray(data=da.from_zarr(array), attrs=attrs)
+    return StoredArray(data=da.from_zarr(array), record=SeparationRecord.from_attrs(attrs))
 
 
-def derived_attrs(store: StoreLocation | str | os.PathLike[str], name: str) -> dict[str, Any] | None:
-    """Attributes of a derived array, or None when it does not exist."""
+def read_separation(store: StoreLocation | str | os.PathLike[str]) -> SeparationRecord | None:
+    """What produced the store's masks (complete or not), or None when it has none."""
     root = open_store(as_location(store))
-    if name not in root:
+    if MASKS_ARRAY not in root:
         return None
-    return dict(root[name].attrs)
+    return SeparationRecord.from_attrs(dict(root[MASKS_ARRAY].attrs))
 
 
 def write_file_atomic(path: str | os.PathLike[str], content: bytes | str) -> Path:

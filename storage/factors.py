@@ -138,6 +138,22 @@ class StoredFactors:
         """Fingerprint of the video the factors were computed from."""
         return str(self.attrs.get("video_fingerprint", ""))
 
+    @property
+    def wall_time_s(self) -> float | None:
+        """Seconds the decomposition took, when recorded."""
+        seconds = self.attrs.get("wall_time_s")
+        return None if seconds is None else float(seconds)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries that computed the factors."""
+        return {str(k): str(v) for k, v in self.attrs.get("versions", {}).items()}
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What the factors were computed with and from (a JSON-ready copy, without versions)."""
+        return {key: value for key, value in self.attrs.items() if key not in ("versions", COMPLETE_ATTR)}
+
 
 @dataclass(frozen=True, kw_only=True)
 class FactorsSummary:
@@ -164,6 +180,11 @@ class FactorsSummary:
     def method(self) -> str:
         """``"randomized"`` or ``"exact"`` ("" when unknown)."""
         return str(self.attrs.get("method", ""))
+
+    @property
+    def video_fingerprint(self) -> str:
+        """Fingerprint of the video the factors were computed from ("" when unknown)."""
+        return str(self.attrs.get("video_fingerprint", ""))
 
 
 def default_factors_name(method: str, rank: int) -> str:
@@ -518,4 +539,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-

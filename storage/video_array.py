@@ -14,7 +14,58 @@ from storage.errors import StoreIncompleteError, StoreNotFoundError
 from storage.layout import COMPLETE_ATTR, PROGRESS_ATTR, VIDEO_ARRAY
 from storage.store import StoreLocation, as_location, open_store
 
-__all__ = ["StoredVideo", "open_video"]
+__all__ = ["SourceRecord", "StoredVideo", "open_video"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceRecord:
+    """One source video as ingest recorded it.
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the file when it was ingested.
+    size_bytes : int
+        Its size.
+    sha256 : str
+        Hex sha256 of its bytes.
+    codec : str
+        Video codec, as ffmpeg names it.
+    native_fps : float
+        Its frame rate.
+    native_width, native_height : int
+        Its frame size as ffmpeg delivers it (rotation tags applied).
+    duration_s : float
+        Its duration (0 when the container does not say).
+    frame_range : (int, int)
+        Frames [start, stop) of the stored video that came from it.
+    """
+
+    path: str
+    size_bytes: int
+    sha256: str
+    codec: str
+    native_fps: float
+    native_width: int
+    native_height: int
+    duration_s: float
+    frame_range: tuple[int, int]
+
+    @classmethod
+    def from_attrs(cls, record: dict[str, Any]) -> SourceRecord:
+        """The record of one entry of the video's ``sources`` attribute."""
+        start, stop = record["frame_range"]
+        return cls(
+            path=str(record["path"]),
+            size_bytes=int(record["size_bytes"]),
+            sha256=str(record.get("sha256", "")),
+            codec=str(record.get("codec", "")),
+            native_fps=float(record.get("native_fps", 0.0)),
+            native_width=int(record["native_width"]),
+            native_height=int(record["native_height"]),
+            duration_s=float(record.get("duration_s", 0.0)),
+            frame_range=(int(start), int(stop)),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +110,34 @@ class StoredVideo:
     def width(self) -> int:
         """Frame width in pixels."""
         return int(self.frames.shape[2])
+
+    @property
+    def sources(self) -> tuple[SourceRecord, ...]:
+        """The source videos, in the order they were concatenated."""
+        return tuple(SourceRecord.from_attrs(record) for record in self.attrs.get("sources", []))
+
+    @property
+    def source_bytes(self) -> int:
+        """Bytes of all source files together."""
+        return sum(source.size_bytes for source in self.sources)
+
+    @property
+    def ingest_fps(self) -> float | None:
+        """The frame rate ingest was asked for (``--fps``), None for the native rate."""
+        fps = self.attrs.get("ingest", {}).get("fps")
+        return None if fps is None else float(fps)
+
+    @property
+    def ingest_wall_time_s(self) -> float | None:
+        """Seconds the ingest took, when recorded."""
+        seconds = self.attrs.get("ingest_wall_time_s")
+        return None if seconds is None else float(seconds)
+
+    @property
+    def ffmpeg_version(self) -> str | None:
+        """The ffmpeg that decoded the sources."""
+        version = self.attrs.get("ingest", {}).get("ffmpeg")
+        return None if version is None else str(version)
 
     @functools.cached_property
     def stored_bytes(self) -> int:

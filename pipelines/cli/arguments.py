@@ -11,7 +11,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 
 __all__ = [
     "Commands",
@@ -142,5 +142,5 @@ def threshold_value(text: str) -> float | None:
     return positive_float("--threshold", "auto or 25")(text)
 
 
-Commands = argparse._SubParsersAction  # type: ignore[type-arg]
+Commands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 """The sub-command table of a parser, as each command module receives it."""

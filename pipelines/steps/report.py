@@ -109,7 +109,8 @@ def report(
     )
     for row in rows:
         row["bytes_vs_source"] = int(row["factor_bytes"] or 0) / source_bytes if source_bytes else None
-        if not math.isfinite(row["psnr_db"]):
+        psnr = row["psnr_db"]
+        if isinstance(psnr, float) and not math.isfinite(psnr):
             row["psnr_db"] = None  # an exact reconstruction: no error to measure, JSON has no infinity
     singular_values = np.asarray(s_values, dtype=np.float64)
     if total_energy > 0:

@@ -27,7 +27,7 @@ from pipelines.separate import (
 )
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
-from storage.derived import open_derived, prepare_derived, write_file_atomic
+from storage.derived import SeparationRecord, open_derived, prepare_derived, write_file_atomic
 from storage.errors import InvalidParameterError
 from storage.layout import FOREGROUND_ARRAY, MASKS_ARRAY
 from storage.output_folder import OutputFolder
@@ -123,13 +123,13 @@ def separate(
             picked = sample_frames(video.n_frames, THRESHOLD_SAMPLE_FRAMES)
             threshold = auto_threshold(foreground[picked].compute())
             job.say(f"auto threshold: |foreground| > {threshold:.1f} grey levels")
-        provenance = {
-            "factors": chosen.name,
-            "rank": k,
-            "threshold": float(threshold),
-            "video_fingerprint": video.fingerprint,
-            "cleanup": CLEANUP,
-        }
+        record = SeparationRecord(
+            factors=chosen.name,
+            rank=k,
+            threshold=float(threshold),
+            video_fingerprint=video.fingerprint,
+            cleanup=CLEANUP,
+        )
         # One graph for both arrays: each task computes a chunk's background once and
         # writes its foreground and mask; nothing is held whole.
         write = prepare_derived(
@@ -138,7 +138,7 @@ def separate(
                 FOREGROUND_ARRAY: to_storage_foreground(foreground),
                 MASKS_ARRAY: masks(foreground, threshold=float(threshold)),
             },
-            attrs=provenance,
+            record=record,
         )
         stored = client.compute(write.task)
         job.wait([stored], description="separate")

@@ -120,7 +120,7 @@ def test_pipeline_on_s3_equals_the_local_one(runs: Runs) -> None:
     _assert_same_factors(runs.url, runs.local_store, f"randomized-k{RANK}")
 
     fg_remote, fg_local = (open_derived(s, "foreground") for s in (runs.url, runs.local_store))
-    assert fg_remote.attrs["threshold"] == pytest.approx(fg_local.attrs["threshold"], abs=0.05)
+    assert fg_remote.record.threshold == pytest.approx(fg_local.record.threshold, abs=0.05)
     diff = np.abs(fg_remote.data.compute().astype(np.int32) - fg_local.data.compute())
     assert diff.max() <= 1  # float rounding of the background may move a pixel by one grey level
     masks_remote, masks_local = (

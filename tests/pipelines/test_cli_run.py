@@ -81,7 +81,7 @@ def test_run_writes_the_store_report_and_videos(
     factors = open_factors(store, "randomized-k5", expected_fingerprint=video.fingerprint)
     assert factors.rank == 5 and factors.attrs["complete"] is True
     masks = open_derived(store, "masks")
-    assert masks.attrs["factors"] == "randomized-k5" and masks.attrs["rank"] == 1
+    assert masks.record.factors == "randomized-k5" and masks.record.rank == 1
     for name in ("report.html", "report.json", "compare.mp4", "foreground.mp4", "background.png"):
         assert (out / name).is_file(), name
     assert _frame_count(out / "compare.mp4") == (SCENE.n_frames, SCENE.height, 4 * SCENE.width)
@@ -128,7 +128,7 @@ def test_rerun_after_deleting_compare_redoes_separate(
     assert "separate: done" in steps
     assert {name: tree_digest(store / name) for name in video_and_factors} == video_and_factors
     assert _frame_count(job / "compare.mp4") == (SCENE.n_frames, SCENE.height, 4 * SCENE.width)
-    assert open_derived(store, "masks").attrs["complete"] is True
+    assert open_derived(store, "masks").record.complete is True
 
 
 def test_rerun_with_nothing_to_do_skips_the_report_too(

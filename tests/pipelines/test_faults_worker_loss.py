@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import distributed
 import numpy as np
@@ -312,7 +311,7 @@ def test_separate_survives_losing_a_worker_for_good(
         expected = _derived(references.separated, name)[name]
         np.testing.assert_array_equal(_derived(store, name)[name], expected)
         np.testing.assert_array_equal(watcher.at_completion[name][name], expected)
-    attrs: dict[str, Any] = open_derived(store, "masks").attrs
-    assert attrs["threshold"] == open_derived(references.separated, "masks").attrs["threshold"]
+    threshold = open_derived(store, "masks").record.threshold
+    assert threshold == open_derived(references.separated, "masks").record.threshold
     for file_name in ("background.png", "foreground.mp4", "compare.mp4"):
         assert (out / file_name).is_file(), file_name

@@ -160,7 +160,10 @@ def test_merged_chunks_are_whole_video_chunks_within_the_byte_cap() -> None:
     ],
 )
 def test_no_merge_when_it_cannot_help(n_frames: int, chunk: int, min_chunks: int, max_bytes: int) -> None:
-    assert frames_per_matrix_chunk(_video(n_frames, chunk), min_chunks=min_chunks, max_chunk_bytes=max_bytes) is None
+    assert (
+        frames_per_matrix_chunk(_video(n_frames, chunk), min_chunks=min_chunks, max_chunk_bytes=max_bytes)
+        is None
+    )
 
 
 def test_merging_frames_adds_no_p2p_rechunk_and_keeps_values() -> None:
