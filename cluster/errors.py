@@ -4,10 +4,14 @@ Every class derives from :class:`ClusterError` *and* from the matching built-in
 exception, as in ``storage.errors``: an unreachable scheduler is also a
 ``ConnectionError``, a bad option also a ``ValueError``.  The message of each error is
 one line that says what is wrong and how to fix it; the command line prints it as is,
-without a traceback.
+without a traceback.  ``ClusterError`` derives from :class:`storage.errors.VidsvdError`,
+so every error vidsvd reports to its user has one base (the one import of storage
+that cluster makes).
 """
 
 from __future__ import annotations
+
+from storage.errors import VidsvdError
 
 __all__ = [
     "BatchSubmitError",
@@ -19,7 +23,7 @@ __all__ = [
 ]
 
 
-class ClusterError(Exception):
+class ClusterError(VidsvdError):
     """Base class of every error about the dask cluster vidsvd reports to its user."""
 
 

@@ -89,10 +89,10 @@ def test_separate_writes_foreground_masks_images_and_videos(separated: Separated
     foreground = open_derived(store, "foreground")
     masks = open_derived(store, "masks")
     for derived in (foreground, masks):
-        assert derived.attrs["complete"] is True
-        assert derived.attrs["factors"] == "randomized-k3"
-        assert derived.attrs["rank"] == 1
-        assert derived.attrs["video_fingerprint"] == video.fingerprint
+        assert derived.record.complete is True
+        assert derived.record.factors == "randomized-k3"
+        assert derived.record.rank == 1
+        assert derived.record.video_fingerprint == video.fingerprint
         assert derived.data.shape == frames.shape
     fg = foreground.data.compute()
     mask = masks.data.compute()
