@@ -17,7 +17,7 @@ Every step also runs without a context (it then starts and stops its own cluster
 
 from __future__ import annotations
 
-from cluster.client import ClusterOptions
+from cluster.options import ClusterOptions
 from pipelines.decompose import SvdParameters
 from pipelines.steps.apply import apply
 from pipelines.steps.context import JobContext

@@ -29,7 +29,7 @@ import dask
 import dask.system
 import numpy as np
 
-from cluster.client import ClusterOptions
+from cluster.options import ClusterOptions
 from pipelines.bench.ingest import run_with_peak_rss
 from pipelines.decompose import SvdParameters
 from pipelines.decompose import decompose as decompose_matrix

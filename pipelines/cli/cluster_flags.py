@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from pipelines.cli.arguments import positive_float, positive_int
 
 if TYPE_CHECKING:
-    from cluster.client import ClusterOptions
+    from cluster.options import ClusterOptions
 
 __all__ = ["BATCH_SYSTEMS", "add_cluster_flags", "cluster_options"]
 
@@ -73,7 +73,7 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
 def cluster_options(args: argparse.Namespace) -> ClusterOptions:
     """The validated :class:`cluster.client.ClusterOptions` of the parsed flags."""
     from cluster.batch import batch_options
-    from cluster.client import ClusterOptions
+    from cluster.options import ClusterOptions
 
     batch = batch_options(
         args.cluster,

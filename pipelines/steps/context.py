@@ -15,7 +15,8 @@ from typing import Any
 
 import distributed
 
-from cluster.client import ClusterOptions, connect, dashboard_link, describe
+from cluster.client import connect, dashboard_link, describe
+from cluster.options import ClusterOptions
 from cluster.progress import wait_with_progress
 from storage.errors import StoreNotSharedError
 from storage.store import StoreLocation, store_problem

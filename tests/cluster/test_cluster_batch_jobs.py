@@ -28,8 +28,9 @@ from conftest import assert_one_line_error, run_cli
 from fake_batch import FakeBatch, install
 
 from cluster.batch import SYSTEMS, BatchOptions, load_jobqueue
-from cluster.client import ClusterOptions, connect, describe
+from cluster.client import connect, describe
 from cluster.errors import BatchSubmitError, NoWorkersError
+from cluster.options import ClusterOptions
 from storage.factors import open_factors
 
 pytestmark = pytest.mark.timeout(300)

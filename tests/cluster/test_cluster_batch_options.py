@@ -20,8 +20,8 @@ from conftest import REPO, assert_one_line_error, run_cli
 from fake_batch import install
 
 from cluster.batch import SYSTEMS, BatchOptions, batch_options, job_script, load_jobqueue
-from cluster.client import ClusterOptions
 from cluster.errors import InvalidClusterOptionError, TLSConfigurationError
+from cluster.options import ClusterOptions
 
 EXAMPLE_CONFIG = REPO / "cluster" / "deploy" / "hpc" / "jobqueue.yaml"
 

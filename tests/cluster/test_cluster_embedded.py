@@ -15,14 +15,8 @@ import numpy as np
 import psutil
 import pytest
 
-from cluster.client import (
-    ClusterOptions,
-    connect,
-    dashboard_link,
-    describe,
-    peak_worker_memory,
-    worker_memory_limit,
-)
+from cluster.client import connect, dashboard_link, describe, peak_worker_memory, worker_memory_limit
+from cluster.options import ClusterOptions
 
 pytestmark = pytest.mark.timeout(120)
 

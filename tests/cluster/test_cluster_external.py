@@ -21,15 +21,9 @@ import dask.array as da
 import pytest
 from external_cluster import START_TIMEOUT_S, ExternalCluster
 
-from cluster.client import (
-    ClusterOptions,
-    connect,
-    dashboard_link,
-    describe,
-    peak_worker_memory,
-    worker_memory_limit,
-)
+from cluster.client import connect, dashboard_link, describe, peak_worker_memory, worker_memory_limit
 from cluster.errors import SchedulerUnreachableError, TLSConfigurationError
+from cluster.options import ClusterOptions
 from cluster.progress import compute_with_progress
 
 pytestmark = pytest.mark.timeout(180)

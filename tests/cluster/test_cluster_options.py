@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.client import ClusterOptions, EmbeddedPlan, plan_embedded
+from cluster.embedded import EmbeddedPlan, plan_embedded
 from cluster.errors import (
     ClusterError,
     InvalidClusterOptionError,
@@ -15,6 +15,7 @@ from cluster.errors import (
     SchedulerUnreachableError,
     TLSConfigurationError,
 )
+from cluster.options import ClusterOptions
 
 GiB = 1 << 30
 

@@ -13,7 +13,8 @@ import distributed
 import numpy as np
 import pytest
 
-from cluster.client import ClusterOptions, connect
+from cluster.client import connect
+from cluster.options import ClusterOptions
 from cluster.progress import compute_with_progress, wait_with_progress
 
 pytestmark = pytest.mark.timeout(120)

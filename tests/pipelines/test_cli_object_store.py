@@ -30,7 +30,8 @@ from external_cluster import ExternalCluster
 from PIL import Image
 from s3_server import S3Server, running_s3_server
 
-from cluster.client import ClusterOptions, connect
+from cluster.client import connect
+from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived

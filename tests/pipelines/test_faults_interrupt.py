@@ -33,7 +33,8 @@ from cli_process import CliProcess, message_lines
 from conftest import assert_one_line_error, run_cli, tree_digest
 from external_cluster import ExternalCluster
 
-from cluster.client import ClusterOptions, connect
+from cluster.client import connect
+from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived

@@ -40,7 +40,8 @@ import pytest
 from cli_process import CliProcess, message_lines
 from external_cluster import ExternalCluster
 
-from cluster.client import ClusterOptions, connect
+from cluster.client import connect
+from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 
 import pipelines.steps.context as context_module
-from cluster.client import ClusterOptions
+from cluster.options import ClusterOptions
 from pipelines.steps.context import JobContext, step_context
 
 
