@@ -13,7 +13,7 @@ import dask.system
 import dask.utils
 from distributed.comm.addressing import parse_host_port
 
-from cluster.batch import BatchOptions
+from cluster.batch_options import BatchOptions
 from cluster.errors import (
     InvalidClusterOptionError,
     TLSConfigurationError,

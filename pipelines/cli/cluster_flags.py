@@ -72,7 +72,7 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
 
 def cluster_options(args: argparse.Namespace) -> ClusterOptions:
     """The validated :class:`cluster.client.ClusterOptions` of the parsed flags."""
-    from cluster.batch import batch_options
+    from cluster.batch_options import batch_options
     from cluster.options import ClusterOptions
 
     batch = batch_options(

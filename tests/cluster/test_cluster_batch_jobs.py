@@ -27,9 +27,10 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from fake_batch import FakeBatch, install
 
-from cluster.batch import SYSTEMS, BatchOptions, load_jobqueue
+from cluster.batch_options import SYSTEMS, BatchOptions
 from cluster.client import connect, describe
 from cluster.errors import BatchSubmitError, NoWorkersError
+from cluster.jobqueue import load_jobqueue
 from cluster.options import ClusterOptions
 from storage.factors import open_factors
 
