@@ -53,21 +53,19 @@ from storage.store import StoreLocation, as_location, open_store
 from storage.video_ingest import library_versions
 
 __all__ = [
+    "RANDOMIZED_OPTIONS",
     "FactorParameters",
-    "FactorsSummary",
     "StoredFactors",
     "check_factors_name",
     "default_factors_name",
     "factors_chunks",
-    "find_reusable_factors",
-    "list_factors",
     "open_factors",
     "write_factors",
 ]
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _REQUIRED_ATTRS = ("method", "video_fingerprint")
-_RANDOMIZED_OPTIONS = ("power_iters", "oversample", "seed")
+RANDOMIZED_OPTIONS = ("power_iters", "oversample", "seed")
 _FLOAT32_BYTES = 4
 
 
@@ -153,38 +151,6 @@ class StoredFactors:
     def provenance(self) -> dict[str, Any]:
         """What the factors were computed with and from (a JSON-ready copy, without versions)."""
         return {key: value for key, value in self.attrs.items() if key not in ("versions", COMPLETE_ATTR)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class FactorsSummary:
-    """One entry of ``STORE/factors``, complete or not, without opening its arrays.
-
-    Attributes
-    ----------
-    name : str
-        Its name under ``STORE/factors``.
-    complete : bool
-        False for an interrupted or failed write (not usable).
-    rank : int
-        Number of components (0 when unknown).
-    attrs : dict
-        Every attribute of the group.
-    """
-
-    name: str
-    complete: bool
-    rank: int
-    attrs: dict[str, Any]
-
-    @property
-    def method(self) -> str:
-        """``"randomized"`` or ``"exact"`` ("" when unknown)."""
-        return str(self.attrs.get("method", ""))
-
-    @property
-    def video_fingerprint(self) -> str:
-        """Fingerprint of the video the factors were computed from ("" when unknown)."""
-        return str(self.attrs.get("video_fingerprint", ""))
 
 
 def default_factors_name(method: str, rank: int) -> str:
@@ -398,116 +364,6 @@ def open_factors(
         attrs=attrs,
         location=loc,
     )
-
-
-def list_factors(store: StoreLocation | str | os.PathLike[str]) -> list[FactorsSummary]:
-    """Every factor set of the store, complete or not, sorted by name."""
-    root = open_store(as_location(store))
-    parent = root.get(FACTORS_GROUP)
-    if not isinstance(parent, zarr.Group):
-        return []
-    summaries = []
-    for name in _names(parent):
-        group = parent[name]
-        attrs = dict(group.attrs)
-        rank = attrs.get("rank", 0)
-        summaries.append(
-            FactorsSummary(
-                name=name,
-                complete=_is_complete(group),
-                rank=int(rank) if isinstance(rank, int) else 0,
-                attrs=attrs,
-            )
-        )
-    return summaries
-
-
-def find_reusable_factors(
-    store: StoreLocation | str | os.PathLike[str],
-    *,
-    video_fingerprint: str,
-    parameters: FactorParameters | None = None,
-    method: str | None = None,
-    rank: int | None = None,
-    power_iters: int | None = None,
-    oversample: int | None = None,
-    seed: int | None = None,
-    name: str | None = None,
-) -> StoredFactors | None:
-    """Find complete factors that answer a request without computing anything.
-
-    Give the request either as ``parameters`` or as ``method``, ``rank`` and (for
-    the randomized method) ``power_iters``, ``oversample`` and ``seed``.
-
-    Parameters
-    ----------
-    store : path or URL
-        The store.
-    video_fingerprint : str
-        Fingerprint of the store's current video; only factors of that video count.
-    parameters : FactorParameters, optional
-        The request as one object (e.g. ``SvdParameters``).
-    method, rank, power_iters, oversample, seed : optional
-        The request field by field.
-    name : str, optional
-        Consider only the factor set of this name.
-
-    Returns
-    -------
-    StoredFactors or None
-        Complete factors of the same video and method, the same power_iters,
-        oversample and seed for the randomized method (the exact method has none),
-        and a rank at least the requested one: the smallest such rank, then the
-        first name.  Their first ``rank`` components answer the request.  None when
-        there are none.
-    """
-    wanted = _request(parameters, method, rank, power_iters, oversample, seed)
-    candidates = []
-    for summary in list_factors(store):
-        attrs = summary.attrs
-        if name is not None and summary.name != name:
-            continue
-        if not summary.complete or attrs.get("video_fingerprint") != video_fingerprint:
-            continue
-        if attrs.get("method") != wanted["method"] or summary.rank < wanted["rank"]:
-            continue
-        if wanted["method"] != "exact" and any(
-            attrs.get(option) != wanted[option] for option in _RANDOMIZED_OPTIONS
-        ):
-            continue
-        candidates.append(summary)
-    if not candidates:
-        return None
-    best = min(candidates, key=lambda summary: (summary.rank, summary.name))
-    return open_factors(store, best.name, expected_fingerprint=video_fingerprint)
-
-
-def _request(
-    parameters: FactorParameters | None,
-    method: str | None,
-    rank: int | None,
-    power_iters: int | None,
-    oversample: int | None,
-    seed: int | None,
-) -> dict[str, Any]:
-    fields = {
-        "method": method,
-        "rank": rank,
-        "power_iters": power_iters,
-        "oversample": oversample,
-        "seed": seed,
-    }
-    if parameters is not None:
-        if any(value is not None for value in fields.values()):
-            raise InvalidParameterError("give the request either as parameters or field by field, not both")
-        return {key: getattr(parameters, key) for key in fields}
-    required = ["method", "rank"]
-    if method != "exact":
-        required += list(_RANDOMIZED_OPTIONS)
-    missing = [key for key in required if fields[key] is None]
-    if missing:
-        raise InvalidParameterError(f"find_reusable_factors needs {', '.join(missing)} for method {method!r}")
-    return fields
 
 
 def _check_name(name: str) -> None:

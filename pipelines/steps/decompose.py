@@ -16,12 +16,8 @@ from pipelines.decompose import decompose as decompose_matrix
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
 from pipelines.planning import ClusterSize, plan_decomposition
 from pipelines.steps.context import JobContext, step_context
-from storage.factors import (
-    check_factors_name,
-    default_factors_name,
-    find_reusable_factors,
-    write_factors,
-)
+from storage.factor_lookup import find_reusable_factors
+from storage.factors import check_factors_name, default_factors_name, write_factors
 from storage.store import StoreLocation
 from storage.video_array import open_video
 

@@ -7,8 +7,9 @@ import os
 import dask
 import dask.array as da
 
-from storage.errors import StoreDamagedError, StoreNotFoundError
-from storage.factors import StoredFactors, list_factors, open_factors
+from storage.errors import StoreDamagedError
+from storage.factor_lookup import find_best_factors
+from storage.factors import StoredFactors, open_factors
 from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
 
@@ -30,16 +31,7 @@ def choose_factors(
     video = store if isinstance(store, StoredVideo) else open_video(store)
     if name is not None:
         return open_factors(video.location, name, expected_fingerprint=video.fingerprint)
-    usable = [
-        f for f in list_factors(video.location) if f.complete and f.video_fingerprint == video.fingerprint
-    ]
-    if not usable:
-        raise StoreNotFoundError(
-            f"{video.location} has no complete factors of its video; run `vidsvd decompose --store "
-            f"{video.location} --rank K` first"
-        )
-    best = max(usable, key=lambda f: (f.rank, f.name))
-    return open_factors(video.location, best.name, expected_fingerprint=video.fingerprint)
+    return find_best_factors(video.location, video_fingerprint=video.fingerprint)
 
 
 def require_finite_factors(factors: StoredFactors, *, rank: int | None = None) -> None:

@@ -35,7 +35,8 @@ from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived
-from storage.factors import list_factors, open_factors
+from storage.factor_lookup import list_factors
+from storage.factors import open_factors
 from storage.store import store_exists, store_problem
 from storage.video_array import open_video
 

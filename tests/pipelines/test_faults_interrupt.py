@@ -39,7 +39,8 @@ from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived
 from storage.errors import StoreIncompleteError
-from storage.factors import list_factors, open_factors
+from storage.factor_lookup import list_factors
+from storage.factors import open_factors
 from storage.video_array import open_video
 
 pytestmark = pytest.mark.timeout(300)

@@ -21,13 +21,12 @@ from storage.errors import (
     StoreIncompleteError,
     StoreNotFoundError,
 )
+from storage.factor_lookup import find_reusable_factors, list_factors
 from storage.factors import (
     StoredFactors,
     check_factors_name,
     default_factors_name,
     factors_chunks,
-    find_reusable_factors,
-    list_factors,
     open_factors,
     write_factors,
 )
