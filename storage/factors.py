@@ -49,8 +49,8 @@ from storage.layout import (
     VT_DIMS,
     ZSTD_LEVEL,
 )
+from storage.provenance import library_versions
 from storage.store import StoreLocation, as_location, open_store
-from storage.video_ingest import library_versions
 
 __all__ = [
     "RANDOMIZED_OPTIONS",

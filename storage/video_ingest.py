@@ -15,33 +15,24 @@ is refused.
 
 from __future__ import annotations
 
-import collections
-import hashlib
-import json
 import math
 import os
-import queue
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import zarr
 from tqdm import tqdm
 
+from storage.chunk_writer import Chunker, ChunkWriter
 from storage.errors import (
     InvalidParameterError,
     SourceNotReadableError,
     StoreExistsError,
     StoreIncompleteError,
-    VidsvdError,
 )
 from storage.layout import (
     COMPLETE_ATTR,
@@ -52,6 +43,7 @@ from storage.layout import (
     VIDEO_DIMS,
     ZSTD_LEVEL,
 )
+from storage.provenance import BackgroundHash, content_fingerprint, file_sha256, library_versions
 from storage.store import StoreLocation, as_location, create_store, delete_store, open_store
 from storage.video_decoder import (
     DecodeOptions,
@@ -64,16 +56,6 @@ from storage.video_decoder import (
 )
 
 __all__ = ["IngestSummary", "IngestWarning", "default_chunk_frames", "ingest_videos"]
-
-_QUEUE_CHUNKS = 2
-"""Decoded chunks waiting for the writer."""
-
-_WRITE_THREADS = 2
-"""Chunks compressed and written at once.  With the queue and the chunk being decoded,
-at most five chunks are in memory at once."""
-
-_ABORT_POLL_S = 0.1
-"""How often the chunk writer checks for an abort while it waits for chunks."""
 
 
 class IngestWarning(UserWarning):
@@ -112,44 +94,6 @@ class IngestSummary:
 def default_chunk_frames(frame_bytes: int, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Return how many whole frames fit in ``chunk_bytes`` (32 MiB by default), at least 1."""
     return max(1, chunk_bytes // frame_bytes)
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape what is written."""
-    names = ["vidsvd", "numpy", "zarr", "dask", "distributed", "imageio-ffmpeg"]
-    versions: dict[str, str] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def file_sha256(path: str, *, block_bytes: int = 4 * 2**20) -> str:
-    """Return the hex sha256 of a file, read in blocks of ``block_bytes``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(block_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class _BackgroundHash:
-    """Hash a source file in a thread while ffmpeg streams it."""
-
-    def __init__(self, path: str) -> None:
-        self._result: str | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
-        self._thread.start()
-
-    def _run(self, path: str) -> None:
-        self._result = file_sha256(path)
-
-    def result(self) -> str:
-        self._thread.join()
-        assert self._result is not None
-        return self._result
 
 
 def _validate_options(
@@ -287,8 +231,8 @@ def ingest_videos(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    writer = _ChunkWriter(array, progress_state, expected_frames=total_estimate)
-    chunker = _Chunker(frames_per_chunk, options.frame_shape)
+    writer = ChunkWriter(array, progress_state, expected_frames=total_estimate)
+    chunker = Chunker(frames_per_chunk, options.frame_shape)
     partial_warnings: list[str] = []
     source_records: list[dict[str, Any]] = []
     try:
@@ -299,7 +243,7 @@ def ingest_videos(
                 source_records.append(recorded_sources[index])
                 offset = recorded_sources[index]["frame_range"][1]
                 continue  # every frame of this source is stored already
-            hasher = _BackgroundHash(info.path)
+            hasher = BackgroundHash(info.path)
             result = DecodeResult()
             skip = max(0, start_frame - offset)
             for block in decode_blocks(info, options, block_frames=frames_per_chunk, result=result):
@@ -343,7 +287,7 @@ def ingest_videos(
         raise
     finally:
         bar.close()
-    fingerprint = _fingerprint(array.shape, array.attrs["ingest"], source_records)
+    fingerprint = content_fingerprint(array.shape, array.attrs["ingest"], source_records)
     array.update_attributes(
         {
             "sources": source_records,
@@ -373,22 +317,6 @@ def _partial_decode_message(info: SourceInfo, result: DecodeResult, expected: in
         f"{info.path}: decoded {result.n_frames} frames (header announces about {expected}); "
         f"the file may be truncated or damaged, ingested what decodes{detail}"
     )
-
-
-def _fingerprint(shape: Sequence[int], parameters: Any, sources: Sequence[dict[str, Any]]) -> str:
-    """sha256 of everything that determines the stored bytes.
-
-    The same source files (by sha256), decoded by the same ffmpeg with the same
-    parameters, give the same frames, so this identifies the array's content without
-    hashing every frame again (that would cost as much CPU as the compression).
-    """
-    content = {
-        "shape": [int(n) for n in shape],
-        "dtype": "uint8",
-        "parameters": parameters,
-        "sources": [{"sha256": s["sha256"], "frame_range": s["frame_range"]} for s in sources],
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def _prepare_array(
@@ -472,157 +400,6 @@ def _describe(recorded: Any) -> str:
         f"size {recorded.get('width')}x{recorded.get('height')}, color {recorded.get('color')}, "
         f"chunk frames {recorded.get('chunk_frames')}"
     )
-
-
-class _ChunkWriter:
-    """Compress and write chunks in parallel, recording progress in order.
-
-    The decoding thread hands whole chunks to a coordinator thread through a queue of
-    :data:`_QUEUE_CHUNKS`; the coordinator has :data:`_WRITE_THREADS` threads write
-    chunks at once (each chunk is its own Zarr object, and zstd releases the GIL), and
-    after the oldest write finishes records ``frames_written`` in the ``progress``
-    attribute, so the attribute never claims a frame that is not on disk.  Only the
-    coordinator rewrites the array's metadata (growing its shape, progress), and it
-    grows the shape only while no write is in flight.
-
-    :meth:`abort` does not go through the queue: a KeyboardInterrupt can stop the
-    decoding thread inside ``Queue.put`` after the chunk was queued but before the
-    coordinator was woken, leaving the coordinator asleep on a full queue.  The
-    coordinator therefore waits on the queue with a timeout and also watches an
-    event that :meth:`abort` sets.
-    """
-
-    def __init__(self, array: zarr.Array, state: dict[str, Any], *, expected_frames: int) -> None:
-        self.array = array
-        self.state = state
-        self.expected_frames = expected_frames
-        self.frames_submitted = int(state["frames_written"])
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self._pool = ThreadPoolExecutor(max_workers=_WRITE_THREADS, thread_name_prefix="vidsvd-write")
-        self._in_flight: collections.deque[tuple[int, Future[None]]] = collections.deque()
-        self._error: BaseException | None = None
-        self._aborted = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="vidsvd-chunk-writer")
-        self._thread.start()
-
-    def put(self, frames: npt.NDArray[np.uint8]) -> None:
-        self._send(("chunk", frames))
-
-    def record_sources(self, records: list[dict[str, Any]]) -> None:
-        self._send(("sources", records))
-
-    def close(self) -> None:
-        self._send(("stop", None))
-        self._thread.join()
-        self._raise_if_failed()
-
-    def abort(self) -> None:
-        """Stop taking chunks; finish and record the writes in flight; drop the queued ones."""
-        self._aborted.set()
-        self._thread.join(timeout=60)
-
-    def _send(self, item: tuple[str, Any]) -> None:
-        while True:
-            self._raise_if_failed()
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            error = self._error
-            if isinstance(error, VidsvdError):
-                raise error
-            raise OSError(f"writing the store failed: {error}") from error
-
-    def _run(self) -> None:
-        try:
-            while not self._aborted.is_set():
-                try:
-                    kind, payload = self._queue.get(timeout=_ABORT_POLL_S)
-                except queue.Empty:
-                    continue
-                if kind == "stop":
-                    break
-                if kind == "sources":
-                    self.state["sources_done"] = payload
-                    continue
-                self._submit(payload)
-            self._drain(keep=0)
-            self.array.resize((self.frames_submitted, *self.array.shape[1:]))
-        except BaseException as exc:  # surfaced to the decoding thread by _send/close
-            self._error = exc
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _submit(self, frames: npt.NDArray[np.uint8]) -> None:
-        start = self.frames_submitted
-        stop = start + len(frames)
-        if stop > self.array.shape[0]:
-            self._drain(keep=0)  # no write in flight while the metadata changes
-            grown = max(stop, self.expected_frames, 2 * self.array.shape[0])
-            self.array.resize((grown, *self.array.shape[1:]))
-        self._drain(keep=_WRITE_THREADS - 1)
-        self._in_flight.append((stop, self._pool.submit(self._write, start, stop, frames)))
-        self.frames_submitted = stop
-
-    def _write(self, start: int, stop: int, frames: npt.NDArray[np.uint8]) -> None:
-        self.array[start:stop] = frames
-
-    def _drain(self, *, keep: int) -> None:
-        """Wait for the oldest writes until at most ``keep`` are in flight; record progress."""
-        recorded = False
-        while len(self._in_flight) > keep:
-            stop, future = self._in_flight.popleft()
-            future.result()
-            self.state["frames_written"] = stop
-            recorded = True
-        if recorded:
-            self.array.update_attributes({PROGRESS_ATTR: self.state})
-
-
-class _Chunker:
-    """Regroup decoded blocks into whole chunks of the array's chunk grid.
-
-    Sources follow each other without gaps, so a chunk may hold the end of one source
-    and the start of the next; every chunk but the last is exactly full, which keeps
-    each write aligned to one Zarr chunk.
-    """
-
-    def __init__(self, chunk_frames: int, frame_shape: tuple[int, ...]) -> None:
-        self.chunk_frames = chunk_frames
-        self.frame_shape = frame_shape
-        self._buffer = np.empty((chunk_frames, *frame_shape), dtype=np.uint8)
-        self._filled = 0
-
-    def add(self, frames: npt.NDArray[np.uint8]) -> list[npt.NDArray[np.uint8]]:
-        """Take frames; return the chunks they complete (each a fresh array)."""
-        full: list[npt.NDArray[np.uint8]] = []
-        position = 0
-        while position < len(frames):
-            if self._filled == 0 and len(frames) - position >= self.chunk_frames:
-                full.append(np.ascontiguousarray(frames[position : position + self.chunk_frames]))
-                position += self.chunk_frames
-                continue
-            take = min(self.chunk_frames - self._filled, len(frames) - position)
-            self._buffer[self._filled : self._filled + take] = frames[position : position + take]
-            self._filled += take
-            position += take
-            if self._filled == self.chunk_frames:
-                full.append(self._buffer)
-                self._buffer = np.empty_like(self._buffer)
-                self._filled = 0
-        return full
-
-    def flush(self) -> npt.NDArray[np.uint8] | None:
-        """Return the last, partly filled chunk (None when nothing is left)."""
-        if self._filled == 0:
-            return None
-        tail = self._buffer[: self._filled]
-        self._filled = 0
-        return tail
 
 
 def _check_unchanged(info: SourceInfo, record: dict[str, Any]) -> None:

@@ -244,12 +244,12 @@ def test_chunk_writer_abort_returns_when_the_writer_missed_its_wakeup(tmp_path: 
     """Ctrl-C inside ``Queue.put`` can queue a chunk without waking the writer: abort must still end it."""
     import time
 
-    from storage.video_ingest import _ChunkWriter
+    from storage.chunk_writer import ChunkWriter
 
     array = zarr.create_array(
         store=str(tmp_path / "a.zarr"), shape=(0, 4, 4), chunks=(1, 4, 4), dtype="uint8"
     )
-    writer = _ChunkWriter(array, {"frames_written": 0}, expected_frames=4)
+    writer = ChunkWriter(array, {"frames_written": 0}, expected_frames=4)
     writer.put(np.ones((1, 4, 4), np.uint8))
     time.sleep(0.3)  # taken and written
     for _ in range(writer._queue.maxsize):  # queued behind the Condition's back: nobody is notified

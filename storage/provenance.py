@@ -1,0 +1,67 @@
+"""Provenance of what is written: library versions, file hashes and the video's content fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+__all__ = ["BackgroundHash", "content_fingerprint", "file_sha256", "library_versions"]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape what is written."""
+    names = ["vidsvd", "numpy", "zarr", "dask", "distributed", "imageio-ffmpeg"]
+    versions: dict[str, str] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def file_sha256(path: str, *, block_bytes: int = 4 * 2**20) -> str:
+    """Return the hex sha256 of a file, read in blocks of ``block_bytes``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class BackgroundHash:
+    """Hash a source file in a thread while ffmpeg streams it."""
+
+    def __init__(self, path: str) -> None:
+        self._result: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: str) -> None:
+        self._result = file_sha256(path)
+
+    def result(self) -> str:
+        """The file's hex sha256, once the thread is done."""
+        self._thread.join()
+        assert self._result is not None
+        return self._result
+
+
+def content_fingerprint(shape: Sequence[int], parameters: Any, sources: Sequence[dict[str, Any]]) -> str:
+    """sha256 of everything that determines the stored bytes.
+
+    The same source files (by sha256), decoded by the same ffmpeg with the same
+    parameters, give the same frames, so this identifies the array's content without
+    hashing every frame again (that would cost as much CPU as the compression).
+    """
+    content = {
+        "shape": [int(n) for n in shape],
+        "dtype": "uint8",
+        "parameters": parameters,
+        "sources": [{"sha256": s["sha256"], "frame_range": s["frame_range"]} for s in sources],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
