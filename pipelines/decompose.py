@@ -41,21 +41,18 @@ matrices in MapReduce architectures", IEEE Big Data 2013.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
 
 import dask.array as da
 import numpy as np
-import numpy.typing as npt
-from dask._task_spec import DataNode, convert_legacy_graph
 from dask.array.linalg import compression_level, tsqr
 from dask.array.utils import svd_flip
-from dask.base import tokenize
 
+from pipelines.graph_copy import fresh_copies, has_p2p_layers
+from pipelines.units import format_bytes
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -68,7 +65,6 @@ __all__ = [
     "estimate_exact_memory",
     "exact_svd",
     "randomized_svd",
-    "relative_error",
     "singular_value_accuracy",
 ]
 
@@ -254,7 +250,7 @@ def randomized_svd(matrix: da.Array, params: SvdParameters, *, keep_in_memory: b
     n_pixels, n_frames = _shape(matrix)
     params.validate(n_pixels, n_frames)
     k = params.rank
-    if not keep_in_memory and _has_p2p_layers(matrix):
+    if not keep_in_memory and has_p2p_layers(matrix):
         warnings.warn(
             "M's graph holds a distributed P2P rechunk, which cannot run once per pass: "
             "M is read once and held in memory until the last pass (keep_in_memory=True); "
@@ -275,7 +271,7 @@ def randomized_svd(matrix: da.Array, params: SvdParameters, *, keep_in_memory: b
         )
         return Decomposition(u, s, vt)
 
-    fresh = _fresh_copies(matrix)
+    fresh = fresh_copies(matrix)
     width = compression_level(min(n_pixels, n_frames), k, n_oversamples=params.oversample)
     sketch_dtype = np.float32 if matrix.dtype == np.float32 else np.float64
     omega = (
@@ -367,7 +363,7 @@ def exact_svd(
         if needed > memory_limit_bytes:
             raise InvalidParameterError(
                 f"the exact SVD of {n_pixels} pixels x {n_frames} frames needs about "
-                f"{_gib(needed)} but {_gib(memory_limit_bytes)} is available; "
+                f"{format_bytes(needed)} but {format_bytes(memory_limit_bytes)} is available; "
                 "use --method randomized (or a bigger cluster)"
             )
     u, s, vt = da.linalg.svd(matrix, coerce_signs=True)
@@ -454,62 +450,6 @@ def estimate_exact_memory(n_pixels: int, n_frames: int, *, block_rows: int, thre
     return int((held + working) * _FLOAT32_BYTES)
 
 
-def relative_error(matrix: da.Array, u: Any, s: Any, vt: Any) -> da.Array:
-    """Relative reconstruction error ``||M - U diag(s) Vt||_F / ||M||_F``; lazy.
-
-    Parameters
-    ----------
-    matrix : dask.array.Array
-        M, shape (P, T).
-    u, s, vt : dask.array.Array or numpy.ndarray
-        The factors U, s, Vt: shapes (P, k), (k,), (k, T).
-
-    Returns
-    -------
-    dask.array.Array
-        A 0-d float64 array (0 for an exact reconstruction); lazy.
-
-    Notes
-    -----
-    One pass over M: each task rebuilds only its own chunk of ``U diag(s) Vt`` from
-    the matching rows of U and columns of Vt, and returns two sums of squares
-    (float64); the full product is never formed.  Memory: about three float32 chunks
-    of M per worker thread.
-    """
-    n_pixels, n_frames = _shape(matrix)
-    u = da.asarray(u)
-    s = da.asarray(s)
-    vt = da.asarray(vt)
-    k = int(s.shape[0])
-    if u.shape != (n_pixels, k) or vt.shape != (k, n_frames):
-        raise InvalidParameterError(
-            f"factors of shapes U {u.shape}, s {s.shape}, Vt {vt.shape} do not fit "
-            f"M of shape {matrix.shape}; give factors of this video"
-        )
-    u = u.rechunk((matrix.chunks[0], -1))
-    vt = vt.rechunk((-1, matrix.chunks[1]))
-    s = s.rechunk(-1)
-    sums = da.blockwise(
-        _block_squares,
-        "ptv",
-        matrix,
-        "pt",
-        u,
-        "pk",
-        s,
-        "k",
-        vt,
-        "kt",
-        new_axes={"v": 2},
-        adjust_chunks={"p": 1, "t": 1},
-        concatenate=True,
-        dtype=np.float64,
-        meta=np.empty((0, 0, 0), dtype=np.float64),
-    ).sum(axis=(0, 1))
-    residual, total = sums[0], sums[1]
-    return da.where(total > 0, da.sqrt(residual / da.where(total > 0, total, 1.0)), 0.0)
-
-
 def singular_value_accuracy(s: Any, reference: Any) -> Any:
     """Largest relative difference ``max |s_i - ref_i| / ref_i`` over the common components.
 
@@ -533,65 +473,6 @@ def singular_value_accuracy(s: Any, reference: Any) -> Any:
     return result if lazy else float(result)
 
 
-def _block_squares(
-    block: npt.NDArray[np.floating[Any]],
-    u: npt.NDArray[np.floating[Any]],
-    s: npt.NDArray[np.floating[Any]],
-    vt: npt.NDArray[np.floating[Any]],
-) -> npt.NDArray[np.float64]:
-    """Sums of squares of (block - u diag(s) vt) and of block, as a (1, 1, 2) array."""
-    residual = block - (u * s) @ vt
-    out = np.empty((1, 1, 2), dtype=np.float64)
-    out[0, 0, 0] = np.einsum("ij,ij->", residual, residual, dtype=np.float64)
-    out[0, 0, 1] = np.einsum("ij,ij->", block, block, dtype=np.float64)
-    return out
-
-
-def _fresh_copies(matrix: da.Array) -> Callable[[], da.Array]:
-    """Return a function giving a new, independent copy of M's graph on each call."""
-    counter = itertools.count()
-    return lambda: _copy_graph(matrix, next(counter))
-
-
-def _copy_graph(array: da.Array, tag: int) -> da.Array:
-    """The same computation as ``array`` under new keys, sharing no task with it.
-
-    Like :func:`dask.graph_manipulation.clone`, which cannot be used here: it leaves
-    the old keys inside the ``Task`` objects of materialized layers (rechunks among
-    them), and dask's task fusion then fails with "Cannot fuse tasks with multiple
-    outputs" (dask/dask#12455, open in 2026.8).  This copy rebuilds the low-level
-    graph node by node with :meth:`GraphNode.substitute`, which renames every key
-    and every reference to one.  Literal data in the graph (``DataNode``: an
-    in-memory array, a Zarr array handle) is shared, not copied.
-    """
-    suffix = f"pass{tag}-{tokenize(array.name, tag)[:8]}"
-    graph = convert_legacy_graph(dict(array.__dask_graph__()))
-    renamed = {
-        key: _renamed_key(key, suffix) for key, node in graph.items() if not isinstance(node, DataNode)
-    }
-    copied = {
-        renamed.get(key, key): node if key not in renamed else node.substitute(renamed, key=renamed[key])
-        for key, node in graph.items()
-    }
-    name = f"{array.name}-{suffix}" if array.name in {_key_name(key) for key in renamed} else array.name
-    return da.Array(copied, name, chunks=array.chunks, meta=array._meta)
-
-
-def _renamed_key(key: Any, suffix: str) -> Any:
-    if isinstance(key, tuple):
-        return (f"{key[0]}-{suffix}", *key[1:])
-    return f"{key}-{suffix}"
-
-
-def _key_name(key: Any) -> Any:
-    return key[0] if isinstance(key, tuple) else key
-
-
-def _has_p2p_layers(array: da.Array) -> bool:
-    """True when the graph holds a distributed P2P rechunk or shuffle (never copied)."""
-    return any(type(layer).__name__.startswith("P2P") for layer in array.dask.layers.values())
-
-
 def _shape(matrix: da.Array) -> tuple[int, int]:
     if not isinstance(matrix, da.Array) or matrix.ndim != 2:
         raise InvalidParameterError(
@@ -600,7 +481,3 @@ def _shape(matrix: da.Array) -> tuple[int, int]:
             "build it with video_matrix(frames)"
         )
     return int(matrix.shape[0]), int(matrix.shape[1])
-
-
-def _gib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**30:.2f} GiB"

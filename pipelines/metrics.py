@@ -245,13 +245,18 @@ def relative_errors(
 ) -> da.Array:
     """Return ``||M - U_k S_k Vt_k||_F / ||M||_F`` for each rank, lazily.
 
-    Shape (len(ranks),), float64, in the order of ``ranks``; NaN when M is all zeros.
+    Shape (len(ranks),), float64, in the order of ``ranks``.  An all-zero M (a black
+    video) reconstructed exactly has error 0; reconstructed with anything else, NaN.
     See :func:`squared_residuals` for the method and memory; computing this and
     :func:`mean_squared_errors` together (``dask.compute(a, b)``) reads M once.
     """
     sums = squared_residuals(M, U, s, Vt, ranks)
-    total = sums[-1]
-    return da.sqrt(sums[:-1] / da.where(total > 0, total, np.nan))
+    residuals, total = sums[:-1], sums[-1]
+    return da.where(
+        total > 0,
+        da.sqrt(residuals / da.where(total > 0, total, 1.0)),
+        da.where(residuals == 0, 0.0, np.nan),
+    )
 
 
 def mean_squared_errors(

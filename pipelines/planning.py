@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.units import format_bytes
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -19,7 +20,6 @@ __all__ = [
     "MAX_MERGED_CHUNK_BYTES",
     "ClusterSize",
     "DecompositionPlan",
-    "format_mib",
     "merged_frames_per_chunk",
     "plan_decomposition",
 ]
@@ -133,11 +133,6 @@ def merged_frames_per_chunk(
     return video_chunk_frames * merge if merge >= 2 else None
 
 
-def format_mib(n_bytes: int) -> str:
-    """``n_bytes`` as mebibytes with one decimal, e.g. ``'32.0 MiB'``."""
-    return f"{n_bytes / 2**20:.1f} MiB"
-
-
 def plan_decomposition(
     *,
     method: str,
@@ -183,8 +178,8 @@ def plan_decomposition(
     limit = cluster.worker_memory_bytes
     if limit > 0 and matrix_chunk_bytes * 2 > limit:
         raise InvalidParameterError(
-            f"a worker's memory limit ({format_mib(limit)}) cannot hold one chunk of M "
-            f"({format_mib(matrix_chunk_bytes)} as float32, twice that while it is converted); "
+            f"a worker's memory limit ({format_bytes(limit)}) cannot hold one chunk of M "
+            f"({format_bytes(matrix_chunk_bytes)} as float32, twice that while it is converted); "
             "raise --memory-limit or re-ingest with a smaller --chunk-frames"
         )
     merged = None

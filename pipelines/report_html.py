@@ -39,6 +39,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from pipelines.units import format_bytes
 from storage.errors import InvalidParameterError
 
 __all__ = ["render_report_html"]
@@ -224,7 +225,7 @@ def _format(value: Any, *, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int) and key in _BYTES_KEYS:
-        return _format_bytes(value)
+        return format_bytes(value)
     if _is_number(value):
         number = float(value)
         if math.isnan(number):
@@ -245,15 +246,6 @@ def _format(value: Any, *, key: str = "") -> str:
     if isinstance(value, Sequence):
         return ", ".join(_format(v) for v in value)
     return str(value)
-
-
-def _format_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
-        size /= 1024
-    return f"{count} B"  # pragma: no cover - the loop always returns
 
 
 def _format_seconds(seconds: Any) -> str:

@@ -120,10 +120,11 @@ def test_squared_residuals_and_mse_share_one_pass() -> None:
     np.testing.assert_allclose(errors, [math.sqrt(sums[0] / sums[1])], rtol=1e-10)
 
 
-def test_relative_error_of_a_zero_matrix_is_nan() -> None:
+def test_relative_error_of_a_zero_matrix_is_zero_when_exact_and_nan_otherwise() -> None:
     M = da.zeros((6, 4), dtype=np.float32)
     U, s, Vt = np.eye(6, 2), np.ones(2), np.zeros((2, 4))
-    assert np.isnan(relative_errors(M, U, s, Vt, [1]).compute()).all()
+    assert relative_errors(M, U, s, Vt, [1]).compute().tolist() == [0.0]  # a black video, exactly
+    assert np.isnan(relative_errors(M, U, s, np.ones((2, 4)), [1]).compute()).all()
 
 
 @pytest.mark.parametrize("ranks", [[], [0], [41], [1.5]])

@@ -7,7 +7,6 @@ import pytest
 from pipelines.planning import (
     KEEP_IN_MEMORY_SHARE,
     ClusterSize,
-    format_mib,
     merged_frames_per_chunk,
     plan_decomposition,
 )
@@ -80,5 +79,9 @@ def test_only_the_randomized_method_merges_and_merges_fit_an_eighth_of_a_worker(
     assert _plan(worker_memory=tight).frames_per_chunk == 72
 
 
-def test_format_mib() -> None:
-    assert format_mib(32 * 2**20) == "32.0 MiB"
+def test_format_bytes() -> None:
+    from pipelines.units import format_bytes
+
+    assert format_bytes(32 * 2**20) == "32 MiB"
+    assert format_bytes(1536 * 2**20) == "1.5 GiB"
+    assert format_bytes(512) == "512 B"
