@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.masks import sample_frames
 from pipelines.plots import image_png
 from pipelines.render import compare_panels, visible_foreground
-from pipelines.separate import sample_frames
 from storage.derived import write_file_atomic
 from storage.output_folder import OutputFolder
 from storage.video_encoder import write_video

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from dask.base import tokenize
 
+from pipelines.shapes import image_shape, is_color
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -33,7 +34,6 @@ MAX_MERGED_CHUNK_BYTES = 1 << 30
 
 _FRAME_NDIM = 3
 _COLOR_NDIM = 4
-_CHANNELS = 3
 
 
 def video_matrix(
@@ -194,20 +194,10 @@ def frame_images(
         raise InvalidParameterError(
             f"frame_images needs a column (P,) or a matrix (P, n), got shape {array.shape}"
         )
-    n_pixels = int(array.shape[0])
-    if n_pixels == height * width:
-        image_shape: tuple[int, ...] = (height, width)
-    elif n_pixels == height * width * _CHANNELS:
-        image_shape = (height, width, _CHANNELS)
-    else:
-        raise InvalidParameterError(
-            f"a column of {n_pixels} pixels is not a {width}x{height} frame "
-            f"(needs {height * width} gray or {height * width * _CHANNELS} color values); "
-            "give the video's height and width"
-        )
+    shape = image_shape(int(array.shape[0]), height, width)
     if array.ndim == 1:
-        return array.reshape(image_shape)
-    return array.T.reshape((int(array.shape[1]), *image_shape))
+        return array.reshape(shape)
+    return array.T.reshape((int(array.shape[1]), *shape))
 
 
 def _check_frames(frames: da.Array) -> None:
@@ -216,8 +206,7 @@ def _check_frames(frames: da.Array) -> None:
             f"video_matrix needs a dask array of frames, got {type(frames).__name__}; "
             "use open_video(store).frames"
         )
-    color = frames.ndim == _COLOR_NDIM and frames.shape[-1] == _CHANNELS
-    if frames.ndim != _FRAME_NDIM and not color:
+    if frames.ndim != _FRAME_NDIM and not is_color(frames):
         raise InvalidParameterError(
             f"video frames must have shape (frame, y, x) or (frame, y, x, 3), got {frames.shape}"
         )

@@ -28,6 +28,7 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.shapes import is_int
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -203,7 +204,7 @@ def squared_residuals(
             f"M {tuple(m.shape)} and factors U {tuple(u.shape)}, s {tuple(s_.shape)},"
             f" Vt {tuple(vt.shape)} do not fit together; use the factors of this video's M"
         )
-    wanted = [int(r) for r in ranks] if all(_is_int(r) for r in ranks) else None
+    wanted = [int(r) for r in ranks] if all(is_int(r) for r in ranks) else None
     if not wanted or any(not 1 <= r <= n_components for r in wanted):
         raise InvalidParameterError(
             f"ranks must be a non-empty list of integers in 1..{n_components}, got {list(ranks)!r}"
@@ -512,9 +513,5 @@ def _ratio(numerator: int, denominator: int) -> float:
 
 def _check_positive_ints(**values: int) -> None:
     for name, value in values.items():
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from pipelines.metrics import cumulative_energy
+from pipelines.shapes import CHANNELS
 from storage.errors import InvalidParameterError
 
 __all__ = ["background_png", "components_png", "energy_png", "image_png", "spectrum_png"]
@@ -30,7 +31,6 @@ __all__ = ["background_png", "components_png", "energy_png", "image_png", "spect
 _DPI: Final = 100
 _PLOT_SIZE: Final = (6.4, 3.6)  # inches
 _PANEL_INCHES: Final = 2.4
-_CHANNELS: Final = 3
 _IMAGE_NDIM: Final = 2
 _COLOR_NDIM: Final = 3
 
@@ -211,6 +211,6 @@ def _image(image: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def _check_image_shape(array: npt.NDArray[np.generic]) -> None:
-    color = array.ndim == _COLOR_NDIM and array.shape[-1] == _CHANNELS
+    color = array.ndim == _COLOR_NDIM and array.shape[-1] == CHANNELS
     if (array.ndim != _IMAGE_NDIM and not color) or array.size == 0:
         raise InvalidParameterError(f"an image must have shape (y, x) or (y, x, 3), got {array.shape}")

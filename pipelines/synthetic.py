@@ -47,6 +47,7 @@ import numpy.typing as npt
 from PIL import Image
 from scipy import ndimage
 
+from pipelines.shapes import is_int
 from storage.errors import InvalidParameterError, SourceNotFoundError
 from storage.video_encoder import write_video
 
@@ -127,13 +128,13 @@ class SceneSpec:
     def __post_init__(self) -> None:
         for name in ("width", "height"):
             value = getattr(self, name)
-            if not _is_int(value) or value < _MIN_SIDE:
+            if not is_int(value) or value < _MIN_SIDE:
                 raise InvalidParameterError(f"{name} must be an integer >= {_MIN_SIDE}, got {value!r}")
-        if not _is_int(self.n_frames) or self.n_frames < 1:
+        if not is_int(self.n_frames) or self.n_frames < 1:
             raise InvalidParameterError(f"n_frames must be an integer >= 1, got {self.n_frames!r}")
         if not _is_finite(self.fps) or self.fps <= 0:
             raise InvalidParameterError(f"fps must be > 0, got {self.fps!r}")
-        if not _is_int(self.n_objects) or self.n_objects < 0:
+        if not is_int(self.n_objects) or self.n_objects < 0:
             raise InvalidParameterError(f"n_objects must be an integer >= 0, got {self.n_objects!r}")
         if not _is_finite(self.noise_sigma) or self.noise_sigma < 0:
             raise InvalidParameterError(f"noise_sigma must be >= 0, got {self.noise_sigma!r}")
@@ -141,12 +142,12 @@ class SceneSpec:
             raise InvalidParameterError(
                 f"illumination_drift must be in [0, {MAX_DRIFT}), got {self.illumination_drift!r}"
             )
-        if self.cut_at is not None and (not _is_int(self.cut_at) or not 1 <= self.cut_at < self.n_frames):
+        if self.cut_at is not None and (not is_int(self.cut_at) or not 1 <= self.cut_at < self.n_frames):
             raise InvalidParameterError(
                 f"cut_at must be None or a frame index in 1..{self.n_frames - 1}"
                 f" (n_frames - 1), got {self.cut_at!r}"
             )
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise InvalidParameterError(f"seed must be an integer >= 0, got {self.seed!r}")
 
     @property
@@ -455,7 +456,7 @@ def write_scene(
         )
     if truth_every is None:
         every = max(1, math.ceil(spec.n_frames / _DEFAULT_MAX_MASKS))
-    elif _is_int(truth_every) and truth_every >= 1:
+    elif is_int(truth_every) and truth_every >= 1:
         every = truth_every
     else:
         raise InvalidParameterError(f"truth_every must be an integer >= 1, got {truth_every!r}")
@@ -537,10 +538,6 @@ def read_truth(
             with Image.open(path) as image:
                 mask = np.asarray(image.convert("L"), dtype=np.uint8)
             yield int(frame), mask
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _is_finite(value: object) -> bool:

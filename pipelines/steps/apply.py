@@ -8,13 +8,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 from tqdm import tqdm
 
 from pipelines.encode_stream import write_videos
-from pipelines.separate import apply_factors, auto_threshold, masks, sample_frames, to_storage_foreground
+from pipelines.masks import auto_threshold, mask_block, sample_frames
+from pipelines.separate import project_out_block, storage_foreground_block
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from pipelines.steps.separate import THRESHOLD_SAMPLE_FRAMES, SeparateSummary
@@ -54,8 +53,8 @@ def apply(
     Notes
     -----
     Memory: U_k (P x k float32) plus a few chunks of frames; runs in this process
-    (the projection is one small matrix product per chunk), so ``context`` gives
-    only the progress bar and the log.
+    on numpy blocks (the projection is one small matrix product per chunk, no dask
+    graph), so ``context`` gives only the progress bar and the log.
     """
     started = time.perf_counter()
     job = context or JobContext()
@@ -79,7 +78,9 @@ def apply(
     if threshold is None:
         recorded = read_separation(stored.location)
         threshold = recorded.threshold if recorded is not None and recorded.complete else None
-    basis = da.from_array(np.asarray(chosen.U[:, :k].compute(), dtype=np.float32), name=False)
+    basis = np.ascontiguousarray(chosen.U[:, :k].compute(), dtype=np.float32)  # (P, k)
+    if basis.shape[0] != stored.height * stored.width:
+        raise InvalidParameterError("apply works on gray videos; ingest without --color")
     options = DecodeOptions(width=stored.width, height=stored.height, fps=stored.ingest_fps)
     chunk = int(stored.frames.chunks[0][0])
     total = info.estimated_frames(options.fps)
@@ -88,20 +89,14 @@ def apply(
     def blocks() -> Iterator[Any]:
         bar = tqdm(total=total or None, unit="frame", desc="apply", disable=not job.progress, file=sys.stderr)
         for frames in decode_blocks(info, options, block_frames=chunk):
-            # name=False: a random key instead of hashing every decoded frame
-            foreground = apply_factors(da.from_array(frames, chunks=frames.shape, name=False), basis, rank=k)
+            foreground = project_out_block(frames, basis)  # x - U_k (U_k^T x), float32
             if "threshold" not in state:
-                sample = foreground[sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)].compute(
-                    scheduler="sync"
-                )
+                sample = foreground[sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)]
                 state["threshold"] = threshold if threshold is not None else auto_threshold(sample)
                 job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
-            frame_masks = masks(foreground, threshold=state["threshold"])
-            stored_fg, frame_masks = dask.compute(
-                to_storage_foreground(foreground), frame_masks, scheduler="sync"
-            )
+            frame_masks = mask_block(foreground, threshold=state["threshold"], cleanup=True)
             bar.update(len(frames))
-            yield frames, stored_fg, frame_masks
+            yield frames, storage_foreground_block(foreground), frame_masks
         bar.close()
 
     outputs = write_videos(blocks(), folder, n_frames=max(total, 1), fps=options.fps or info.fps)

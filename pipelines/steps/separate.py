@@ -15,16 +15,9 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from pipelines.encode_stream import Blocks, write_videos
+from pipelines.masks import auto_threshold, masks, sample_frames
 from pipelines.plots import image_png
-from pipelines.separate import (
-    auto_threshold,
-    background_frames,
-    background_images,
-    foreground_frames,
-    masks,
-    sample_frames,
-    to_storage_foreground,
-)
+from pipelines.separate import background_frames, background_images, foreground_frames, to_storage_foreground
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from storage.derived import SeparationRecord, open_derived, prepare_derived, write_file_atomic

@@ -14,15 +14,12 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from pipelines.masks import AUTO_THRESHOLD_MIN, auto_threshold, masks, sample_frames
 from pipelines.separate import (
-    AUTO_THRESHOLD_MIN,
     apply_factors,
-    auto_threshold,
     background_frames,
     background_images,
     foreground_frames,
-    masks,
-    sample_frames,
     to_storage_foreground,
 )
 from pipelines.synthetic import MIN_CONTRAST, SceneSpec, render_background, render_scene

@@ -1,0 +1,228 @@
+"""Masks: which pixels of the foreground move, and the threshold that decides it.
+
+``|foreground| > threshold`` per pixel, then a 3 x 3 majority clean-up per frame;
+the threshold chosen from the data by :func:`auto_threshold` on a few frames
+(:func:`sample_frames`).  :func:`masks` is lazy over dask arrays; :func:`mask_block`
+is the same rule on one numpy block, for code that streams blocks itself.
+
+References
+----------
+.. [1] N. Otsu, "A threshold selection method from gray-level histograms",
+   IEEE Trans. Systems, Man, and Cybernetics 9(1), 62-66, 1979.
+.. [2] P. J. Rousseeuw and C. Croux, "Alternatives to the median absolute deviation",
+   J. American Statistical Association 88(424), 1273-1283, 1993.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from pipelines.shapes import is_color, is_int
+from storage.errors import InvalidParameterError
+
+__all__ = [
+    "AUTO_THRESHOLD_MIN",
+    "AUTO_THRESHOLD_NOISE_FACTOR",
+    "MASK_VALUE",
+    "auto_threshold",
+    "majority_3x3",
+    "mask_block",
+    "masks",
+    "sample_frames",
+]
+
+AUTO_THRESHOLD_NOISE_FACTOR: Final = 3.0
+""":func:`auto_threshold` never goes below this many robust noise deviations."""
+AUTO_THRESHOLD_MIN: Final = 2.0
+""":func:`auto_threshold` never goes below this many grey levels."""
+MASK_VALUE: Final = 255
+"""Value of a foreground pixel in a mask (CDnet convention); background is 0."""
+
+_MAD_TO_SIGMA: Final = 1.4826  # 1 / Phi^-1(3/4): MAD of a Gaussian times this is its sigma
+_OTSU_BINS: Final = 256
+_CLEANUP_SIZE: Final = 3
+
+
+def masks(foreground: da.Array, *, threshold: float, cleanup: bool = True) -> da.Array:
+    """Mark the foreground pixels: ``|foreground| > threshold``, then clean up, lazily.
+
+    Parameters
+    ----------
+    foreground : dask.array.Array
+        Shape (frame, y, x) or (frame, y, x, 3), float (or int16 from storage).
+    threshold : float
+        Grey levels, > 0; see :func:`auto_threshold` for a data-driven value.
+    cleanup : bool
+        Remove speckle and fill pinholes: in each frame separately, a 3 x 3 median
+        filter (``scipy.ndimage.median_filter``, the frame's border replicated), that
+        is a majority vote: a pixel is foreground when at least 5 of the 9 pixels
+        around it are.  Isolated pixels and one- or two-pixel specks vanish,
+        one-pixel holes and cracks close, objects keep their size; only their sharp
+        convex corners lose a pixel.  (On the BMC 2012 Video_003 and on synthetic
+        scenes it never lowered the F-measure by more than 0.01 and raised it by up to
+        0.13 at low thresholds; an opening then closing lost up to 0.06 at the
+        automatic threshold, a closing then opening kept more noise.)
+
+    Returns
+    -------
+    dask.array.Array
+        Shape (frame, y, x), uint8: 255 foreground, 0 background (the CDnet values).
+        One chunk per frame chunk of ``foreground``, whole frames.  For color, a pixel
+        is foreground when any channel exceeds the threshold.
+
+    Raises
+    ------
+    InvalidParameterError
+        A threshold that is not a positive number, or a foreground of another shape.
+
+    Notes
+    -----
+    Memory per task: one chunk of whole frames and a few boolean copies of it.
+    Frames are independent, so no overlap between chunks is needed.
+    """
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float | np.integer | np.floating)
+        or not (math.isfinite(threshold) and threshold > 0)
+    ):
+        raise InvalidParameterError(f"threshold must be a positive number of grey levels, got {threshold!r}")
+    fg = da.asarray(foreground)
+    color = is_color(fg)
+    if fg.ndim != 3 and not color:
+        raise InvalidParameterError(
+            f"foreground must have shape (frame, y, x) or (frame, y, x, 3), got {tuple(fg.shape)}"
+        )
+    whole = fg.rechunk({axis: -1 for axis in range(1, fg.ndim)})
+    return whole.map_blocks(
+        mask_block,
+        threshold=float(threshold),
+        cleanup=bool(cleanup),
+        dtype=np.uint8,
+        drop_axis=3 if color else None,
+        meta=np.empty((0, 0, 0), dtype=np.uint8),
+    )
+
+
+def sample_frames(n_frames: int, k: int) -> npt.NDArray[np.int64]:
+    """Return ``min(k, n_frames)`` frame indices spread evenly over a video.
+
+    The first and last frames are included (for k >= 2) and the indices are sorted
+    and distinct.  Use them to compute a small sample of the foreground, e.g.
+    ``foreground[indices].compute()``, for :func:`auto_threshold`.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``n_frames`` or ``k`` is not a positive integer.
+    """
+    for name, value in (("n_frames", n_frames), ("k", k)):
+        if not is_int(value) or value < 1:
+            raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
+    count = min(k, n_frames)
+    indices = np.unique(np.rint(np.linspace(0, n_frames - 1, count)).astype(np.int64))
+    return indices
+
+
+def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
+    """Choose the mask threshold from a sample of the foreground.
+
+    The rule::
+
+        a = |foreground_sample|
+        sigma = 1.4826 * median(|r - median(r)|)      # robust noise scale [2]_
+        threshold = max(otsu(a), 3 * sigma, 2.0)
+
+    ``otsu(a)`` is Otsu's threshold [1]_ of the histogram of ``a`` (256 bins from 0 to
+    ``max(a)``; the bin centre that maximises the between-class variance): it splits
+    the residual into a "small" class (sensor noise, compression artefacts, faint
+    ghosts that the low-rank background left) and a "large" class (the moving
+    objects).  When nothing moves, ``a`` has a single mode and Otsu would split the
+    noise itself near one sigma; the floor of 3 robust standard deviations (sigma
+    from the median absolute deviation, which moving objects covering less than half
+    the pixels do not inflate) keeps pure noise out of the mask, and 2 grey levels is
+    the least that means anything for 8-bit video.
+
+    Measured (F-measure of the cleaned-up masks against the ground truth): on
+    synthetic scenes it lands within 0.01-0.06 of the best fixed threshold for ranks
+    1-3; on the BMC 2012 Video_003 at rank 1 it gives 57 grey levels and F = 0.84,
+    against 0.89 for the best fixed threshold (25).  A rule on sigma alone would need
+    8 sigma on that real video but 4 sigma on the synthetic scenes.
+
+    Parameters
+    ----------
+    foreground_sample : array_like
+        Foreground values (any shape, e.g. (frame, y, x) of a few frames chosen with
+        :func:`sample_frames`), in grey levels.  A numpy array: compute a dask sample
+        first (this function never computes).
+
+    Returns
+    -------
+    float
+        Threshold in grey levels, >= 2.
+
+    Raises
+    ------
+    InvalidParameterError
+        The sample is a dask array, empty, or not finite.
+    """
+    if isinstance(foreground_sample, da.Array):
+        raise InvalidParameterError(
+            "auto_threshold needs the sample in memory, got a dask array; pass sample.compute()"
+        )
+    values = np.asarray(foreground_sample, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise InvalidParameterError("the foreground sample is empty; sample at least one frame")
+    if not np.all(np.isfinite(values)):
+        raise InvalidParameterError("the foreground sample holds NaN or infinite values")
+    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values))))
+    otsu = _otsu(np.abs(values))
+    return max(otsu, AUTO_THRESHOLD_NOISE_FACTOR * sigma, AUTO_THRESHOLD_MIN)
+
+
+def mask_block(block: npt.NDArray[np.floating], *, threshold: float, cleanup: bool) -> npt.NDArray[np.uint8]:
+    """(n, y, x[, 3]) -> (n, y, x) uint8 0/255."""
+    magnitude = np.abs(block)
+    if magnitude.ndim == 4:  # color: any channel
+        magnitude = magnitude.max(axis=3)
+    mask = magnitude > threshold
+    if cleanup and mask.size:
+        mask = majority_3x3(mask)
+    out: npt.NDArray[np.uint8] = mask.astype(np.uint8) * np.uint8(MASK_VALUE)
+    return out
+
+
+def majority_3x3(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """(n, y, x) bool -> the 3x3 majority vote of each frame, its border replicated.
+
+    Equal to ``scipy.ndimage.median_filter(mask, size=(1, 3, 3), mode="nearest")``
+    (the median of nine booleans is true when at least five are), computed as two
+    one-dimensional box sums of uint8 counts: 7x faster than the median filter (0.18
+    s against 1.3 s for 36 frames of 1280x720).  Memory: two uint8 copies of mask.
+    """
+    ones = np.ones(_CLEANUP_SIZE, dtype=np.uint8)
+    counts = ndimage.correlate1d(np.ascontiguousarray(mask).view(np.uint8), ones, axis=1, mode="nearest")
+    counts = ndimage.correlate1d(counts, ones, axis=2, mode="nearest")
+    majority: npt.NDArray[np.bool_] = counts > (_CLEANUP_SIZE * _CLEANUP_SIZE) // 2
+    return majority
+
+
+def _otsu(values: npt.NDArray[np.float64]) -> float:
+    """Otsu's threshold of non-negative values: the bin centre that best splits them."""
+    top = float(values.max())
+    if top <= 0:
+        return 0.0
+    counts, edges = np.histogram(values, bins=_OTSU_BINS, range=(0.0, top))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(counts, dtype=np.float64)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(counts * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[int(np.argmax(between))])
