@@ -29,12 +29,12 @@ frame's noise has its own random stream, so frames can be rendered in any order.
 
 :func:`write_scene` encodes a scene with :func:`storage.video_encoder.write_video` and
 writes the truth masks as 8-bit gray PNG files plus a ``frame_map.csv`` that maps each
-file to its frame, the layout :func:`read_truth` reads back.
+file to its frame, the layout :func:`storage.truth.read_truth_masks` reads back
+(written by :class:`storage.truth.TruthMaskWriter`).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterator
@@ -44,23 +44,21 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 from scipy import ndimage
 
 from pipelines.shapes import is_int
-from storage.errors import InvalidParameterError, SourceNotFoundError
+from storage.errors import InvalidParameterError
+from storage.truth import TruthMaskWriter
 from storage.video_encoder import write_video
 
 __all__ = [
     "BACKGROUND_RANGE",
     "BRIGHT_RANGE",
     "DARK_RANGE",
-    "FRAME_MAP_NAME",
     "MIN_CONTRAST",
     "SceneSpec",
     "SceneTruth",
     "illumination_gain",
-    "read_truth",
     "render_background",
     "render_scene",
     "write_scene",
@@ -75,9 +73,6 @@ BRIGHT_RANGE: Final = (210, 245)
 MIN_CONTRAST: Final = min(BACKGROUND_RANGE[0] - DARK_RANGE[1], BRIGHT_RANGE[0] - BACKGROUND_RANGE[1])
 """Smallest difference between an object pixel and the background it covers (40)."""
 
-FRAME_MAP_NAME: Final = "frame_map.csv"
-"""Name of the CSV, inside the truth folder, that maps mask files to frames."""
-FRAME_MAP_HEADER: Final = ("mask", "frame")
 
 MAX_DRIFT: Final = 0.5
 _MIN_SIDE: Final = 16
@@ -461,83 +456,29 @@ def write_scene(
     else:
         raise InvalidParameterError(f"truth_every must be an integer >= 1, got {truth_every!r}")
 
-    folder = Path(truth_dir) if truth_dir is not None else None
-    frame_map = folder / FRAME_MAP_NAME if folder is not None else None
-    if folder is not None and frame_map is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        frame_map.unlink(missing_ok=True)
-    digits = max(6, len(str(spec.n_frames - 1)))
-    rows: list[tuple[str, int]] = []
+    truth = TruthMaskWriter(truth_dir, n_frames=spec.n_frames) if truth_dir is not None else None
     foreground = 0
 
     def frames() -> Iterator[npt.NDArray[np.uint8]]:
         nonlocal foreground
         for t, (frame, mask) in enumerate(render_scene(spec)):
             foreground += int(np.count_nonzero(mask))
-            if folder is not None and t % every == 0:
-                name = f"{t:0{digits}d}.png"
-                Image.fromarray(mask).save(folder / name)
-                rows.append((name, t))
+            if truth is not None and t % every == 0:
+                truth.add(t, mask)
             yield frame
 
     n_written = write_video(video_path, frames(), fps=spec.fps, codec=codec, crf=crf, color=False)
-    if frame_map is not None:
-        partial = frame_map.with_name(f".{FRAME_MAP_NAME}.partial")
-        with partial.open("w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(FRAME_MAP_HEADER)
-            writer.writerows(rows)
-        os.replace(partial, frame_map)
+    frame_map = truth.finish() if truth is not None else None
     return SceneTruth(
         spec=spec,
         video_path=Path(video_path),
         codec=codec,
         n_frames=n_written,
-        truth_dir=folder,
+        truth_dir=truth.folder if truth is not None else None,
         frame_map_path=frame_map,
-        mask_frames=tuple(t for _, t in rows),
+        mask_frames=tuple(t for _, t in truth.rows) if truth is not None else (),
         foreground_fraction=foreground / (spec.n_frames * spec.width * spec.height),
     )
-
-
-def read_truth(
-    truth_dir: str | os.PathLike[str],
-) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-    """Yield (frame index, mask) for each mask :func:`write_scene` wrote, in CSV order.
-
-    Each mask is uint8 (y, x) with the values of the file (0 and 255 here); one mask is
-    in memory at a time.
-
-    Raises
-    ------
-    SourceNotFoundError
-        ``truth_dir`` has no ``frame_map.csv`` (absent, or an interrupted write), or a
-        file it lists is missing.
-    InvalidParameterError
-        The CSV's header is not ``mask,frame``.
-    """
-    folder = Path(truth_dir)
-    frame_map = folder / FRAME_MAP_NAME
-    if not frame_map.is_file():
-        raise SourceNotFoundError(
-            f"no {FRAME_MAP_NAME} in {folder}: not a truth folder, or its writing was"
-            " interrupted; write it again with write_scene(..., truth_dir=...)"
-        )
-    with frame_map.open(newline="", encoding="utf-8") as stream:
-        reader = csv.reader(stream)
-        header = tuple(next(reader, ()))
-        if header != FRAME_MAP_HEADER:
-            raise InvalidParameterError(
-                f"{frame_map} must start with the header {','.join(FRAME_MAP_HEADER)},"
-                f" got {','.join(header) or 'nothing'}"
-            )
-        for name, frame in reader:
-            path = folder / name
-            if not path.is_file():
-                raise SourceNotFoundError(f"{frame_map} lists {name}, which is missing")
-            with Image.open(path) as image:
-                mask = np.asarray(image.convert("L"), dtype=np.uint8)
-            yield int(frame), mask
 
 
 def _is_finite(value: object) -> bool:

@@ -26,6 +26,7 @@ References
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Callable
@@ -36,15 +37,18 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from storage.derived import write_file_atomic
 from storage.errors import InvalidParameterError, SourceNotFoundError, SourceNotReadableError
 
 __all__ = [
     "CDNET_GROUNDTRUTH_DIR",
     "CDNET_ROI_NAME",
     "FRAME_COLUMNS",
+    "FRAME_MAP_HEADER",
     "FRAME_MAP_NAME",
     "MASK_COLUMNS",
     "CdnetTruth",
+    "TruthMaskWriter",
     "read_cdnet_truth",
     "read_mask_image",
     "read_truth_masks",
@@ -52,6 +56,8 @@ __all__ = [
 
 FRAME_MAP_NAME: Final = "frame_map.csv"
 """Default name of the CSV inside a masks folder (what write_scene writes)."""
+FRAME_MAP_HEADER: Final = ("mask", "frame")
+"""The header :class:`TruthMaskWriter` writes."""
 MASK_COLUMNS: Final = ("mask", "mask_file")
 """Accepted names of the CSV column holding the mask file (the first present is used)."""
 FRAME_COLUMNS: Final = ("frame", "frame_index_0based")
@@ -284,3 +290,45 @@ def _read_roi(path: Path) -> tuple[int, int]:
             f" got {' '.join(parts)!r}"
         )
     return first, last
+
+
+class TruthMaskWriter:
+    """Write a masks folder as :func:`read_truth_masks` reads it, one mask at a time.
+
+    ``NNNNNN.png`` per scored frame (8-bit gray, named by the 0-based frame index, six
+    digits or more), then ``frame_map.csv`` (header ``mask,frame``) written last: a
+    folder without it is an interrupted write, which the reader refuses.  Every file
+    goes through a temporary name, so none is half-written.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        Created if needed; a stale ``frame_map.csv`` in it is removed first.
+    n_frames : int
+        Frames of the video (how many digits the names need).
+    """
+
+    def __init__(self, folder: MaskPath, *, n_frames: int) -> None:
+        self.folder = Path(folder)
+        self.frame_map = self.folder / FRAME_MAP_NAME
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.frame_map.unlink(missing_ok=True)
+        self._digits = max(6, len(str(max(n_frames, 1) - 1)))
+        self.rows: list[tuple[str, int]] = []
+
+    def add(self, frame: int, mask: npt.NDArray[np.uint8]) -> None:
+        """Write the mask (y, x) uint8 of ``frame`` as PNG."""
+        name = f"{frame:0{self._digits}d}.png"
+        buffer = io.BytesIO()
+        Image.fromarray(mask).save(buffer, format="PNG")
+        write_file_atomic(self.folder / name, buffer.getvalue())
+        self.rows.append((name, int(frame)))
+
+    def finish(self) -> Path:
+        """Write ``frame_map.csv`` (the last file); return its path."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\r\n")
+        writer.writerow(FRAME_MAP_HEADER)
+        writer.writerows(self.rows)
+        write_file_atomic(self.frame_map, text.getvalue())
+        return self.frame_map

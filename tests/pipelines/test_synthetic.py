@@ -14,16 +14,15 @@ from scipy import ndimage
 
 from pipelines.synthetic import (
     BACKGROUND_RANGE,
-    FRAME_MAP_NAME,
     MIN_CONTRAST,
     SceneSpec,
     illumination_gain,
-    read_truth,
     render_background,
     render_scene,
     write_scene,
 )
 from storage.errors import InvalidParameterError, SourceNotFoundError
+from storage.truth import FRAME_MAP_NAME, read_truth_masks
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
 
 SMALL = SceneSpec(width=64, height=48, n_frames=40)
@@ -220,7 +219,7 @@ def test_write_scene_ffv1_is_exact_and_truth_reads_back(tmp_path: Path) -> None:
     with Image.open(truth_dir / "000007.png") as image:
         assert image.mode == "L"
 
-    read = list(read_truth(truth_dir))
+    read = read_truth_masks(truth_dir)
     assert [t for t, _ in read] == list(range(30))
     for t, mask in read:
         assert mask.dtype == np.uint8
@@ -232,7 +231,7 @@ def test_write_scene_every_kth_mask(tmp_path: Path) -> None:
     truth = write_scene(spec, tmp_path / "s.mkv", codec="ffv1", truth_dir=tmp_path / "gt", truth_every=6)
     assert truth.mask_frames == (0, 6, 12, 18)
     _, masks = render(spec)
-    read = dict(read_truth(tmp_path / "gt"))
+    read = dict(read_truth_masks(tmp_path / "gt"))
     assert sorted(read) == [0, 6, 12, 18]
     for t, mask in read.items():
         np.testing.assert_array_equal(mask, masks[t])
@@ -269,16 +268,16 @@ def test_interrupted_truth_is_recognisable(tmp_path: Path) -> None:
     spec = SceneSpec(width=64, height=48, n_frames=6)
     truth_dir = tmp_path / "gt"
     write_scene(spec, tmp_path / "s.mkv", codec="ffv1", truth_dir=truth_dir)
-    assert len(list(read_truth(truth_dir))) == 6
+    assert len(read_truth_masks(truth_dir)) == 6
     with pytest.raises(InvalidParameterError):  # wrong suffix: the video fails
         write_scene(spec, tmp_path / "s.webm", codec="ffv1", truth_dir=truth_dir)
     assert not (truth_dir / FRAME_MAP_NAME).exists()
     with pytest.raises(SourceNotFoundError, match=FRAME_MAP_NAME) as caught:
-        list(read_truth(truth_dir))
+        read_truth_masks(truth_dir)
     assert isinstance(caught.value, FileNotFoundError)
 
 
-def test_read_truth_checks_the_header(tmp_path: Path) -> None:
+def test_the_truth_reader_checks_the_header(tmp_path: Path) -> None:
     (tmp_path / FRAME_MAP_NAME).write_text("file,index\n")
-    with pytest.raises(InvalidParameterError, match="mask,frame"):
-        list(read_truth(tmp_path))
+    with pytest.raises(InvalidParameterError, match="needs a mask column"):
+        read_truth_masks(tmp_path)
