@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.baselines import run_baseline
-from pipelines.metrics import Scores, cdnet_scores
+from pipelines.scores import Scores, cdnet_scores
 from pipelines.steps.context import JobContext
 from storage.derived import open_derived
 from storage.errors import InvalidParameterError, TruthMismatchError

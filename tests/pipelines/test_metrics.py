@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 
 from pipelines.metrics import (
-    Scores,
-    cdnet_scores,
     compression_fraction,
     cumulative_energy,
     factor_bytes,
@@ -24,6 +22,7 @@ from pipelines.metrics import (
     relative_errors,
     squared_residuals,
 )
+from pipelines.scores import Scores, cdnet_scores
 from storage.errors import InvalidParameterError
 
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.metrics import Scores, rank_table
+from pipelines.metrics import rank_table
 from pipelines.plots import background_png, components_png, energy_png, image_png, spectrum_png
 from pipelines.report_html import render_report_html
+from pipelines.scores import Scores
 from storage.errors import InvalidParameterError
 
 PNG = b"\x89PNG\r\n\x1a\n"

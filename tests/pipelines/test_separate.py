@@ -327,7 +327,7 @@ def test_apply_factors_refuses_footage_of_another_size() -> None:
 @pytest.mark.shared_data
 def test_bmc2012_masks_match_the_ground_truth(shared_data: Path) -> None:
     """Rank-1 background, automatic threshold, cleaned masks: F-measure as documented."""
-    from pipelines.metrics import Scores, cdnet_scores
+    from pipelines.scores import Scores, cdnet_scores
     from storage.truth import read_truth_masks
     from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
 
