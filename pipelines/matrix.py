@@ -21,16 +21,10 @@ from pipelines.shapes import image_shape, is_color
 from storage.errors import InvalidParameterError
 
 __all__ = [
-    "MAX_MERGED_CHUNK_BYTES",
     "frame_images",
-    "frames_per_matrix_chunk",
     "matrix_chunk_bytes",
     "video_matrix",
 ]
-
-#: Largest chunk of M (float32) :func:`frames_per_matrix_chunk` builds by merging
-#: the video's chunks.
-MAX_MERGED_CHUNK_BYTES = 1 << 30
 
 _FRAME_NDIM = 3
 _COLOR_NDIM = 4
@@ -113,50 +107,6 @@ def video_matrix(
         meta=np.empty((0, 0), dtype=np.float32),
         name="video-matrix-" + tokenize(regrouped),
     )
-
-
-def frames_per_matrix_chunk(
-    frames: da.Array, *, min_chunks: int, max_chunk_bytes: int = MAX_MERGED_CHUNK_BYTES
-) -> int | None:
-    """Frames per chunk of M for the randomized SVD: whole video chunks merged.
-
-    Parameters
-    ----------
-    frames : dask.array.Array
-        The stored video, (frame, y, x[, 3]) uint8, whole frames per chunk.
-    min_chunks : int
-        Keep at least this many chunks of M (e.g. twice the cluster's threads), so
-        every thread has work in each pass.
-    max_chunk_bytes : int
-        Largest chunk of M as float32.
-
-    Returns
-    -------
-    int or None
-        A multiple of the video's chunk length to pass to :func:`video_matrix` as
-        ``frames_per_chunk``, or None when merging would not help (one video chunk
-        per chunk of M).
-
-    Notes
-    -----
-    Thin chunks make ``M @ Q`` slow: each chunk of n frames yields a full (P, l)
-    partial product, so a 1280x720 video in 36-frame chunks writes and sums a
-    110 MB partial per 36 frames.  Merging 7 video chunks (252 frames) cut the
-    default randomized SVD of 1200 such frames from 148 s to 55 s on two threads, and
-    its peak memory from 4.0 to 3.4 GB.  Merging is a concatenation of neighbouring
-    chunks inside each task: every stored chunk is still read once per pass.
-    Memory per task: one merged uint8 chunk, its float32 copy (at most
-    ``max_chunk_bytes``) and its (P, l) product.
-    """
-    video_chunk = int(frames.chunks[0][0]) if frames.chunks[0] else 0
-    n_chunks = len(frames.chunks[0])
-    if video_chunk < 1 or n_chunks < 2 * max(min_chunks, 1):
-        return None
-    frame_bytes = int(np.prod(frames.shape[1:], dtype=np.int64)) * np.dtype(np.float32).itemsize
-    by_bytes = max_chunk_bytes // max(video_chunk * frame_bytes, 1)
-    by_count = n_chunks // max(min_chunks, 1)
-    merge = min(by_bytes, by_count)
-    return video_chunk * merge if merge >= 2 else None
 
 
 def matrix_chunk_bytes(matrix: da.Array) -> int:

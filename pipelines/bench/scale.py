@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.system
@@ -33,7 +34,8 @@ from cluster.options import ClusterOptions
 from pipelines.bench.ingest import run_with_peak_rss
 from pipelines.decompose import SvdParameters
 from pipelines.decompose import decompose as decompose_matrix
-from pipelines.matrix import frames_per_matrix_chunk, video_matrix
+from pipelines.matrix import video_matrix
+from pipelines.planning import merged_frames_per_chunk
 from pipelines.steps.context import JobContext
 from pipelines.steps.decompose import decompose
 from pipelines.synthetic import SceneSpec, write_scene
@@ -97,9 +99,7 @@ def measure_out_of_core(
 def one_pass_split(store: Path) -> dict[str, float]:
     """Time one pass over M piece by piece with dask's threads (no cluster)."""
     frames = open_video(store).frames
-    matrix = video_matrix(
-        frames, frames_per_chunk=frames_per_matrix_chunk(frames, min_chunks=2 * dask.system.CPU_COUNT)
-    )
+    matrix = video_matrix(frames, frames_per_chunk=_merged(frames, threads=dask.system.CPU_COUNT))
     omega = np.random.default_rng(0).standard_normal((matrix.shape[1], 20)).astype(np.float32)
     split: dict[str, float] = {}
     started = time.perf_counter()
@@ -124,7 +124,7 @@ def measure_linear_cost(
     times = {}
     for count in frame_counts:
         # the chunks of M that `vidsvd decompose` would build on this machine
-        merged = frames_per_matrix_chunk(frames[:count], min_chunks=2 * threads)
+        merged = _merged(frames[:count], threads=threads)
         matrix = video_matrix(frames[:count], frames_per_chunk=merged)
         started = time.perf_counter()
         dask.compute(*decompose_matrix(matrix, SvdParameters(rank=rank)))
@@ -251,3 +251,13 @@ def format_phases(phases: Sequence[Phase], split: dict[str, float]) -> str:
         "the default method makes {passes:.0f} passes".format(**split)
     )
     return "\n".join(lines)
+
+
+def _merged(frames: Any, *, threads: int) -> int | None:
+    """The frames per chunk of M that ``vidsvd decompose`` merges to with ``threads`` threads."""
+    return merged_frames_per_chunk(
+        video_chunk_frames=int(frames.chunks[0][0]),
+        n_video_chunks=len(frames.chunks[0]),
+        frame_pixels=int(np.prod(frames.shape[1:], dtype=np.int64)),
+        min_chunks=2 * threads,
+    )

@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from pipelines.matrix import frame_images, frames_per_matrix_chunk, matrix_chunk_bytes, video_matrix
+from pipelines.matrix import frame_images, matrix_chunk_bytes, video_matrix
 from storage.errors import InvalidParameterError
 
 
@@ -135,35 +135,11 @@ def test_matrix_of_a_stored_video_matches_its_frames(tmp_path: Path, make_video)
     np.testing.assert_array_equal(frame_images(m[:, 7], 24, 32).compute(), stored[7])
 
 
-def _video(n_frames: int, chunk: int, height: int = 72, width: int = 128) -> da.Array:
-    return da.zeros((n_frames, height, width), dtype=np.uint8, chunks=(chunk, -1, -1))
-
-
-def test_merged_chunks_are_whole_video_chunks_within_the_byte_cap() -> None:
-    frame_bytes = 72 * 128 * 4
-    video = _video(1200, 36)  # 34 chunks
-    merged = frames_per_matrix_chunk(video, min_chunks=4, max_chunk_bytes=252 * frame_bytes)
-    assert merged == 252  # 7 chunks: the cap
-    assert frames_per_matrix_chunk(video, min_chunks=4, max_chunk_bytes=10**12) == 8 * 36  # >= 4 chunks
-    matrix = video_matrix(video, frames_per_chunk=merged)
+def test_merged_chunks_of_whole_video_chunks() -> None:
+    video = da.zeros((1200, 72, 128), dtype=np.uint8, chunks=(36, -1, -1))  # 34 chunks
+    matrix = video_matrix(video, frames_per_chunk=252)
     assert matrix.chunks[1][:4] == (252, 252, 252, 252)
     assert sum(matrix.chunks[1]) == 1200
-
-
-@pytest.mark.parametrize(
-    ("n_frames", "chunk", "min_chunks", "max_bytes"),
-    [
-        (6806, 1747, 4, 10**12),  # the notebook's matrix: 4 chunks for 2 threads, no merge
-        (100, 100, 1, 10**12),  # one chunk
-        (1200, 36, 4, 36 * 72 * 128 * 4),  # the cap allows one chunk only
-        (1200, 36, 20, 10**12),  # 34 chunks cannot give 20 of two each
-    ],
-)
-def test_no_merge_when_it_cannot_help(n_frames: int, chunk: int, min_chunks: int, max_bytes: int) -> None:
-    assert (
-        frames_per_matrix_chunk(_video(n_frames, chunk), min_chunks=min_chunks, max_chunk_bytes=max_bytes)
-        is None
-    )
 
 
 def test_merging_frames_adds_no_p2p_rechunk_and_keeps_values() -> None:
