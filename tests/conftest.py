@@ -1,7 +1,7 @@
-"""Shared fixtures: tiny real videos made through the real encoder, the shared data folder.
+"""Shared fixtures and hooks: tiny real videos made through the real encoder, the shared data.
 
 Slow tests (marked ``slow``) run when ``--run-slow`` is given or ``CI=true``; the
-default run stays fast.
+default run stays fast.  Helpers imported by name are in :mod:`tests.helpers`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.helpers import SHARED_DATA, moving_square_frames
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,29 +35,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def ffmpeg(*args: str) -> None:
-    """Run the bundled ffmpeg binary with ``args`` (tests make odd files with it)."""
-    import subprocess
-
-    from storage.video_decoder import ffmpeg_executable
-
-    subprocess.run([ffmpeg_executable(), "-v", "error", "-y", *args], check=True, stdin=subprocess.DEVNULL)
-
-
-def moving_square_frames(n_frames: int, height: int, width: int, *, seed: int = 0):  # type: ignore[no-untyped-def]
-    """Frames of a textured background with a bright square crossing it, uint8 (n, y, x)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    background = rng.integers(40, 160, size=(height, width), dtype=np.uint8)
-    frames = np.repeat(background[None], n_frames, axis=0)
-    side = max(2, min(height, width) // 5)
-    for t in range(n_frames):
-        x0 = (t * 3) % max(1, width - side)
-        frames[t, height // 3 : height // 3 + side, x0 : x0 + side] = 230
-    return frames
-
-
 @pytest.fixture
 def make_video(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Write a tiny real video through the project's encoder; returns (path, frames)."""
@@ -80,37 +56,3 @@ def make_video(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path, frames
 
     return make
-
-
-def tree_digest(folder: Path) -> str:
-    """sha256 over every path and file below ``folder``: proves a store was not touched."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run ``vidsvd ARGV`` in process; return (exit status, stdout, stderr)."""
-    from pipelines.cli import main
-
-    try:
-        status = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        status = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def assert_one_line_error(stderr: str, *fragments: str) -> None:
-    """stderr is exactly one line, an error, no traceback, containing every fragment."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    assert "error" in lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]

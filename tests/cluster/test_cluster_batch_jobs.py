@@ -24,8 +24,6 @@ from pathlib import Path
 import dask.array as da
 import dask.config
 import pytest
-from conftest import assert_one_line_error, run_cli
-from fake_batch import FakeBatch, install
 
 from cluster.batch_options import SYSTEMS, BatchOptions
 from cluster.client import connect, describe
@@ -33,6 +31,8 @@ from cluster.errors import BatchSubmitError, NoWorkersError
 from cluster.jobqueue import load_jobqueue
 from cluster.options import ClusterOptions
 from storage.factors import open_factors
+from tests.fake_batch import FakeBatch, install
+from tests.helpers import assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 

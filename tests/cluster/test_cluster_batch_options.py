@@ -16,14 +16,14 @@ from pathlib import Path
 import dask.config
 import pytest
 import yaml
-from conftest import REPO, assert_one_line_error, run_cli
-from fake_batch import install
 
 from cluster.batch import job_script
 from cluster.batch_options import SYSTEMS, BatchOptions, batch_options
 from cluster.errors import InvalidClusterOptionError, TLSConfigurationError
 from cluster.jobqueue import load_jobqueue
 from cluster.options import ClusterOptions
+from tests.fake_batch import install
+from tests.helpers import REPO, assert_one_line_error, run_cli
 
 EXAMPLE_CONFIG = REPO / "cluster" / "deploy" / "hpc" / "jobqueue.yaml"
 

@@ -19,12 +19,12 @@ from urllib.parse import urlparse
 
 import dask.array as da
 import pytest
-from external_cluster import START_TIMEOUT_S, ExternalCluster
 
 from cluster.client import connect, dashboard_link, describe, peak_worker_memory, worker_memory_limit
 from cluster.errors import SchedulerUnreachableError, TLSConfigurationError
 from cluster.options import ClusterOptions
 from cluster.progress import compute_with_progress
+from tests.external_cluster import START_TIMEOUT_S, ExternalCluster
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
+
+from tests.helpers import REPO
 
 KUBERNETES = REPO / "cluster" / "deploy" / "kubernetes"
 MANIFEST = KUBERNETES / "daskcluster.yaml"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli
 
 from pipelines.bench.scale import WorkerScaling, format_worker_scaling, measure_worker_scaling
+from tests.helpers import assert_one_line_error, run_cli
 
 
 def test_the_table_gives_speed_up_against_the_first_row() -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_one_line_error, run_cli, tree_digest
 
 from pipelines.cli import main
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_encoder import write_video
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 HEIGHT, WIDTH, N_FRAMES = 48, 64, 60

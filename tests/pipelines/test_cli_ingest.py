@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, ffmpeg, run_cli, tree_digest
 
 from storage.errors import StoreIncompleteError
 from storage.video_array import open_video
+from tests.helpers import assert_one_line_error, ffmpeg, run_cli, tree_digest
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

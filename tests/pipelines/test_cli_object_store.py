@@ -25,10 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli
-from external_cluster import ExternalCluster
 from PIL import Image
-from s3_server import S3Server, running_s3_server
 
 from cluster.client import connect
 from cluster.options import ClusterOptions
@@ -39,6 +36,9 @@ from storage.factor_lookup import list_factors
 from storage.factors import open_factors
 from storage.store import store_exists, store_problem
 from storage.video_array import open_video
+from tests.external_cluster import ExternalCluster
+from tests.helpers import assert_one_line_error, run_cli
+from tests.s3_server import S3Server, running_s3_server
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 SCENE = SceneSpec(width=64, height=48, n_frames=60, n_objects=2, seed=0)

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli, tree_digest
-from external_cluster import ExternalCluster
 
 from cluster.client import connect
 from cluster.options import ClusterOptions
@@ -26,6 +24,8 @@ from storage.derived import open_derived
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+from tests.external_cluster import ExternalCluster
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 SCENE = SceneSpec(width=64, height=48, n_frames=120, n_objects=2, seed=0)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli, tree_digest
 from PIL import Image
 
 from pipelines.cli import main
@@ -27,6 +26,7 @@ from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
 from storage.video_encoder import write_video
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 SCENE = SceneSpec(width=64, height=48, n_frames=120, n_objects=2, seed=0)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dask
@@ -26,18 +24,9 @@ from pipelines.decompose import (
 )
 from pipelines.metrics import relative_errors
 from storage.errors import InvalidParameterError
+from tests.helpers import raise_if_dask_computes
 
 RANK = 5
-
-
-def _refuse_to_compute(*args: object, **kwargs: object) -> None:
-    raise AssertionError("computed: a pure pipeline function must stay lazy")
-
-
-@contextmanager
-def no_compute() -> Iterator[None]:
-    with dask.config.set(scheduler=_refuse_to_compute):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +82,7 @@ def relative_error(matrix, u, s, vt):  # type: ignore[no-untyped-def]
 
 def test_every_function_stays_lazy(low_rank: np.ndarray) -> None:
     m = _frame_chunked(low_rank)
-    with no_compute():
+    with raise_if_dask_computes():
         results = [
             randomized_svd(m, SvdParameters(rank=RANK)),
             randomized_svd(m, SvdParameters(rank=RANK), keep_in_memory=True),

@@ -29,9 +29,6 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
-from cli_process import CliProcess, message_lines
-from conftest import assert_one_line_error, run_cli, tree_digest
-from external_cluster import ExternalCluster
 
 from cluster.client import connect
 from cluster.options import ClusterOptions
@@ -42,6 +39,9 @@ from storage.errors import StoreIncompleteError
 from storage.factor_lookup import list_factors
 from storage.factors import open_factors
 from storage.video_array import open_video
+from tests.cli_process import CliProcess, message_lines
+from tests.external_cluster import ExternalCluster
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -37,8 +37,6 @@ import distributed
 import numpy as np
 import psutil
 import pytest
-from cli_process import CliProcess, message_lines
-from external_cluster import ExternalCluster
 
 from cluster.client import connect
 from cluster.options import ClusterOptions
@@ -46,6 +44,8 @@ from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived
 from storage.factors import open_factors
+from tests.cli_process import CliProcess, message_lines
+from tests.external_cluster import ExternalCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

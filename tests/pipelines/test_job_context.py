@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
 
 import pipelines.steps.context as context_module
 from cluster.options import ClusterOptions
 from pipelines.steps.context import JobContext, step_context
+from tests.helpers import run_cli
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dask
@@ -13,16 +11,7 @@ import pytest
 
 from pipelines.matrix import frame_images, matrix_chunk_bytes, video_matrix
 from storage.errors import InvalidParameterError
-
-
-def _refuse_to_compute(*args: object, **kwargs: object) -> None:
-    raise AssertionError("computed: a pure pipeline function must stay lazy")
-
-
-@contextmanager
-def no_compute() -> Iterator[None]:
-    with dask.config.set(scheduler=_refuse_to_compute):
-        yield
+from tests.helpers import raise_if_dask_computes
 
 
 def _frames(n_frames: int = 10, height: int = 4, width: int = 5, *, color: bool = False) -> np.ndarray:
@@ -37,7 +26,7 @@ def _reference(frames: np.ndarray) -> np.ndarray:
 
 def test_video_matrix_is_lazy() -> None:
     frames = da.from_array(_frames(), chunks=(3, 2, 5))
-    with no_compute():
+    with raise_if_dask_computes():
         m = video_matrix(frames)
         video_matrix(frames, frames_per_chunk=4, image_rows_per_chunk=1)
         images = frame_images(m, 4, 5)

@@ -24,10 +24,7 @@ from pipelines.metrics import (
 )
 from pipelines.scores import Scores, cdnet_scores
 from storage.errors import InvalidParameterError
-
-
-def _refuse(*args: object, **kwargs: object) -> None:
-    raise AssertionError("a pure function computed")
+from tests.helpers import raise_if_dask_computes
 
 
 def small_problem(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -92,7 +89,7 @@ def test_relative_errors_equal_numpys_direct_computation(chunks: tuple[int, int]
     M, U, s, Vt = small_problem()
     ordered = np.asfortranarray if order == "F" else np.ascontiguousarray
     ranks = [5, 1, 3, 5, 40]
-    with dask.config.set(scheduler=_refuse):
+    with raise_if_dask_computes():
         errors = relative_errors(
             da.from_array(M, chunks=chunks).map_blocks(ordered), U, s, da.from_array(Vt, chunks=(7, 9)), ranks
         )

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import dask
@@ -24,19 +22,9 @@ from pipelines.separate import (
 )
 from pipelines.synthetic import MIN_CONTRAST, SceneSpec, render_background, render_scene
 from storage.errors import InvalidParameterError
+from tests.helpers import raise_if_dask_computes
 
 HEIGHT, WIDTH, N_FRAMES, SIDE = 12, 16, 10, 4
-
-
-def _refuse(*args: object, **kwargs: object) -> None:
-    raise AssertionError("a pure function computed")
-
-
-@contextlib.contextmanager
-def no_compute() -> Iterator[None]:
-    """Fail if anything inside computes a dask graph."""
-    with dask.config.set(scheduler=_refuse):
-        yield
 
 
 def square_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,7 +65,7 @@ def test_background_frames_match_numpy_and_follow_vt_chunks() -> None:
     U, s, Vt = numpy_svd(frames)
     dU = da.from_array(U, chunks=(50, 3))
     dVt = da.from_array(Vt, chunks=(4, 3))
-    with no_compute():
+    with raise_if_dask_computes():
         background = background_frames(dU, s, dVt, rank=3, height=HEIGHT, width=WIDTH)
     assert background.shape == (N_FRAMES, HEIGHT, WIDTH)
     assert background.dtype == np.float32
@@ -118,7 +106,7 @@ def test_foreground_of_a_rank1_background_is_the_moving_square() -> None:
     frames, background, truth = square_scene()
     U, s, Vt = exact_rank1(background, N_FRAMES)
     video = da.from_array(frames, chunks=(4, HEIGHT, WIDTH))
-    with no_compute():
+    with raise_if_dask_computes():
         low_rank = background_frames(
             U, s, da.from_array(Vt, chunks=(1, 3)), rank=1, height=HEIGHT, width=WIDTH
         )
@@ -185,7 +173,7 @@ def test_masks_are_lazy_whole_frames_and_combine_color_channels() -> None:
     fg = np.zeros((4, 6, 7, 3), dtype=np.float32)
     fg[1, 2, 3, 2] = -90
     dfg = da.from_array(fg, chunks=(2, 3, 7, 3))
-    with no_compute():
+    with raise_if_dask_computes():
         mask = masks(dfg, threshold=10, cleanup=False)
     assert mask.shape == (4, 6, 7)
     assert mask.chunks == ((2, 2), (6,), (7,))
@@ -239,7 +227,7 @@ def test_auto_threshold_keeps_pure_noise_out() -> None:
 
 
 def test_auto_threshold_refuses_dask_empty_and_nan_samples() -> None:
-    with no_compute(), pytest.raises(InvalidParameterError, match="compute"):
+    with raise_if_dask_computes(), pytest.raises(InvalidParameterError, match="compute"):
         auto_threshold(da.zeros((2, 3, 3)))
     with pytest.raises(InvalidParameterError, match="empty"):
         auto_threshold(np.zeros((0, 3)))
@@ -254,7 +242,7 @@ def test_two_segments_give_each_its_own_background() -> None:
     spec = SceneSpec(width=48, height=32, n_frames=40, cut_at=24, n_objects=1, noise_sigma=1.0, seed=3)
     frames = np.stack([f for f, _ in render_scene(spec)])
     U, s, Vt = numpy_svd(frames)
-    with no_compute():
+    with raise_if_dask_computes():
         images = background_images(
             da.from_array(U, chunks=(500, 2)),
             s,
@@ -299,7 +287,7 @@ def test_apply_factors_projects_out_the_background_subspace() -> None:
     U, _, _ = exact_rank1(background, N_FRAMES)
     new = np.roll(frames, 3, axis=2)[:, ::-1].copy()  # other footage, same camera
     video = da.from_array(new, chunks=(3, 6, WIDTH))
-    with no_compute():
+    with raise_if_dask_computes():
         foreground = apply_factors(video, da.from_array(U), rank=1)
     assert foreground.shape == new.shape
     assert foreground.dtype == np.float32

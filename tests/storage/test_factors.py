@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,20 +29,11 @@ from storage.factors import (
     write_factors,
 )
 from storage.store import create_store
+from tests.helpers import raise_if_dask_computes
 
 FINGERPRINT = "ab" * 32
 OTHER_FINGERPRINT = "cd" * 32
 P, T = 300, 40
-
-
-def _refuse_to_compute(*args: object, **kwargs: object) -> None:
-    raise AssertionError("computed")
-
-
-@contextmanager
-def no_compute() -> Iterator[None]:
-    with dask.config.set(scheduler=_refuse_to_compute):
-        yield
 
 
 @pytest.fixture
@@ -167,7 +156,7 @@ def test_write_is_done_by_the_current_distributed_client(store: Path) -> None:
 
 def test_open_factors_is_lazy(store: Path) -> None:
     _write(store, "lazy", 2)
-    with no_compute():
+    with raise_if_dask_computes():
         factors = open_factors(store, "lazy")
         assert factors.rank == 2
 

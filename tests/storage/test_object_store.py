@@ -15,8 +15,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error
-from s3_server import REPO, S3Server, run_cli_process, running_s3_server
 
 from storage.errors import (
     BucketNotFoundError,
@@ -29,6 +27,8 @@ from storage.errors import (
 from storage.store import create_store, delete_store, open_store, store_exists, store_problem
 from storage.video_array import open_video
 from storage.video_ingest import ingest_videos
+from tests.helpers import assert_one_line_error
+from tests.s3_server import REPO, S3Server, run_cli_process, running_s3_server
 
 ERROR_WITHIN_S = 30.0
 

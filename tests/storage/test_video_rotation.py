@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ffmpeg
 
 from storage.video_array import open_video
 from storage.video_decoder import probe_video
 from storage.video_ingest import ingest_videos
+from tests.helpers import ffmpeg
 
 TAGS = {
     "rotate-90": (["-display_rotation", "90"], lambda f: np.rot90(f, 1, axes=(1, 2))),
