@@ -76,7 +76,6 @@ def evaluate(
     if unknown:
         raise InvalidParameterError(f"baselines are mog2 and/or knn, got {', '.join(unknown)}")
     video = open_video(store)
-    stored_masks = open_derived(video.location, MASKS_ARRAY)
     if truth_format == "cdnet":
         found = read_cdnet_truth(truth)
         truth_frames = [(frame, found.load(frame)) for frame in found.frames if frame < video.n_frames]
@@ -88,6 +87,7 @@ def evaluate(
             f"ground truth names frame {outside[0]} but the store has {video.n_frames} frames; "
             "check the frame map and the ingest's --fps"
         )
+    stored_masks = open_derived(video.location, MASKS_ARRAY)
     wanted = [frame for frame, _ in truth_frames]
     predicted = np.asarray(stored_masks.data[wanted].compute()) > 0
     results = {"vidsvd": _scores_row(predicted, truth_frames)}

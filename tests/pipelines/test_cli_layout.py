@@ -1,0 +1,79 @@
+"""The command line: constants spelled for a fast --help equal the library's, one exit-status table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.batch_options import SYSTEMS
+from cluster.errors import BatchSubmitError, InvalidClusterOptionError, SchedulerUnreachableError
+from pipelines.cli.cluster_flags import BATCH_SYSTEMS
+from pipelines.cli.exit_status import exit_status
+from pipelines.cli.svd_flags import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS
+from pipelines.decompose import DEFAULT_OVERSAMPLE as LIBRARY_OVERSAMPLE
+from pipelines.decompose import DEFAULT_POWER_ITERS as LIBRARY_POWER_ITERS
+from storage.errors import (
+    InvalidParameterError,
+    StoreDamagedError,
+    StoreNotFoundError,
+    TruthMismatchError,
+    VidsvdError,
+)
+from storage.video_encoder import VideoEncodeError
+from tests.helpers import REPO, assert_one_line_error, run_cli
+
+
+def test_help_constants_equal_the_library() -> None:
+    assert tuple(sorted(SYSTEMS)) == BATCH_SYSTEMS
+    assert (DEFAULT_POWER_ITERS, DEFAULT_OVERSAMPLE) == (LIBRARY_POWER_ITERS, LIBRARY_OVERSAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (InvalidParameterError("bad value"), 2),
+        (InvalidClusterOptionError("bad flag"), 2),
+        (StoreNotFoundError("no store"), 1),
+        (TruthMismatchError("frame 900 of 800"), 1),
+        (StoreDamagedError("NaN"), 1),
+        (VideoEncodeError("ffmpeg failed"), 1),
+        (SchedulerUnreachableError("nobody"), 1),
+        (BatchSubmitError("refused"), 1),
+        (RuntimeError("a bug"), None),
+    ],
+)
+def test_one_exit_status_table(error: BaseException, status: int | None) -> None:
+    assert exit_status(error) == status
+    if status is not None:
+        assert isinstance(error, VidsvdError)
+
+
+def test_building_the_parser_imports_no_dask() -> None:
+    """``--help`` answers without importing dask, distributed or zarr."""
+    code = (
+        "import sys; from pipelines.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('dask', 'distributed', 'zarr') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_truth_beyond_the_last_frame_is_a_bad_input_not_a_usage_error(
+    tmp_path: Path, make_video, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from storage.truth import TruthMaskWriter
+
+    video, frames = make_video(n_frames=6)
+    store = tmp_path / "store.zarr"
+    assert run_cli(capsys, "ingest", str(video), "--store", str(store), "--quiet")[0] == 0
+    truth = TruthMaskWriter(tmp_path / "truth", n_frames=20)
+    truth.add(12, (frames[0] > 200).astype("uint8") * 255)
+    truth.finish()
+    status, _, err = run_cli(capsys, "evaluate", "--store", str(store), "--truth", str(tmp_path / "truth"))
+    assert status == 1
+    assert_one_line_error(err, "ground truth names frame 12 but the store has 6 frames")
