@@ -58,6 +58,9 @@ class SeparationRecord:
         Fingerprint of the video separated.
     cleanup : str
         The mask clean-up applied (e.g. ``"median 3x3"``).
+    factors_id : str
+        Identity of the factor set's write (:attr:`storage.factors.StoredFactors.factors_id`):
+        factors replaced under the same name have another.
     complete : bool
         True once every chunk of both arrays is written (read back only).
     """
@@ -67,6 +70,7 @@ class SeparationRecord:
     threshold: float
     video_fingerprint: str
     cleanup: str
+    factors_id: str = ""
     complete: bool = False
 
     def as_attrs(self) -> dict[str, Any]:
@@ -77,6 +81,7 @@ class SeparationRecord:
             "threshold": self.threshold,
             "video_fingerprint": self.video_fingerprint,
             "cleanup": self.cleanup,
+            "factors_id": self.factors_id,
         }
 
     @classmethod
@@ -88,6 +93,7 @@ class SeparationRecord:
             threshold=float(attrs.get("threshold", 0.0)),
             video_fingerprint=str(attrs.get("video_fingerprint", "")),
             cleanup=str(attrs.get("cleanup", "")),
+            factors_id=str(attrs.get("factors_id", "")),
             complete=bool(attrs.get(COMPLETE_ATTR, False)),
         )
 

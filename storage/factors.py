@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -135,6 +136,11 @@ class StoredFactors:
     def video_fingerprint(self) -> str:
         """Fingerprint of the video the factors were computed from."""
         return str(self.attrs.get("video_fingerprint", ""))
+
+    @property
+    def factors_id(self) -> str:
+        """Identity of this write of the factors ("" for factors written before it existed)."""
+        return str(self.attrs.get("factors_id", ""))
 
     @property
     def wall_time_s(self) -> float | None:
@@ -254,6 +260,9 @@ def write_factors(
     record.setdefault("n_pixels", n_pixels)
     record.setdefault("n_frames", n_frames)
     record.setdefault("versions", library_versions())
+    # A fresh identity for every write: outputs derived from these factors record it,
+    # so factors replaced under the same name never pass for the old ones.
+    record["factors_id"] = uuid.uuid4().hex
 
     loc = as_location(store)
     check_factors_name(loc, name, overwrite=overwrite)

@@ -18,11 +18,13 @@ from pipelines.steps.report import report, report_is_current
 from pipelines.steps.separate import separate
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import read_separation, write_file_atomic
-from storage.errors import StoreIncompleteError, StoreNotFoundError
+from storage.errors import StoreExistsError, StoreIncompleteError, StoreNotFoundError
+from storage.factors import open_factors
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation, as_location, create_parent_folder, store_exists
 from storage.truth import FRAME_MAP_NAME
 from storage.video_array import open_video
+from storage.video_identity import video_difference
 
 __all__ = ["RunSummary", "demo", "run"]
 
@@ -73,6 +75,12 @@ def run(
         started = time.perf_counter()
         state = _video_state(location)
         if state == "stored":
+            difference = video_difference(open_video(location), videos, fps=fps, scale=scale, size=size)
+            if difference is not None:
+                raise StoreExistsError(
+                    f"{location} holds another video than this job asks for ({difference}); "
+                    f"choose another --out or --store, or delete {location} to start again"
+                )
             steps["ingest"] = "skipped (complete)"
         else:
             ingest(
@@ -94,10 +102,12 @@ def run(
 
         started = time.perf_counter()
         done = read_separation(location)
+        factors_id = open_factors(location, decomposed.name).factors_id
         if (
             done is not None
             and done.complete
             and done.factors == decomposed.name
+            and done.factors_id == factors_id != ""
             and (separate_rank is None or done.rank == separate_rank)
             and (threshold is None or done.threshold == threshold)
             and folder.compare_mp4.exists()
@@ -117,7 +127,7 @@ def run(
 
         started = time.perf_counter()
         if steps["separate"].startswith("skipped") and report_is_current(
-            folder, factors=decomposed.name, ranks=report_ranks
+            folder, factors_id=factors_id, ranks=report_ranks
         ):
             steps["report"] = "skipped (complete)"
         else:

@@ -166,12 +166,12 @@ def report(
     return result
 
 
-def report_is_current(folder: OutputFolder, *, factors: str, ranks: Sequence[int] | None) -> bool:
-    """True when the folder's ``report.json`` is of these factors and (when given) these ranks."""
+def report_is_current(folder: OutputFolder, *, factors_id: str, ranks: Sequence[int] | None) -> bool:
+    """True when the folder's ``report.json`` is of this write of the factors and (when given) these ranks."""
     previous = folder.previous_report()
     if previous is None:
         return False
-    if previous.get("factors", {}).get("name") != factors:
+    if not factors_id or previous.get("factors", {}).get("factors_id") != factors_id:
         return False
     return ranks is None or {row["rank"] for row in previous.get("ranks", [])} >= set(ranks)
 

@@ -122,6 +122,7 @@ def separate(
             threshold=float(threshold),
             video_fingerprint=video.fingerprint,
             cleanup=CLEANUP,
+            factors_id=chosen.factors_id,
         )
         # One graph for both arrays: each task computes a chunk's background once and
         # writes its foreground and mask; nothing is held whole.

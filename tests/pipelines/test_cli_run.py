@@ -142,6 +142,44 @@ def test_rerun_with_nothing_to_do_skips_the_report_too(
     assert (job / "report.html").stat().st_mtime_ns == report_mtime
 
 
+def test_run_refuses_a_store_made_from_other_input(
+    first_run: FirstRun, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another video, or the same one at another rate or size, never reuses the store."""
+    store = job / "store.zarr"
+    before = tree_digest(store)
+    other = tmp_path / "other.mp4"
+    write_scene(SceneSpec(width=64, height=48, n_frames=120, n_objects=2, seed=1), other)
+    for argv, fragment in [
+        ((str(other),), "it holds scene.mp4, not other.mp4"),
+        ((str(first_run.video), "--fps", "5"), "not --fps 5"),
+        ((str(first_run.video), "--scale", "0.5"), "its frames are 64x48, not 32x24"),
+    ]:
+        code, _, stderr = _run(capsys, "run", *argv, "--out", str(job), "--rank", "5", "--quiet", *CLUSTER)
+        assert code == 1
+        assert_one_line_error(stderr, "holds another video than this job asks for", fragment, "another --out")
+    assert tree_digest(store) == before
+
+
+def test_factors_replaced_under_the_same_name_redo_separate_and_report(
+    first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = job / "store.zarr"
+    old = open_factors(store, "randomized-k5").factors_id
+    code, _, stderr = _run(
+        capsys, "decompose", "--store", str(store), "--rank", "5", "--force", "--quiet", *CLUSTER,
+    )  # fmt: skip
+    assert code == 0, stderr
+    new = open_factors(store, "randomized-k5").factors_id
+    assert new and new != old
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
+    assert code == 0, stderr
+    steps = _steps(stderr)
+    assert "separate: done" in steps and "report: done" in steps
+    assert open_derived(store, "masks").record.factors_id == new
+    assert json.loads((job / "report.json").read_text())["factors"]["factors_id"] == new
+
+
 def test_run_bad_inputs_are_one_line(
     first_run: FirstRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
