@@ -25,7 +25,8 @@ from storage.errors import (
     StoreNotFoundError,
     StoreNotWritableError,
 )
-from storage.layout import COMPLETE_ATTR, FOREGROUND_ARRAY, MASKS_ARRAY, VIDEO_DIMS, ZSTD_LEVEL
+from storage.integrity import WRITE_CONFIG, checked_dask_array, compressor, require_all_chunks
+from storage.layout import COMPLETE_ATTR, FOREGROUND_ARRAY, MASKS_ARRAY, VIDEO_DIMS
 from storage.store import StoreLocation, as_location, open_store
 
 __all__ = [
@@ -175,12 +176,12 @@ def prepare_derived(
             shape=whole_frames.shape,
             chunks=(max(whole_frames.chunks[0]), *whole_frames.shape[1:]),
             dtype=whole_frames.dtype,
-            compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
+            compressors=compressor(),
             fill_value=0,
             dimension_names=VIDEO_DIMS,
             attributes={**record.as_attrs(), COMPLETE_ATTR: False},
             overwrite=True,
-        )
+        ).with_config(WRITE_CONFIG)
         # Zarr chunks are uniform: regroup the dask chunks onto the Zarr grid.
         sources.append(whole_frames.rechunk({0: target.chunks[0]}))
         targets.append(target)
@@ -213,7 +214,12 @@ def open_derived(store: StoreLocation | str | os.PathLike[str], name: str) -> St
         raise StoreIncompleteError(
             f"{name} in {loc} is incomplete (interrupted); rerun `vidsvd separate --store {loc}`"
         )
-    return StoredArray(data=da.from_zarr(array), record=SeparationRecord.from_attrs(attrs))
+    what = f"{name} in {loc}"
+    fix = f"rerun `vidsvd separate --store {loc}`"
+    require_all_chunks(array, what=what, fix=fix)
+    return StoredArray(
+        data=checked_dask_array(array, what=what, fix=fix), record=SeparationRecord.from_attrs(attrs)
+    )
 
 
 def read_separation(store: StoreLocation | str | os.PathLike[str]) -> SeparationRecord | None:

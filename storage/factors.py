@@ -38,6 +38,7 @@ from storage.errors import (
     StoreIncompleteError,
     StoreNotFoundError,
 )
+from storage.integrity import WRITE_CONFIG, checked_dask_array, compressor, require_all_chunks
 from storage.layout import (
     COMPLETE_ATTR,
     FACTOR_S,
@@ -48,7 +49,6 @@ from storage.layout import (
     S_DIMS,
     U_DIMS,
     VT_DIMS,
-    ZSTD_LEVEL,
 )
 from storage.provenance import library_versions
 from storage.store import StoreLocation, as_location, open_store
@@ -278,10 +278,10 @@ def write_factors(
             shape=source.shape,
             chunks=chunks[key],
             dtype="float32",
-            compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
+            compressors=compressor(),
             fill_value=np.nan,
             dimension_names=dims[key],
-        )
+        ).with_config(WRITE_CONFIG)
         for key, source in sources.items()
     ]
     aligned = [source.rechunk(chunks[key]) for key, source in sources.items()]
@@ -365,11 +365,17 @@ def open_factors(
             f"`vidsvd decompose --store {loc} --name {name} --force`"
         )
     arrays = {key: group[key] for key in (FACTOR_U, FACTOR_S, FACTOR_VT)}
+    fix = f"recompute them with `vidsvd decompose --store {loc} --name {name} --force`"
+    lazy = {}
+    for key, array in arrays.items():
+        what = f"{key} of factors {name!r} in {loc}"
+        require_all_chunks(array, what=what, fix=fix)
+        lazy[key] = checked_dask_array(array, what=what, fix=fix)
     return StoredFactors(
         name=name,
-        U=da.from_zarr(arrays[FACTOR_U]),
-        s=da.from_zarr(arrays[FACTOR_S]),
-        Vt=da.from_zarr(arrays[FACTOR_VT]),
+        U=lazy[FACTOR_U],
+        s=lazy[FACTOR_S],
+        Vt=lazy[FACTOR_VT],
         attrs=attrs,
         location=loc,
     )

@@ -11,6 +11,7 @@ import dask.array as da
 import zarr
 
 from storage.errors import StoreIncompleteError, StoreNotFoundError
+from storage.integrity import checked_dask_array, require_all_chunks
 from storage.layout import COMPLETE_ATTR, PROGRESS_ATTR, VIDEO_ARRAY
 from storage.store import StoreLocation, as_location, open_store
 
@@ -175,7 +176,9 @@ def open_video(store: StoreLocation | str | os.PathLike[str]) -> StoredVideo:
             f"the video in {loc} is incomplete (ingest interrupted after {written} frames); "
             f"rerun `vidsvd ingest ... --store {loc} --resume` or `--overwrite`"
         )
-    frames = da.from_zarr(array)
+    fix = f"re-ingest it with `vidsvd ingest ... --store {loc} --overwrite`"
+    require_all_chunks(array, what=f"the video in {loc}", fix=fix)
+    frames = checked_dask_array(array, what=f"the video in {loc}", fix=fix)
     return StoredVideo(
         frames=frames,
         fps=float(attrs["fps"]),

@@ -34,6 +34,7 @@ from storage.errors import (
     StoreExistsError,
     StoreIncompleteError,
 )
+from storage.integrity import WRITE_CONFIG, compressor
 from storage.layout import (
     COMPLETE_ATTR,
     DEFAULT_CHUNK_BYTES,
@@ -41,7 +42,6 @@ from storage.layout import (
     VIDEO_ARRAY,
     VIDEO_COLOR_DIMS,
     VIDEO_DIMS,
-    ZSTD_LEVEL,
 )
 from storage.provenance import BackgroundHash, content_fingerprint, file_sha256, library_versions
 from storage.store import StoreLocation, as_location, create_store, delete_store, open_store
@@ -215,7 +215,7 @@ def ingest_videos(
     )
     # Every chunk holds frames: skip zarr's check for all-fill-value chunks, which
     # compares each chunk element by element and cost 40% of a write.
-    array = stored.with_config({"write_empty_chunks": True})
+    array = stored.with_config(WRITE_CONFIG)
     progress_state: dict[str, Any] = dict(array.attrs[PROGRESS_ATTR])
     recorded_sources: list[dict[str, Any]] = list(progress_state["sources_done"])
     if start_frame:
@@ -373,7 +373,7 @@ def _prepare_array(
         shape=(0, *options.frame_shape),
         chunks=(chunk_frames, *options.frame_shape),
         dtype="uint8",
-        compressors=zarr.codecs.ZstdCodec(level=ZSTD_LEVEL),
+        compressors=compressor(),
         fill_value=0,
         dimension_names=VIDEO_COLOR_DIMS if options.color else VIDEO_DIMS,
         attributes={

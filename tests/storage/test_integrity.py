@@ -1,0 +1,71 @@
+"""Every read notices damage: a missing chunk, a flipped bit, NaN in factors; one line, exit 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storage.errors import StoreDamagedError
+from storage.factors import open_factors, write_factors
+from storage.video_array import open_video
+from storage.video_ingest import ingest_videos
+from tests.helpers import assert_one_line_error, run_cli
+
+
+def _chunk_files(array_dir: Path) -> list[Path]:
+    return sorted(p for p in (array_dir / "c").rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def store(make_video, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    video, _ = make_video(n_frames=30)
+    location = tmp_path / "store.zarr"
+    ingest_videos([video], store=location, chunk_frames=10, progress=False)
+    return location
+
+
+def test_chunks_carry_zstd_checksums(store: Path) -> None:
+    codecs = json.loads((store / "video" / "zarr.json").read_text())["codecs"]
+    assert {"name": "zstd", "configuration": {"level": 1, "checksum": True}} in codecs
+
+
+def test_a_missing_video_chunk_is_refused_on_open(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _chunk_files(store / "video")[1].unlink()
+    with pytest.raises(StoreDamagedError, match="1 of its 3 chunks are missing"):
+        open_video(store)
+    status, _, err = run_cli(capsys, "decompose", "--store", str(store), "--rank", "2")
+    assert status == 1
+    assert_one_line_error(err, "is damaged", "--overwrite")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_flipped_bit_in_a_video_chunk_is_noticed(store: Path, seed: int) -> None:
+    chunk = _chunk_files(store / "video")[0]
+    data = bytearray(chunk.read_bytes())
+    rng = np.random.default_rng(seed)
+    position = int(rng.integers(0, len(data)))
+    data[position] ^= 1 << int(rng.integers(0, 8))
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(StoreDamagedError, match=r"the video in .* is damaged"):
+        open_video(store).frames[:10].compute(scheduler="sync")
+
+
+def test_damaged_factors_are_refused(store: Path) -> None:
+    video = open_video(store)
+    rng = np.random.default_rng(0)
+    p, t = video.height * video.width, video.n_frames
+    write_factors(
+        store,
+        name="f",
+        U=rng.standard_normal((p, 2)),
+        s=np.array([2.0, 1.0]),
+        Vt=rng.standard_normal((2, t)),
+        attrs={"method": "randomized", "video_fingerprint": video.fingerprint},
+    )
+    assert open_factors(store, "f").rank == 2
+    _chunk_files(store / "factors" / "f" / "U")[0].unlink()
+    with pytest.raises(StoreDamagedError, match="U of factors 'f'.*missing.*--force"):
+        open_factors(store, "f")
