@@ -67,5 +67,32 @@ def test_damaged_factors_are_refused(store: Path) -> None:
     )
     assert open_factors(store, "f").rank == 2
     _chunk_files(store / "factors" / "f" / "U")[0].unlink()
-    with pytest.raises(StoreDamagedError, match="U of factors 'f'.*missing.*--force"):
+    with pytest.raises(StoreDamagedError, match=r"U of factors 'f'.*missing.*--force"):
         open_factors(store, "f")
+
+
+def test_factors_holding_nan_are_refused_by_separate_report_and_apply(
+    store: Path, make_video, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    video = open_video(store)
+    p, t = video.height * video.width, video.n_frames
+    u = np.ones((p, 1)) / np.sqrt(p)
+    u[5, 0] = np.nan
+    write_factors(
+        store,
+        name="nan",
+        U=u,
+        s=np.array([1.0]),
+        Vt=np.ones((1, t)),
+        attrs={"method": "randomized", "video_fingerprint": video.fingerprint},
+    )
+    cluster = ("--workers", "1", "--threads-per-worker", "1")
+    for argv in (
+        ("separate", "--store", str(store), "--factors", "nan", "--out", str(tmp_path / "o"), *cluster),
+        ("report", "--store", str(store), "--factors", "nan", "--out", str(tmp_path / "o"), *cluster),
+        ("apply", make_video("new.mkv", n_frames=5)[0].as_posix(), "--store", str(store), "--factors", "nan",
+         "--out", str(tmp_path / "a")),
+    ):  # fmt: skip
+        status, _, err = run_cli(capsys, *argv, "--quiet")
+        assert status == 1, argv
+        assert_one_line_error(err, "factors 'nan' hold NaN or infinite values in U", "--force --name nan")
