@@ -38,11 +38,21 @@ def build_parser() -> OneLineParser:
         prog="vidsvd",
         description="Separate the still background of long videos from what moves through them.",
     )
+    parser.add_argument("--version", action="version", version=f"vidsvd {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
     for command in _COMMANDS:
         command.add_parser(commands)
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("vidsvd")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

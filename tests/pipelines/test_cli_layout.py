@@ -77,3 +77,9 @@ def test_truth_beyond_the_last_frame_is_a_bad_input_not_a_usage_error(
     status, _, err = run_cli(capsys, "evaluate", "--store", str(store), "--truth", str(tmp_path / "truth"))
     assert status == 1
     assert_one_line_error(err, "ground truth names frame 12 but the store has 6 frames")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_cli(capsys, "--version")
+    assert status == 0
+    assert out.startswith("vidsvd ")
