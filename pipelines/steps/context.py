@@ -52,6 +52,7 @@ class JobContext:
     _client: distributed.Client | None = field(default=None, init=False, repr=False)
     _opened: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
     _checked: set[tuple[str, bool]] = field(default_factory=set, init=False, repr=False)
+    _announced: bool = field(default=False, init=False, repr=False)
     connections: int = field(default=0, init=False)
     """How many Clients this context has opened (one at most: tests check it)."""
 
@@ -66,15 +67,29 @@ class JobContext:
         return bool(self.cluster.scheduler or self.cluster.batch)
 
     def client(self) -> distributed.Client:
-        """The command's Client, connected on first call and reused after."""
+        """The command's Client, connected on first call and reused after (says nothing)."""
         if self._client is None:
             self._client = self._opened.enter_context(connect(self.cluster))
             self.connections += 1
-            self.say(f"computing on {describe(self._client)}")
-            link = dashboard_link(self._client)
+        return self._client
+
+    def computing_on(self, location: StoreLocation) -> distributed.Client:
+        """The Client, once every worker is known to see the store; says where it computes, once.
+
+        Raises
+        ------
+        StoreNotSharedError
+            See :meth:`require_workers_see`; nothing is printed before it.
+        """
+        client = self.client()
+        self.require_workers_see(location)
+        if not self._announced:
+            self._announced = True
+            self.say(f"computing on {describe(client)}")
+            link = dashboard_link(client)
             if link and self.remote:
                 self.say(f"dashboard: {link}")
-        return self._client
+        return client
 
     def wait(self, futures: Collection[Any], *, description: str) -> None:
         """Wait for ``futures`` of the Client with a progress bar (when shown)."""

@@ -99,8 +99,7 @@ def decompose(
                     singular_values=[float(v) for v in found.s[: parameters.rank].compute()],
                 )
         check_factors_name(video.location, factors_name, overwrite=force)
-        client = job.client()
-        job.require_workers_see(video.location)
+        client = job.computing_on(video.location)
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         threads = sum(int(w.get("nthreads", 1)) for w in workers) or 1
         plan = plan_decomposition(

@@ -70,8 +70,7 @@ def report(
     matrix = video_matrix(video.frames)
     n_pixels, n_frames = (int(n) for n in matrix.shape)
     with step_context(context) as job:
-        client = job.client()
-        job.require_workers_see(video.location)
+        client = job.computing_on(video.location)
         job.say(f"measuring ranks {', '.join(map(str, wanted))}")
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
         require_finite_factors(chosen)

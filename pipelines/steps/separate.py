@@ -105,8 +105,7 @@ def separate(
     folder.prepare()  # an unusable --out fails before any computing
     height, width = video.height, video.width
     with step_context(context) as job:
-        client = job.client()
-        job.require_workers_see(video.location)
+        client = job.computing_on(video.location)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
         require_finite_factors(chosen, rank=k)

@@ -207,7 +207,7 @@ def test_ctrl_c_while_jobs_wait_in_the_queue_cancels_them(
     video, _ = make_video(n_frames=8)
     monkeypatch.setenv("FAKE_BATCH_HOLD", "1")
     command = [
-        sys.executable, "-m", "pipelines.cli", "run", str(video), "--out", str(tmp_path / "out"), "--quiet",
+        sys.executable, "-m", "pipelines.cli", "run", str(video), "--out", str(tmp_path / "out"), "--quiet", "--rank", "2",
         "--cluster", "slurm", "--jobs", "2", "--job-cores", "1", "--job-memory", "1GiB", "--interface", "lo",
     ]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)

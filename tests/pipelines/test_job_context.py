@@ -12,6 +12,7 @@ import pytest
 import pipelines.steps.context as context_module
 from cluster.options import ClusterOptions
 from pipelines.steps.context import JobContext, step_context
+from storage.store import StoreLocation
 from tests.helpers import run_cli
 
 
@@ -55,11 +56,14 @@ def test_a_step_without_context_closes_the_one_it_made() -> None:
         assert same is given
 
 
-def test_a_context_connects_lazily_and_once(connections: list[ClusterOptions]) -> None:
+def test_a_context_connects_lazily_and_once(connections: list[ClusterOptions], tmp_path: Path) -> None:
     messages: list[str] = []
     with JobContext(cluster=ClusterOptions(n_workers=1, threads_per_worker=1), log=messages.append) as job:
         assert connections == []
         first = job.client()
-        assert job.client() is first
+        assert job.client() is first and messages == []
+        store = StoreLocation(url=str(tmp_path / "store.zarr"))
+        assert job.computing_on(store) is first
+        assert job.computing_on(store) is first
         assert job.connections == 1 and len(connections) == 1
-    assert [m for m in messages if m.startswith("computing on")] == [messages[0]]
+    assert len(messages) == 1 and messages[0].startswith("computing on")
