@@ -1,22 +1,15 @@
-"""Background, foreground and masks from the factors U, s, Vt, lazily, chunk by chunk.
+"""Background and foreground from the factors U, s, Vt, lazily, chunk by chunk.
 
 With the rank-k factors of M (pixel, frame), the background of frame ``t`` is column
-``t`` of ``U_k diag(s_k) Vt_k``, the foreground is the frame minus its background, and
-the mask marks where the foreground is large: ``|foreground| > threshold``.  Everything
-here takes and returns dask arrays and reads no data; memory per task is one chunk of
-frames (plus ``U_k``, which every task needs whole).
+``t`` of ``U_k diag(s_k) Vt_k`` and the foreground is the frame minus its background
+(the masks that mark where it is large are :mod:`pipelines.masks`).  The lazy
+functions take and return dask arrays and read no data; memory per task is one chunk
+of frames (plus ``U_k``, which every task needs whole).  The ``*_block`` functions are
+the same rules on one numpy block, for code that streams blocks itself (``apply``).
 
 Shapes follow DESIGN.md: U (pixel, component), s (component,), Vt (component, frame);
 frames (frame, y, x) uint8.  A color video's pixel axis holds ``y * x * 3`` values (see
-:mod:`pipelines.matrix`); the functions accept it and return (frame, y, x, 3) arrays,
-and :func:`masks` combines the channels (a pixel is foreground when any channel is).
-
-References
-----------
-.. [1] N. Otsu, "A threshold selection method from gray-level histograms",
-   IEEE Trans. Systems, Man, and Cybernetics 9(1), 62-66, 1979.
-.. [2] P. J. Rousseeuw and C. Croux, "Alternatives to the median absolute deviation",
-   J. American Statistical Association 88(424), 1273-1283, 1993.
+:mod:`pipelines.matrix`); the functions accept it and return (frame, y, x, 3) arrays.
 """
 
 from __future__ import annotations
