@@ -26,8 +26,12 @@ Needs the ``hpc`` extra (``pip install 'vidsvd[hpc]'``, i.e. dask-jobqueue).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from cluster.batch_options import (
@@ -113,7 +117,8 @@ def start_batch_cluster(options: BatchOptions, *, dashboard: bool = True) -> Any
             " give a folder you can write to"
         ) from None
     try:
-        cluster.sync(_submit, cluster, plan.jobs)
+        with _sigint_deferred():
+            cluster.sync(_submit, cluster, plan.jobs)
     except (RuntimeError, ValueError) as exc:  # the command failed, or printed no job id
         cluster.close()
         raise BatchSubmitError(
@@ -124,6 +129,24 @@ def start_batch_cluster(options: BatchOptions, *, dashboard: bool = True) -> Any
         cluster.close()
         raise
     return cluster
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block ends (the main thread only).
+
+    A KeyboardInterrupt in the middle of the submissions leaves jobs that dask-jobqueue
+    has not finished registering, which closing the cluster cannot cancel; held back,
+    it is raised once every job is submitted, and closing the cluster cancels them all.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def wait_for_first_worker(client: Any, options: BatchOptions) -> None:
