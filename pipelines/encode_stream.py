@@ -9,8 +9,10 @@ written as PNG on the way.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType, TracebackType
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +80,8 @@ def write_videos(blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: fl
 
     def hand_over(item: npt.NDArray[np.uint8] | BaseException | None) -> None:
         while compare_thread.is_alive():
+            if item is not None and not isinstance(item, BaseException):
+                ctrl_c.raise_if_pressed()
             try:
                 handoff.put(item, timeout=0.5)
                 return
@@ -87,6 +91,7 @@ def write_videos(blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: fl
     def visible_stream() -> Iterator[npt.NDArray[np.uint8]]:
         start = 0
         for original, fg, mask in blocks:
+            ctrl_c.raise_if_pressed()
             side_by_side = compare_panels(original, fg, mask)
             for offset in range(len(fg)):
                 if start + offset in samples:
@@ -96,18 +101,61 @@ def write_videos(blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: fl
             hand_over(side_by_side)
             start += len(fg)
             yield visible_foreground(fg)
+        ctrl_c.raise_if_pressed()  # an encoder or the decoder may have ended on the same Ctrl-C
 
     folder.prepare()
     compare_thread = threading.Thread(target=encode_compare, name="vidsvd-compare-encoder", daemon=True)
-    compare_thread.start()
-    try:
-        write_video(folder.foreground_mp4, visible_stream(), fps=fps, odd_size="pad")
-    except BaseException as exc:
-        hand_over(RuntimeError(f"foreground.mp4 failed: {exc}"))
+    with _CtrlCAtBlockBoundaries() as ctrl_c:
+        compare_thread.start()
+        try:
+            write_video(folder.foreground_mp4, visible_stream(), fps=fps, odd_size="pad")
+        except BaseException as exc:
+            hand_over(RuntimeError(f"foreground.mp4 failed: {exc}"))
+            compare_thread.join()
+            raise
+        hand_over(None)
         compare_thread.join()
-        raise
-    hand_over(None)
-    compare_thread.join()
     if compare_error:
         raise compare_error[0]
     return [folder.foreground_mp4.name, folder.compare_mp4.name, *sorted(sample_files)]
+
+
+class _CtrlCAtBlockBoundaries:
+    """Turn Ctrl-C into a KeyboardInterrupt raised between blocks (main thread only).
+
+    Raised asynchronously, a KeyboardInterrupt can land inside the queue's lock
+    handling and leave the encoder thread waiting forever.  Here SIGINT only sets a
+    flag; :meth:`raise_if_pressed` raises at a block boundary, and leaving the block
+    raises it whatever else went wrong (an encoder that ended on the same signal fails
+    with a broken pipe, which is the interrupt, not a fault).  Elsewhere than in the
+    main thread, signals cannot be handled and the block runs as is.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: object = None
+        self._installed = False
+
+    def __enter__(self) -> _CtrlCAtBlockBoundaries:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        return self
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.pressed = True
+
+    def raise_if_pressed(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+        if self.pressed and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from None

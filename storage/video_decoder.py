@@ -370,11 +370,26 @@ def decode_blocks(
         stderr_reader.join(timeout=10)
         process.stderr.close()
     state.warnings.extend(stderr_lines)
+    if finished and _stopped_by_signal(process.returncode):
+        # Its output ended because ffmpeg was stopped, not because the video did.
+        raise SourceNotReadableError(
+            f"ffmpeg stopped decoding {info.path} after {state.n_frames} frames: it was"
+            f" interrupted or killed (exit status {process.returncode}); run the command again"
+        )
     if process.returncode != 0 and state.n_frames == 0:
         reason = _last_meaningful_line("\n".join(stderr_lines))
         raise SourceNotReadableError(
             f"ffmpeg could not decode {info.path} ({reason}); check that it is a video file"
         )
+
+
+_FFMPEG_SIGNAL_EXIT = 255
+"""ffmpeg's exit status after it caught SIGINT or SIGTERM and stopped early."""
+
+
+def _stopped_by_signal(returncode: int | None) -> bool:
+    """True when ffmpeg ended on a signal: killed by it, or its own exit after one."""
+    return returncode is not None and (returncode < 0 or returncode == _FFMPEG_SIGNAL_EXIT)
 
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: resize a pipe's buffer

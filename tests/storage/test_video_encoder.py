@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from storage import video_encoder
-from storage.errors import InvalidParameterError, StoreExistsError
+from storage.errors import InvalidParameterError, SourceNotReadableError, StoreExistsError
 from storage.video_decoder import DecodeOptions, decode_blocks, ffmpeg_executable, probe_video
 from storage.video_encoder import VideoEncodeError, write_video
 
@@ -285,3 +287,18 @@ def test_ffmpeg_failure_raises_and_leaves_no_file(tmp_path: Path, monkeypatch: p
         write_video(tmp_path / "video.mkv", gray_frames(), fps=10.0, codec="ffv1")
     assert isinstance(caught.value, RuntimeError)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
+def test_a_decoder_stopped_by_a_signal_is_not_the_end_of_the_video(tmp_path: Path, stop: int) -> None:
+    """Ctrl-C reaches ffmpeg too; its output then ends early, which must not pass for the video's end."""
+    path = tmp_path / "long.mkv"
+    write_video(path, iter(gray_frames(n=1500)), fps=25.0, codec="ffv1")  # > the 1 MiB pipe
+    info = probe_video(path)
+    blocks = decode_blocks(info, DecodeOptions(width=W, height=H), block_frames=1)
+    next(blocks)
+    (decoder,) = [child for child in psutil.Process().children() if "ffmpeg" in child.name()]
+    decoder.send_signal(stop)
+    with pytest.raises(SourceNotReadableError, match=r"stopped decoding .* interrupted or killed"):
+        for _ in blocks:
+            pass
