@@ -136,7 +136,7 @@ def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
 
         a = |foreground_sample|
         sigma = 1.4826 * median(|r - median(r)|)      # robust noise scale [2]_
-        threshold = max(otsu(a), 3 * sigma, 2.0)
+        threshold = max((otsu(a) + 3 * sigma) / 2, 3 * sigma, 2.0)
 
     ``otsu(a)`` is Otsu's threshold [1]_ of the histogram of ``a`` (256 bins from 0 to
     ``max(a)``; the bin centre that maximises the between-class variance): it splits
@@ -148,11 +148,15 @@ def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
     the pixels do not inflate) keeps pure noise out of the mask, and 2 grey levels is
     the least that means anything for 8-bit video.
 
-    Measured (F-measure of the cleaned-up masks against the ground truth): on
-    synthetic scenes it lands within 0.01-0.06 of the best fixed threshold for ranks
-    1-3; on the BMC 2012 Video_003 at rank 1 it gives 57 grey levels and F = 0.84,
-    against 0.89 for the best fixed threshold (25).  A rule on sigma alone would need
-    8 sigma on that real video but 4 sigma on the synthetic scenes.
+    Otsu alone splits the residual in the middle of the moving objects' contrast, so
+    on footage of high-contrast objects it drops their darker parts: on the BMC 2012
+    Video_003 it chose 57-61 grey levels (F = 0.84) where 25-30 is best (F = 0.90).
+    Half-way between the noise floor and Otsu's split (the 1/2 is the one constant
+    here; measured, not fitted: the midpoint) gave 33 and F = 0.90 there with the
+    robust background, and kept F at 0.998 on synthetic scenes with illumination
+    drift and camera noise, where any threshold from 15 to 50 does as well.  A rule
+    on sigma alone would need 8 sigma on that real video but 4 sigma on the synthetic
+    scenes.
 
     Parameters
     ----------
@@ -182,7 +186,8 @@ def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
         raise InvalidParameterError("the foreground sample holds NaN or infinite values")
     sigma = _MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values))))
     otsu = _otsu(np.abs(values))
-    return max(otsu, AUTO_THRESHOLD_NOISE_FACTOR * sigma, AUTO_THRESHOLD_MIN)
+    noise_floor = AUTO_THRESHOLD_NOISE_FACTOR * sigma
+    return max((otsu + noise_floor) / 2, noise_floor, AUTO_THRESHOLD_MIN)
 
 
 def mask_block(block: npt.NDArray[np.floating], *, threshold: float, cleanup: bool) -> npt.NDArray[np.uint8]:

@@ -7,6 +7,7 @@ small request per factor set, also on object storage.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,11 +164,15 @@ def _request(
 
 
 def find_best_factors(
-    store: StoreLocation | str | os.PathLike[str], *, video_fingerprint: str
+    store: StoreLocation | str | os.PathLike[str],
+    *,
+    video_fingerprint: str,
+    excluded_methods: Collection[str] = (),
 ) -> StoredFactors:
     """The complete factor set of highest rank computed from the video of ``video_fingerprint``.
 
-    Ties go to the last name in sort order.
+    Ties go to the last name in sort order.  Factor sets whose ``method`` is in
+    ``excluded_methods`` are passed over (a fitted background is not an SVD).
 
     Raises
     ------
@@ -175,7 +180,11 @@ def find_best_factors(
         No complete factors of that video (run decompose first).
     """
     location = as_location(store)
-    usable = [f for f in list_factors(location) if f.complete and f.video_fingerprint == video_fingerprint]
+    usable = [
+        f
+        for f in list_factors(location)
+        if f.complete and f.video_fingerprint == video_fingerprint and f.method not in excluded_methods
+    ]
     if not usable:
         raise StoreNotFoundError(
             f"{location} has no complete factors of its video; run `vidsvd decompose --store "

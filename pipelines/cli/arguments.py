@@ -14,8 +14,11 @@ from collections.abc import Callable
 from typing import NoReturn, TypeAlias
 
 __all__ = [
+    "BACKGROUND_MODELS",
+    "DEFAULT_MODEL",
     "Commands",
     "OneLineParser",
+    "add_model_flag",
     "frame_size",
     "non_negative_int",
     "positive_float",
@@ -140,6 +143,28 @@ def threshold_value(text: str) -> float | None:
     if text == "auto":
         return None
     return positive_float("--threshold", "auto or 25")(text)
+
+
+BACKGROUND_MODELS = ("robust", "median", "svd")
+"""``--model`` choices; equal to :data:`pipelines.background_models.BACKGROUND_MODELS`
+(a test keeps them equal), spelled here so that ``--help`` does not import dask."""
+
+DEFAULT_MODEL = "robust"
+"""The background model when ``--model`` is not given."""
+
+
+def add_model_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--model robust|median|svd``."""
+    parser.add_argument(
+        "--model",
+        choices=BACKGROUND_MODELS,
+        default=None,
+        help=(
+            "background: robust (temporal median times a gain per frame), median (exact temporal "
+            f"median) or svd (the notebook's rank-k SVD); default {DEFAULT_MODEL}, or svd when "
+            "SVD factors or a rank are named"
+        ),
+    )
 
 
 Commands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"

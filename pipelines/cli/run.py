@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipelines.cli.arguments import (
     Commands,
+    add_model_flag,
     frame_size,
     positive_float,
     positive_int,
@@ -60,6 +61,7 @@ def add_parser(commands: Commands) -> None:
         metavar="auto|T",
         help="mask threshold in grey levels (default auto: max of Otsu and 3 robust sigmas)",
     )
+    add_model_flag(parser)
     parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks in the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cluster_flags(parser)
@@ -85,6 +87,7 @@ def handle(args: argparse.Namespace) -> int:
             separate_rank=args.separate_rank,
             threshold=args.threshold,
             report_ranks=args.ranks,
+            model=args.model,
             context=job,
         )
     if not args.quiet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.arguments import Commands, positive_int, threshold_value
+from pipelines.cli.arguments import Commands, add_model_flag, positive_int, threshold_value
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
 
@@ -37,6 +37,7 @@ def add_parser(commands: Commands) -> None:
         metavar="auto|T",
         help="mask threshold in grey levels (default auto: max of Otsu and 3 robust sigmas)",
     )
+    add_model_flag(parser)
     parser.add_argument(
         "--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)"
     )
@@ -59,6 +60,7 @@ def handle(args: argparse.Namespace) -> int:
             factors=args.factors,
             rank=args.rank,
             threshold=args.threshold,
+            model=args.model,
             context=job,
         )
     if not args.quiet:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from pipelines.background_models import FITTED_MODELS
 from pipelines.encode_stream import write_videos
 from pipelines.masks import auto_threshold, mask_block, sample_frames
 from pipelines.separate import project_out_block, storage_foreground_block
@@ -41,7 +42,12 @@ def apply(
 
     The new video is decoded as the stored one was (its frame rate, size, gray) and,
     chunk by chunk, ``foreground = x - U_k (U_k^T x)``: the part of each frame that
-    the stored background components do not explain.  Writes ``foreground.mp4``,
+    the stored background components do not explain.  The factors default to those
+    ``separate`` used (the robust background unless told otherwise), else the best
+    SVD.  A fitted background (``median``, ``robust``) is applied as the
+    least-squares fit of its plates to each frame (one gain per plate, the span of
+    the plates orthonormalised), not with the median-of-ratios gain it was fitted
+    with: close for one plate, approximate for several.  Writes ``foreground.mp4``,
     ``compare.mp4`` and sample frames in ``out`` (nothing in the store).  The threshold
     defaults to the one ``separate`` stored, else the ``auto`` rule on the first chunk.
 
@@ -59,6 +65,11 @@ def apply(
     started = time.perf_counter()
     job = context or JobContext()
     stored = open_video(store)
+    recorded = read_separation(stored.location)
+    if recorded is not None and not (recorded.complete and recorded.video_fingerprint == stored.fingerprint):
+        recorded = None
+    if factors is None and rank is None and recorded is not None:
+        factors = recorded.factors  # the background separate used, robust by default
     chosen = choose_factors(stored, factors)
     k = min(chosen.rank, len(stored.segments)) if rank is None else rank
     if not 1 <= k <= chosen.rank:
@@ -75,10 +86,14 @@ def apply(
         )
     folder = OutputFolder.at(out)
     folder.prepare()
-    if threshold is None:
-        recorded = read_separation(stored.location)
-        threshold = recorded.threshold if recorded is not None and recorded.complete else None
-    basis = np.ascontiguousarray(chosen.U[:, :k].compute(), dtype=np.float32)  # (P, k)
+    job.say(f"applying factors {chosen.name!r} ({chosen.method}), rank {k}")
+    if threshold is None and recorded is not None:
+        threshold = recorded.threshold
+    components = np.asarray(chosen.U[:, :k].compute(), dtype=np.float64)  # (P, k)
+    if chosen.method in FITTED_MODELS:
+        # One plate per source video, not orthogonal to each other: project onto their span.
+        components = np.linalg.qr(components)[0]
+    basis = np.ascontiguousarray(components, dtype=np.float32)
     if basis.shape[0] != stored.height * stored.width:
         raise InvalidParameterError("apply works on gray videos; ingest without --color")
     options = DecodeOptions(width=stored.width, height=stored.height, fps=stored.ingest_fps)

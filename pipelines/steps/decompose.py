@@ -11,11 +11,13 @@ import numpy as np
 from distributed import futures_of
 
 from cluster.client import describe, peak_worker_memory, worker_memory_limit
+from pipelines.background_models import FITTED_MODELS
 from pipelines.decompose import SvdParameters
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
 from pipelines.planning import ClusterSize, plan_decomposition
 from pipelines.steps.context import JobContext, step_context
+from storage.errors import InvalidParameterError
 from storage.factor_lookup import find_reusable_factors
 from storage.factors import check_factors_name, default_factors_name, write_factors
 from storage.store import StoreLocation
@@ -81,6 +83,11 @@ def decompose(
     n_pixels, n_frames = (int(n) for n in matrix.shape)
     parameters.validate(n_pixels=n_pixels, n_frames=n_frames)
     factors_name = name or default_factors_name(parameters.method, parameters.rank)
+    if factors_name in FITTED_MODELS:
+        raise InvalidParameterError(
+            f"the name {factors_name!r} is kept for the {factors_name} background model's factors;"
+            " choose another --name"
+        )
     with step_context(context) as job:
         if not force:
             found = find_reusable_factors(

@@ -7,6 +7,7 @@ import os
 import dask
 import dask.array as da
 
+from pipelines.background_models import FITTED_MODELS
 from storage.errors import StoreDamagedError
 from storage.factor_lookup import find_best_factors
 from storage.factors import StoredFactors, open_factors
@@ -19,7 +20,11 @@ __all__ = ["choose_factors", "require_finite_factors"]
 def choose_factors(
     store: StoreLocation | str | os.PathLike[str] | StoredVideo, name: str | None
 ) -> StoredFactors:
-    """Open the named factors, or the complete set of highest rank tied to the current video.
+    """Open the named factors, or the complete SVD of highest rank tied to the current video.
+
+    Without a name, the fitted backgrounds (``median``, ``robust``) are passed over:
+    the steps that choose for themselves (report, apply, separate's svd model) want
+    an SVD.
 
     Raises
     ------
@@ -31,7 +36,9 @@ def choose_factors(
     video = store if isinstance(store, StoredVideo) else open_video(store)
     if name is not None:
         return open_factors(video.location, name, expected_fingerprint=video.fingerprint)
-    return find_best_factors(video.location, video_fingerprint=video.fingerprint)
+    return find_best_factors(
+        video.location, video_fingerprint=video.fingerprint, excluded_methods=FITTED_MODELS
+    )
 
 
 def require_finite_factors(factors: StoredFactors, *, rank: int | None = None) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
@@ -51,6 +52,7 @@ def run(
     separate_rank: int | None = None,
     threshold: float | None = None,
     report_ranks: Sequence[int] | None = None,
+    model: str | None = None,
     context: JobContext | None = None,
 ) -> RunSummary:
     """The main job: ingest, decompose, separate, report, into ``out``.
@@ -59,11 +61,15 @@ def run(
     by default ``out/store.zarr``; images, videos and reports go to the local folder
     ``out``.  Each step is skipped when its complete output exists already, so
     rerunning after a crash or Ctrl-C continues where the job stopped (an
-    interrupted ingest resumes).  One Client serves every step.  With an existing
-    scheduler, its workers must see the store: that is checked before the ingest
-    (a local store's folder is created first), so a store they cannot reach fails
-    in seconds rather than after the ingest.
+    interrupted ingest resumes).  ``model`` chooses the background of the
+    separation (see :func:`pipelines.steps.separate.separate`; ``robust`` unless
+    ``separate_rank`` is given, which implies ``svd``); the report measures the SVD.
+    One Client serves every step.  With an existing scheduler, its workers must see
+    the store: that is checked before the ingest (a local store's folder is created
+    first), so a store they cannot reach fails in seconds rather than after the
+    ingest.
     """
+    model = chosen_model(model, svd_options_given=separate_rank is not None)
     folder = OutputFolder.at(out)
     location = as_location(store) if store is not None else StoreLocation(url=str(folder.default_store))
     steps: dict[str, str] = {}
@@ -102,12 +108,13 @@ def run(
 
         started = time.perf_counter()
         done = read_separation(location)
-        factors_id = open_factors(location, decomposed.name).factors_id
+        background = decomposed.name if model == "svd" else model
+        background_id = _factors_id(location, background)
         if (
             done is not None
             and done.complete
-            and done.factors == decomposed.name
-            and done.factors_id == factors_id != ""
+            and done.factors == background
+            and done.factors_id == background_id != ""
             and (separate_rank is None or done.rank == separate_rank)
             and (threshold is None or done.threshold == threshold)
             and folder.compare_mp4.exists()
@@ -117,9 +124,10 @@ def run(
             separate(
                 store=location,
                 out=folder.path,
-                factors=decomposed.name,
-                rank=separate_rank,
+                factors=decomposed.name if model == "svd" else None,
+                rank=separate_rank if model == "svd" else None,
                 threshold=threshold,
+                model=model,
                 context=job,
             )
             steps["separate"] = "done"
@@ -127,7 +135,7 @@ def run(
 
         started = time.perf_counter()
         if steps["separate"].startswith("skipped") and report_is_current(
-            folder, factors_id=factors_id, ranks=report_ranks
+            folder, factors_id=_factors_id(location, decomposed.name), ranks=report_ranks
         ):
             steps["report"] = "skipped (complete)"
         else:
@@ -135,6 +143,14 @@ def run(
             steps["report"] = "done"
         timings["report_s"] = time.perf_counter() - started
     return RunSummary(store=str(location), out=str(folder.path), steps=steps, timings=timings)
+
+
+def _factors_id(location: StoreLocation, name: str) -> str:
+    """The identity of the complete factors ``name``, "" when there are none yet."""
+    try:
+        return open_factors(location, name).factors_id
+    except (StoreNotFoundError, StoreIncompleteError):
+        return ""
 
 
 def _video_state(store: StoreLocation) -> str:

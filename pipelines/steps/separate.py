@@ -14,14 +14,17 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from pipelines.background_models import BACKGROUND_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, masks, sample_frames
 from pipelines.plots import image_png
 from pipelines.separate import background_frames, background_images, foreground_frames, to_storage_foreground
+from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from storage.derived import SeparationRecord, open_derived, prepare_derived, write_file_atomic
 from storage.errors import InvalidParameterError
+from storage.factors import StoredFactors
 from storage.layout import FOREGROUND_ARRAY, MASKS_ARRAY
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
@@ -68,9 +71,15 @@ def separate(
     factors: str | None = None,
     rank: int | None = None,
     threshold: float | None = None,
+    model: str | None = None,
     context: JobContext | None = None,
 ) -> SeparateSummary:
     """Background, foreground and masks of every frame, from the stored video and factors.
+
+    ``model`` chooses the background: ``svd`` the stored SVD factors (``factors``,
+    ``rank``), ``median`` or ``robust`` a rank-1 background per source video fitted (or
+    reused) by :func:`pipelines.steps.background.fit_background`.  By default
+    (``None``) it is ``svd`` when ``factors`` or ``rank`` is given, else ``robust``.
 
     ``rank=None`` uses one component per source segment: the original notebook's
     rank-1 background for one video, one background per scene for concatenated
@@ -95,16 +104,29 @@ def separate(
     video = open_video(store)
     if video.frames.ndim != 3:
         raise InvalidParameterError("separate works on gray videos; ingest without --color")
-    chosen = choose_factors(video, factors)
-    k = min(chosen.rank, len(video.segments)) if rank is None else rank
-    if not 1 <= k <= chosen.rank:
-        raise InvalidParameterError(
-            f"--rank must be between 1 and {chosen.rank} (factors {chosen.name!r}), got {k}"
-        )
+    model = chosen_model(model, svd_options_given=factors is not None or rank is not None)
+    chosen: StoredFactors | None = None
+    k = 1
+    if model == "svd":
+        chosen = choose_factors(video, factors)
+        if chosen.method in BACKGROUND_MODELS:
+            raise InvalidParameterError(
+                f"factors {chosen.name!r} are the {chosen.method} model's background, not an SVD;"
+                f" choose the {chosen.method} model, or name SVD factors"
+            )
+        k = min(chosen.rank, len(video.segments)) if rank is None else rank
+        if not 1 <= k <= chosen.rank:
+            raise InvalidParameterError(
+                f"--rank must be between 1 and {chosen.rank} (factors {chosen.name!r}), got {k}; "
+                f"decompose with --rank {k} first, or choose a smaller --rank"
+            )
     folder = OutputFolder.at(out)
     folder.prepare()  # an unusable --out fails before any computing
     height, width = video.height, video.width
     with step_context(context) as job:
+        if chosen is None:
+            chosen = fit_background(store=video, model=model, context=job)
+            k = chosen.rank  # one background per source video
         client = job.computing_on(video.location)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])

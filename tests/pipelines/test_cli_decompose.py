@@ -267,7 +267,9 @@ def test_factors_of_another_video_under_the_default_name_are_refused(
     )  # fmt: skip
     assert code == 1
     assert_one_line_error(stderr, "belong to another video", "--force")
-    code, stderr = _run(capsys, "separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER)
+    code, stderr = _run(
+        capsys, "separate", "--store", str(store), "--model", "svd", "--out", str(out), "--quiet", *CLUSTER
+    )
     assert code == 1
     assert_one_line_error(stderr, "no complete factors of its video", "vidsvd decompose")
     assert tree_digest(store) == before

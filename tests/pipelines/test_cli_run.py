@@ -82,7 +82,8 @@ def test_run_writes_the_store_report_and_videos(
     factors = open_factors(store, "randomized-k5", expected_fingerprint=video.fingerprint)
     assert factors.rank == 5 and factors.attrs["complete"] is True
     masks = open_derived(store, "masks")
-    assert masks.record.factors == "randomized-k5" and masks.record.rank == 1
+    assert masks.record.factors == "robust" and masks.record.rank == 1  # the default model
+    assert open_factors(store, "robust").method == "robust"
     for name in ("report.html", "report.json", "compare.mp4", "foreground.mp4", "background.png"):
         assert (out / name).is_file(), name
     assert _frame_count(out / "compare.mp4") == (SCENE.n_frames, SCENE.height, 4 * SCENE.width)
@@ -172,12 +173,24 @@ def test_factors_replaced_under_the_same_name_redo_separate_and_report(
     assert code == 0, stderr
     new = open_factors(store, "randomized-k5").factors_id
     assert new and new != old
-    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
+    svd_run = ["run", str(first_run.video), "--out", str(job), "--rank", "5", "--model", "svd", *CLUSTER]
+    code, _, stderr = _run(capsys, *svd_run)
     assert code == 0, stderr
     steps = _steps(stderr)
     assert "separate: done" in steps and "report: done" in steps
     assert open_derived(store, "masks").record.factors_id == new
     assert json.loads((job / "report.json").read_text())["factors"]["factors_id"] == new
+
+    # the model is part of what a skip checks: svd masks do not stand for robust ones
+    robust_run = ["run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER]
+    code, _, stderr = _run(capsys, *robust_run)
+    assert code == 0, stderr
+    assert "separate: done" in _steps(stderr)
+    record = open_derived(store, "masks").record
+    assert record.factors == "robust" and record.factors_id == open_factors(store, "robust").factors_id
+    code, _, stderr = _run(capsys, *robust_run)
+    assert code == 0, stderr
+    assert "separate: skipped (complete)" in _steps(stderr)
 
 
 def test_run_bad_inputs_are_one_line(

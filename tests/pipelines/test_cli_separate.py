@@ -84,13 +84,13 @@ def test_separate_writes_foreground_masks_images_and_videos(separated: Separated
     frames = video.frames.compute()
     n_frames, height, width = frames.shape
     assert (n_frames, height, width) == (SCENE.n_frames, SCENE.height, SCENE.width)
-    assert "separated with 'randomized-k3' rank 1" in separated.separate_stderr
+    assert "separated with 'robust' rank 1" in separated.separate_stderr  # the default model
 
     foreground = open_derived(store, "foreground")
     masks = open_derived(store, "masks")
     for derived in (foreground, masks):
         assert derived.record.complete is True
-        assert derived.record.factors == "randomized-k3"
+        assert derived.record.factors == "robust"
         assert derived.record.rank == 1
         assert derived.record.video_fingerprint == video.fingerprint
         assert derived.data.shape == frames.shape
@@ -100,7 +100,8 @@ def test_separate_writes_foreground_masks_images_and_videos(separated: Separated
     assert set(np.unique(mask)) <= {0, 255}
 
     # foreground = frame - rank-1 background, computed from the stored factors
-    factors = open_factors(store, "randomized-k3")
+    factors = open_factors(store, "robust")
+    assert factors.method == "robust"
     u, s, vt = (np.asarray(a.compute(), np.float64) for a in (factors.U, factors.s, factors.Vt))
     background = ((u[:, :1] * s[:1]) @ vt[:1]).T.reshape(frames.shape)
     expected = np.clip(np.rint(frames - background), -32768, 32767)
@@ -327,7 +328,9 @@ def test_separate_without_factors_names_decompose(
     assert main(["ingest", str(separated.video), "--store", str(store), "--quiet"]) == 0
     before = tree_digest(store)
     out = tmp_path / "out"
-    code, _, stderr = _run(capsys, "separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER)
+    code, _, stderr = _run(
+        capsys, "separate", "--store", str(store), "--model", "svd", "--out", str(out), "--quiet", *CLUSTER
+    )
     assert code == 1
     assert_one_line_error(stderr, "vidsvd decompose")
     assert tree_digest(store) == before

@@ -1,0 +1,280 @@
+"""Robust background models, out of core: the exact temporal median, and the median times a gain.
+
+Plain SVD fits the background by squared error, so whatever moves often (people who
+walk the same path, a group that lingers) leaks into it.  A per-pixel temporal median
+ignores anything present in fewer than half of the frames.
+
+``median``
+    The exact per-pixel temporal median b (the lower median, the value of rank
+    ``(T - 1) // 2``), from counts: a first pass counts each pixel's frames in 16 coarse
+    bins (value >> 4) and finds the bin that holds the median; a second pass counts
+    the 16 values inside that bin.  Two reads of the uint8 video, no float copy, and
+    per task 16 counts per pixel (P x 16 uint32: 59 MB at 1280x720), whatever the
+    number of frames.  The background of frame t is b.
+``robust``
+    b times a gain per frame, ``g_t = median_p(x_t[p] / b[p])`` over well-lit pixels
+    (b >= 16): slow illumination changes (clouds, auto exposure) move the background
+    with them instead of becoming foreground, and moving objects covering less than
+    half of the frame do not move the gain.  One more read of the video.
+
+Both are rank-1 backgrounds ``b g^T`` and are returned as SVD-style factors U (P, 1),
+s (1,), Vt (1, T) (``U = b/|b|``, ``s = |b| |g|``, ``Vt = g/|g|``), so separate, report
+and apply use them as they use the SVD's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, NamedTuple
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+
+from pipelines.shapes import is_color
+from storage.errors import InvalidParameterError
+
+__all__ = [
+    "BACKGROUND_MODELS",
+    "DEFAULT_MODEL",
+    "FITTED_MODELS",
+    "GAIN_MIN_BACKGROUND",
+    "RankOneBackground",
+    "chosen_model",
+    "coarse_counts",
+    "fine_counts",
+    "frame_gains",
+    "median_from_counts",
+    "rank_one_factors",
+    "segment_factors",
+]
+
+BACKGROUND_MODELS: Final = ("robust", "median", "svd")
+"""Models of the background; ``svd`` is the plain truncated SVD (the notebook's)."""
+
+FITTED_MODELS: Final = ("robust", "median")
+"""Models fitted by this module; their factors are stored under the model's name."""
+
+DEFAULT_MODEL: Final = "robust"
+"""The model when none is named and no SVD factors or rank are asked for."""
+
+
+def chosen_model(model: str | None, *, svd_options_given: bool) -> str:
+    """The background model to use.
+
+    ``model`` when given; else ``svd`` when SVD factors or a rank were named (they
+    only make sense for it); else :data:`DEFAULT_MODEL`.
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``model``, or SVD options given with ``median`` or ``robust``.
+    """
+    if model is None:
+        return "svd" if svd_options_given else DEFAULT_MODEL
+    if model not in BACKGROUND_MODELS:
+        raise InvalidParameterError(f"model must be one of {', '.join(BACKGROUND_MODELS)}, got {model!r}")
+    if model != "svd" and svd_options_given:
+        raise InvalidParameterError(
+            f"factors and rank choose SVD factors, which the {model} model does not use;"
+            " drop them, or choose the svd model"
+        )
+    return model
+
+
+GAIN_MIN_BACKGROUND: Final = 16
+"""Pixels of the median darker than this do not vote for a frame's gain: their ratio
+is dominated by noise and compression."""
+
+_BINS: Final = 16
+_PIXEL_TILE: Final = 1 << 16
+_GAIN_STRIDE: Final = 7
+"""Every 7th pixel votes for a frame's gain: 11,000 votes for 320x240, 130,000 for
+1280x720; the median of that many well-lit pixels moves by far less than a grey level."""
+
+
+class RankOneBackground(NamedTuple):
+    """A rank-1 background ``b g^T`` as SVD-style factors.
+
+    Attributes
+    ----------
+    U : ndarray, shape (P, 1), float32
+    s : ndarray, shape (1,), float32
+    Vt : ndarray, shape (1, T), float32
+    """
+
+    U: npt.NDArray[np.float32]
+    s: npt.NDArray[np.float32]
+    Vt: npt.NDArray[np.float32]
+
+
+def _check_gray(frames: da.Array) -> None:
+    if not isinstance(frames, da.Array) or frames.ndim != 3 or is_color(frames) or frames.dtype != np.uint8:
+        raise InvalidParameterError(
+            "the median and robust models need the gray video (frame, y, x) uint8; ingest without --color"
+        )
+
+
+def _tile_counts(values: npt.NDArray[np.uint8], n_bins: int) -> npt.NDArray[np.uint32]:
+    """(n, P) small integers in [0, n_bins) -> (P, n_bins) counts, a pixel tile at a time."""
+    n_pixels = values.shape[1]
+    out = np.empty((n_pixels, n_bins), dtype=np.uint32)
+    base = np.arange(min(_PIXEL_TILE, n_pixels), dtype=np.int64) * n_bins
+    for start in range(0, n_pixels, _PIXEL_TILE):
+        tile = values[:, start : start + _PIXEL_TILE]
+        width = tile.shape[1]
+        index = tile.astype(np.int64) + base[:width]
+        out[start : start + width] = np.bincount(index.ravel(), minlength=width * n_bins).reshape(
+            width, n_bins
+        )
+    return out
+
+
+def _coarse_block(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+    flat = block.reshape(block.shape[0], -1)
+    return _tile_counts(np.right_shift(flat, 4), _BINS)[None]
+
+
+def _fine_block(block: npt.NDArray[np.uint8], coarse_bin: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+    flat = block.reshape(block.shape[0], -1)
+    inside = np.right_shift(flat, 4) == coarse_bin[None, :]
+    fine = np.where(inside, flat & 15, _BINS).astype(np.uint8)  # bin 16: outside the coarse bin
+    return _tile_counts(fine, _BINS + 1)[None, :, :_BINS]
+
+
+def coarse_counts(frames: da.Array) -> da.Array:
+    """Per pixel, how many frames fall in each coarse bin ``value >> 4``; lazy.
+
+    Parameters
+    ----------
+    frames : dask.array.Array
+        (frame, y, x) uint8, whole frames per chunk.
+
+    Returns
+    -------
+    dask.array.Array
+        (P, 16) uint32.  One read of the video; per task a (P, 16) partial.
+    """
+    _check_gray(frames)
+    whole = frames.rechunk({1: -1, 2: -1})
+    n_pixels = int(frames.shape[1]) * int(frames.shape[2])
+    partials = whole.map_blocks(
+        _coarse_block,
+        chunks=((1,) * whole.numblocks[0], (n_pixels,), (_BINS,)),
+        dtype=np.uint32,
+        meta=np.empty((0, 0, 0), dtype=np.uint32),
+    )
+    return partials.sum(axis=0, dtype=np.uint32)
+
+
+def fine_counts(frames: da.Array, coarse_bin: npt.NDArray[np.uint8]) -> da.Array:
+    """Per pixel, how many frames take each value inside the pixel's ``coarse_bin``; lazy.
+
+    Returns
+    -------
+    dask.array.Array
+        (P, 16) uint32: column j counts the frames whose value is ``16 * coarse_bin + j``.
+    """
+    _check_gray(frames)
+    whole = frames.rechunk({1: -1, 2: -1})
+    n_pixels = int(frames.shape[1]) * int(frames.shape[2])
+    if coarse_bin.shape != (n_pixels,):
+        raise InvalidParameterError(f"coarse_bin must have shape ({n_pixels},), got {coarse_bin.shape}")
+    partials = whole.map_blocks(
+        _fine_block,
+        np.asarray(coarse_bin, dtype=np.uint8),
+        chunks=((1,) * whole.numblocks[0], (n_pixels,), (_BINS,)),
+        dtype=np.uint32,
+        meta=np.empty((0, 0, 0), dtype=np.uint32),
+    )
+    return partials.sum(axis=0, dtype=np.uint32)
+
+
+def median_from_counts(
+    coarse: npt.NDArray[np.uint32], fine: npt.NDArray[np.uint32] | None, *, n_frames: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
+    """The coarse bin holding each pixel's median and, given the fine counts, the median.
+
+    Returns ``(coarse_bin, None)`` without ``fine``, and ``(coarse_bin, median)`` with
+    it; the median is the value of rank ``(n_frames - 1) // 2`` (0-based) of each pixel.
+    """
+    rank = (n_frames - 1) // 2
+    cumulative = np.cumsum(coarse, axis=1, dtype=np.int64)
+    coarse_bin = np.argmax(cumulative > rank, axis=1).astype(np.uint8)
+    if fine is None:
+        return coarse_bin, None
+    pixels = np.arange(coarse.shape[0])
+    below = np.where(coarse_bin > 0, cumulative[pixels, np.maximum(coarse_bin.astype(np.int64) - 1, 0)], 0)
+    inside = np.cumsum(fine, axis=1, dtype=np.int64) + below[:, None]
+    offset = np.argmax(inside > rank, axis=1)
+    median = (coarse_bin.astype(np.int64) * _BINS + offset).astype(np.uint8)
+    return coarse_bin, median
+
+
+def _gain_block(
+    block: npt.NDArray[np.uint8], votes: npt.NDArray[np.int64], plate: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    flat = block.reshape(block.shape[0], -1)[:, votes].astype(np.float32)
+    gains: npt.NDArray[np.float32] = np.median(flat / plate[None, :], axis=1).astype(np.float32)
+    return gains
+
+
+def frame_gains(frames: da.Array, median: npt.NDArray[np.uint8]) -> da.Array:
+    """Per frame, the median over well-lit pixels of ``frame / median``; lazy, (T,) float32.
+
+    Frames whose plate has no well-lit pixel get gain 1.
+    """
+    _check_gray(frames)
+    plate = np.asarray(median, dtype=np.float32).ravel()
+    candidates = np.arange(0, plate.size, _GAIN_STRIDE)
+    votes = candidates[plate[candidates] >= GAIN_MIN_BACKGROUND]
+    if votes.size == 0:
+        return da.ones(frames.shape[0], dtype=np.float32, chunks=frames.chunks[0])
+    whole = frames.rechunk({1: -1, 2: -1})
+    return whole.map_blocks(
+        _gain_block,
+        votes,
+        plate[votes],
+        drop_axis=[1, 2],
+        dtype=np.float32,
+        meta=np.empty((0,), dtype=np.float32),
+    )
+
+
+def rank_one_factors(plate: npt.NDArray[np.generic], gains: npt.NDArray[np.floating]) -> RankOneBackground:
+    """``plate`` (P,) and ``gains`` (T,) as factors U (P, 1), s (1,), Vt (1, T) of ``plate gains^T``.
+
+    An all-black plate gives U of zeros and s = 0 (the background is black).
+    """
+    b = np.asarray(plate, dtype=np.float64).ravel()
+    g = np.asarray(gains, dtype=np.float64).ravel()
+    b_norm, g_norm = float(np.linalg.norm(b)), float(np.linalg.norm(g))
+    u = b / b_norm if b_norm > 0 else np.zeros_like(b)
+    vt = g / g_norm if g_norm > 0 else np.full_like(g, 1 / np.sqrt(max(g.size, 1)))
+    return RankOneBackground(
+        U=u[:, None].astype(np.float32),
+        s=np.array([b_norm * g_norm], dtype=np.float32),
+        Vt=vt[None, :].astype(np.float32),
+    )
+
+
+def segment_factors(
+    plates: Sequence[npt.NDArray[np.generic]],
+    gains: Sequence[npt.NDArray[np.floating]],
+    segments: Sequence[tuple[int, int]],
+    *,
+    n_frames: int,
+) -> RankOneBackground:
+    """One rank-1 background per source segment as factors U (P, S), s (S,), Vt (S, T).
+
+    Component i is ``plates[i] gains[i]^T`` on the frames ``segments[i]`` and zero
+    elsewhere, so ``U diag(s) Vt`` gives each segment its own background (the columns
+    of U are unit vectors, orthogonal only when the plates are).
+    """
+    parts = [rank_one_factors(plate, gain) for plate, gain in zip(plates, gains, strict=True)]
+    u = np.concatenate([part.U for part in parts], axis=1)
+    s_values = np.concatenate([part.s for part in parts])
+    vt = np.zeros((len(parts), n_frames), dtype=np.float32)
+    for index, ((start, stop), part) in enumerate(zip(segments, parts, strict=True)):
+        vt[index, start:stop] = part.Vt[0]
+    return RankOneBackground(U=u, s=s_values, Vt=vt)

@@ -1,0 +1,78 @@
+"""The median and robust backgrounds: exact medians from counts, gains, rank-1 factors."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from pipelines.background_models import (
+    coarse_counts,
+    fine_counts,
+    frame_gains,
+    median_from_counts,
+    rank_one_factors,
+)
+from pipelines.synthetic import SceneSpec, render_background, render_scene
+from storage.errors import InvalidParameterError
+from tests.helpers import raise_if_dask_computes
+
+
+def _median(frames: np.ndarray, chunk: int) -> np.ndarray:
+    lazy = da.from_array(frames, chunks=(chunk, *frames.shape[1:]))
+    coarse = coarse_counts(lazy).compute()
+    coarse_bin, _ = median_from_counts(coarse, None, n_frames=len(frames))
+    _, median = median_from_counts(coarse, fine_counts(lazy, coarse_bin).compute(), n_frames=len(frames))
+    assert median is not None
+    return median
+
+
+@pytest.mark.parametrize(("n_frames", "chunk"), [(1, 1), (2, 1), (7, 3), (30, 4), (31, 31)])
+def test_the_median_is_exactly_the_lower_median(n_frames: int, chunk: int) -> None:
+    frames = np.random.default_rng(n_frames).integers(0, 256, size=(n_frames, 6, 7), dtype=np.uint8)
+    expected = np.percentile(frames.reshape(n_frames, -1), 50, axis=0, method="lower").astype(np.uint8)
+    np.testing.assert_array_equal(_median(frames, chunk), expected)
+
+
+def test_the_median_ignores_what_passes_through_less_than_half_the_time() -> None:
+    spec = SceneSpec(width=64, height=48, n_frames=60, n_objects=4, seed=3, noise_sigma=0.0)
+    rendered = list(render_scene(spec))
+    frames = np.stack([frame for frame, _ in rendered])
+    occupancy = np.stack([mask > 0 for _, mask in rendered]).mean(axis=0)
+    plate = _median(frames, 16).reshape(48, 64)
+    clean = render_background(spec)
+    seldom = occupancy < 0.45
+    assert seldom.mean() > 0.9
+    assert np.abs(plate.astype(int) - clean)[seldom].max() <= 1
+
+
+def test_counts_are_lazy() -> None:
+    frames = da.zeros((20, 4, 5), dtype=np.uint8, chunks=(5, 4, 5))
+    with raise_if_dask_computes():
+        coarse_counts(frames)
+        fine_counts(frames, np.zeros(20, dtype=np.uint8))
+        frame_gains(frames, np.full(20, 100, dtype=np.uint8))
+
+
+def test_gains_follow_illumination() -> None:
+    plate = np.random.default_rng(0).integers(40, 200, size=(1, 30, 40)).astype(np.float64)
+    gains = np.linspace(0.8, 1.2, 25)
+    frames = np.clip(np.rint(plate * gains[:, None, None]), 0, 255).astype(np.uint8)
+    measured = frame_gains(
+        da.from_array(frames, chunks=(10, 30, 40)), plate.astype(np.uint8).ravel()
+    ).compute()
+    np.testing.assert_allclose(measured, gains, atol=0.01)
+
+
+def test_rank_one_factors_rebuild_plate_times_gain() -> None:
+    plate = np.array([10, 20, 30], dtype=np.uint8)
+    gains = np.array([1.0, 0.5, 2.0])
+    u, s, vt = rank_one_factors(plate, gains)
+    np.testing.assert_allclose((u * s) @ vt, np.outer(plate, gains), rtol=1e-5)
+    u, s, vt = rank_one_factors(np.zeros(3, dtype=np.uint8), gains)
+    assert float(s[0]) == 0.0 and np.isfinite(vt).all()
+
+
+def test_colour_is_refused() -> None:
+    with pytest.raises(InvalidParameterError, match="gray"):
+        coarse_counts(da.zeros((2, 4, 5, 3), dtype=np.uint8))

@@ -1,0 +1,166 @@
+"""`--model robust|median|svd` on the command line: defaults, reuse, apply and every refusal."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines import background_models
+from pipelines.cli import arguments, main
+from pipelines.synthetic import SceneSpec, write_scene
+from storage.derived import open_derived
+from storage.factor_lookup import list_factors
+from storage.factors import open_factors
+from storage.video_array import open_video
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
+
+CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
+SCENE = SceneSpec(width=64, height=48, n_frames=60, n_objects=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """The scene's video and a store holding only its ingest."""
+    folder = tmp_path_factory.mktemp("models")
+    video, store = folder / "scene.mp4", folder / "video.zarr"
+    write_scene(SCENE, video)
+    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    yield video, store
+
+
+def test_the_cli_spells_the_models_as_the_library_does() -> None:
+    assert arguments.BACKGROUND_MODELS == background_models.BACKGROUND_MODELS
+    assert arguments.DEFAULT_MODEL == background_models.DEFAULT_MODEL
+
+
+def test_median_and_robust_need_no_decomposition_and_are_reused(
+    ingested: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, source = ingested
+    store = tmp_path / "s.zarr"
+    shutil.copytree(source, store)
+    out = tmp_path / "out"
+    for model in ("median", "robust"):
+        code, _, stderr = run_cli(
+            capsys,
+            "separate",
+            "--store",
+            str(store),
+            "--model",
+            model,
+            "--out",
+            str(out),
+            "--quiet",
+            *CLUSTER,
+        )
+        assert code == 0, stderr
+        factors = open_factors(store, model)
+        assert factors.method == model and factors.attrs["passes"] == {"median": 2, "robust": 3}[model]
+        assert open_derived(store, "masks").record.factors == model
+        first_id = factors.factors_id
+        code, _, stderr = run_cli(
+            capsys,
+            "separate",
+            "--store",
+            str(store),
+            "--model",
+            model,
+            "--out",
+            str(out),
+            "--quiet",
+            *CLUSTER,
+        )
+        assert code == 0, stderr
+        assert open_factors(store, model).factors_id == first_id  # fitted once, then reused
+    # the median plate is the exact lower median of the stored frames
+    frames = open_video(store).frames.compute()
+    median = open_factors(store, "median")
+    u, s, vt = (np.asarray(a.compute(), np.float64) for a in (median.U, median.s, median.Vt))
+    plate = np.sort(frames.reshape(len(frames), -1), axis=0)[(len(frames) - 1) // 2]
+    rebuilt = (u * s) @ vt  # (P, T), the plate in every frame
+    np.testing.assert_allclose(rebuilt[:, 0], plate, atol=0.01)
+
+    # report and apply choose an SVD when not told, never a fitted background
+    code, _, stderr = run_cli(capsys, "report", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER)
+    assert code == 1
+    assert_one_line_error(stderr, "no complete factors of its video", "vidsvd decompose")
+    assert sorted(f.name for f in list_factors(store)) == ["median", "robust"]
+
+
+def test_apply_uses_the_background_separate_used(
+    ingested: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video, source = ingested
+    store = tmp_path / "s.zarr"
+    shutil.copytree(source, store)
+    assert main(["separate", "--store", str(store), "--out", str(tmp_path / "o"), "--quiet", *CLUSTER]) == 0
+    code, _, stderr = run_cli(
+        capsys, "apply", str(video), "--store", str(store), "--out", str(tmp_path / "a")
+    )
+    assert code == 0, stderr
+    assert "'robust'" in stderr
+    assert (tmp_path / "a" / "compare.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "fragments"),
+    [
+        (["separate", "--model", "robust", "--factors", "x"], 2, ("SVD factors", "robust model")),
+        (["separate", "--model", "median", "--rank", "2"], 2, ("SVD factors", "median model")),
+        (["separate", "--model", "blur"], 2, ("--model", "robust")),
+        (["decompose", "--rank", "2", "--name", "robust"], 2, ("'robust'", "--name")),
+    ],
+)
+def test_bad_model_options_are_one_line_and_change_nothing(
+    ingested: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    status: int,
+    fragments: tuple[str, ...],
+) -> None:
+    _, store = ingested
+    before = tree_digest(store)
+    out = tmp_path / "out"
+    extra = ["--out", str(out)] if argv[0] == "separate" else []
+    code, _, stderr = run_cli(capsys, argv[0], "--store", str(store), *argv[1:], *extra, "--quiet", *CLUSTER)
+    assert code == status
+    assert_one_line_error(stderr, *fragments)
+    assert tree_digest(store) == before
+    assert not out.exists()
+
+
+def test_svd_model_refuses_a_fitted_background(
+    ingested: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, source = ingested
+    store = tmp_path / "s.zarr"
+    shutil.copytree(source, store)
+    assert (
+        main(
+            [
+                "separate",
+                "--store",
+                str(store),
+                "--model",
+                "median",
+                "--out",
+                str(tmp_path / "o"),
+                "--quiet",
+                *CLUSTER,
+            ]
+        )
+        == 0
+    )
+    before = tree_digest(store)
+    code, _, stderr = run_cli(
+        capsys, "separate", "--store", str(store), "--factors", "median", "--out", str(tmp_path / "p"), "--quiet",
+        *CLUSTER,
+    )  # fmt: skip
+    assert code == 2
+    assert_one_line_error(stderr, "median model's background", "not an SVD")
+    assert tree_digest(store) == before
