@@ -20,6 +20,7 @@ from __future__ import annotations
 from cluster.options import ClusterOptions
 from pipelines.decompose import SvdParameters
 from pipelines.steps.apply import apply
+from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext
 from pipelines.steps.decompose import DecomposeSummary, decompose
 from pipelines.steps.evaluate import evaluate
@@ -49,6 +50,7 @@ __all__ = [
     "decompose",
     "demo",
     "evaluate",
+    "fit_background",
     "ingest",
     "open_factors",
     "open_video",
