@@ -71,6 +71,9 @@ __all__ = [
 Method = Literal["randomized", "exact"]
 METHODS: tuple[Method, ...] = ("randomized", "exact")
 
+Iteration = Literal["auto", "fused", "qr"]
+ITERATIONS: tuple[Iteration, ...] = ("auto", "fused", "qr")
+
 DEFAULT_POWER_ITERS = 4
 """Power (subspace) iterations of the randomized SVD; see the module's table."""
 
@@ -104,6 +107,10 @@ class SvdParameters:
     seed : int
         Seed of the random sketch (randomized only).  For a given seed and chunking
         of M the result is the same on every run.
+    iteration : {"auto", "fused", "qr"}
+        Randomized only: ``fused`` (:mod:`pipelines.fused_svd`, ``power_iters + 2``
+        reads of the video) or ``qr`` (:func:`randomized_svd`, ``2 * power_iters +
+        2``), same subspace; ``auto``: fused unless M is held in memory.
     """
 
     method: Method = "randomized"
@@ -111,6 +118,14 @@ class SvdParameters:
     power_iters: int = DEFAULT_POWER_ITERS
     oversample: int = DEFAULT_OVERSAMPLE
     seed: int = 0
+    iteration: Iteration = "auto"
+
+    @property
+    def passes(self) -> int:
+        """Reads of the video: 1 for ``exact``; for ``auto``, as ``qr`` (the most)."""
+        if self.method == "exact":
+            return 1
+        return self.power_iters + 2 if self.iteration == "fused" else 2 * self.power_iters + 2
 
     def validate(self, n_pixels: int, n_frames: int) -> None:
         """Check the parameters against the shape (P, T) of M.
@@ -138,6 +153,8 @@ class SvdParameters:
             )
         if self.seed < 0:
             raise InvalidParameterError(f"--seed must be 0 or more, got {self.seed}")
+        if self.iteration not in ITERATIONS:
+            raise InvalidParameterError(f"--iteration must be auto, fused or qr, got {self.iteration!r}")
 
     def as_attrs(self) -> dict[str, Any]:
         """The parameters as JSON-ready attributes (what factors record)."""
@@ -199,6 +216,8 @@ def decompose(
     params.validate(*_shape(matrix))
     if params.method == "exact":
         return exact_svd(matrix, params, memory_limit_bytes=memory_limit_bytes, threads=threads)
+    if params.iteration == "fused" or (params.iteration == "auto" and not keep_in_memory):
+        raise InvalidParameterError("the fused iteration reads frames: call fused_svd.fused_randomized_svd")
     return randomized_svd(matrix, params, keep_in_memory=keep_in_memory)
 
 
@@ -238,11 +257,6 @@ def randomized_svd(matrix: da.Array, params: SvdParameters, *, keep_in_memory: b
     over M.  The only difference is that each pass gets its own copy of M's graph
     (new keys for the same tasks, as :func:`dask.graph_manipulation.clone` would
     make), so dask never holds M between passes.
-
-    Measured with the default parameters (10 passes) and dask's threads on a
-    6000-frame 240x320 video (M 1.72 GiB as float32): peak memory 0.6-0.8 GiB
-    instead of 2.1 GiB, in 15 s instead of 9.5 s (the video is read and converted ten
-    times instead of once); the 3000-frame half of it peaked at 0.57 GiB.
 
     Memory: a few chunks of M per worker thread, plus the (P, l) and (T, l) float32
     sketches and their per-chunk partial products.

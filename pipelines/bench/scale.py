@@ -33,7 +33,7 @@ import numpy as np
 from cluster.options import ClusterOptions
 from pipelines.bench.ingest import run_with_peak_rss
 from pipelines.decompose import SvdParameters
-from pipelines.decompose import decompose as decompose_matrix
+from pipelines.fused_svd import fused_randomized_svd
 from pipelines.matrix import video_matrix
 from pipelines.planning import merged_frames_per_chunk
 from pipelines.steps.context import JobContext
@@ -111,7 +111,7 @@ def one_pass_split(store: Path) -> dict[str, float]:
     started = time.perf_counter()
     (matrix @ omega).compute()
     split["multiply"] = time.perf_counter() - started - split["read"] - split["convert"]
-    split["passes"] = 2 * SvdParameters(rank=10).power_iters + 2
+    split["passes"] = SvdParameters(rank=10, iteration="fused").passes
     return split
 
 
@@ -125,9 +125,9 @@ def measure_linear_cost(
     for count in frame_counts:
         # the chunks of M that `vidsvd decompose` would build on this machine
         merged = _merged(frames[:count], threads=threads)
-        matrix = video_matrix(frames[:count], frames_per_chunk=merged)
+        regrouped = frames[:count] if merged is None else frames[:count].rechunk({0: merged}, method="tasks")
         started = time.perf_counter()
-        dask.compute(*decompose_matrix(matrix, SvdParameters(rank=rank)))
+        dask.compute(*fused_randomized_svd(regrouped, SvdParameters(rank=rank, iteration="fused")))
         times[count] = time.perf_counter() - started
     return times
 

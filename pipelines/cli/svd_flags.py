@@ -21,7 +21,7 @@ DEFAULT_OVERSAMPLE: Final = 20
 
 
 def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> None:
-    """Add ``--rank``, ``--method``, ``--power-iters``, ``--oversample`` and ``--seed``."""
+    """Add ``--rank``, ``--method``, ``--power-iters``, ``--oversample``, ``--seed`` and ``--iteration``."""
     parser.add_argument(
         "--rank",
         required=rank_required,
@@ -49,6 +49,15 @@ def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> No
         help=f"randomized: extra columns of the sketch (default {DEFAULT_OVERSAMPLE})",
     )
     parser.add_argument("--seed", type=int, default=0, help="randomized: random seed (default 0)")
+    parser.add_argument(
+        "--iteration",
+        choices=("auto", "fused", "qr"),
+        default="auto",
+        help=(
+            "randomized: fused (one read of the video per power iteration, Q+2 reads), qr "
+            "(dask's QR iterator on M, 2Q+2 reads) or auto (default: fused unless M fits in memory)"
+        ),
+    )
 
 
 def svd_parameters(args: argparse.Namespace) -> SvdParameters:
@@ -61,4 +70,5 @@ def svd_parameters(args: argparse.Namespace) -> SvdParameters:
         power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
         oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
         seed=args.seed,
+        iteration=args.iteration,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from cluster.client import describe, peak_worker_memory, worker_memory_limit
 from pipelines.background_models import FITTED_MODELS
 from pipelines.decompose import SvdParameters
 from pipelines.decompose import decompose as decompose_matrix
+from pipelines.fused_svd import fused_randomized_svd
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
 from pipelines.planning import ClusterSize, plan_decomposition
 from pipelines.steps.context import JobContext, step_context
@@ -122,19 +124,33 @@ def decompose(
                 worker_memory_bytes=worker_memory_limit(client),
             ),
         )
-        if plan.frames_per_chunk is not None:
-            matrix = video_matrix(video.frames, frames_per_chunk=plan.frames_per_chunk)
-        u, s, vt = decompose_matrix(
-            matrix,
-            parameters,
-            memory_limit_bytes=plan.cluster_memory_bytes,
-            threads=threads,
-            keep_in_memory=plan.keep_in_memory,
-        )
+        if parameters.iteration == "auto":
+            parameters = dataclasses.replace(parameters, iteration="qr" if plan.keep_in_memory else "fused")
+        if parameters.method == "randomized" and parameters.iteration == "fused":
+            frames = video.frames
+            if plan.frames_per_chunk is not None:
+                frames = frames.rechunk({0: plan.frames_per_chunk}, method="tasks")
+            if plan.keep_in_memory:
+                # M fits: held as float32 after one read, no conversion on later passes
+                frames = client.persist(frames.astype(np.float32))
+            u, s, vt = fused_randomized_svd(frames, parameters, keep_in_memory=plan.keep_in_memory)
+        else:
+            if plan.frames_per_chunk is not None:
+                matrix = video_matrix(video.frames, frames_per_chunk=plan.frames_per_chunk)
+            u, s, vt = decompose_matrix(
+                matrix,
+                parameters,
+                memory_limit_bytes=plan.cluster_memory_bytes,
+                threads=threads,
+                keep_in_memory=plan.keep_in_memory,
+            )
         u, s, vt = client.persist([u, s, vt])
-        job.wait(futures_of([u, s, vt]), description=f"decompose ({parameters.method})")
+        randomized = parameters.method == "randomized"
+        algorithm = parameters.method + (f", {parameters.iteration}" if randomized else "")
+        job.wait(futures_of([u, s, vt]), description=f"decompose ({algorithm}, {parameters.passes} passes)")
         provenance: dict[str, Any] = {
             **parameters.as_attrs(),
+            "passes": parameters.passes,
             "video_fingerprint": video.fingerprint,
             "n_pixels": n_pixels,
             "n_frames": n_frames,

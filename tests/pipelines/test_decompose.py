@@ -87,7 +87,7 @@ def test_every_function_stays_lazy(low_rank: np.ndarray) -> None:
             randomized_svd(m, SvdParameters(rank=RANK)),
             randomized_svd(m, SvdParameters(rank=RANK), keep_in_memory=True),
             exact_svd(m, SvdParameters(method="exact", rank=RANK), memory_limit_bytes=2**40),
-            decompose(m, SvdParameters(rank=RANK)),
+            decompose(m, SvdParameters(rank=RANK, iteration="qr")),
             decompose(m.T, SvdParameters(method="exact", rank=RANK)),
         ]
         for u, s, vt in results:
@@ -220,6 +220,7 @@ def test_defaults_are_the_measured_ones() -> None:
         "power_iters": DEFAULT_POWER_ITERS,
         "oversample": DEFAULT_OVERSAMPLE,
         "seed": 0,
+        "iteration": "auto",
     }
 
 
@@ -343,7 +344,7 @@ def test_decomposition_needs_a_2d_dask_array() -> None:
 def test_decompose_dispatches_on_the_method(low_rank: np.ndarray) -> None:
     m = _frame_chunked(low_rank)
     exact = SvdParameters(method="exact", rank=RANK)
-    randomized = SvdParameters(rank=RANK, power_iters=1)
+    randomized = SvdParameters(rank=RANK, power_iters=1, iteration="qr")
     results = dask.compute(
         decompose(m, exact).s,
         exact_svd(m, exact).s,
