@@ -157,7 +157,7 @@ def decompose(
             "wall_time_s": round(time.perf_counter() - started, 3),
             "peak_worker_memory": peak_worker_memory(client),
             "kept_in_memory": plan.keep_in_memory,
-            "matrix_frames_per_chunk": int(matrix.chunks[1][0]),
+            "matrix_frames_per_chunk": plan.frames_per_chunk or int(video.frames.chunks[0][0]),
             "cluster": describe(client),
         }
         write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)
