@@ -24,7 +24,7 @@ made: the memory traffic of a pass is the uint8 read plus the products.
 
 Communication per pass on a cluster: Q (P x l float32) to every worker holding
 frames, one (P x l) partial per chunk summed by a tree reduction (``split_every``
-partials per task), then Y orthonormalised in row chunks (two l x l all-reduces).
+partials per task), then Y orthonormalised in one task.
 At 1280x720 and l = 30 that is 110 MB per partial.
 """
 
@@ -114,8 +114,8 @@ def fused_randomized_svd(
     basis = _orthonormal(_sum_partials(sketched))
     for _ in range(params.power_iters):
         powered = da.blockwise(
-            _power_block, "tpl", read(), index, basis, "ql",  # q: all of Q's row chunks, joined
-            new_axes={"p": n_pixels}, adjust_chunks={"t": 1}, concatenate=True,
+            _power_block, "tpl", read(), index, basis, "pl",
+            adjust_chunks={"t": 1}, concatenate=True,
             dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
             name="fused-power-" + tokenize(frames.name, basis.name),
         )  # fmt: skip
@@ -133,41 +133,44 @@ def fused_randomized_svd(
 
 
 def _sum_partials(partials: da.Array) -> da.Array:
-    """(n_chunks, P, l) -> (P, l) float32: the tree sum of the per-chunk products, in row chunks."""
-    total = partials.sum(axis=0, dtype=np.float32, split_every=_SPLIT_EVERY)
-    return total.rechunk({0: _GRAM_ROWS, 1: -1})
-
-
-_GRAM_ROWS: Final = 2**17
-"""Rows of Y per task of its orthonormalisation (15 MB of float32 at l = 30)."""
+    """(n_chunks, P, l) -> (P, l) float32, one chunk: the tree sum of the per-chunk products."""
+    return partials.sum(axis=0, dtype=np.float32, split_every=_SPLIT_EVERY).rechunk({0: -1, 1: -1})
 
 
 def _orthonormal(y: da.Array) -> da.Array:
-    """An orthonormal basis of the columns of y (P, l), float32, in y's row chunks; lazy.
+    """An orthonormal basis of the columns of y (P, l), float32, one chunk; lazy.
 
-    SVQB twice (Stathopoulos and Wu 2002): G = Y^T Y in float64 (a tree sum of l x l
-    partials, one per row chunk), G = V diag(lam) V^T, Y <- Y V diag(lam)^-1/2.  Each
-    step is two (P, l) products spread over the row chunks, where Householder QR of
-    the whole (P, l) in one task runs at a small fraction of the GEMM rate (2.2 s at
-    921,600 x 30 on one core).  The first step leaves an orthogonality error of about
-    cond(Y)^2 * 1e-16, the second removes it; directions with lam below
-    ``_DROP_RATIO * max(lam)`` (noise, or a video with fewer than l independent
-    frames) become zero columns instead of being amplified.
+    SVQB twice (Stathopoulos and Wu 2002): G = Y^T Y in float64, G = V diag(lam) V^T,
+    Y <- Y V diag(lam)^-1/2.  One task, a tile of rows at a time (no float64 copy of
+    Y): four (P, l) x (l, l) products, where Householder QR of the same tall matrix
+    runs at a small fraction of the GEMM rate.  The first step leaves an
+    orthogonality error of about cond(Y)^2 * 1e-16, the second removes it; directions
+    with lam below ``_DROP_RATIO * max(lam)`` (noise, or a video with fewer than l
+    independent frames) become zero columns instead of being amplified.
     """
-    for _ in range(2):
-        y64 = y.map_blocks(_as_float64, dtype=np.float64)
-        gram = (y64.T @ y64).rechunk({0: -1, 1: -1})
-        transform = gram.map_blocks(svqb_transform, dtype=np.float64)
-        y = (y64 @ transform).map_blocks(_as_float32, dtype=np.float32)
-    return y
+    return y.map_blocks(_svqb_twice, dtype=np.float32, meta=np.empty((0, 0), np.float32))
 
 
 _DROP_RATIO: Final = 1e-13
 """Eigenvalues of the Gram matrix below this share of the largest are dropped."""
 
+_ROW_TILE: Final = 2**14
+"""Rows of Y per tile of the orthonormalisation (a few MB in float64 at l = 30)."""
 
-def _as_float64(block: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
-    return np.asarray(block, dtype=np.float64)
+
+def _svqb_twice(y: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    q = np.asarray(y, dtype=np.float32)
+    for _ in range(2):
+        gram = np.zeros((q.shape[1], q.shape[1]), dtype=np.float64)
+        for start in range(0, q.shape[0], _ROW_TILE):
+            tile = q[start : start + _ROW_TILE].astype(np.float64)
+            gram += tile.T @ tile
+        transform = svqb_transform(gram)
+        out = np.empty_like(q)
+        for start in range(0, q.shape[0], _ROW_TILE):
+            out[start : start + _ROW_TILE] = q[start : start + _ROW_TILE].astype(np.float64) @ transform
+        q = out
+    return q
 
 
 def _as_float32(block: npt.NDArray[np.floating] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

@@ -76,3 +76,7 @@ class TruthMismatchError(VidsvdError, ValueError):
 
 class StoreDamagedError(VidsvdError, RuntimeError):
     """What the store holds is not what was written: a chunk missing, corrupt, or NaN in factors."""
+
+
+class StoreBusyError(VidsvdError, RuntimeError):
+    """Another process is writing the store (its writer lock is held)."""

@@ -54,6 +54,7 @@ from storage.video_decoder import (
     output_size,
     probe_video,
 )
+from storage.writer_lock import writer_lock
 
 __all__ = ["IngestSummary", "IngestWarning", "default_chunk_frames", "ingest_videos"]
 
@@ -204,6 +205,37 @@ def ingest_videos(
     options = DecodeOptions(width=width, height=height, fps=fps, color=color)
     frames_per_chunk = chunk_frames or default_chunk_frames(options.frame_bytes)
 
+    with writer_lock(loc, step="ingest"):
+        return _ingest_into(
+            loc,
+            infos=infos,
+            options=options,
+            frames_per_chunk=frames_per_chunk,
+            fps=fps,
+            scale=scale,
+            overwrite=overwrite,
+            resume=resume,
+            progress=progress,
+            say=say,
+            started=started,
+        )
+
+
+def _ingest_into(
+    loc: StoreLocation,
+    *,
+    infos: Sequence[SourceInfo],
+    options: DecodeOptions,
+    frames_per_chunk: int,
+    fps: float | None,
+    scale: float | None,
+    overwrite: bool,
+    resume: bool,
+    progress: bool,
+    say: Callable[[str], None],
+    started: float,
+) -> IngestSummary:
+    """Create (or resume) the video array and write every frame; the writer lock is held."""
     stored, start_frame = _prepare_array(
         loc,
         infos=infos,

@@ -22,6 +22,7 @@ from storage.factor_lookup import list_factors
 from storage.factors import StoredFactors, open_factors, write_factors
 from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
+from storage.writer_lock import writer_lock
 
 __all__ = ["fit_background"]
 
@@ -57,6 +58,14 @@ def fit_background(
         raise InvalidParameterError(f"fit_background fits {known}, got model={model!r}")
     started = time.perf_counter()
     video = store if isinstance(store, StoredVideo) else open_video(store)
+    with writer_lock(video.location, step=f"fit {model} background"):
+        return _fit(video, model=model, force=force, context=context, started=started)
+
+
+def _fit(
+    video: StoredVideo, *, model: str, force: bool, context: JobContext | None, started: float
+) -> StoredFactors:
+    """Reuse or fit and write the background; the writer lock is held."""
     if not force:
         for summary in list_factors(video.location):
             if (

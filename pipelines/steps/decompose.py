@@ -24,6 +24,7 @@ from storage.factor_lookup import find_reusable_factors
 from storage.factors import check_factors_name, default_factors_name, write_factors
 from storage.store import StoreLocation
 from storage.video_array import open_video
+from storage.writer_lock import writer_lock
 
 __all__ = ["DecomposeSummary", "decompose"]
 
@@ -90,7 +91,7 @@ def decompose(
             f"the name {factors_name!r} is kept for the {factors_name} background model's factors;"
             " choose another --name"
         )
-    with step_context(context) as job:
+    with step_context(context) as job, writer_lock(video.location, step="decompose"):
         if not force:
             found = find_reusable_factors(
                 video.location, parameters=parameters, video_fingerprint=video.fingerprint, name=name
@@ -145,9 +146,11 @@ def decompose(
                 keep_in_memory=plan.keep_in_memory,
             )
         u, s, vt = client.persist([u, s, vt])
-        randomized = parameters.method == "randomized"
-        algorithm = parameters.method + (f", {parameters.iteration}" if randomized else "")
-        job.wait(futures_of([u, s, vt]), description=f"decompose ({algorithm}, {parameters.passes} passes)")
+        if parameters.method == "randomized":
+            job.say(
+                f"randomized SVD, {parameters.iteration} iteration: {parameters.passes} reads of the video"
+            )
+        job.wait(futures_of([u, s, vt]), description=f"decompose ({parameters.method})")
         provenance: dict[str, Any] = {
             **parameters.as_attrs(),
             "passes": parameters.passes,

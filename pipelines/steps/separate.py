@@ -29,6 +29,7 @@ from storage.layout import FOREGROUND_ARRAY, MASKS_ARRAY
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
 from storage.video_array import open_video
+from storage.writer_lock import writer_lock
 
 __all__ = ["THRESHOLD_SAMPLE_FRAMES", "SeparateSummary", "separate", "write_backgrounds"]
 
@@ -123,7 +124,7 @@ def separate(
     folder = OutputFolder.at(out)
     folder.prepare()  # an unusable --out fails before any computing
     height, width = video.height, video.width
-    with step_context(context) as job:
+    with step_context(context) as job, writer_lock(video.location, step="separate"):
         if chosen is None:
             chosen = fit_background(store=video, model=model, context=job)
             k = chosen.rank  # one background per source video

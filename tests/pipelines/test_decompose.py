@@ -439,6 +439,7 @@ def test_under_a_distributed_client(low_rank: np.ndarray, reference: tuple[np.nd
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_notebook_video_rank_10_with_default_parameters(tmp_path: Path, shared_data: Path) -> None:
+    from pipelines.fused_svd import fused_randomized_svd
     from pipelines.matrix import video_matrix
     from storage.video_array import open_video
     from storage.video_ingest import ingest_videos
@@ -450,7 +451,14 @@ def test_notebook_video_rank_10_with_default_parameters(tmp_path: Path, shared_d
     matrix = video_matrix(open_video(tmp_path / "video003.zarr").frames)
     assert matrix.shape == (76800, 794)
 
-    factors = decompose(matrix, SvdParameters(rank=10))  # the default parameters
+    frames = open_video(tmp_path / "video003.zarr").frames
+    for iteration in ("fused", "qr"):  # the default parameters, both iterations
+        params = SvdParameters(rank=10, iteration=iteration)
+        factors = fused_randomized_svd(frames, params) if iteration == "fused" else decompose(matrix, params)
+        _check_notebook_accuracy(matrix, factors)
+
+
+def _check_notebook_accuracy(matrix: da.Array, factors: Decomposition) -> None:
     u, s, vt, error = dask.compute(*factors, relative_error(matrix, *factors))
 
     m = matrix.compute().astype(np.float64)
