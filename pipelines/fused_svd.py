@@ -31,14 +31,16 @@ At 1280x720 and l = 30 that is 110 MB per partial.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
+import dask
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
 from dask.array.linalg import compression_level, tsqr
 from dask.array.utils import svd_flip
 from dask.base import tokenize
+from dask.delayed import Delayed
 
 from pipelines.decompose import Decomposition, SvdParameters
 from pipelines.graph_copy import fresh_copies
@@ -54,7 +56,11 @@ _SPLIT_EVERY: Final = 8
 
 
 def fused_randomized_svd(
-    frames: da.Array, params: SvdParameters, *, keep_in_memory: bool = False
+    frames: da.Array,
+    params: SvdParameters,
+    *,
+    keep_in_memory: bool = False,
+    frames_per_task: int | None = None,
 ) -> Decomposition:
     """Randomized truncated SVD of M = the frames as columns, with fused passes; lazy.
 
@@ -70,6 +76,10 @@ def fused_randomized_svd(
         False: every pass reads the frames again from their source (a fresh copy of
         their graph per pass).  True: one graph, so dask holds the frames between
         passes (persist them first on a cluster).
+    frames_per_task : int, optional
+        Consecutive chunks are grouped so that one task of a pass reads at least
+        this many frames, one chunk after the other, into one (P, l) partial: fewer
+        partials to add, and no copy to merge chunks.  None: one chunk per task.
 
     Returns
     -------
@@ -104,22 +114,20 @@ def fused_randomized_svd(
         .standard_normal(size=(n_frames, width), chunks=(frames.chunks[0], (width,)))
         .astype(np.float32, copy=False)
     )
-    index = "tyxc"[: frames.ndim]
-    sketched = da.blockwise(
-        _sketch_block, "tpl", read(), index, omega, "tl",
-        new_axes={"p": n_pixels}, adjust_chunks={"t": 1}, concatenate=True,
-        dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
-        name="fused-sketch-" + tokenize(frames.name, omega.name),
-    )  # fmt: skip
-    basis = _orthonormal(_sum_partials(sketched))
+    groups = _chunk_groups(frames.chunks[0], frames_per_task=frames_per_task)
+    blocks = list(read().to_delayed().ravel())
+    omegas = list(omega.to_delayed().ravel())
+    sketched = [
+        dask.delayed(_sketch_group, pure=True)([blocks[i] for i in group], [omegas[i] for i in group])
+        for group in groups
+    ]
+    basis = _orthonormal(_sum_partials(sketched, n_pixels=n_pixels, width=width))
     for _ in range(params.power_iters):
-        powered = da.blockwise(
-            _power_block, "tpl", read(), index, basis, "pl",
-            adjust_chunks={"t": 1}, concatenate=True,
-            dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
-            name="fused-power-" + tokenize(frames.name, basis.name),
-        )  # fmt: skip
-        basis = _orthonormal(_sum_partials(powered))
+        blocks = list(read().to_delayed().ravel())
+        q = basis.to_delayed().ravel()[0]
+        powered = [dask.delayed(_power_group, pure=True)([blocks[i] for i in group], q) for group in groups]
+        basis = _orthonormal(_sum_partials(powered, n_pixels=n_pixels, width=width))
+    index = "tyxc"[: frames.ndim]
     projected = da.blockwise(
         _project_block, "tl", read(), index, basis, "pl",
         concatenate=True, dtype=np.float32, meta=np.empty((0, 0), np.float32),
@@ -132,9 +140,42 @@ def fused_randomized_svd(
     return Decomposition(u, s[:k], vt)
 
 
-def _sum_partials(partials: da.Array) -> da.Array:
-    """(n_chunks, P, l) -> (P, l) float32, one chunk: the tree sum of the per-chunk products."""
-    return partials.sum(axis=0, dtype=np.float32, split_every=_SPLIT_EVERY).rechunk({0: -1, 1: -1})
+def _sum_partials(partials: list[Delayed], *, n_pixels: int, width: int) -> da.Array:
+    """Per-group (P, l) partials -> their sum, a (P, l) float32 dask array of one chunk.
+
+    A tree of tasks adding ``_SPLIT_EVERY`` partials each into a copy of the first:
+    no concatenation of the partials (dask's ``sum`` would stack them first).
+    """
+    level = partials
+    while len(level) > 1:
+        level = [
+            dask.delayed(_add_into_first, pure=True)(*level[start : start + _SPLIT_EVERY])
+            for start in range(0, len(level), _SPLIT_EVERY)
+        ]
+    return da.from_delayed(level[0], shape=(n_pixels, width), dtype=np.float32)
+
+
+def _chunk_groups(frame_chunks: tuple[int, ...], *, frames_per_task: int | None) -> list[list[int]]:
+    """Consecutive chunk indices in groups of at least ``frames_per_task`` frames.
+
+    The last group may hold fewer; one chunk per group when ``frames_per_task`` is None.
+    """
+    groups: list[list[int]] = [[]]
+    held = 0
+    for index, size in enumerate(frame_chunks):
+        if groups[-1] and (frames_per_task is None or held >= frames_per_task):
+            groups.append([])
+            held = 0
+        groups[-1].append(index)
+        held += size
+    return groups
+
+
+def _add_into_first(*partials: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    total = np.array(partials[0], dtype=np.float32, copy=True)
+    for partial in partials[1:]:
+        np.add(total, partial, out=total)
+    return total
 
 
 def _orthonormal(y: da.Array) -> da.Array:
@@ -202,15 +243,33 @@ def _columns(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return block.reshape(block.shape[0], -1)
 
 
-def _sketch_block(block: npt.NDArray[np.uint8], omega: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """M_j Omega_j: (n, y, x[, c]) uint8 and (n, l) -> (1, P, l) float32."""
+def _accumulate_product(
+    block: npt.NDArray[Any], right: npt.NDArray[np.float32], out: npt.NDArray[np.float32]
+) -> None:
+    """Out += M_j right: (n, y, x[, c]) frames and (n, l) -> into (P, l), a tile at a time."""
     rows = _columns(block)
     n_pixels, tile = rows.shape[1], _tile_pixels(rows.shape[0])
-    out = np.empty((n_pixels, omega.shape[1]), dtype=np.float32)
     for start in range(0, n_pixels, tile):
         stop = min(start + tile, n_pixels)
-        np.matmul(_as_float32(rows[:, start:stop]).T, omega, out=out[start:stop])
-    return out[None]
+        out[start:stop] += _as_float32(rows[:, start:stop]).T @ right
+
+
+def _sketch_group(
+    blocks: list[npt.NDArray[Any]], omegas: list[npt.NDArray[np.float32]]
+) -> npt.NDArray[np.float32]:
+    """Sum over the group's chunks of M_j Omega_j: (P, l) float32."""
+    out = np.zeros((_columns(blocks[0]).shape[1], omegas[0].shape[1]), dtype=np.float32)
+    for block, omega in zip(blocks, omegas, strict=True):
+        _accumulate_product(block, omega, out)
+    return out
+
+
+def _power_group(blocks: list[npt.NDArray[Any]], basis: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Sum over the group's chunks of M_j (M_j^T Q): (P, l) float32, one read of each chunk."""
+    out = np.zeros(basis.shape, dtype=np.float32)
+    for block in blocks:
+        _accumulate_product(block, _project_block(block, basis), out)
+    return out
 
 
 def _project_block(block: npt.NDArray[np.uint8], basis: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -222,15 +281,3 @@ def _project_block(block: npt.NDArray[np.uint8], basis: npt.NDArray[np.float32])
         stop = min(start + tile, n_pixels)
         out += _as_float32(rows[:, start:stop]) @ basis[start:stop]
     return out
-
-
-def _power_block(block: npt.NDArray[np.uint8], basis: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """M_j (M_j^T Q): (n, y, x[, c]) uint8 and (P, l) -> (1, P, l) float32, one read of the chunk."""
-    z = _project_block(block, basis)
-    rows = _columns(block)
-    n_pixels, tile = rows.shape[1], _tile_pixels(rows.shape[0])
-    out = np.empty((n_pixels, basis.shape[1]), dtype=np.float32)
-    for start in range(0, n_pixels, tile):
-        stop = min(start + tile, n_pixels)
-        np.matmul(_as_float32(rows[:, start:stop]).T, z, out=out[start:stop])
-    return out[None]

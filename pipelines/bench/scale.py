@@ -125,9 +125,9 @@ def measure_linear_cost(
     for count in frame_counts:
         # the chunks of M that `vidsvd decompose` would build on this machine
         merged = _merged(frames[:count], threads=threads)
-        regrouped = frames[:count] if merged is None else frames[:count].rechunk({0: merged}, method="tasks")
         started = time.perf_counter()
-        dask.compute(*fused_randomized_svd(regrouped, SvdParameters(rank=rank, iteration="fused")))
+        params = SvdParameters(rank=rank, iteration="fused")
+        dask.compute(*fused_randomized_svd(frames[:count], params, frames_per_task=merged))
         times[count] = time.perf_counter() - started
     return times
 

@@ -129,12 +129,15 @@ def decompose(
             parameters = dataclasses.replace(parameters, iteration="qr" if plan.keep_in_memory else "fused")
         if parameters.method == "randomized" and parameters.iteration == "fused":
             frames = video.frames
-            if plan.frames_per_chunk is not None:
-                frames = frames.rechunk({0: plan.frames_per_chunk}, method="tasks")
             if plan.keep_in_memory:
                 # M fits: held as float32 after one read, no conversion on later passes
                 frames = client.persist(frames.astype(np.float32))
-            u, s, vt = fused_randomized_svd(frames, parameters, keep_in_memory=plan.keep_in_memory)
+            u, s, vt = fused_randomized_svd(
+                frames,
+                parameters,
+                keep_in_memory=plan.keep_in_memory,
+                frames_per_task=plan.frames_per_chunk,  # chunks grouped per task, not merged
+            )
         else:
             if plan.frames_per_chunk is not None:
                 matrix = video_matrix(video.frames, frames_per_chunk=plan.frames_per_chunk)
