@@ -77,19 +77,33 @@ def _settled(futures: Sequence[distributed.Future[Any]]) -> bool:
     return all(f.done() for f in futures) or any(f.status == "error" for f in futures)
 
 
-def _update(bar: tqdm, counter: _TaskCounter | None, futures: Sequence[distributed.Future[Any]]) -> None:
+def _update(
+    bar: tqdm | None,
+    counter: _TaskCounter | None,
+    futures: Sequence[distributed.Future[Any]],
+    *,
+    description: str,
+) -> tqdm | None:
+    """Bring the bar to the latest count; open it once a total is known (never ``0task ?``)."""
     counts = counter.counts if counter is not None else None
     if counts is not None:
         total, done = counts[0], counts[0] - counts[1]
     elif counter is None or counter.ended:  # no task counts: count outputs instead
         total, done = len(futures), sum(f.done() for f in futures)
     else:  # the first count has not arrived yet
-        return
+        return bar
+    if bar is None:
+        bar = _open_bar(description, total)
     if bar.total != total:
         bar.total = total
         bar.refresh()
     if done > bar.n:
         bar.update(done - bar.n)
+    return bar
+
+
+def _open_bar(description: str, total: int) -> tqdm:
+    return tqdm(total=total, desc=description, unit="task", file=sys.stderr, dynamic_ncols=True)
 
 
 def wait_with_progress(
@@ -132,29 +146,25 @@ def wait_with_progress(
     bar: tqdm | None = None
     counter: _TaskCounter | None = None
     try:
-        if show:
-            bar = tqdm(
-                total=None,
-                desc=description,
-                unit="task",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
-            if futures:
-                counter = _TaskCounter(futures, client)
-                client.loop.add_callback(counter.run)
+        if show and futures:
+            counter = _TaskCounter(futures, client)
+            client.loop.add_callback(counter.run)
         while not _settled(futures):
             time.sleep(_POLL_S)
-            if bar is not None:
-                _update(bar, counter, futures)
-        if bar is not None and not any(f.status == "error" for f in futures):
+            if show:
+                bar = _update(bar, counter, futures, description=description)
+        if show and not any(f.status == "error" for f in futures):
             deadline = time.monotonic() + _FINAL_COUNT_WAIT_S
             while counter is not None and not counter.ended and time.monotonic() < deadline:
                 counts = counter.counts
                 if counts is not None and counts[1] == 0:
                     break
                 time.sleep(_POLL_S / 2)
-            _update(bar, counter, futures)
+            bar = _update(bar, counter, futures, description=description)
+            if bar is None:
+                bar = tqdm(
+                    total=len(futures), desc=description, unit="task", file=sys.stderr, dynamic_ncols=True
+                )
             if bar.total is None:
                 bar.total = len(futures)
             bar.update(bar.total - bar.n)

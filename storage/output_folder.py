@@ -16,8 +16,11 @@ strings themselves.  Files are written through :func:`storage.derived.write_file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -143,4 +146,32 @@ class OutputFolder:
                 f"cannot create the output folder {self.path} ({exc.strerror or exc}); "
                 "choose a writable --out"
             ) from None
+        self._remove_stale_temporaries()
         return self.path
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete temporaries a killed writer left here: ``.<file>.<random>[.partial]``.
+
+        Only hidden files named after a file this folder holds, and only when nothing
+        has written to them for ``STALE_TEMPORARY_S``: a live writer (another command
+        writing this folder) keeps its temporary fresh, and a video encoder writes
+        every few frames.
+        """
+        now = time.time()
+        for candidate in self.path.glob(".*"):
+            if not candidate.is_file() or not _is_temporary_name(candidate.name):
+                continue
+            with contextlib.suppress(OSError):
+                if now - candidate.stat().st_mtime > STALE_TEMPORARY_S:
+                    candidate.unlink()
+
+
+STALE_TEMPORARY_S = 600.0
+"""Seconds without a write after which an atomic-write temporary counts as abandoned."""
+
+_TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+\.(?:mp4|png|json|html|csv))\.[A-Za-z0-9_]{6,}(?:\.partial)?$")
+
+
+def _is_temporary_name(name: str) -> bool:
+    """True for the temporaries of :func:`storage.derived.write_file_atomic` and the encoder."""
+    return _TEMPORARY_NAME.match(name) is not None

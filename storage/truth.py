@@ -146,7 +146,7 @@ def read_truth_masks(
     csv_path = Path(frame_map) if frame_map is not None else folder / FRAME_MAP_NAME
     if not csv_path.is_file():
         hint = (
-            "pass the CSV that maps masks to frames with frame_map=..."
+            "pass the CSV that maps masks to frames (--frame-map CSV; frame_map= in Python)"
             if frame_map is None
             else "check the path of the frame map"
         )

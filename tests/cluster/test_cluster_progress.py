@@ -79,6 +79,7 @@ def test_the_bar_counts_every_task_of_the_graph(
     assert result == sum(range(1, 21))
     err = capsys.readouterr().err
     assert "21/21" in err  # 20 additions and the sum, not 1 output
+    assert "0task [" not in err  # the bar opens once its total is known, never as "0task [00:00, ?task/s]"
 
 
 def test_persisted_collections_and_plain_values(
