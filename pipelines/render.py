@@ -7,15 +7,19 @@ call them block by block, so memory is a few blocks whatever the video's length.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "COMPARE_LABELS",
     "COMPARE_MAX_WIDTH",
+    "LABEL_MIN_PANEL_WIDTH",
     "background_from",
     "compare_panels",
+    "label_panels",
     "shrink",
     "visible_foreground",
 ]
@@ -98,8 +102,9 @@ def compare_panels(
     mask: npt.NDArray[np.uint8],
     *,
     max_width: int = COMPARE_MAX_WIDTH,
+    labels: bool = True,
 ) -> npt.NDArray[np.uint8]:
-    """Original | background | visible foreground | mask, side by side.
+    """Original | background | visible foreground | mask, side by side, labelled.
 
     Parameters
     ----------
@@ -108,6 +113,8 @@ def compare_panels(
     max_width : int
         The panels are shrunk by the smallest integer factor that keeps the four of
         them at most this wide.
+    labels : bool
+        Write :data:`COMPARE_LABELS` on the panels (see :func:`label_panels`).
 
     Returns
     -------
@@ -115,4 +122,47 @@ def compare_panels(
     """
     panels = (original, background_from(original, foreground), visible_foreground(foreground), mask)
     factor = math.ceil(len(panels) * original.shape[2] / max_width)
-    return np.concatenate([shrink(panel, factor) for panel in panels], axis=2)
+    side_by_side = np.concatenate([shrink(panel, factor) for panel in panels], axis=2)
+    return label_panels(side_by_side, panel_width=original.shape[2] // factor) if labels else side_by_side
+
+
+COMPARE_LABELS = ("original", "background", "foreground (grey 128: no change)", "mask")
+"""The label drawn at the top left of each panel of compare.mp4."""
+
+LABEL_MIN_PANEL_WIDTH = 160
+"""Panels narrower than this get no label: it would cover too much of the picture."""
+
+
+def label_panels(
+    frames: npt.NDArray[np.uint8], *, panel_width: int, labels: tuple[str, ...] = COMPARE_LABELS
+) -> npt.NDArray[np.uint8]:
+    """Write each panel's label in its top-left corner, white on a darkened box, in place.
+
+    ``frames`` is (frame, y, len(labels) * panel_width) uint8; returned for chaining.
+    Nothing is drawn when ``panel_width < LABEL_MIN_PANEL_WIDTH`` or the frames are
+    too short for a line of text.  Labels are cut to the panel's width.
+    """
+    if panel_width < LABEL_MIN_PANEL_WIDTH:
+        return frames
+    for index, text in enumerate(labels):
+        stamp = _label_stamp(text)[:, : panel_width - 4]
+        height, width = stamp.shape
+        if frames.shape[1] < height + 4:
+            return frames
+        left = index * panel_width + 2
+        box = frames[:, 2 : 2 + height, left : left + width]
+        box //= 3
+        box[:, stamp] = 255
+    return frames
+
+
+@functools.lru_cache(maxsize=16)
+def _label_stamp(text: str) -> npt.NDArray[np.bool_]:
+    """The pixels of ``text`` in Pillow's default font, with a small margin: (h, w) bool."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    _, _, right, bottom = font.getbbox(text)
+    image = Image.new("L", (int(right) + 6, int(bottom) + 3), 0)
+    ImageDraw.Draw(image).text((3, 1), text, fill=255, font=font)
+    return np.asarray(image) > 64  # antialiased edges count: bolder, legible on video

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.render import background_from, shrink, visible_foreground
+from pipelines.render import (
+    LABEL_MIN_PANEL_WIDTH,
+    background_from,
+    compare_panels,
+    label_panels,
+    shrink,
+    visible_foreground,
+)
 
 EVERY_INT16 = np.arange(-32768, 32768, dtype=np.int64).astype(np.int16)
 
@@ -31,3 +38,25 @@ def test_shrink_takes_rounded_block_means(height: int, width: int, factor: int) 
     sums = blocks.sum(axis=(2, 4), dtype=np.int64)
     expected = ((sums + factor * factor // 2) // (factor * factor)).astype(np.uint8)
     np.testing.assert_array_equal(shrink(frames, factor), expected)
+
+
+def test_panels_are_labelled_in_their_corner_and_nowhere_else() -> None:
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (3, 120, 200), dtype=np.uint8)
+    foreground = rng.integers(-255, 256, (3, 120, 200)).astype(np.int16)
+    mask = np.where(rng.random((3, 120, 200)) > 0.5, 255, 0).astype(np.uint8)
+    plain = compare_panels(original, foreground, mask, labels=False)
+    labelled = compare_panels(original, foreground, mask)
+    changed = np.any(labelled != plain, axis=0)  # (y, 4 * x)
+    rows, columns = np.nonzero(changed)
+    assert rows.max() < 20  # one line of text at the top
+    for panel in range(4):  # every panel has its label at its left
+        inside = (columns >= panel * 200) & (columns < panel * 200 + 190)
+        assert inside.any(), panel
+        assert columns[inside].min() < panel * 200 + 6
+    assert np.count_nonzero(labelled == 255) > np.count_nonzero(plain == 255)  # white text
+
+
+def test_narrow_panels_get_no_label() -> None:
+    frames = np.full((2, 48, 4 * (LABEL_MIN_PANEL_WIDTH - 1)), 90, dtype=np.uint8)
+    assert np.array_equal(label_panels(frames.copy(), panel_width=LABEL_MIN_PANEL_WIDTH - 1), frames)
