@@ -45,7 +45,16 @@ from storage.errors import InvalidParameterError
 __all__ = ["render_report_html"]
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-_KNOWN_SECTIONS: Final = ("title", "video", "factors", "ranks", "quality", "timings", "provenance")
+_KNOWN_SECTIONS: Final = (
+    "title",
+    "video",
+    "factors",
+    "ranks",
+    "quality",
+    "timings",
+    "provenance",
+    "background_models",
+)
 _PLOTS: Final = (("spectrum", "Singular value spectrum"), ("energy", "Cumulative energy"))
 _RANK_COLUMNS: Final = {
     "rank": "rank k",
@@ -134,6 +143,12 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
     backgrounds = sorted(name for name in images if name.startswith("background"))
     if backgrounds:
         parts.append("<h2>Backgrounds</h2>")
+        if report.get("background_models"):
+            parts += [
+                "<p>The SVD's mean background beside each fitted model's (median: the exact"
+                " temporal median; robust: the median times a gain per frame), per source video.</p>",
+                _value_html(report["background_models"]),
+            ]
         parts += [_figure_html(images[name], name, pixels=True) for name in backgrounds]
     if "quality" in report:
         parts += ["<h2>Quality against ground truth</h2>", _value_html(report["quality"])]

@@ -143,6 +143,12 @@ class StoredFactors:
         return str(self.attrs.get("factors_id", ""))
 
     @property
+    def passes(self) -> int | None:
+        """Reads of the video the computation made, when recorded."""
+        passes = self.attrs.get("passes")
+        return None if passes is None else int(passes)
+
+    @property
     def wall_time_s(self) -> float | None:
         """Seconds the decomposition took, when recorded."""
         seconds = self.attrs.get("wall_time_s")

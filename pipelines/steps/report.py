@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from distributed import futures_of
 
+from pipelines.background_models import FITTED_MODELS
 from pipelines.matrix import video_matrix
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
 from pipelines.plots import background_png, components_png, energy_png, spectrum_png
@@ -22,6 +23,8 @@ from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from storage.derived import write_file_atomic
 from storage.errors import InvalidParameterError, StoreDamagedError
+from storage.factor_lookup import list_factors
+from storage.factors import StoredFactors, open_factors
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
 from storage.video_array import open_video
@@ -97,6 +100,22 @@ def report(
             ),
             sync=True,
         )
+        fitted = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
+        model_backgrounds = {
+            model.name: client.compute(
+                background_images(
+                    model.U,
+                    model.s,
+                    model.Vt,
+                    rank=model.rank,
+                    height=video.height,
+                    width=video.width,
+                    segments=video.segments,
+                ),
+                sync=True,
+            )
+            for model in fitted
+        }
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
@@ -134,6 +153,15 @@ def report(
             "segments": [list(segment) for segment in video.segments],
         },
         "factors": {"name": chosen.name, **chosen.provenance},
+        "background_models": [
+            {
+                "name": model.name,
+                "passes": model.passes,
+                "wall_time_s": model.wall_time_s,
+                "factors_id": model.factors_id,
+            }
+            for model in fitted
+        ],
         "ranks": rows,
         "singular_values": [float(v) for v in np.asarray(s_values)],
         "cumulative_energy": [float(v) for v in energy],
@@ -157,12 +185,25 @@ def report(
     }
     for index, image in enumerate(backgrounds):
         images[f"background-{index + 1}"] = background_png(np.asarray(image))
+        for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
+            images[f"background-{index + 1} ({name})"] = background_png(np.asarray(plates[index]))
     write_file_atomic(
         folder.report_json, json.dumps(result, indent=2, default=_json_default, allow_nan=False) + "\n"
     )
     write_file_atomic(folder.report_html, render_report_html(result, images))
     job.say(f"wrote report.json and report.html in {folder.path}")
     return result
+
+
+def _fitted_backgrounds(location: StoreLocation, *, video_fingerprint: str) -> list[StoredFactors]:
+    """The complete median and robust backgrounds of this video in the store, by name."""
+    return [
+        open_factors(location, summary.name, expected_fingerprint=video_fingerprint)
+        for summary in sorted(list_factors(location), key=lambda f: f.name)
+        if summary.complete
+        and summary.method in FITTED_MODELS
+        and summary.video_fingerprint == video_fingerprint
+    ]
 
 
 def report_is_current(folder: OutputFolder, *, factors_id: str, ranks: Sequence[int] | None) -> bool:
