@@ -194,6 +194,8 @@ def _report(folder: Path) -> dict[str, Any]:
     del report["timings"]
     for key in ("wall_time_s", "peak_worker_memory", "cluster", "factors_id"):
         del report["factors"][key]
+    for model in report.get("background_models", []):
+        del model["wall_time_s"], model["factors_id"]
     return report
 
 
