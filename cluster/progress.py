@@ -162,11 +162,7 @@ def wait_with_progress(
                 time.sleep(_POLL_S / 2)
             bar = _update(bar, counter, futures, description=description)
             if bar is None:
-                bar = tqdm(
-                    total=len(futures), desc=description, unit="task", file=sys.stderr, dynamic_ncols=True
-                )
-            if bar.total is None:
-                bar.total = len(futures)
+                bar = _open_bar(description, len(futures))
             bar.update(bar.total - bar.n)
     except BaseException:  # KeyboardInterrupt above all: free the cluster, then propagate
         client.cancel(futures)

@@ -24,8 +24,8 @@ and apply use them as they use the SVD's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -44,6 +44,7 @@ __all__ = [
     "coarse_counts",
     "fine_counts",
     "frame_gains",
+    "median_bin",
     "median_from_counts",
     "rank_one_factors",
     "segment_factors",
@@ -155,16 +156,7 @@ def coarse_counts(frames: da.Array) -> da.Array:
     dask.array.Array
         (P, 16) uint32.  One read of the video; per task a (P, 16) partial.
     """
-    _check_gray(frames)
-    whole = frames.rechunk({1: -1, 2: -1})
-    n_pixels = int(frames.shape[1]) * int(frames.shape[2])
-    partials = whole.map_blocks(
-        _coarse_block,
-        chunks=((1,) * whole.numblocks[0], (n_pixels,), (_BINS,)),
-        dtype=np.uint32,
-        meta=np.empty((0, 0, 0), dtype=np.uint32),
-    )
-    return partials.sum(axis=0, dtype=np.uint32)
+    return _summed_counts(frames, _coarse_block)
 
 
 def fine_counts(frames: da.Array, coarse_bin: npt.NDArray[np.uint8]) -> da.Array:
@@ -176,13 +168,22 @@ def fine_counts(frames: da.Array, coarse_bin: npt.NDArray[np.uint8]) -> da.Array
         (P, 16) uint32: column j counts the frames whose value is ``16 * coarse_bin + j``.
     """
     _check_gray(frames)
-    whole = frames.rechunk({1: -1, 2: -1})
     n_pixels = int(frames.shape[1]) * int(frames.shape[2])
     if coarse_bin.shape != (n_pixels,):
         raise InvalidParameterError(f"coarse_bin must have shape ({n_pixels},), got {coarse_bin.shape}")
+    return _summed_counts(frames, _fine_block, np.asarray(coarse_bin, dtype=np.uint8))
+
+
+def _summed_counts(
+    frames: da.Array, count_block: Callable[..., npt.NDArray[np.uint32]], *args: Any
+) -> da.Array:
+    """``count_block`` on every chunk of whole frames, (1, P, 16) each, summed over chunks: (P, 16)."""
+    _check_gray(frames)
+    whole = frames.rechunk({1: -1, 2: -1})
+    n_pixels = int(frames.shape[1]) * int(frames.shape[2])
     partials = whole.map_blocks(
-        _fine_block,
-        np.asarray(coarse_bin, dtype=np.uint8),
+        count_block,
+        *args,
         chunks=((1,) * whole.numblocks[0], (n_pixels,), (_BINS,)),
         dtype=np.uint32,
         meta=np.empty((0, 0, 0), dtype=np.uint32),
@@ -190,25 +191,26 @@ def fine_counts(frames: da.Array, coarse_bin: npt.NDArray[np.uint8]) -> da.Array
     return partials.sum(axis=0, dtype=np.uint32)
 
 
-def median_from_counts(
-    coarse: npt.NDArray[np.uint32], fine: npt.NDArray[np.uint32] | None, *, n_frames: int
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
-    """The coarse bin holding each pixel's median and, given the fine counts, the median.
+def median_bin(coarse: npt.NDArray[np.uint32], *, n_frames: int) -> npt.NDArray[np.uint8]:
+    """The coarse bin (value >> 4) holding each pixel's median, from :func:`coarse_counts`."""
+    cumulative = np.cumsum(coarse, axis=1, dtype=np.int64)
+    bins: npt.NDArray[np.uint8] = np.argmax(cumulative > (n_frames - 1) // 2, axis=1).astype(np.uint8)
+    return bins
 
-    Returns ``(coarse_bin, None)`` without ``fine``, and ``(coarse_bin, median)`` with
-    it; the median is the value of rank ``(n_frames - 1) // 2`` (0-based) of each pixel.
-    """
+
+def median_from_counts(
+    coarse: npt.NDArray[np.uint32], fine: npt.NDArray[np.uint32], *, n_frames: int
+) -> npt.NDArray[np.uint8]:
+    """Each pixel's median, the value of rank ``(n_frames - 1) // 2`` (0-based), from both counts."""
     rank = (n_frames - 1) // 2
     cumulative = np.cumsum(coarse, axis=1, dtype=np.int64)
-    coarse_bin = np.argmax(cumulative > rank, axis=1).astype(np.uint8)
-    if fine is None:
-        return coarse_bin, None
+    coarse_bin = median_bin(coarse, n_frames=n_frames).astype(np.int64)
     pixels = np.arange(coarse.shape[0])
-    below = np.where(coarse_bin > 0, cumulative[pixels, np.maximum(coarse_bin.astype(np.int64) - 1, 0)], 0)
+    below = np.where(coarse_bin > 0, cumulative[pixels, np.maximum(coarse_bin - 1, 0)], 0)
     inside = np.cumsum(fine, axis=1, dtype=np.int64) + below[:, None]
     offset = np.argmax(inside > rank, axis=1)
-    median = (coarse_bin.astype(np.int64) * _BINS + offset).astype(np.uint8)
-    return coarse_bin, median
+    median: npt.NDArray[np.uint8] = (coarse_bin * _BINS + offset).astype(np.uint8)
+    return median
 
 
 def _gain_block(

@@ -92,9 +92,9 @@ def fused_randomized_svd(
     Notes
     -----
     ``power_iters + 2`` reads of the video.  Per pass: ``4 P T l`` flops (2 for the
-    sketch and the last pass), one QR of a (P, l) matrix in float64 (``2 P l^2``
-    flops, ``8 P l`` bytes).  Memory per task: one uint8 chunk, one (P, l) float32
-    partial and Q; ``split_every`` partials per reduction task.
+    sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
+    one task).  Memory per task: one uint8 chunk at a time, one (P, l) float32 partial
+    and Q; ``_SPLIT_EVERY`` partials per summing task.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
         raise InvalidParameterError(

@@ -18,7 +18,7 @@ from storage.factors import RANDOMIZED_OPTIONS, FactorParameters, StoredFactors,
 from storage.layout import COMPLETE_ATTR, FACTORS_GROUP
 from storage.store import StoreLocation, as_location, open_store
 
-__all__ = ["FactorsSummary", "find_best_factors", "find_reusable_factors", "list_factors"]
+__all__ = ["FactorsSummary", "complete_factors", "find_best_factors", "find_reusable_factors", "list_factors"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,6 +163,13 @@ def _request(
     return fields
 
 
+def complete_factors(
+    store: StoreLocation | str | os.PathLike[str], *, video_fingerprint: str
+) -> list[FactorsSummary]:
+    """The complete factor sets computed from the video of ``video_fingerprint``, sorted by name."""
+    return [f for f in list_factors(store) if f.complete and f.video_fingerprint == video_fingerprint]
+
+
 def find_best_factors(
     store: StoreLocation | str | os.PathLike[str],
     *,
@@ -182,8 +189,8 @@ def find_best_factors(
     location = as_location(store)
     usable = [
         f
-        for f in list_factors(location)
-        if f.complete and f.video_fingerprint == video_fingerprint and f.method not in excluded_methods
+        for f in complete_factors(location, video_fingerprint=video_fingerprint)
+        if f.method not in excluded_methods
     ]
     if not usable:
         raise StoreNotFoundError(

@@ -169,7 +169,7 @@ class OutputFolder:
 STALE_TEMPORARY_S = 600.0
 """Seconds without a write after which an atomic-write temporary counts as abandoned."""
 
-_TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+\.(?:mp4|png|json|html|csv))\.[A-Za-z0-9_]{6,}(?:\.partial)?$")
+_TEMPORARY_NAME = re.compile(r"^\..+\.(?:mp4|png|json|html|csv)\.[A-Za-z0-9_]{6,}(?:\.partial)?$")
 
 
 def _is_temporary_name(name: str) -> bool:

@@ -59,7 +59,7 @@ def add_parser(commands: Commands) -> None:
         type=threshold_value,
         default=None,
         metavar="auto|T",
-        help="mask threshold in grey levels (default auto: max of Otsu and 3 robust sigmas)",
+        help="mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas)",
     )
     add_model_flag(parser)
     parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks in the report")

@@ -9,16 +9,17 @@ import numpy as np
 
 from cluster.client import describe
 from pipelines.background_models import (
-    BACKGROUND_MODELS,
+    FITTED_MODELS,
     coarse_counts,
     fine_counts,
     frame_gains,
+    median_bin,
     median_from_counts,
     segment_factors,
 )
 from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError
-from storage.factor_lookup import list_factors
+from storage.factor_lookup import complete_factors
 from storage.factors import StoredFactors, open_factors, write_factors
 from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
@@ -53,9 +54,8 @@ def fit_background(
     Reads the uint8 video 2 (median) or 3 (robust) times; each task holds one chunk of
     frames and a (P, 16) uint32 partial; this process holds the plate and the gains.
     """
-    if model not in _PASSES:
-        known = ", ".join(m for m in BACKGROUND_MODELS if m != "svd")
-        raise InvalidParameterError(f"fit_background fits {known}, got model={model!r}")
+    if model not in FITTED_MODELS:
+        raise InvalidParameterError(f"fit_background fits {', '.join(FITTED_MODELS)}, got model={model!r}")
     started = time.perf_counter()
     video = store if isinstance(store, StoredVideo) else open_video(store)
     with writer_lock(video.location, step=f"fit {model} background"):
@@ -66,15 +66,11 @@ def _fit(
     video: StoredVideo, *, model: str, force: bool, context: JobContext | None, started: float
 ) -> StoredFactors:
     """Reuse or fit and write the background; the writer lock is held."""
-    if not force:
-        for summary in list_factors(video.location):
-            if (
-                summary.name == model
-                and summary.complete
-                and summary.method == model
-                and summary.video_fingerprint == video.fingerprint
-            ):
-                return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
+    if not force and any(
+        summary.name == summary.method == model
+        for summary in complete_factors(video.location, video_fingerprint=video.fingerprint)
+    ):
+        return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
     with step_context(context) as job:
         client = job.computing_on(video.location)
         job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video)")
@@ -85,11 +81,9 @@ def _fit(
             counted = client.compute(coarse_counts(frames))
             job.wait([counted], description=f"{label}: pass 1")
             coarse = np.asarray(counted.result())
-            coarse_bin, _ = median_from_counts(coarse, None, n_frames=stop - start)
-            counted = client.compute(fine_counts(frames, coarse_bin))
+            counted = client.compute(fine_counts(frames, median_bin(coarse, n_frames=stop - start)))
             job.wait([counted], description=f"{label}: pass 2")
-            _, plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=stop - start)
-            assert plate is not None
+            plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=stop - start)
             if model == "robust":
                 measured = client.compute(frame_gains(frames, plate))
                 job.wait([measured], description=f"{label}: pass 3")

@@ -23,7 +23,7 @@ from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from storage.derived import write_file_atomic
 from storage.errors import InvalidParameterError, StoreDamagedError
-from storage.factor_lookup import list_factors
+from storage.factor_lookup import complete_factors
 from storage.factors import StoredFactors, open_factors
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
@@ -94,28 +94,18 @@ def report(
             np.asarray(c).reshape(video.height, video.width, *video.frames.shape[3:])
             for c in client.compute([u[:, i] for i in range(shown)], sync=True)
         ]
-        backgrounds = client.compute(
-            background_images(
-                u, s, vt, rank=chosen.rank, height=video.height, width=video.width, segments=video.segments
-            ),
+        fitted = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
+        factor_sets = [(u, s, vt, chosen.rank), *((m.U, m.s, m.Vt, m.rank) for m in fitted)]
+        backgrounds, *fitted_backgrounds = client.compute(
+            [
+                background_images(
+                    U, S, Vt, rank=rank, height=video.height, width=video.width, segments=video.segments
+                )
+                for U, S, Vt, rank in factor_sets
+            ],
             sync=True,
         )
-        fitted = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
-        model_backgrounds = {
-            model.name: client.compute(
-                background_images(
-                    model.U,
-                    model.s,
-                    model.Vt,
-                    rank=model.rank,
-                    height=video.height,
-                    width=video.width,
-                    segments=video.segments,
-                ),
-                sync=True,
-            )
-            for model in fitted
-        }
+        model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
@@ -199,10 +189,8 @@ def _fitted_backgrounds(location: StoreLocation, *, video_fingerprint: str) -> l
     """The complete median and robust backgrounds of this video in the store, by name."""
     return [
         open_factors(location, summary.name, expected_fingerprint=video_fingerprint)
-        for summary in sorted(list_factors(location), key=lambda f: f.name)
-        if summary.complete
-        and summary.method in FITTED_MODELS
-        and summary.video_fingerprint == video_fingerprint
+        for summary in complete_factors(location, video_fingerprint=video_fingerprint)
+        if summary.method in FITTED_MODELS
     ]
 
 

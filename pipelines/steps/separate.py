@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from pipelines.background_models import BACKGROUND_MODELS, chosen_model
+from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, masks, sample_frames
 from pipelines.plots import image_png
@@ -110,7 +110,7 @@ def separate(
     k = 1
     if model == "svd":
         chosen = choose_factors(video, factors)
-        if chosen.method in BACKGROUND_MODELS:
+        if chosen.method in FITTED_MODELS:
             raise InvalidParameterError(
                 f"factors {chosen.name!r} are the {chosen.method} model's background, not an SVD;"
                 f" choose the {chosen.method} model, or name SVD factors"

@@ -10,6 +10,7 @@ from pipelines.background_models import (
     coarse_counts,
     fine_counts,
     frame_gains,
+    median_bin,
     median_from_counts,
     rank_one_factors,
 )
@@ -21,8 +22,8 @@ from tests.helpers import raise_if_dask_computes
 def _median(frames: np.ndarray, chunk: int) -> np.ndarray:
     lazy = da.from_array(frames, chunks=(chunk, *frames.shape[1:]))
     coarse = coarse_counts(lazy).compute()
-    coarse_bin, _ = median_from_counts(coarse, None, n_frames=len(frames))
-    _, median = median_from_counts(coarse, fine_counts(lazy, coarse_bin).compute(), n_frames=len(frames))
+    coarse_bin = median_bin(coarse, n_frames=len(frames))
+    median = median_from_counts(coarse, fine_counts(lazy, coarse_bin).compute(), n_frames=len(frames))
     assert median is not None
     return median
 

@@ -45,8 +45,7 @@ def test_median_and_robust_need_no_decomposition_and_are_reused(
     shutil.copytree(source, store)
     out = tmp_path / "out"
     for model in ("median", "robust"):
-        code, _, stderr = run_cli(
-            capsys,
+        separate = (
             "separate",
             "--store",
             str(store),
@@ -57,23 +56,13 @@ def test_median_and_robust_need_no_decomposition_and_are_reused(
             "--quiet",
             *CLUSTER,
         )
+        code, _, stderr = run_cli(capsys, *separate)
         assert code == 0, stderr
         factors = open_factors(store, model)
-        assert factors.method == model and factors.attrs["passes"] == {"median": 2, "robust": 3}[model]
+        assert factors.method == model and factors.passes == {"median": 2, "robust": 3}[model]
         assert open_derived(store, "masks").record.factors == model
         first_id = factors.factors_id
-        code, _, stderr = run_cli(
-            capsys,
-            "separate",
-            "--store",
-            str(store),
-            "--model",
-            model,
-            "--out",
-            str(out),
-            "--quiet",
-            *CLUSTER,
-        )
+        code, _, stderr = run_cli(capsys, *separate)
         assert code == 0, stderr
         assert open_factors(store, model).factors_id == first_id  # fitted once, then reused
     # the median plate is the exact lower median of the stored frames
