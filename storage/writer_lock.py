@@ -14,6 +14,11 @@ which every client sees.  Object storage (``s3://``, ``gs://``...) has no locks:
 vidsvd cannot stop two writers, and a user must run one writing command per store
 URL at a time (readers are always safe).
 
+Taking the lock also checks that the store can be written: a file is created and
+removed in the store's folder and in each of its top-level folders (video, factors...),
+so a read-only store is refused in one line before a step computes anything, not
+after (a whole SVD was once computed before a read-only store failed its write).
+
 Within one process the lock is re-entrant: ``run`` holds it across its steps, and a
 step that calls another (separate fitting the robust background) takes it again.
 """
@@ -26,6 +31,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +68,8 @@ def writer_lock(location: StoreLocation | str | os.PathLike[str], *, step: str) 
     StoreBusyError
         Another process holds the lock; the message names it.
     StoreNotWritableError
-        The lock file cannot be created beside the store.
+        The lock file cannot be created beside the store, or the store's folder or
+        one of its top-level folders cannot be written.
     """
     loc = as_location(location)
     if not loc.is_local:
@@ -75,6 +82,11 @@ def writer_lock(location: StoreLocation | str | os.PathLike[str], *, step: str) 
             _held[path] = (held[0], held[1] + 1)
     if held is None:
         descriptor = _acquire(path, loc, step=step)
+        try:
+            _check_writable(loc)
+        except BaseException:
+            os.close(descriptor)
+            raise
         with _held_guard:
             _held[path] = (descriptor, 1)
     try:
@@ -121,6 +133,25 @@ def _acquire(path: Path, loc: StoreLocation, *, step: str) -> int:
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, (json.dumps(record) + "\n").encode(), 0)
     return descriptor
+
+
+def _check_writable(loc: StoreLocation) -> None:
+    """Create and remove a file in the store's folder and each top-level folder of it."""
+    store = loc.local_path
+    if not store.is_dir():
+        return  # not created yet: its parent was just written (the lock file)
+    folders = [store, *sorted(child for child in store.iterdir() if child.is_dir())]
+    for folder in folders:
+        try:
+            descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".vidsvd-write-probe-")
+            os.close(descriptor)
+            os.unlink(probe)
+        except OSError as exc:
+            where = "" if folder == store else f" (its folder {folder.name})"
+            raise StoreNotWritableError(
+                f"cannot write the store at {loc}{where}: {exc.strerror or exc}; make it writable,"
+                " or copy it somewhere writable and use the copy"
+            ) from None
 
 
 def _holder(descriptor: int) -> str:

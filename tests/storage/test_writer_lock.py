@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -91,3 +93,62 @@ def test_a_second_writer_is_refused_and_changes_nothing(
     finally:
         _release(holder)
     assert main(["decompose", "--store", str(store), "--rank", "2", "--quiet", *CLUSTER]) == 0
+
+
+def _as_an_ordinary_user() -> list[str]:
+    """A command prefix under which permission bits apply (root ignores them otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without util-linux's setpriv: permission bits cannot be enforced")
+    dropped = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}"]
+
+
+def _set_writable(folder: Path, *, writable: bool) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        mode = path.stat().st_mode
+        path.chmod(mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def test_a_read_only_store_is_refused_before_anything_is_computed(make_video, tmp_path: Path) -> None:
+    video, _ = make_video("clip.mp4", n_frames=30, codec="h264")
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    assert main(["decompose", "--store", str(store), "--rank", "2", "--quiet", *CLUSTER]) == 0
+    before = tree_digest(store)
+    prefix = _as_an_ordinary_user()
+    _set_writable(store, writable=False)
+    try:
+        for argv in (
+            ["decompose", "--store", str(store), "--rank", "3", *CLUSTER],
+            ["separate", "--store", str(store), "--out", str(tmp_path / "out"), *CLUSTER],
+            ["ingest", str(video), "--store", str(store), "--overwrite"],
+        ):
+            done = subprocess.run(
+                [*prefix, sys.executable, "-m", "pipelines.cli", *argv],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                timeout=120,
+            )
+            assert done.returncode == 1, (argv, done.stderr)
+            assert_one_line_error(done.stderr, f"cannot write the store at {store}", "make it writable")
+            # not --quiet: the one line is also proof that no cluster started and nothing ran
+            assert tree_digest(store) == before
+    finally:
+        _set_writable(store, writable=True)
+    # a read-only folder inside a writable store is named
+    (store / "factors").chmod(0o555)
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "pipelines.cli", "decompose", "--store", str(store), "--rank", "3",
+             "--quiet", *CLUSTER],
+            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+        )  # fmt: skip
+    finally:
+        (store / "factors").chmod(0o755)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "(its folder factors)")
