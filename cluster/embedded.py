@@ -168,12 +168,19 @@ class _QuietShutdown(distributed.WorkerPlugin):  # type: ignore[misc]
     heartbeat was on its way as the scheduler closed, ``ERROR - Failed to communicate
     with scheduler during heartbeat`` with a traceback.  Records of the worker's
     loggers are dropped while the worker is closing; before that they all show.
+
+    A task that raises is not logged either (distributed's ``Compute Failed`` record,
+    with the task's traceback): the exception reaches the client, which reports it,
+    as one line for a user's mistake (a damaged store, a missing file) or with its
+    traceback for a bug, so the worker's copy only repeats it under the one line.
     """
 
     name = "vidsvd-quiet-shutdown"
 
     def setup(self, worker: distributed.Worker) -> None:
-        def running(_record: logging.LogRecord) -> bool:
+        def running(record: logging.LogRecord) -> bool:
+            if isinstance(record.msg, str) and record.msg.startswith("Compute Failed"):
+                return False
             return worker.status not in _SHUTTING_DOWN
 
         for name in ("distributed.worker", "distributed.worker.state_machine"):

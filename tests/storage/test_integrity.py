@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from storage.errors import StoreDamagedError
 from storage.factors import open_factors, write_factors
 from storage.video_array import open_video
 from storage.video_ingest import ingest_videos
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import REPO, assert_one_line_error, run_cli
 
 
 def _chunk_files(array_dir: Path) -> list[Path]:
@@ -96,3 +99,37 @@ def test_factors_holding_nan_are_refused_by_separate_report_and_apply(
         status, _, err = run_cli(capsys, *argv, "--quiet")
         assert status == 1, argv
         assert_one_line_error(err, "factors 'nan' hold NaN or infinite values in U", "--force --name nan")
+
+
+def test_damaged_factors_read_on_the_workers_are_one_line_from_the_whole_process_group(store: Path) -> None:
+    """The embedded workers do not log the failed task's traceback under vidsvd's one line."""
+    assert run_quietly("decompose", "--store", str(store), "--rank", "2", "--name", "f").returncode == 0
+    chunk = _chunk_files(store / "factors" / "f" / "U")[0]
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    done = run_quietly("separate", "--store", str(store), "--factors", "f", "--out", str(store.parent / "o"))
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "U of factors 'f'", "is damaged", "does not decompress")
+
+
+def run_quietly(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``vidsvd ARGV --quiet`` on a one-worker embedded cluster, in a process of its own."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            *argv,
+            "--quiet",
+            "--workers",
+            "1",
+            "--threads-per-worker",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
