@@ -80,3 +80,7 @@ class StoreDamagedError(VidsvdError, RuntimeError):
 
 class StoreBusyError(VidsvdError, RuntimeError):
     """Another process is writing the store (its writer lock is held)."""
+
+
+class DiskFullError(VidsvdError, OSError):
+    """The device holding the store (or the output folder) has no space left."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pipelines.cli import apply, bench, decompose, demo, evaluate, ingest, report, run, separate
 from pipelines.cli.arguments import OneLineParser
 from pipelines.cli.console import say, show_warning
-from pipelines.cli.exit_status import INTERRUPTED, exit_status
+from pipelines.cli.exit_status import INTERRUPTED, environment_fault, exit_status
 
 __all__ = ["build_parser", "main"]
 
@@ -68,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(_INTERRUPTED.get(args.command, _INTERRUPTED[""]))
             return INTERRUPTED
         except Exception as exc:
+            fault = environment_fault(exc)
+            if fault is not None and not debug:
+                say(f"error: {fault}")
+                return 1
             status = exit_status(exc)
             if status is None or debug:
                 raise

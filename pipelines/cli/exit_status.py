@@ -7,12 +7,13 @@ nearest class in its method resolution order that the table names.
 
 from __future__ import annotations
 
+import errno
 from typing import Final
 
 from cluster.errors import InvalidClusterOptionError, TLSConfigurationError
 from storage.errors import InvalidParameterError, VidsvdError
 
-__all__ = ["EXIT_STATUS", "INTERRUPTED", "OK", "exit_status"]
+__all__ = ["EXIT_STATUS", "INTERRUPTED", "OK", "environment_fault", "exit_status"]
 
 OK: Final = 0
 INTERRUPTED: Final = 130
@@ -32,3 +33,23 @@ def exit_status(error: BaseException) -> int | None:
         if cls in EXIT_STATUS:
             return EXIT_STATUS[cls]
     return None
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def environment_fault(error: BaseException) -> str | None:
+    """One line for an operating-system error that is the machine's fault, not a bug.
+
+    A full disk or quota, and a file the system refuses to write (permissions, a
+    read-only filesystem), can surface from any write, also inside a dask task; they
+    get exit status 1 and this line instead of a traceback.  Nothing half-written is
+    ever marked complete, so a rerun after the fix continues.  None for any other error.
+    """
+    if not isinstance(error, OSError) or error.errno not in _FULL | _REFUSED:
+        return None
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno in _FULL:
+        return f"no space left on the device{where}; free space, then rerun: complete outputs are kept"
+    return f"the system refused a write{where}: {error.strerror}; make it writable or choose another place"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from cluster.batch_options import SYSTEMS
 from cluster.errors import BatchSubmitError, InvalidClusterOptionError, SchedulerUnreachableError
 from pipelines.cli.cluster_flags import BATCH_SYSTEMS
-from pipelines.cli.exit_status import exit_status
+from pipelines.cli.exit_status import environment_fault, exit_status
 from pipelines.cli.svd_flags import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS
 from pipelines.decompose import DEFAULT_OVERSAMPLE as LIBRARY_OVERSAMPLE
 from pipelines.decompose import DEFAULT_POWER_ITERS as LIBRARY_POWER_ITERS
@@ -49,6 +50,32 @@ def test_one_exit_status_table(error: BaseException, status: int | None) -> None
     assert exit_status(error) == status
     if status is not None:
         assert isinstance(error, VidsvdError)
+
+
+@pytest.mark.parametrize(
+    ("error", "fragments"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "s.zarr/factors/f/U/c/0/0"),
+         ("no space left on the device (s.zarr/factors/f/U/c/0/0)", "free space, then rerun")),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), ("no space left on the device;",)),
+        (PermissionError(errno.EACCES, "Permission denied", "out/report.json"),
+         ("refused a write (out/report.json): Permission denied", "make it writable")),
+        (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/x"), ("Read-only file system",)),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "x"), None),
+        (OSError("no errno"), None),
+        (ValueError("a bug"), None),
+    ],
+)  # fmt: skip
+def test_a_full_disk_or_refused_write_is_one_line_not_a_traceback(
+    error: BaseException, fragments: tuple[str, ...] | None
+) -> None:
+    message = environment_fault(error)
+    if fragments is None:
+        assert message is None
+        return
+    assert message is not None and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
 
 
 def test_building_the_parser_imports_no_dask() -> None:
