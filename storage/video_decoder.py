@@ -64,11 +64,16 @@ class SourceInfo:
     codec : str
         Video codec name as ffmpeg reports it (``h264``, ``mpeg4``, ...).
     fps : float
-        Native frame rate.
+        Native frame rate (ffmpeg's ``tbr``, its guess of the real base rate).
     width, height : int
         Native frame size in pixels.
     duration_s : float
         Duration in seconds (0 when the container does not say).
+    average_fps : float
+        The header's average frame rate (ffmpeg's ``fps``; 0 when not given).  A
+        variable-rate file's ``tbr`` is the rate of its fastest stretch, and some AVI
+        files announce twice the rate of the frames they hold, so the two can differ
+        either way.
     """
 
     path: str
@@ -78,11 +83,29 @@ class SourceInfo:
     width: int
     height: int
     duration_s: float
+    average_fps: float = 0.0
 
     def estimated_frames(self, fps: float | None = None) -> int:
         """Estimate the number of frames decoded at ``fps`` (native when None)."""
         rate = self.fps if fps is None else fps
         return max(1, round(self.duration_s * rate)) if self.duration_s > 0 else 0
+
+    def fewest_frames(self, fps: float | None = None) -> int:
+        """The smallest frame count the header allows at ``fps`` (native when None).
+
+        At the native rate this uses the lower of the two rates the header gives, so
+        that a variable-rate file is not taken for a truncated one.
+        """
+        return min(self._frames_at_each_rate(fps))
+
+    def most_frames(self, fps: float | None = None) -> int:
+        """The largest frame count the header allows at ``fps`` (native when None)."""
+        return max(self._frames_at_each_rate(fps))
+
+    def _frames_at_each_rate(self, fps: float | None) -> tuple[int, ...]:
+        if fps is not None or self.average_fps <= 0 or self.duration_s <= 0:
+            return (self.estimated_frames(fps),)
+        return (self.estimated_frames(), max(1, round(self.duration_s * self.average_fps)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +232,7 @@ def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
     description = stream.group("rest")
     size = _FRAME_SIZE.search(description)
     rate = _RATE_TBR.search(description) or _RATE_FPS.search(description)
+    average = _RATE_FPS.search(description)
     duration = _DURATION.search(input_header)
     if size is None:
         raise SourceNotReadableError(f"{file}: ffmpeg reports no frame size; give a video file")
@@ -219,7 +243,7 @@ def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
         width, height = int(delivered_size.group(1)), int(delivered_size.group(2))
     elif _QUARTER_TURN.search(input_header):
         width, height = height, width
-    fps = float(rate.group(1)) * (1000 if rate.group(2) == "k" else 1) if rate else 0.0
+    fps = _rate(rate) if rate else 0.0
     duration_s = (
         int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3))
         if duration
@@ -233,7 +257,13 @@ def probe_video(path: str | os.PathLike[str]) -> SourceInfo:
         width=width,
         height=height,
         duration_s=duration_s,
+        average_fps=_rate(average) if average else 0.0,
     )
+
+
+def _rate(match: re.Match[str]) -> float:
+    """A rate as ffmpeg prints it (``29.97``, ``90k``) in frames per second."""
+    return float(match.group(1)) * (1000 if match.group(2) == "k" else 1)
 
 
 _VIDEO_STREAM = re.compile(r"Stream #\S+.*?: Video: (?P<codec>[\w-]+)(?P<rest>.*)")

@@ -287,10 +287,15 @@ def _ingest_into(
                     bar.update(len(chunk))
                 skip = 0
             if result.n_frames == 0:
+                if fps is not None and info.duration_s > 0:
+                    raise SourceNotReadableError(
+                        f"{info.path} gives no frame at --fps {fps:g} (it lasts {info.duration_s:g} s);"
+                        f" give an --fps of at least {1 / info.duration_s:.3g}"
+                    )
                 raise SourceNotReadableError(
                     f"{info.path} decodes to zero frames; give a video with at least one frame"
                 )
-            message = _partial_decode_message(info, result, info.estimated_frames(fps))
+            message = _partial_decode_message(info, result, info.fewest_frames(fps))
             if message:
                 partial_warnings.append(message)
                 warnings.warn(message, IngestWarning, stacklevel=2)
@@ -377,9 +382,9 @@ def _prepare_array(
         wanted = _ingest_parameters(infos, options, chunk_frames, scale)
         recorded = array.attrs.get("ingest")
         if recorded != wanted:
-            raise InvalidParameterError(
-                f"--resume needs the same videos and options as the interrupted ingest of {loc} "
-                f"(recorded: {_describe(recorded)}); repeat them, or use --overwrite"
+            raise StoreExistsError(
+                f"{loc} holds an interrupted ingest of other videos or options (recorded:"
+                f" {_describe(recorded)}); repeat them to continue it, or pass --overwrite to start again"
             )
         state = array.attrs[PROGRESS_ATTR]
         frames_done = int(state["frames_written"])

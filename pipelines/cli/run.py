@@ -49,6 +49,19 @@ def add_parser(commands: Commands) -> None:
     sizing.add_argument("--size", type=frame_size, metavar="WxH", help="explicit frame size")
     add_svd_flags(parser, rank_required=False)
     parser.add_argument(
+        "--name", help="name of the SVD factor set (default: METHOD-kRANK); the separation and report use it"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute the SVD even if factors of that name exist (then separate and report again)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again: ingest into a fresh store, replacing what the store holds (factors too)",
+    )
+    parser.add_argument(
         "--separate-rank",
         type=positive_int("--separate-rank"),
         metavar="K",
@@ -88,6 +101,9 @@ def handle(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             report_ranks=args.ranks,
             model=args.model,
+            name=args.name,
+            force=args.force,
+            overwrite=args.overwrite,
             context=job,
         )
     if not args.quiet:

@@ -19,12 +19,13 @@ from pipelines.steps.report import report, report_is_current
 from pipelines.steps.separate import separate
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import read_separation, write_file_atomic
-from storage.errors import StoreExistsError, StoreIncompleteError, StoreNotFoundError
+from storage.errors import InvalidParameterError, StoreExistsError, StoreIncompleteError, StoreNotFoundError
 from storage.factors import open_factors
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation, as_location, create_parent_folder, store_exists
 from storage.truth import FRAME_MAP_NAME
 from storage.video_array import open_video
+from storage.video_decoder import probe_video
 from storage.video_identity import video_difference
 
 __all__ = ["RunSummary", "demo", "run"]
@@ -53,6 +54,9 @@ def run(
     threshold: float | None = None,
     report_ranks: Sequence[int] | None = None,
     model: str | None = None,
+    name: str | None = None,
+    force: bool = False,
+    overwrite: bool = False,
     context: JobContext | None = None,
 ) -> RunSummary:
     """The main job: ingest, decompose, separate, report, into ``out``.
@@ -63,7 +67,10 @@ def run(
     rerunning after a crash or Ctrl-C continues where the job stopped (an
     interrupted ingest resumes).  ``model`` chooses the background of the
     separation (see :func:`pipelines.steps.separate.separate`; ``robust`` unless
-    ``separate_rank`` is given, which implies ``svd``); the report measures the SVD.
+    ``separate_rank`` is given, which implies ``svd``); the report measures the SVD
+    (factors ``name``, by default ``METHOD-kRANK``).  ``force`` recomputes the SVD
+    even when factors of that name exist; ``overwrite`` starts again from a fresh
+    store, whatever the store held.
     One Client serves every step.  With an existing scheduler, its workers must see
     the store: that is checked before the ingest (a local store's folder is created
     first), so a store they cannot reach fails in seconds rather than after the
@@ -80,12 +87,17 @@ def run(
             job.require_workers_see(location, must_exist=False)
         started = time.perf_counter()
         state = _video_state(location)
-        if state == "stored":
+        if overwrite or state != "stored":
+            _refuse_rank_beyond_video(videos, rank=parameters.rank, fps=fps)
+        if overwrite and state != "absent":
+            ingest(videos, store=location, fps=fps, scale=scale, size=size, overwrite=True, context=job)
+            steps["ingest"] = "done (--overwrite)"
+        elif state == "stored":
             difference = video_difference(open_video(location), videos, fps=fps, scale=scale, size=size)
             if difference is not None:
                 raise StoreExistsError(
                     f"{location} holds another video than this job asks for ({difference}); "
-                    f"choose another --out or --store, or delete {location} to start again"
+                    "pass --overwrite to replace it, or choose another --out or --store"
                 )
             steps["ingest"] = "skipped (complete)"
         else:
@@ -102,7 +114,7 @@ def run(
         timings["ingest_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        decomposed = decompose(store=location, parameters=parameters, context=job)
+        decomposed = decompose(store=location, parameters=parameters, name=name, force=force, context=job)
         steps["decompose"] = f"reused {decomposed.name}" if decomposed.reused else f"done ({decomposed.name})"
         timings["decompose_s"] = time.perf_counter() - started
 
@@ -143,6 +155,26 @@ def run(
             steps["report"] = "done"
         timings["report_s"] = time.perf_counter() - started
     return RunSummary(store=str(location), out=str(folder.path), steps=steps, timings=timings)
+
+
+def _refuse_rank_beyond_video(
+    videos: Sequence[str | os.PathLike[str]], *, rank: int, fps: float | None
+) -> None:
+    """Refuse, before ingesting, a rank the videos' headers show they cannot have.
+
+    The frame count is estimated from each header (duration x frame rate, the higher
+    of the two rates a header gives), which is exact for constant-rate files and can
+    be off by a frame or two otherwise, so a
+    rank is refused here only when it exceeds the estimate by more than a tenth (at
+    least one frame); the decomposition checks the exact count after the ingest.
+    """
+    estimate = sum(probe_video(video).most_frames(fps) for video in videos)
+    if estimate > 0 and rank > estimate + max(1, estimate // 10):
+        at = "" if fps is None else f" at --fps {fps:g}"
+        raise InvalidParameterError(
+            f"--rank {rank} needs at least {rank} frames, and the video gives about {estimate}{at};"
+            f" pass --rank {estimate} or less"
+        )
 
 
 def _factors_id(location: StoreLocation, name: str) -> str:

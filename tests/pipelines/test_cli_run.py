@@ -8,6 +8,7 @@ copied here: pytest's import mode does not make that module importable from this
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,8 +159,62 @@ def test_run_refuses_a_store_made_from_other_input(
     ]:
         code, _, stderr = _run(capsys, "run", *argv, "--out", str(job), "--rank", "5", "--quiet", *CLUSTER)
         assert code == 1
-        assert_one_line_error(stderr, "holds another video than this job asks for", fragment, "another --out")
+        assert_one_line_error(
+            stderr, "holds another video than this job asks for", fragment, "another --out", "--overwrite"
+        )
     assert tree_digest(store) == before
+    # the way out the message names: --overwrite starts again from the other video
+    code, _, stderr = _run(
+        capsys, "run", str(other), "--out", str(job), "--rank", "5", "--overwrite", *CLUSTER
+    )
+    assert code == 0, stderr
+    assert "ingest: done (--overwrite)" in _steps(stderr)
+    assert open_video(store).sources[0].path.endswith("other.mp4")
+
+
+def _flags_named(message: str) -> set[str]:
+    return set(re.findall(r"(--[a-z][a-z-]*)", message))
+
+
+def test_every_way_out_run_names_is_a_flag_of_run(
+    first_run: FirstRun, job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a failed run, a rerun with other options, or other SVD parameters: run's own flags."""
+    code, run_help, _ = _run(capsys, "run", "--help")
+    assert code == 0
+    run_flags = _flags_named(run_help)
+    out = tmp_path / "short"
+    # a frame rate too low for the clip fails inside the ingest and leaves it interrupted
+    too_slow = ("--fps", "0.01", "--rank", "1", "--quiet")
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(out), *too_slow)
+    assert code == 1
+    assert_one_line_error(stderr, "gives no frame at --fps 0.01", "an --fps of at least")
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(out), "--rank", "5", "--quiet")
+    assert code == 1
+    assert_one_line_error(stderr, "holds an interrupted ingest of other videos or options", "--overwrite")
+    assert _flags_named(stderr) <= run_flags, stderr
+    code, _, stderr = _run(
+        capsys, "run", str(first_run.video), "--out", str(out), "--rank", "5", "--overwrite", *CLUSTER
+    )
+    assert code == 0, stderr
+
+    # other SVD parameters under the default name: --force recomputes, --name keeps both
+    code, _, stderr = _run(
+        capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", "--seed", "5"
+    )
+    assert code == 1
+    assert_one_line_error(stderr, "factors 'randomized-k5' already exist", "--force", "--name")
+    assert _flags_named(stderr) <= run_flags, stderr
+    old = open_factors(job / "store.zarr", "randomized-k5").factors_id
+    seeded = ("run", str(first_run.video), "--out", str(job), "--rank", "5", "--seed", "5", *CLUSTER)
+    code, _, stderr = _run(capsys, *seeded, "--force")
+    assert code == 0, stderr
+    assert "decompose: done (randomized-k5)" in _steps(stderr) and "report: done" in _steps(stderr)
+    assert open_factors(job / "store.zarr", "randomized-k5").factors_id != old
+    code, _, stderr = _run(capsys, *seeded[:-4], "--seed", "6", "--name", "seed6", *CLUSTER)
+    assert code == 0, stderr
+    assert "decompose: done (seed6)" in _steps(stderr)
+    assert json.loads((job / "report.json").read_text())["factors"]["name"] == "seed6"
 
 
 def test_factors_replaced_under_the_same_name_redo_separate_and_report(
@@ -205,12 +260,20 @@ def test_run_bad_inputs_are_one_line(
     assert code == 2
     assert_one_line_error(stderr, "--rank")
     assert not out.exists()
-    # a rank beyond the frame count is known once the video is stored: the ingest is kept
+    # a rank beyond the frames the header announces is refused before the ingest
     code, _, stderr = _run(
         capsys, "run", str(first_run.video), "--out", str(out), "--rank", "500", "--quiet", *CLUSTER
     )
-    assert code != 0
-    assert_one_line_error(stderr, "--rank", f"= {SCENE.n_frames}", "500")
+    assert code == 2
+    assert_one_line_error(stderr, "--rank 500 needs at least 500 frames", f"about {SCENE.n_frames}")
+    assert not out.exists()
+    # within the header's margin it is known once the video is stored: the ingest is kept
+    rank = SCENE.n_frames + 2
+    code, _, stderr = _run(
+        capsys, "run", str(first_run.video), "--out", str(out), "--rank", str(rank), "--quiet", *CLUSTER
+    )
+    assert code == 2
+    assert_one_line_error(stderr, "--rank", f"= {SCENE.n_frames}", str(rank))
     assert open_video(out / "store.zarr").n_frames == SCENE.n_frames
     assert not (out / "store.zarr" / "factors").exists()
 

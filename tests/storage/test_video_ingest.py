@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +16,14 @@ import zarr
 from storage.errors import (
     InvalidParameterError,
     NotAVidsvdStoreError,
+    SourceNotReadableError,
     StoreExistsError,
     StoreIncompleteError,
 )
 from storage.video_array import open_video
-from storage.video_decoder import ffmpeg_executable
+from storage.video_decoder import ffmpeg_executable, probe_video
 from storage.video_ingest import IngestWarning, default_chunk_frames, ingest_videos
+from tests.helpers import assert_one_line_error, ffmpeg, run_cli
 
 
 def _ffmpeg_gray(path: Path, *extra: str) -> np.ndarray:
@@ -134,6 +138,65 @@ def test_truncated_video_ingests_what_decodes_and_warns(make_video, tmp_path: Pa
     assert open_video(tmp_path / "s.zarr").n_frames == summary.shape[0]
 
 
+def test_a_variable_frame_rate_video_is_not_taken_for_a_truncated_one(make_video, tmp_path: Path) -> None:
+    """A VFR file's ``tbr`` is the rate of its fastest stretch: 30 here, for 20 frames/s on average."""
+    path, _ = make_video("cfr.mp4", n_frames=120, fps=30, codec="h264")
+    vfr = tmp_path / "vfr.mp4"
+    ffmpeg("-i", str(path), "-vf", "setpts='if(lt(N,60),N/30,2+(N-60)/10)/TB'", "-fps_mode", "vfr",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", str(vfr))  # fmt: skip
+    info = probe_video(vfr)
+    assert info.fps != info.average_fps
+    assert info.fewest_frames() <= 120 <= info.most_frames()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IngestWarning)
+        summary = ingest_videos([vfr], store=tmp_path / "s.zarr", progress=False)
+    assert summary.shape[0] == 120 and not summary.warnings
+
+
+def test_a_rate_that_gives_no_frame_names_the_rate_that_would(make_video, tmp_path: Path) -> None:
+    path, _ = make_video(n_frames=30, fps=10)  # 3 s
+    with pytest.raises(
+        SourceNotReadableError, match=r"no frame at --fps 0.1 \(it lasts 3 s\).* at least 0.333"
+    ):
+        ingest_videos([path], store=tmp_path / "s.zarr", fps=0.1, progress=False)
+
+
+def test_a_full_disk_keeps_the_frames_written_and_resume_finishes(
+    make_video, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ENOSPC from the store's third chunk write: one line, exit 1; ``--resume`` gives the undisturbed bytes."""
+    path, _ = make_video(n_frames=50)
+    reference = ingest_videos([path], store=tmp_path / "ref.zarr", chunk_frames=10, progress=False)
+    store = tmp_path / "s.zarr"
+    real_set = zarr.storage.LocalStore.set
+    chunk_writes = 0
+
+    async def full_after_two_chunks(self: zarr.storage.LocalStore, key: str, value: object) -> None:
+        nonlocal chunk_writes
+        if key.startswith("video/c/"):
+            chunk_writes += 1
+            if chunk_writes > 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.root / key))
+        await real_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", full_after_two_chunks)
+    argv = ["ingest", str(path), "--store", str(store), "--chunk-frames", "10", "--quiet"]
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 1
+    assert_one_line_error(
+        err, "no space left on the device holding the store", "are stored and kept", "--resume"
+    )
+    with pytest.raises(StoreIncompleteError):
+        open_video(store)
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", real_set)
+    status, _, err = run_cli(capsys, *argv, "--resume")
+    assert status == 0, err
+    assert open_video(store).fingerprint == reference.fingerprint
+    np.testing.assert_array_equal(
+        open_video(store).frames.compute(), open_video(tmp_path / "ref.zarr").frames.compute()
+    )
+
+
 def test_existing_store_is_refused_then_overwritten(make_video, tmp_path: Path) -> None:
     path, _ = make_video(n_frames=10)
     store = tmp_path / "s.zarr"
@@ -190,7 +253,7 @@ def test_resume_refuses_other_options(make_video, tmp_path: Path) -> None:
     store = tmp_path / "s.zarr"
     ingest_videos([path], store=store, chunk_frames=5, progress=False)
     _mark_interrupted(store, frames_written=10)
-    with pytest.raises(InvalidParameterError, match="same videos and options"):
+    with pytest.raises(StoreExistsError, match=r"interrupted ingest of other videos or options.*--overwrite"):
         ingest_videos([path], store=store, chunk_frames=5, fps=5, resume=True, progress=False)
     with pytest.raises(StoreIncompleteError, match="--resume"):
         ingest_videos([path], store=store, chunk_frames=5, progress=False)
