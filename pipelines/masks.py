@@ -29,6 +29,7 @@ from storage.errors import InvalidParameterError
 __all__ = [
     "AUTO_THRESHOLD_MIN",
     "AUTO_THRESHOLD_NOISE_FACTOR",
+    "AUTO_THRESHOLD_RULE",
     "MASK_VALUE",
     "auto_threshold",
     "majority_3x3",
@@ -43,6 +44,11 @@ AUTO_THRESHOLD_MIN: Final = 2.0
 """:func:`auto_threshold` never goes below this many grey levels."""
 MASK_VALUE: Final = 255
 """Value of a foreground pixel in a mask (CDnet convention); background is 0."""
+
+AUTO_THRESHOLD_RULE: Final = (
+    "auto: half-way between Otsu's split and 3 robust sigmas (at least 2 grey levels)"
+)
+"""How :func:`auto_threshold` chooses, in words, as separations record it."""
 
 _MAD_TO_SIGMA: Final = 1.4826  # 1 / Phi^-1(3/4): MAD of a Gaussian times this is its sigma
 _OTSU_BINS: Final = 256

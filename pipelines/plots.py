@@ -26,7 +26,7 @@ from pipelines.metrics import cumulative_energy
 from pipelines.shapes import CHANNELS
 from storage.errors import InvalidParameterError
 
-__all__ = ["background_png", "components_png", "energy_png", "image_png", "spectrum_png"]
+__all__ = ["activity_png", "background_png", "components_png", "energy_png", "image_png", "spectrum_png"]
 
 _DPI: Final = 100
 _PLOT_SIZE: Final = (6.4, 3.6)  # inches
@@ -84,6 +84,51 @@ def energy_png(s: npt.ArrayLike, *, total: float | None = None) -> bytes:
     axes.set_ylabel("cumulative energy (%)")
     axes.set_title("Energy held by the first k components")
     axes.set_ylim(0, 100)
+    axes.grid(True, alpha=0.3)
+    return _png(figure)
+
+
+def activity_png(
+    fraction: npt.ArrayLike,
+    *,
+    fps: float,
+    segment_starts: Sequence[int] = (),
+    marked_frames: Sequence[int] = (),
+) -> bytes:
+    """Plot the foreground fraction of every frame against time: the activity timeline.
+
+    Parameters
+    ----------
+    fraction : array_like
+        (frame,) foreground fraction in [0, 1], in memory
+        (:func:`pipelines.activity.foreground_fraction`).
+    fps : float
+        The stored video's frame rate; the x axis is in seconds.
+    segment_starts : sequence of int
+        First frames of the second and later source videos, drawn as dashed lines.
+    marked_frames : sequence of int
+        Frames shown as samples elsewhere, marked with dots.
+
+    Returns
+    -------
+    bytes
+        A PNG of 640 x 360 pixels; the y axis in percent of the frame.
+    """
+    values = _vector(fraction, "fraction")
+    if not fps > 0:
+        raise InvalidParameterError(f"fps must be positive, got {fps}")
+    seconds = np.arange(values.size) / fps
+    figure, axes = _figure()
+    axes.plot(seconds, 100 * values, lw=0.8)
+    for start in segment_starts:
+        axes.axvline(start / fps, color="0.5", ls="--", lw=0.8)
+    marked = [frame for frame in marked_frames if 0 <= frame < values.size]
+    if marked:
+        axes.plot(seconds[marked], 100 * values[marked], "o", color="C3", ms=4)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("foreground (% of the frame)")
+    axes.set_title("Activity: foreground share of every frame")
+    axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
     return _png(figure)
 

@@ -19,6 +19,9 @@ generic table):
     One row per rank, as :func:`pipelines.metrics.rank_table` makes them: ``rank``,
     ``compression_fraction``, ``factor_bytes``, ``bytes_vs_raw``,
     ``bytes_vs_stored``, ``relative_error``, ``mse``, ``psnr_db``.
+``separation`` : dict
+    How the masks were made (background, rank, threshold and its rule, clean-up)
+    and the activity summary; shown with the ``activity`` and ``masks`` figures.
 ``quality`` : dict or list
     Scores against ground truth, e.g. ``{method: Scores.as_dict()}``.
 ``timings`` : dict
@@ -26,7 +29,8 @@ generic table):
 ``provenance`` : dict
     Versions, parameters, fingerprints.
 
-The figures' names this page knows: ``spectrum``, ``energy``, ``components``; any
+The figures' names this page knows: ``spectrum``, ``energy``, ``components``,
+``activity`` and ``masks`` (the separation's timeline and sample masks); any
 name starting with ``background`` goes to the Backgrounds section, any other to
 Figures.
 """
@@ -54,6 +58,11 @@ _KNOWN_SECTIONS: Final = (
     "timings",
     "provenance",
     "background_models",
+    "separation",
+)
+_SEPARATION_FIGURES: Final = (
+    ("activity", "Foreground share of every frame (dots: the frames below; dashed: a new source video)"),
+    ("masks", "The busiest frames and their masks"),
 )
 _PLOTS: Final = (("spectrum", "Singular value spectrum"), ("energy", "Cumulative energy"))
 _RANK_COLUMNS: Final = {
@@ -150,9 +159,22 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
                 _value_html(report["background_models"]),
             ]
         parts += [_figure_html(images[name], name, pixels=True) for name in backgrounds]
+    if "separation" in report:
+        parts += [
+            "<h2>Separation</h2>",
+            "<p>Masks mark the pixels whose foreground (frame minus background) exceeds the"
+            " threshold, after the clean-up. The timeline is also in the CSV file named below.</p>",
+            _value_html(report["separation"]),
+        ]
+        parts += [
+            _figure_html(images[name], caption) for name, caption in _SEPARATION_FIGURES if name in images
+        ]
     if "quality" in report:
         parts += ["<h2>Quality against ground truth</h2>", _value_html(report["quality"])]
-    others = [name for name in images if name not in {"spectrum", "energy", "components", *backgrounds}]
+    known_figures = {"spectrum", "energy", "components", *backgrounds}
+    if "separation" in report:
+        known_figures |= {name for name, _ in _SEPARATION_FIGURES}
+    others = [name for name in images if name not in known_figures]
     if others:
         parts.append("<h2>Figures</h2>")
         parts += [_figure_html(images[name], name) for name in others]

@@ -62,6 +62,9 @@ class SeparationRecord:
     factors_id : str
         Identity of the factor set's write (:attr:`storage.factors.StoredFactors.factors_id`):
         factors replaced under the same name have another.
+    threshold_rule : str
+        How the threshold was chosen (the auto rule's name, or ``"given"``); empty in
+        stores written before it was recorded.
     complete : bool
         True once every chunk of both arrays is written (read back only).
     """
@@ -72,6 +75,7 @@ class SeparationRecord:
     video_fingerprint: str
     cleanup: str
     factors_id: str = ""
+    threshold_rule: str = ""
     complete: bool = False
 
     def as_attrs(self) -> dict[str, Any]:
@@ -83,6 +87,7 @@ class SeparationRecord:
             "video_fingerprint": self.video_fingerprint,
             "cleanup": self.cleanup,
             "factors_id": self.factors_id,
+            "threshold_rule": self.threshold_rule,
         }
 
     @classmethod
@@ -95,6 +100,7 @@ class SeparationRecord:
             video_fingerprint=str(attrs.get("video_fingerprint", "")),
             cleanup=str(attrs.get("cleanup", "")),
             factors_id=str(attrs.get("factors_id", "")),
+            threshold_rule=str(attrs.get("threshold_rule", "")),
             complete=bool(attrs.get(COMPLETE_ATTR, False)),
         )
 

@@ -33,6 +33,8 @@ _STORE: Final = "store.zarr"
 _REPORT_JSON: Final = "report.json"
 _REPORT_HTML: Final = "report.html"
 _SCORES_JSON: Final = "scores.json"
+_SEPARATION_JSON: Final = "separation.json"
+_ACTIVITY_CSV: Final = "activity.csv"
 _FOREGROUND_MP4: Final = "foreground.mp4"
 _COMPARE_MP4: Final = "compare.mp4"
 _DEMO_SCENE: Final = "scene.mp4"
@@ -75,6 +77,16 @@ class OutputFolder:
     def scores_json(self) -> Path:
         """``scores.json`` (the demo's scores)."""
         return self.path / _SCORES_JSON
+
+    @property
+    def separation_json(self) -> Path:
+        """``separation.json``: what the separation wrote here and how long it took."""
+        return self.path / _SEPARATION_JSON
+
+    @property
+    def activity_csv(self) -> Path:
+        """``activity.csv``: the foreground fraction of every frame."""
+        return self.path / _ACTIVITY_CSV
 
     @property
     def foreground_mp4(self) -> Path:
@@ -121,11 +133,11 @@ class OutputFolder:
 
     def previous_report(self) -> dict[str, Any] | None:
         """The folder's ``report.json`` as a dict, or None when it is absent or unreadable."""
-        try:
-            previous = json.loads(self.report_json.read_text())
-        except (OSError, ValueError):
-            return None
-        return previous if isinstance(previous, dict) else None
+        return _json_object(self.report_json)
+
+    def previous_separation(self) -> dict[str, Any] | None:
+        """The folder's ``separation.json`` as a dict, or None when it is absent or unreadable."""
+        return _json_object(self.separation_json)
 
     def prepare(self) -> Path:
         """Create the folder (and its parents); return its path.
@@ -164,6 +176,14 @@ class OutputFolder:
             with contextlib.suppress(OSError):
                 if now - candidate.stat().st_mtime > STALE_TEMPORARY_S:
                     candidate.unlink()
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 STALE_TEMPORARY_S = 600.0

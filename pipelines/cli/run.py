@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from pipelines.cli.arguments import (
@@ -108,5 +109,9 @@ def handle(args: argparse.Namespace) -> int:
         )
     if not args.quiet:
         steps = ", ".join(f"{step}: {what}" for step, what in summary.steps.items())
-        say(f"{steps}; open {Path(summary.out) / 'report.html'} and {Path(summary.out) / 'compare.mp4'}")
+        total = sum(summary.timings.values())
+        report_html, compare_mp4 = (
+            shlex.quote(str(Path(summary.out) / name)) for name in ("report.html", "compare.mp4")
+        )
+        say(f"{steps}; {total:.1f} s in all; open {report_html} and {compare_mp4}")
     return 0

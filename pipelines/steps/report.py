@@ -7,27 +7,32 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from distributed import futures_of
 
+from pipelines.activity import activity_csv, busiest_frames, foreground_fraction
 from pipelines.background_models import FITTED_MODELS
 from pipelines.matrix import video_matrix
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
-from pipelines.plots import background_png, components_png, energy_png, spectrum_png
+from pipelines.plots import activity_png, background_png, components_png, energy_png, image_png, spectrum_png
+from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
-from storage.derived import write_file_atomic
+from storage.derived import open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreDamagedError
 from storage.factor_lookup import complete_factors
 from storage.factors import StoredFactors, open_factors
+from storage.layout import MASKS_ARRAY
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
-from storage.video_array import open_video
+from storage.video_array import StoredVideo, open_video
 
 __all__ = ["DEFAULT_REPORT_RANKS", "report", "report_is_current"]
 
@@ -106,6 +111,7 @@ def report(
             sync=True,
         )
         model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
+        separation = _separation(video, folder, client=client)
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
@@ -155,11 +161,13 @@ def report(
         "ranks": rows,
         "singular_values": [float(v) for v in np.asarray(s_values)],
         "cumulative_energy": [float(v) for v in energy],
-        "timings": {
-            "ingest_s": video.ingest_wall_time_s,
-            "decompose_s": chosen.wall_time_s,
-            "report_s": round(time.perf_counter() - started, 3),
-        },
+        **({"separation": separation.summary} if separation is not None else {}),
+        "timings": _timings(
+            ingest_s=video.ingest_wall_time_s,
+            decompose_s=chosen.wall_time_s,
+            separation=separation,
+            report_s=time.perf_counter() - started,
+        ),
         "provenance": {
             "video_fingerprint": video.fingerprint,
             "versions": chosen.versions,
@@ -177,12 +185,94 @@ def report(
         images[f"background-{index + 1}"] = background_png(np.asarray(image))
         for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
             images[f"background-{index + 1} ({name})"] = background_png(np.asarray(plates[index]))
+    if separation is not None:
+        images["activity"] = activity_png(
+            separation.fraction,
+            fps=video.fps,
+            segment_starts=[start for start, _ in video.segments[1:]],
+            marked_frames=separation.sample_frames,
+        )
+        images["masks"] = separation.samples_png
+        write_file_atomic(folder.activity_csv, activity_csv(separation.fraction, fps=video.fps))
     write_file_atomic(
         folder.report_json, json.dumps(result, indent=2, default=_json_default, allow_nan=False) + "\n"
     )
     write_file_atomic(folder.report_html, render_report_html(result, images))
     job.say(f"wrote report.json and report.html in {folder.path}")
     return result
+
+
+_SAMPLE_MASKS = 3
+"""Frames shown with their masks: the busiest, spread over the video."""
+
+
+@dataclass(frozen=True)
+class _Separation:
+    summary: dict[str, Any]
+    fraction: npt.NDArray[np.float64]
+    sample_frames: list[int]
+    samples_png: bytes
+    separate_s: float | None
+    encode_s: float | None
+
+
+def _separation(video: StoredVideo, folder: OutputFolder, *, client: Any) -> _Separation | None:
+    """The store's complete separation of this video: its rule, activity and busiest frames.
+
+    One read of the stored masks (the fraction of foreground of every frame) and of
+    ``_SAMPLE_MASKS`` frames with their masks.  None when the store holds no
+    complete separation of this video.  The output folder's ``separation.json``
+    gives the timings when it records this same separation.
+    """
+    record = read_separation(video.location)
+    if record is None or not record.complete or record.video_fingerprint != video.fingerprint:
+        return None
+    stored_masks = open_derived(video.location, MASKS_ARRAY).data
+    fraction = np.asarray(client.compute(foreground_fraction(stored_masks), sync=True), dtype=np.float64)
+    frames = busiest_frames(fraction, count=_SAMPLE_MASKS)
+    panels = []
+    if frames:
+        originals, masks = client.compute([video.frames[frames], stored_masks[frames]], sync=True)
+        for original, mask in zip(originals, masks, strict=True):
+            pair = np.concatenate([original, mask], axis=1)[np.newaxis]
+            panels.append(label_panels(pair, panel_width=video.width, labels=("frame", "mask"))[0])
+    samples = np.concatenate(panels, axis=0) if panels else np.zeros((1, 1), np.uint8)
+    shown = folder.previous_separation() or {}
+    same = shown.get("factors_id") == record.factors_id and shown.get("threshold") == record.threshold
+    summary: dict[str, Any] = {
+        "background": record.factors,
+        "rank": record.rank,
+        "threshold": record.threshold,
+        "threshold_rule": record.threshold_rule or "not recorded",
+        "cleanup": record.cleanup,
+        "mean_foreground_fraction": float(fraction.mean()) if fraction.size else 0.0,
+        "frames_with_foreground": int(np.count_nonzero(fraction)),
+        "busiest_frames": [
+            {"frame": f, "time_s": round(f / video.fps, 3), "foreground_fraction": float(fraction[f])}
+            for f in frames
+        ],
+        "timeline_csv": folder.activity_csv.name,
+    }
+    return _Separation(
+        summary=summary,
+        fraction=fraction,
+        sample_frames=frames,
+        samples_png=image_png(samples),
+        separate_s=shown.get("separate_s") if same else None,
+        encode_s=shown.get("encode_s") if same else None,
+    )
+
+
+def _timings(
+    *, ingest_s: float | None, decompose_s: float | None, separation: _Separation | None, report_s: float
+) -> dict[str, float | None]:
+    """Seconds of every step that made what the report shows, and their total."""
+    timings: dict[str, float | None] = {"ingest_s": ingest_s, "decompose_s": decompose_s}
+    if separation is not None:
+        timings |= {"separate_s": separation.separate_s, "encode_s": separation.encode_s}
+    timings["report_s"] = round(report_s, 3)
+    timings["total_s"] = round(sum(v for v in timings.values() if v is not None), 3)
+    return timings
 
 
 def _fitted_backgrounds(location: StoreLocation, *, video_fingerprint: str) -> list[StoredFactors]:

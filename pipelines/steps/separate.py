@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
-from pipelines.masks import auto_threshold, masks, sample_frames
+from pipelines.masks import AUTO_THRESHOLD_RULE, auto_threshold, masks, sample_frames
 from pipelines.plots import image_png
 from pipelines.separate import background_frames, background_images, foreground_frames, to_storage_foreground
 from pipelines.steps.background import fit_background
@@ -134,7 +135,9 @@ def separate(
         require_finite_factors(chosen, rank=k)
         background = background_frames(u, s, vt, rank=k, height=height, width=width)
         foreground = foreground_frames(video.frames, background)
+        threshold_rule = "given"
         if threshold is None:
+            threshold_rule = AUTO_THRESHOLD_RULE
             picked = sample_frames(video.n_frames, THRESHOLD_SAMPLE_FRAMES)
             threshold = auto_threshold(foreground[picked].compute())
             job.say(f"auto threshold: |foreground| > {threshold:.1f} grey levels")
@@ -145,6 +148,7 @@ def separate(
             video_fingerprint=video.fingerprint,
             cleanup=CLEANUP,
             factors_id=chosen.factors_id,
+            threshold_rule=threshold_rule,
         )
         # One graph for both arrays: each task computes a chunk's background once and
         # writes its foreground and mask; nothing is held whole.
@@ -162,8 +166,13 @@ def separate(
         write.finish()
         images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)
         outputs = write_backgrounds(folder, [np.asarray(i) for i in client.compute(images, sync=True)])
+    arrays_s = time.perf_counter() - started
     n_frames, blocks = stored_blocks(video.location, progress=job.progress)
     outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps)
+    encode_s = time.perf_counter() - started - arrays_s
+    # what this folder shows and how long it took, for the report (matched by factors_id)
+    timing = {**record.as_attrs(), "separate_s": round(arrays_s, 3), "encode_s": round(encode_s, 3)}
+    write_file_atomic(folder.separation_json, json.dumps(timing, indent=2) + "\n")
     job.say(f"wrote {', '.join(outputs)} in {folder.path}")
     return SeparateSummary(
         factors=chosen.name,

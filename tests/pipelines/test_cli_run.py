@@ -92,6 +92,27 @@ def test_run_writes_the_store_report_and_videos(
     assert [row["rank"] for row in report["ranks"]] == [1, 2, 5]
     assert report["factors"]["name"] == "randomized-k5"
     assert "data:image/png;base64" in (out / "report.html").read_text()
+    # the separation section: how the masks were made, and the activity timeline
+    separation = report["separation"]
+    assert separation["background"] == "robust" and separation["rank"] == 1
+    assert separation["threshold"] == pytest.approx(masks.record.threshold)
+    assert separation["threshold_rule"].startswith("auto:")
+    stored_masks = masks.data.compute()
+    fraction = (stored_masks > 0).mean(axis=(1, 2))
+    assert separation["mean_foreground_fraction"] == pytest.approx(fraction.mean())
+    busiest = [row["frame"] for row in separation["busiest_frames"]]
+    assert busiest and max(fraction[busiest]) == fraction.max()
+    timeline = (out / "activity.csv").read_text().splitlines()
+    assert timeline[0] == "frame,time_s,foreground_fraction" and len(timeline) == SCENE.n_frames + 1
+    last = timeline[-1].split(",")
+    assert int(last[0]) == SCENE.n_frames - 1
+    assert float(last[2]) == pytest.approx(fraction[-1], abs=1e-6)
+    timings = report["timings"]
+    assert timings["separate_s"] > 0 and timings["encode_s"] > 0
+    steps = ("ingest_s", "decompose_s", "separate_s", "encode_s", "report_s")
+    assert timings["total_s"] == pytest.approx(sum(timings[step] for step in steps), abs=0.01)
+    page = (out / "report.html").read_text()
+    assert "<h2>Separation</h2>" in page and "The busiest frames and their masks" in page
 
     code, stdout, _ = _run(
         capsys, "evaluate", "--store", str(store), "--truth", str(first_run.truth), "--json"
@@ -112,6 +133,7 @@ def test_rerun_skips_what_is_complete(
     assert "ingest: skipped (complete)" in steps
     assert "decompose: reused randomized-k5" in steps
     assert "separate: skipped (complete)" in steps
+    assert re.search(rf"; \d+\.\d s in all; open {re.escape(str(job))}/report\.html and ", steps), steps
     assert "reusing factors 'randomized-k5'" in stderr
     assert tree_digest(store) == before
     assert (job / "compare.mp4").stat().st_mtime_ns == compare_mtime
