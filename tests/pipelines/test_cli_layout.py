@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from cluster.batch_options import SYSTEMS
 from cluster.errors import BatchSubmitError, InvalidClusterOptionError, SchedulerUnreachableError
+from pipelines.cli import build_parser
 from pipelines.cli.cluster_flags import BATCH_SYSTEMS
 from pipelines.cli.exit_status import environment_fault, exit_status
 from pipelines.cli.svd_flags import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS
@@ -110,3 +112,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run_cli(capsys, "--version")
     assert status == 0
     assert out.startswith("vidsvd ")
+
+
+def test_every_option_of_every_command_has_a_help_text() -> None:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {'/'.join(action.option_strings)}"
+        for name, command in commands.choices.items()
+        for action in command._actions
+        if action.option_strings and not action.help
+    ]
+    assert not missing, missing
