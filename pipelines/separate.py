@@ -28,6 +28,7 @@ __all__ = [
     "apply_factors",
     "background_frames",
     "background_images",
+    "foreground_block",
     "foreground_frames",
     "project_out_block",
     "storage_foreground_block",
@@ -139,6 +140,23 @@ def storage_foreground_block(foreground: npt.NDArray[np.floating]) -> npt.NDArra
     """:func:`to_storage_foreground` of one numpy block: rounded half to even, clipped, int16."""
     rounded: npt.NDArray[np.int16] = np.clip(np.rint(foreground), _INT16.min, _INT16.max).astype(np.int16)
     return rounded
+
+
+def foreground_block(
+    frames: npt.NDArray[np.uint8],
+    u: npt.NDArray[np.float32],
+    s: npt.NDArray[np.float32],
+    vt: npt.NDArray[np.float32],
+) -> npt.NDArray[np.int16]:
+    """The int16 foreground of a block of frames, in memory: what separate would store.
+
+    ``frames`` (n, y, x[, 3]) uint8; ``u`` (P, k), ``s`` (k,) and ``vt`` (k, n) the
+    background's factors for these frames.  The same arithmetic as
+    :func:`foreground_frames` then :func:`to_storage_foreground`, chunk by chunk:
+    O(P k n) flops and one (n, P) float32 temporary.
+    """
+    background = _background_block(u, s, vt, image_shape=frames.shape[1:])
+    return storage_foreground_block(frames.astype(np.float32) - background)
 
 
 def to_storage_foreground(foreground: da.Array) -> da.Array:

@@ -37,6 +37,7 @@ __all__ = [
     "open_derived",
     "prepare_derived",
     "read_separation",
+    "remove_derived",
     "write_file_atomic",
 ]
 
@@ -192,6 +193,8 @@ def prepare_derived(
         sources.append(whole_frames.rechunk({0: target.chunks[0]}))
         targets.append(target)
     stores = da.store(sources, targets, lock=False, compute=False)
+    if isinstance(stores, da.Array):  # one source: dask returns its array, not a tuple
+        stores = (stores,)
     # One Delayed that depends on every chunk's write and returns the number of chunks
     # written: computing it moves nothing but that count to the client.
     chunk_writes = [block for stored in stores for block in stored.to_delayed().ravel()]
@@ -226,6 +229,21 @@ def open_derived(store: StoreLocation | str | os.PathLike[str], name: str) -> St
     return StoredArray(
         data=checked_dask_array(array, what=what, fix=fix), record=SeparationRecord.from_attrs(attrs)
     )
+
+
+def remove_derived(store: StoreLocation | str | os.PathLike[str], name: str) -> bool:
+    """Delete the derived array ``name`` if the store has one; return whether it did.
+
+    A separation that does not store the foreground removes an earlier one's, so the
+    store never holds a foreground of another separation than its masks.
+    """
+    if name not in DERIVED_ARRAYS:
+        raise InvalidParameterError(f"derived arrays are {', '.join(DERIVED_ARRAYS)}; got {name}")
+    root = open_store(as_location(store), writable=True)
+    if name not in root:
+        return False
+    del root[name]
+    return True
 
 
 def read_separation(store: StoreLocation | str | os.PathLike[str]) -> SeparationRecord | None:

@@ -5,7 +5,7 @@
     STORE/                      root group; attrs: {"vidsvd": {"format": 1}}
       video                     (frame, y, x[, channel]) uint8
       factors/<name>/U, s, Vt   float32
-      foreground                (frame, y, x) int16
+      foreground                (frame, y, x) int16, only with separate --foreground
       masks                     (frame, y, x) uint8 (0 or 255)
 """
 

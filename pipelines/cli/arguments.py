@@ -167,5 +167,17 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_foreground_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--foreground``: also store the int16 foreground."""
+    parser.add_argument(
+        "--foreground",
+        action="store_true",
+        help=(
+            "also store the foreground (frame - background, int16) in STORE/foreground: 2 bytes per"
+            " pixel and frame, which the video and the background determine (off by default)"
+        ),
+    )
+
+
 Commands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 """The sub-command table of a parser, as each command module receives it."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipelines.cli.arguments import (
     Commands,
+    add_foreground_flag,
     add_model_flag,
     frame_size,
     positive_float,
@@ -76,6 +77,7 @@ def add_parser(commands: Commands) -> None:
         help="mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas)",
     )
     add_model_flag(parser)
+    add_foreground_flag(parser)
     parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks in the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cluster_flags(parser)
@@ -102,6 +104,7 @@ def handle(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             report_ranks=args.ranks,
             model=args.model,
+            keep_foreground=args.foreground,
             name=args.name,
             force=args.force,
             overwrite=args.overwrite,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.arguments import Commands, add_model_flag, positive_int, threshold_value
+from pipelines.cli.arguments import (
+    Commands,
+    add_foreground_flag,
+    add_model_flag,
+    positive_int,
+    threshold_value,
+)
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
 
@@ -38,6 +44,7 @@ def add_parser(commands: Commands) -> None:
         help="mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas)",
     )
     add_model_flag(parser)
+    add_foreground_flag(parser)
     parser.add_argument(
         "--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)"
     )
@@ -61,6 +68,7 @@ def handle(args: argparse.Namespace) -> int:
             rank=args.rank,
             threshold=args.threshold,
             model=args.model,
+            keep_foreground=args.foreground,
             context=job,
         )
     if not args.quiet:

@@ -18,9 +18,10 @@ from pipelines.steps.ingest import ingest
 from pipelines.steps.report import report, report_is_current
 from pipelines.steps.separate import separate
 from pipelines.synthetic import SceneSpec, write_scene
-from storage.derived import read_separation, write_file_atomic
+from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreExistsError, StoreIncompleteError, StoreNotFoundError
 from storage.factors import open_factors
+from storage.layout import FOREGROUND_ARRAY
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation, as_location, create_parent_folder, store_exists
 from storage.truth import FRAME_MAP_NAME
@@ -57,6 +58,7 @@ def run(
     name: str | None = None,
     force: bool = False,
     overwrite: bool = False,
+    keep_foreground: bool = False,
     context: JobContext | None = None,
 ) -> RunSummary:
     """The main job: ingest, decompose, separate, report, into ``out``.
@@ -70,7 +72,8 @@ def run(
     ``separate_rank`` is given, which implies ``svd``); the report measures the SVD
     (factors ``name``, by default ``METHOD-kRANK``).  ``force`` recomputes the SVD
     even when factors of that name exist; ``overwrite`` starts again from a fresh
-    store, whatever the store held.
+    store, whatever the store held.  ``keep_foreground`` also stores the int16
+    foreground (see :func:`pipelines.steps.separate.separate`).
     One Client serves every step.  With an existing scheduler, its workers must see
     the store: that is checked before the ingest (a local store's folder is created
     first), so a store they cannot reach fails in seconds rather than after the
@@ -129,6 +132,7 @@ def run(
             and done.factors_id == background_id != ""
             and (separate_rank is None or done.rank == separate_rank)
             and (threshold is None or done.threshold == threshold)
+            and (not keep_foreground or _foreground_of(location, done))
             and folder.compare_mp4.exists()
         ):
             steps["separate"] = "skipped (complete)"
@@ -140,6 +144,7 @@ def run(
                 rank=separate_rank if model == "svd" else None,
                 threshold=threshold,
                 model=model,
+                keep_foreground=keep_foreground,
                 context=job,
             )
             steps["separate"] = "done"
@@ -175,6 +180,15 @@ def _refuse_rank_beyond_video(
             f"--rank {rank} needs at least {rank} frames, and the video gives about {estimate}{at};"
             f" pass --rank {estimate} or less"
         )
+
+
+def _foreground_of(location: StoreLocation, separation: SeparationRecord) -> bool:
+    """True when the store holds a complete foreground of this very separation."""
+    try:
+        stored = open_derived(location, FOREGROUND_ARRAY).record
+    except (StoreNotFoundError, StoreIncompleteError):
+        return False
+    return (stored.factors_id, stored.threshold) == (separation.factors_id, separation.threshold)
 
 
 def _factors_id(location: StoreLocation, name: str) -> str:

@@ -19,11 +19,17 @@ from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import AUTO_THRESHOLD_RULE, auto_threshold, masks, sample_frames
 from pipelines.plots import image_png
-from pipelines.separate import background_frames, background_images, foreground_frames, to_storage_foreground
+from pipelines.separate import (
+    background_frames,
+    background_images,
+    foreground_block,
+    foreground_frames,
+    to_storage_foreground,
+)
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
-from storage.derived import SeparationRecord, open_derived, prepare_derived, write_file_atomic
+from storage.derived import SeparationRecord, open_derived, prepare_derived, remove_derived, write_file_atomic
 from storage.errors import InvalidParameterError
 from storage.factors import StoredFactors
 from storage.layout import FOREGROUND_ARRAY, MASKS_ARRAY
@@ -74,6 +80,7 @@ def separate(
     rank: int | None = None,
     threshold: float | None = None,
     model: str | None = None,
+    keep_foreground: bool = False,
     context: JobContext | None = None,
 ) -> SeparateSummary:
     """Background, foreground and masks of every frame, from the stored video and factors.
@@ -89,8 +96,10 @@ def separate(
     clean-up), the F-measure at the best threshold falls with the rank: 0.90 at rank
     1, 0.86 at 2, 0.77 at 5 and 10, because people who linger become components.
 
-    Writes ``STORE/foreground`` (int16, grey levels, frame - background) and
-    ``STORE/masks`` (uint8 0/255), then in ``out``: ``background.png`` (one per source
+    Writes ``STORE/masks`` (uint8 0/255) and, with ``keep_foreground``,
+    ``STORE/foreground`` (int16, grey levels, frame - background: 2 bytes per pixel
+    and frame, which the video and the background determine, so it is not stored by
+    default and an earlier separation's is removed), then in ``out``: ``background.png`` (one per source
     segment when the store holds several videos), ``foreground.mp4``, ``compare.mp4``
     (original | background | foreground | mask) and a few sample frames as PNG.
     ``threshold=None`` picks the threshold from the data
@@ -150,24 +159,25 @@ def separate(
             factors_id=chosen.factors_id,
             threshold_rule=threshold_rule,
         )
-        # One graph for both arrays: each task computes a chunk's background once and
-        # writes its foreground and mask; nothing is held whole.
-        write = prepare_derived(
-            video.location,
-            arrays={
-                FOREGROUND_ARRAY: to_storage_foreground(foreground),
-                MASKS_ARRAY: masks(foreground, threshold=float(threshold)),
-            },
-            record=record,
-        )
+        arrays = {MASKS_ARRAY: masks(foreground, threshold=float(threshold))}
+        if keep_foreground:
+            arrays[FOREGROUND_ARRAY] = to_storage_foreground(foreground)
+        else:
+            remove_derived(video.location, FOREGROUND_ARRAY)
+        # One graph for every array: each task computes a chunk's background once and
+        # writes its mask (and foreground); nothing is held whole.
+        write = prepare_derived(video.location, arrays=arrays, record=record)
         stored = client.compute(write.task)
         job.wait([stored], description="separate")
         stored.result()
         write.finish()
         images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)
         outputs = write_backgrounds(folder, [np.asarray(i) for i in client.compute(images, sync=True)])
+        # the background's factors (P x k) here: the foreground is computed again, in
+        # this process, as the encoders stream it
+        background_factors = [np.asarray(a, dtype=np.float32) for a in client.compute([u, s, vt], sync=True)]
     arrays_s = time.perf_counter() - started
-    n_frames, blocks = stored_blocks(video.location, progress=job.progress)
+    n_frames, blocks = stored_blocks(video.location, factors=background_factors, progress=job.progress)
     outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps)
     encode_s = time.perf_counter() - started - arrays_s
     # what this folder shows and how long it took, for the report (matched by factors_id)
@@ -193,25 +203,33 @@ def write_backgrounds(folder: OutputFolder, images: Sequence[npt.NDArray[Any]]) 
     return names
 
 
-def stored_blocks(location: StoreLocation, *, progress: bool) -> tuple[int, Blocks]:
-    """The frame count and the stored (original, foreground, mask), chunk by chunk.
+def stored_blocks(
+    location: StoreLocation, *, factors: Sequence[npt.NDArray[np.float32]], progress: bool
+) -> tuple[int, Blocks]:
+    """The frame count and (original, foreground, mask), chunk by chunk.
 
-    Memory: one chunk of each of the three arrays at a time.
+    The original and the mask are read from the store (the masks must be complete);
+    the int16 foreground is computed from the original and the background's
+    ``factors`` (U (P, k), s (k,), Vt (k, T)) with :func:`foreground_block`, so the
+    store need not hold it.
+
+    Memory: one chunk of each of the three arrays at a time, plus the factors.
     """
+    u, s, vt = factors
     video = open_video(location)
-    foreground = open_derived(location, FOREGROUND_ARRAY).data
+    frames = video.frames
     frame_masks = open_derived(location, MASKS_ARRAY).data
-    step = int(foreground.chunks[0][0])
+    n_frames = int(frames.shape[0])
+    step = int(frames.chunks[0][0])
 
     def blocks() -> Iterator[Any]:
-        bar = tqdm(total=video.n_frames, unit="frame", desc="encode", disable=not progress, file=sys.stderr)
-        for start in range(0, video.n_frames, step):
-            stop = min(start + step, video.n_frames)
-            original, fg, mask = dask.compute(
-                video.frames[start:stop], foreground[start:stop], frame_masks[start:stop]
-            )
+        bar = tqdm(total=n_frames, unit="frame", desc="encode", disable=not progress, file=sys.stderr)
+        for start in range(0, n_frames, step):
+            stop = min(start + step, n_frames)
+            original, mask = dask.compute(frames[start:stop], frame_masks[start:stop])
+            fg = foreground_block(original, u, s, vt[:, start:stop])
             bar.update(stop - start)
             yield original, fg, mask
         bar.close()
 
-    return video.n_frames, blocks()
+    return n_frames, blocks()

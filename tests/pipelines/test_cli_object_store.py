@@ -74,7 +74,7 @@ class Runs:
 def _pipeline(video: Path, store: str, out: Path) -> None:
     assert main(["ingest", str(video), "--store", store, "--quiet"]) == 0
     assert main(["decompose", "--store", store, "--rank", RANK, "--quiet", *CLUSTER]) == 0
-    assert main(["separate", "--store", store, "--out", str(out), "--quiet", *CLUSTER]) == 0
+    assert main(["separate", "--store", store, "--out", str(out), "--foreground", "--quiet", *CLUSTER]) == 0
     assert main(["report", "--store", store, "--out", str(out), "--quiet", *CLUSTER]) == 0
 
 

@@ -20,6 +20,7 @@ import pytest
 from cluster.client import connect
 from cluster.options import ClusterOptions
 from pipelines.cli import main
+from pipelines.separate import background_frames, foreground_frames, to_storage_foreground
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived
 from storage.factors import open_factors
@@ -392,6 +393,7 @@ def test_run_on_an_external_cluster_equals_the_embedded_one(
         "5",
         "--scheduler",
         tcp_cluster.address,
+        "--foreground",
     )
     assert code == 0, stderr
     assert f"computing on dask scheduler {tcp_cluster.address}: 2 workers" in stderr
@@ -410,9 +412,16 @@ def test_run_on_an_external_cluster_equals_the_embedded_one(
             np.asarray(getattr(mine, name).compute()), np.asarray(getattr(theirs, name).compute()),
             axis=axis, rtol=1e-4,
         )  # fmt: skip
-    # separate: the foreground within one grey level (float32 rounding), masks alike
+    # separate: the stored foreground (--foreground) within one grey level (float32 rounding)
+    # of the embedded run's background, masks alike
+    video, robust = open_video(local), open_factors(local, "robust")
+    background = background_frames(
+        robust.U, robust.s, robust.Vt, rank=robust.rank, height=video.height, width=video.width
+    )
+    fg_local = np.asarray(
+        to_storage_foreground(foreground_frames(video.frames, background)).compute(), np.int32
+    )
     fg_remote = np.asarray(open_derived(remote, "foreground").data.compute(), dtype=np.int32)
-    fg_local = np.asarray(open_derived(local, "foreground").data.compute(), dtype=np.int32)
     assert np.max(np.abs(fg_remote - fg_local)) <= 1
     masks_remote = np.asarray(open_derived(remote, "masks").data.compute())
     masks_local = np.asarray(open_derived(local, "masks").data.compute())

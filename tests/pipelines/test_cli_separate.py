@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from PIL import Image
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, render_background, render_scene, write_scene
 from storage.derived import open_derived
+from storage.errors import StoreNotFoundError
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
@@ -74,8 +76,26 @@ def separated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Separated]:
     assert main(["decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER]) == 0
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        assert main(["separate", "--store", str(store), "--out", str(out), *CLUSTER]) == 0
+        assert main(["separate", "--store", str(store), "--out", str(out), "--foreground", *CLUSTER]) == 0
     yield Separated(folder, video, truth, store, out, stderr.getvalue())
+
+
+def test_the_foreground_is_stored_only_on_request_and_the_outputs_do_not_change(
+    separated: Separated, tmp_path: Path
+) -> None:
+    """Without --foreground: no STORE/foreground (an earlier one is removed), the same masks and videos."""
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
+    shutil.copytree(separated.store, store)
+    assert (store / "foreground").is_dir()
+    assert main(["separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER]) == 0
+    assert not (store / "foreground").exists()
+    with pytest.raises(StoreNotFoundError, match="no foreground"):
+        open_derived(store, "foreground")
+    np.testing.assert_array_equal(
+        open_derived(store, "masks").data.compute(), open_derived(separated.store, "masks").data.compute()
+    )
+    for name in ("foreground.mp4", "compare.mp4", "background.png", "frame-000040.png"):
+        assert (out / name).read_bytes() == (separated.out / name).read_bytes(), name
 
 
 def test_separate_writes_foreground_masks_images_and_videos(separated: Separated) -> None:

@@ -92,7 +92,8 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> References:
         assert main(["decompose", "--store", str(factored), "--rank", "5", "--quiet", *scheduler]) == 0
         shutil.copytree(factored, separated)
         out = folder / "out"
-        assert main(["separate", "--store", str(separated), "--out", str(out), "--quiet", *scheduler]) == 0
+        separate = ["separate", "--store", str(separated), "--out", str(out), "--foreground", "--quiet"]
+        assert main([*separate, *scheduler]) == 0
     finally:
         cluster.stop()
     return References(video_only, factored, separated)
@@ -300,7 +301,7 @@ def test_separate_survives_losing_a_worker_for_good(
 
     result = _run_and_kill(
         cluster,
-        ["separate", "--store", str(store), "--out", str(out)],
+        ["separate", "--store", str(store), "--out", str(out), "--foreground"],
         how="group",
         watcher=watcher,
         ready=mid_write,
