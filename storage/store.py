@@ -34,6 +34,7 @@ __all__ = [
     "open_store",
     "store_exists",
     "store_problem",
+    "stored_bytes_by_array",
 ]
 
 
@@ -100,6 +101,20 @@ def _existing_kind(location: StoreLocation) -> str:
 def store_exists(location: StoreLocation | str | os.PathLike[str]) -> bool:
     """Return True when something (ours or not) already exists at the location."""
     return _existing_kind(as_location(location)) not in ("absent", "empty")
+
+
+def stored_bytes_by_array(location: StoreLocation | str | os.PathLike[str]) -> dict[str, int]:
+    """Bytes every array of the store takes (its chunks and metadata), by path, sorted.
+
+    Lists the store's metadata and chunk sizes only (no chunk is read): for object
+    storage one listing per array.
+    """
+    root = open_store(location)
+    return {
+        path: int(member.nbytes_stored())
+        for path, member in sorted(root.members(max_depth=None))
+        if isinstance(member, zarr.Array)
+    }
 
 
 def open_store(location: StoreLocation | str | os.PathLike[str], *, writable: bool = False) -> zarr.Group:

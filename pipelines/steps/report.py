@@ -31,7 +31,7 @@ from storage.factor_lookup import complete_factors
 from storage.factors import StoredFactors, open_factors
 from storage.layout import MASKS_ARRAY
 from storage.output_folder import OutputFolder
-from storage.store import StoreLocation
+from storage.store import StoreLocation, stored_bytes_by_array
 from storage.video_array import StoredVideo, open_video
 
 __all__ = ["DEFAULT_REPORT_RANKS", "report", "report_is_current"]
@@ -162,6 +162,7 @@ def report(
         "singular_values": [float(v) for v in np.asarray(s_values)],
         "cumulative_energy": [float(v) for v in energy],
         **({"separation": separation.summary} if separation is not None else {}),
+        "store": _store_bytes(video.location),
         "timings": _timings(
             ingest_s=video.ingest_wall_time_s,
             decompose_s=chosen.wall_time_s,
@@ -261,6 +262,16 @@ def _separation(video: StoredVideo, folder: OutputFolder, *, client: Any) -> _Se
         separate_s=shown.get("separate_s") if same else None,
         encode_s=shown.get("encode_s") if same else None,
     )
+
+
+def _store_bytes(location: StoreLocation) -> dict[str, Any]:
+    """What the store holds, array by array, and in all."""
+    arrays = stored_bytes_by_array(location)
+    return {
+        "location": str(location),
+        "arrays": [{"array": path, "bytes": size} for path, size in arrays.items()],
+        "bytes": sum(arrays.values()),
+    }
 
 
 def _timings(

@@ -112,7 +112,15 @@ def test_run_writes_the_store_report_and_videos(
     assert timings["separate_s"] > 0 and timings["encode_s"] > 0
     steps = ("ingest_s", "decompose_s", "separate_s", "encode_s", "report_s")
     assert timings["total_s"] == pytest.approx(sum(timings[step] for step in steps), abs=0.01)
+    # every array's bytes; the foreground is not stored by default
+    arrays = {row["array"]: row["bytes"] for row in report["store"]["arrays"]}
+    assert {"video", "masks", "factors/randomized-k5/U", "factors/robust/U"} <= arrays.keys()
+    assert "foreground" not in arrays and not (store / "foreground").exists()
+    on_disk = sum(p.stat().st_size for p in (store / "video").rglob("*") if p.is_file())
+    assert arrays["video"] == on_disk
+    assert report["store"]["bytes"] == sum(arrays.values())
     page = (out / "report.html").read_text()
+    assert "<h2>Store</h2>" in page
     assert "<h2>Separation</h2>" in page and "The busiest frames and their masks" in page
 
     code, stdout, _ = _run(

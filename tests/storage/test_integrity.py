@@ -32,7 +32,7 @@ def store(make_video, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
 
 def test_chunks_carry_zstd_checksums(store: Path) -> None:
     codecs = json.loads((store / "video" / "zarr.json").read_text())["codecs"]
-    assert {"name": "zstd", "configuration": {"level": 1, "checksum": True}} in codecs
+    assert {"name": "zstd", "configuration": {"level": 3, "checksum": True}} in codecs
 
 
 def test_a_missing_video_chunk_is_refused_on_open(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
