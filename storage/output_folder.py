@@ -139,6 +139,17 @@ class OutputFolder:
         """The folder's ``separation.json`` as a dict, or None when it is absent or unreadable."""
         return _json_object(self.separation_json)
 
+    def refuse_a_file(self) -> None:
+        """Refuse, without creating anything, a folder path where a file stands.
+
+        Raises
+        ------
+        StoreNotWritableError
+            A file (not a folder) is at the path.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreNotWritableError(f"the output folder {self.path} is a file; choose another --out")
+
     def prepare(self) -> Path:
         """Create the folder (and its parents); return its path.
 
@@ -150,8 +161,9 @@ class OutputFolder:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
+            self.refuse_a_file()
             raise StoreNotWritableError(
-                f"the output folder {self.path} is a file; choose another --out"
+                f"cannot create the output folder {self.path} (a file is in its way); choose another --out"
             ) from None
         except OSError as exc:
             raise StoreNotWritableError(

@@ -319,6 +319,9 @@ def _ingest_into(
             writer.put(tail)
             bar.update(len(tail))
         writer.close()
+        # the total was the headers' estimate: end the bar at the frames there were
+        bar.total = bar.n
+        bar.refresh()
     except BaseException:
         writer.abort()
         raise

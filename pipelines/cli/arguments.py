@@ -8,10 +8,11 @@ one line and exits with status 2, the convention for usage errors.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import sys
-from collections.abc import Callable
-from typing import NoReturn, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeAlias
 
 __all__ = [
     "BACKGROUND_MODELS",
@@ -31,7 +32,43 @@ __all__ = [
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line on stderr, exit status 2."""
+    """An ``ArgumentParser`` whose usage errors are one line on stderr, exit status 2.
+
+    A command's parser refuses an option it does not know before anything else
+    (argparse would first complain about a missing required option), naming the
+    command and the closest options it has: ``vidsvd run: error: unknown option
+    --outt; did you mean --out?``.
+    """
+
+    has_commands = False
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        """As argparse's; options are then checked by each command's own parser."""
+        self.has_commands = True
+        return super().add_subparsers(**kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, after refusing options this (command) parser does not know."""
+        tokens = list(sys.argv[1:] if args is None else args)
+        if not self.has_commands:
+            self._refuse_unknown_options(tokens)
+        return super().parse_known_args(tokens, namespace)
+
+    def _refuse_unknown_options(self, tokens: Sequence[str]) -> None:
+        known = [option for action in self._actions for option in action.option_strings]
+        for token in tokens:
+            if token == "--":
+                return  # what follows is positional
+            if not token.startswith("--"):
+                continue
+            name = token.split("=", 1)[0]
+            if any(option.startswith(name) for option in known):
+                continue  # an option or argparse's accepted abbreviation of one
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            self.error(f"unknown option {name}{hint}")
 
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit with status 2."""

@@ -81,6 +81,7 @@ def run(
     """
     model = chosen_model(model, svd_options_given=separate_rank is not None)
     folder = OutputFolder.at(out)
+    folder.refuse_a_file()  # a file as --out fails first, in its own words
     location = as_location(store) if store is not None else StoreLocation(url=str(folder.default_store))
     steps: dict[str, str] = {}
     timings: dict[str, float] = {}

@@ -124,3 +124,37 @@ def test_every_option_of_every_command_has_a_help_text() -> None:
         if action.option_strings and not action.help
     ]
     assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("run", "clip.mp4", "--outt", "x"), "vidsvd run: error: unknown option --outt; did you mean --out?"),
+        (("run", "clip.mp4", "--out", "x", "--rnak", "3"), "unknown option --rnak; did you mean --rank?"),
+        (("decompose", "--store", "s.zarr", "--rank", "3", "--forse"), "vidsvd decompose: error: unknown"),
+        (("ingest", "clip.mp4", "--store", "s.zarr", "--zzz"), "unknown option --zzz (see `vidsvd ingest"),
+    ],
+)
+def test_an_unknown_option_names_its_command_and_the_closest_option(
+    argv: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before argparse's own complaints (a missing --out), and without touching anything."""
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 2
+    assert_one_line_error(err, message)
+
+
+def test_abbreviations_and_values_that_look_like_options_still_parse(tmp_path: Path) -> None:
+    argv = [
+        "run",
+        "--ou",
+        str(tmp_path),
+        "--cluster",
+        "slurm",
+        "--job-extra=--constraint=x",
+        "--",
+        "-odd.mp4",
+    ]
+    args = build_parser().parse_args(argv)
+    assert args.out == str(tmp_path) and args.job_extra == ["--constraint=x"]
+    assert args.videos == ["-odd.mp4"]

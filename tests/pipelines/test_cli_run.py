@@ -287,6 +287,11 @@ def test_run_bad_inputs_are_one_line(
     assert code == 1
     assert_one_line_error(stderr, "missing.mp4")
     assert not out.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(a_file), "--quiet")
+    assert code == 1
+    assert_one_line_error(stderr, f"the output folder {a_file} is a file", "choose another --out")
     code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(out), "--rank", "0", "--quiet")
     assert code == 2
     assert_one_line_error(stderr, "--rank")
