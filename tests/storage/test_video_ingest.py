@@ -138,7 +138,9 @@ def test_truncated_video_ingests_what_decodes_and_warns(make_video, tmp_path: Pa
     assert open_video(tmp_path / "s.zarr").n_frames == summary.shape[0]
 
 
-def test_a_variable_frame_rate_video_is_not_taken_for_a_truncated_one(make_video, tmp_path: Path) -> None:
+def test_a_variable_frame_rate_video_is_not_taken_for_a_truncated_one(
+    make_video, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A VFR file's ``tbr`` is the rate of its fastest stretch: 30 here, for 20 frames/s on average."""
     path, _ = make_video("cfr.mp4", n_frames=120, fps=30, codec="h264")
     vfr = tmp_path / "vfr.mp4"
@@ -149,8 +151,12 @@ def test_a_variable_frame_rate_video_is_not_taken_for_a_truncated_one(make_video
     assert info.fewest_frames() <= 120 <= info.most_frames()
     with warnings.catch_warnings():
         warnings.simplefilter("error", IngestWarning)
-        summary = ingest_videos([vfr], store=tmp_path / "s.zarr", progress=False)
+        summary = ingest_videos([vfr], store=tmp_path / "s.zarr", progress=True)
     assert summary.shape[0] == 120 and not summary.warnings
+    # the bar started from the header's estimate and ends at the frames there were
+    bars = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert f"/{info.estimated_frames()}" in bars[1] and info.estimated_frames() != 120
+    assert "120/120" in [line for line in bars if line.strip()][-1]
 
 
 def test_a_rate_that_gives_no_frame_names_the_rate_that_would(make_video, tmp_path: Path) -> None:
