@@ -26,7 +26,14 @@ from storage.errors import (
     StoreNotWritableError,
 )
 from storage.integrity import WRITE_CONFIG, checked_dask_array, compressor, require_all_chunks
-from storage.layout import COMPLETE_ATTR, FOREGROUND_ARRAY, MASKS_ARRAY, VIDEO_DIMS
+from storage.layout import (
+    COMPLETE_ATTR,
+    COORDINATES_ATTR,
+    FOREGROUND_ARRAY,
+    MASKS_ARRAY,
+    TIME_ARRAY,
+    VIDEO_DIMS,
+)
 from storage.store import StoreLocation, as_location, open_store
 
 __all__ = [
@@ -175,6 +182,7 @@ def prepare_derived(
             f"derived arrays are {', '.join(DERIVED_ARRAYS)}; got {', '.join(unknown)}"
         )
     root = open_store(as_location(store), writable=True)
+    frame_times = {COORDINATES_ATTR: TIME_ARRAY} if TIME_ARRAY in root else {}
     sources, targets = [], []
     for name, data in arrays.items():
         whole_frames = data.rechunk({0: data.chunks[0], 1: -1, 2: -1})
@@ -186,7 +194,7 @@ def prepare_derived(
             compressors=compressor(),
             fill_value=0,
             dimension_names=VIDEO_DIMS,
-            attributes={**record.as_attrs(), COMPLETE_ATTR: False},
+            attributes={**record.as_attrs(), **frame_times, COMPLETE_ATTR: False},
             overwrite=True,
         ).with_config(WRITE_CONFIG)
         # Zarr chunks are uniform: regroup the dask chunks onto the Zarr grid.

@@ -4,6 +4,7 @@
 
     STORE/                      root group; attrs: {"vidsvd": {"format": 1}}
       video                     (frame, y, x[, channel]) uint8
+      time                      (frame,) float64, seconds: the frames' coordinate
       factors/<name>/U, s, Vt   float32
       foreground                (frame, y, x) int16, only with separate --foreground
       masks                     (frame, y, x) uint8 (0 or 255)
@@ -19,6 +20,10 @@ COMPLETE_ATTR: Final = "complete"
 PROGRESS_ATTR: Final = "progress"
 
 VIDEO_ARRAY: Final = "video"
+TIME_ARRAY: Final = "time"
+TIME_DIMS: Final = ("frame",)
+COORDINATES_ATTR: Final = "coordinates"
+"""CF's attribute naming an array's non-index coordinates; xarray reads it."""
 FACTORS_GROUP: Final = "factors"
 FOREGROUND_ARRAY: Final = "foreground"
 MASKS_ARRAY: Final = "masks"

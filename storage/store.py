@@ -134,7 +134,13 @@ def open_store(location: StoreLocation | str | os.PathLike[str], *, writable: bo
     if kind != "zarr":
         raise NotAVidsvdStoreError(f"{loc} exists but is not a vidsvd store; give another --store path")
     try:
-        group = zarr.open_group(store=loc.zarr_store(read_only=not writable), mode="r+" if writable else "r")
+        # never the consolidated copy of the metadata: it is a snapshot for other
+        # readers (xarray), refreshed after each write, while vidsvd reads the truth
+        group = zarr.open_group(
+            store=loc.zarr_store(read_only=not writable),
+            mode="r+" if writable else "r",
+            use_consolidated=False,
+        )
     except (ValueError, TypeError, KeyError, OSError) as exc:
         raise NotAVidsvdStoreError(
             f"{loc} exists but is not a vidsvd store ({exc}); give another --store path"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import zarr
 from tqdm import tqdm
 
@@ -37,8 +38,11 @@ from storage.errors import (
 from storage.integrity import WRITE_CONFIG, compressor
 from storage.layout import (
     COMPLETE_ATTR,
+    COORDINATES_ATTR,
     DEFAULT_CHUNK_BYTES,
     PROGRESS_ATTR,
+    TIME_ARRAY,
+    TIME_DIMS,
     VIDEO_ARRAY,
     VIDEO_COLOR_DIMS,
     VIDEO_DIMS,
@@ -328,8 +332,10 @@ def _ingest_into(
     finally:
         bar.close()
     fingerprint = content_fingerprint(array.shape, array.attrs["ingest"], source_records)
+    _write_frame_times(loc, n_frames=int(array.shape[0]), fps=float(array.attrs["fps"]))
     array.update_attributes(
         {
+            COORDINATES_ATTR: TIME_ARRAY,
             "sources": source_records,
             "segments": [r["frame_range"] for r in source_records],
             "fingerprint": fingerprint,
@@ -429,6 +435,26 @@ def _prepare_array(
         },
     )
     return array, 0
+
+
+def _write_frame_times(loc: StoreLocation, *, n_frames: int, fps: float) -> None:
+    """``STORE/time``: each frame's time in seconds (``frame / fps``), xarray's coordinate.
+
+    Sources concatenated follow each other without a gap.  8 bytes per frame.
+    """
+    times = np.arange(n_frames, dtype=np.float64) / fps
+    root = open_store(loc, writable=True)
+    target = root.create_array(
+        name=TIME_ARRAY,
+        shape=times.shape,
+        chunks=(max(1, n_frames),),
+        dtype="float64",
+        compressors=compressor(),
+        dimension_names=TIME_DIMS,
+        attributes={"units": "s", "long_name": "time of the frame from the start of the first video"},
+        overwrite=True,
+    )
+    target[:] = times
 
 
 def _describe(recorded: Any) -> str:

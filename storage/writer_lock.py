@@ -19,6 +19,10 @@ removed in the store's folder and in each of its top-level folders (video, facto
 so a read-only store is refused in one line before a step computes anything, not
 after (a whole SVD was once computed before a read-only store failed its write).
 
+The outermost holder also keeps the store's consolidated metadata true
+(:mod:`storage.consolidated`): dropped when the lock is taken, written again when
+the block ends, so it never describes a store being changed.
+
 Within one process the lock is re-entrant: ``run`` holds it across its steps, and a
 step that calls another (separate fitting the robust background) takes it again.
 """
@@ -36,6 +40,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from storage.consolidated import consolidate, drop_consolidated
 from storage.errors import StoreBusyError, StoreNotWritableError
 from storage.store import StoreLocation, as_location
 
@@ -73,7 +78,8 @@ def writer_lock(location: StoreLocation | str | os.PathLike[str], *, step: str) 
     """
     loc = as_location(location)
     if not loc.is_local:
-        yield
+        with _consolidated_after(loc):
+            yield
         return
     path = lock_path(loc)
     with _held_guard:
@@ -90,7 +96,11 @@ def writer_lock(location: StoreLocation | str | os.PathLike[str], *, step: str) 
         with _held_guard:
             _held[path] = (descriptor, 1)
     try:
-        yield
+        if held is None:
+            with _consolidated_after(loc):
+                yield
+        else:
+            yield
     finally:
         with _held_guard:
             descriptor, depth = _held[path]
@@ -133,6 +143,25 @@ def _acquire(path: Path, loc: StoreLocation, *, step: str) -> int:
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, (json.dumps(record) + "\n").encode(), 0)
     return descriptor
+
+
+@contextlib.contextmanager
+def _consolidated_after(loc: StoreLocation) -> Iterator[None]:
+    """Drop the store's consolidated metadata now; write it again when the block ends.
+
+    Also after an error or Ctrl-C: the snapshot is then taken of what the store holds
+    (an interrupted array says ``complete: false`` in it too).  Only a killed process
+    leaves the store without one.  A failure to consolidate after an error is ignored
+    (the store is then left without a snapshot, which is safe); the error goes on.
+    """
+    drop_consolidated(loc)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            consolidate(loc)
+        raise
+    consolidate(loc)
 
 
 def _check_writable(loc: StoreLocation) -> None:
