@@ -1,8 +1,9 @@
-"""The streamed encoders: one pass over (original, foreground, mask) blocks feeds two videos.
+"""The streamed encoders: one pass over (original, foreground, mask) blocks feeds the videos.
 
-``foreground.mp4`` is encoded in the calling thread and ``compare.mp4`` in a second
-thread fed through a queue of two blocks, so the two H.264 encoders (each an ffmpeg
-process) run side by side while the blocks are read once.  A few sample frames are
+``foreground.mp4`` is encoded in the calling thread, ``compare.mp4`` (and, on
+request, ``masks.mp4``) each in a thread of its own fed through a queue of two
+blocks, so the H.264 encoders (each an ffmpeg process) run side by side while the
+blocks are read once.  A few sample frames are
 written as PNG on the way.
 """
 
@@ -12,6 +13,7 @@ import queue
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType, TracebackType
 
 import numpy as np
@@ -33,10 +35,12 @@ _SAMPLE_PNGS = 4
 """Frames of compare.mp4 also written as PNG, spread evenly over the video."""
 
 _QUEUE_BLOCKS = 2
-"""Blocks of compare frames waiting for the second encoder at most."""
+"""Blocks of frames waiting for each side encoder at most."""
 
 
-def write_videos(blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: float) -> list[str]:
+def write_videos(
+    blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: float, masks_video: bool = False
+) -> list[str]:
     """Stream ``foreground.mp4``, ``compare.mp4`` and sample frames (PNG) from ``blocks``.
 
     Parameters
@@ -48,7 +52,9 @@ def write_videos(blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: fl
     n_frames : int
         Frames the blocks hold in all (where the sample frames fall).
     fps : float
-        Frame rate of both videos.
+        Frame rate of the videos.
+    masks_video : bool
+        Also write ``masks.mp4``, the masks as a video (white foreground on black).
 
     Returns
     -------
@@ -57,36 +63,15 @@ def write_videos(blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: fl
 
     Notes
     -----
-    Memory: the current block, its compare frames and at most two more blocks of
-    compare frames in the queue.  An error in either encoder stops both and is
-    raised here; no video is left under its final name half-written.
+    Memory: the current block, and at most two more blocks of frames queued for each
+    encoder beside the first.  An error in any encoder stops them all and is raised
+    here; no video is left under its final name half-written.
     """
     samples = {int(t) for t in sample_frames(n_frames, _SAMPLE_PNGS)}
     sample_files: list[str] = []
-    handoff: queue.Queue[npt.NDArray[np.uint8] | BaseException | None] = queue.Queue(maxsize=_QUEUE_BLOCKS)
-    compare_error: list[BaseException] = []
-
-    def compare_iterator() -> Iterator[npt.NDArray[np.uint8]]:
-        while (item := handoff.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def encode_compare() -> None:
-        try:
-            write_video(folder.compare_mp4, compare_iterator(), fps=fps, odd_size="pad")
-        except BaseException as exc:  # reported by the main thread
-            compare_error.append(exc)
-
-    def hand_over(item: npt.NDArray[np.uint8] | BaseException | None) -> None:
-        while compare_thread.is_alive():
-            if item is not None and not isinstance(item, BaseException):
-                ctrl_c.raise_if_pressed()
-            try:
-                handoff.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+    side = [_SideEncoder(folder.compare_mp4, fps=fps)]
+    if masks_video:
+        side.append(_SideEncoder(folder.masks_mp4, fps=fps))
 
     def visible_stream() -> Iterator[npt.NDArray[np.uint8]]:
         start = 0
@@ -98,26 +83,78 @@ def write_videos(blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: fl
                     name = OutputFolder.sample_name(start + offset)
                     write_file_atomic(folder.file(name), image_png(side_by_side[offset]))
                     sample_files.append(name)
-            hand_over(side_by_side)
+            for encoder, frames in zip(side, (side_by_side, mask), strict=False):
+                encoder.hand_over(frames, ctrl_c=ctrl_c)
             start += len(fg)
             yield visible_foreground(fg)
         ctrl_c.raise_if_pressed()  # an encoder or the decoder may have ended on the same Ctrl-C
 
     folder.prepare()
-    compare_thread = threading.Thread(target=encode_compare, name="vidsvd-compare-encoder", daemon=True)
     with _CtrlCAtBlockBoundaries() as ctrl_c:
-        compare_thread.start()
+        for encoder in side:
+            encoder.start()
         try:
             write_video(folder.foreground_mp4, visible_stream(), fps=fps, odd_size="pad")
         except BaseException as exc:
-            hand_over(RuntimeError(f"foreground.mp4 failed: {exc}"))
-            compare_thread.join()
+            for encoder in side:
+                encoder.hand_over(RuntimeError(f"foreground.mp4 failed: {exc}"), ctrl_c=ctrl_c)
+                encoder.join()
             raise
-        hand_over(None)
-        compare_thread.join()
-    if compare_error:
-        raise compare_error[0]
-    return [folder.foreground_mp4.name, folder.compare_mp4.name, *sorted(sample_files)]
+        for encoder in side:
+            encoder.hand_over(None, ctrl_c=ctrl_c)
+            encoder.join()
+    for encoder in side:
+        encoder.raise_if_failed()
+    return [folder.foreground_mp4.name, *(encoder.path.name for encoder in side), *sorted(sample_files)]
+
+
+class _SideEncoder:
+    """One more H.264 encoder in its own thread, fed blocks of frames through a short queue."""
+
+    def __init__(self, path: Path, *, fps: float) -> None:
+        self.path = path
+        self._queue: queue.Queue[npt.NDArray[np.uint8] | BaseException | None] = queue.Queue(
+            maxsize=_QUEUE_BLOCKS
+        )
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._encode, args=(fps,), name=f"vidsvd-{path.stem}-encoder", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def raise_if_failed(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    def hand_over(
+        self, item: npt.NDArray[np.uint8] | BaseException | None, *, ctrl_c: _CtrlCAtBlockBoundaries
+    ) -> None:
+        """Queue a block (or an error, or None for the end) while the encoder lives."""
+        while self._thread.is_alive():
+            if item is not None and not isinstance(item, BaseException):
+                ctrl_c.raise_if_pressed()
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _frames(self) -> Iterator[npt.NDArray[np.uint8]]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _encode(self, fps: float) -> None:
+        try:
+            write_video(self.path, self._frames(), fps=fps, odd_size="pad")
+        except BaseException as exc:  # reported by the main thread
+            self._errors.append(exc)
 
 
 class _CtrlCAtBlockBoundaries:

@@ -37,6 +37,7 @@ _SEPARATION_JSON: Final = "separation.json"
 _ACTIVITY_CSV: Final = "activity.csv"
 _FOREGROUND_MP4: Final = "foreground.mp4"
 _COMPARE_MP4: Final = "compare.mp4"
+_MASKS_MP4: Final = "masks.mp4"
 _DEMO_SCENE: Final = "scene.mp4"
 _DEMO_TRUTH: Final = "truth"
 
@@ -97,6 +98,11 @@ class OutputFolder:
     def compare_mp4(self) -> Path:
         """``compare.mp4``."""
         return self.path / _COMPARE_MP4
+
+    @property
+    def masks_mp4(self) -> Path:
+        """``masks.mp4`` (with ``--masks-video``)."""
+        return self.path / _MASKS_MP4
 
     @property
     def demo_scene(self) -> Path:

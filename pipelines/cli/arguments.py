@@ -205,7 +205,12 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_foreground_flag(parser: argparse.ArgumentParser) -> None:
-    """Add ``--foreground``: also store the int16 foreground."""
+    """Add ``--foreground`` (also store the int16 foreground) and ``--masks-video``."""
+    parser.add_argument(
+        "--masks-video",
+        action="store_true",
+        help="also write masks.mp4: the masks as a video, white foreground on black",
+    )
     parser.add_argument(
         "--foreground",
         action="store_true",

@@ -105,6 +105,7 @@ def handle(args: argparse.Namespace) -> int:
             report_ranks=args.ranks,
             model=args.model,
             keep_foreground=args.foreground,
+            masks_video=args.masks_video,
             name=args.name,
             force=args.force,
             overwrite=args.overwrite,

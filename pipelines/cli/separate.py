@@ -69,6 +69,7 @@ def handle(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             model=args.model,
             keep_foreground=args.foreground,
+            masks_video=args.masks_video,
             context=job,
         )
     if not args.quiet:

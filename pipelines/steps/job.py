@@ -59,6 +59,7 @@ def run(
     force: bool = False,
     overwrite: bool = False,
     keep_foreground: bool = False,
+    masks_video: bool = False,
     context: JobContext | None = None,
 ) -> RunSummary:
     """The main job: ingest, decompose, separate, report, into ``out``.
@@ -73,7 +74,8 @@ def run(
     (factors ``name``, by default ``METHOD-kRANK``).  ``force`` recomputes the SVD
     even when factors of that name exist; ``overwrite`` starts again from a fresh
     store, whatever the store held.  ``keep_foreground`` also stores the int16
-    foreground (see :func:`pipelines.steps.separate.separate`).
+    foreground and ``masks_video`` writes ``masks.mp4`` (see
+    :func:`pipelines.steps.separate.separate`).
     One Client serves every step.  With an existing scheduler, its workers must see
     the store: that is checked before the ingest (a local store's folder is created
     first), so a store they cannot reach fails in seconds rather than after the
@@ -135,6 +137,7 @@ def run(
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
             and folder.compare_mp4.exists()
+            and (not masks_video or folder.masks_mp4.exists())
         ):
             steps["separate"] = "skipped (complete)"
         else:
@@ -146,6 +149,7 @@ def run(
                 threshold=threshold,
                 model=model,
                 keep_foreground=keep_foreground,
+                masks_video=masks_video,
                 context=job,
             )
             steps["separate"] = "done"

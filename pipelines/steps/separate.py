@@ -81,6 +81,7 @@ def separate(
     threshold: float | None = None,
     model: str | None = None,
     keep_foreground: bool = False,
+    masks_video: bool = False,
     context: JobContext | None = None,
 ) -> SeparateSummary:
     """Background, foreground and masks of every frame, from the stored video and factors.
@@ -101,7 +102,8 @@ def separate(
     and frame, which the video and the background determine, so it is not stored by
     default and an earlier separation's is removed), then in ``out``: ``background.png`` (one per source
     segment when the store holds several videos), ``foreground.mp4``, ``compare.mp4``
-    (original | background | foreground | mask) and a few sample frames as PNG.
+    (original | background | foreground | mask), with ``masks_video`` also
+    ``masks.mp4``, and a few sample frames as PNG.
     ``threshold=None`` picks the threshold from the data
     (:func:`pipelines.separate.auto_threshold` on a sample of frames).
 
@@ -178,7 +180,9 @@ def separate(
         background_factors = [np.asarray(a, dtype=np.float32) for a in client.compute([u, s, vt], sync=True)]
     arrays_s = time.perf_counter() - started
     n_frames, blocks = stored_blocks(video.location, factors=background_factors, progress=job.progress)
-    outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps)
+    if not masks_video:
+        folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
+    outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps, masks_video=masks_video)
     encode_s = time.perf_counter() - started - arrays_s
     # what this folder shows and how long it took, for the report (matched by factors_id)
     timing = {**record.as_attrs(), "separate_s": round(arrays_s, 3), "encode_s": round(encode_s, 3)}

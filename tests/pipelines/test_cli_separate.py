@@ -98,6 +98,20 @@ def test_the_foreground_is_stored_only_on_request_and_the_outputs_do_not_change(
         assert (out / name).read_bytes() == (separated.out / name).read_bytes(), name
 
 
+def test_masks_video_on_request_and_never_a_stale_one(separated: Separated, tmp_path: Path) -> None:
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
+    shutil.copytree(separated.store, store)
+    argv = ["separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER]
+    assert main([*argv, "--masks-video"]) == 0
+    decoded = _decode(out / "masks.mp4")
+    stored = open_derived(store, "masks").data.compute()
+    assert decoded.shape == stored.shape
+    assert np.mean((decoded > 127) == (stored > 0)) > 0.99  # H.264 blurs the edges a little
+    assert (out / "compare.mp4").read_bytes() == (separated.out / "compare.mp4").read_bytes()
+    assert main(argv) == 0  # without it: the earlier masks.mp4 is not left beside new masks
+    assert not (out / "masks.mp4").exists()
+
+
 def test_separate_writes_foreground_masks_images_and_videos(separated: Separated) -> None:
     store, out = separated.store, separated.out
     video = open_video(store)
