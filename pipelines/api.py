@@ -17,18 +17,27 @@ Every step also runs without a context (it then starts and stops its own cluster
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from cluster.options import ClusterOptions
 from pipelines.decompose import SvdParameters
-from pipelines.steps.apply import apply
-from pipelines.steps.background import fit_background
+from pipelines.steps import apply as _apply
+from pipelines.steps import background as _background
+from pipelines.steps import decompose as _decompose
+from pipelines.steps import evaluate as _evaluate
+from pipelines.steps import ingest as _ingest
+from pipelines.steps import job as _job
+from pipelines.steps import report as _report
+from pipelines.steps import separate as _separate
 from pipelines.steps.context import JobContext
-from pipelines.steps.decompose import DecomposeSummary, decompose
-from pipelines.steps.evaluate import evaluate
-from pipelines.steps.ingest import ingest
-from pipelines.steps.job import RunSummary, demo, run
-from pipelines.steps.report import report
-from pipelines.steps.separate import SeparateSummary, separate
+from pipelines.steps.decompose import DecomposeSummary
+from pipelines.steps.job import RunSummary
+from pipelines.steps.separate import SeparateSummary
 from pipelines.synthetic import SceneSpec
+from storage.errors import VidsvdError
 from storage.factors import StoredFactors, open_factors
 from storage.video_array import StoredVideo, open_video
 from storage.video_decoder import SourceInfo, probe_video
@@ -51,6 +60,7 @@ __all__ = [
     "demo",
     "evaluate",
     "fit_background",
+    "in_python_words",
     "ingest",
     "open_factors",
     "open_video",
@@ -59,3 +69,60 @@ __all__ = [
     "run",
     "separate",
 ]
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+_PYTHON_WORDS = {
+    "--overwrite": "overwrite=True",
+    "--resume": "resume=True",
+    "--force": "force=True",
+    "--foreground": "keep_foreground=True",
+    "--masks-video": "masks_video=True",
+    "--quiet": "progress=False",
+}
+"""Flags whose Python spelling is not just the parameter's name."""
+
+_FLAG = re.compile(r"(`[^`]*`)|--([a-z][a-z-]*)")
+
+
+def in_python_words(message: str) -> str:
+    """A message written for the command line, with its flags as Python parameters.
+
+    ``pass --overwrite to replace it`` becomes ``pass overwrite=True to replace it``
+    and ``--rank must be ...`` becomes ``rank must be ...``; a quoted command
+    (between backticks) is kept as it is, since it is meant for the shell.
+    """
+
+    def python(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1)
+        flag = f"--{match.group(2)}"
+        return _PYTHON_WORDS.get(flag, match.group(2).replace("-", "_"))
+
+    return _FLAG.sub(python, message)
+
+
+def _python_errors(step: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``step`` whose user errors name Python parameters instead of command-line flags."""
+
+    @functools.wraps(step)
+    def called(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return step(*args, **kwargs)
+        except VidsvdError as exc:
+            raise type(exc)(in_python_words(str(exc))).with_traceback(exc.__traceback__) from None
+
+    return called
+
+
+apply = _python_errors(_apply.apply)
+decompose = _python_errors(_decompose.decompose)
+demo = _python_errors(_job.demo)
+evaluate = _python_errors(_evaluate.evaluate)
+fit_background = _python_errors(_background.fit_background)
+ingest = _python_errors(_ingest.ingest)
+report = _python_errors(_report.report)
+run = _python_errors(_job.run)
+separate = _python_errors(_separate.separate)
