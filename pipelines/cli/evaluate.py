@@ -8,6 +8,10 @@ import json
 from pipelines.cli.arguments import Commands
 from pipelines.cli.console import say
 
+BASELINE_FRAMES = ("color", "stored")
+"""What the baselines can be fed, spelled here so that --help imports no dask (a test
+keeps it equal to the library's)."""
+
 __all__ = ["add_parser"]
 
 
@@ -19,6 +23,15 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--format", choices=("cdnet", "masks"), default="masks", help="truth layout")
     parser.add_argument("--frame-map", metavar="CSV", help="masks format: CSV mapping each mask to its frame")
     parser.add_argument("--baseline", default="", metavar="mog2,knn", help="also score OpenCV subtractors")
+    parser.add_argument(
+        "--baseline-frames",
+        choices=BASELINE_FRAMES,
+        default="color",
+        help=(
+            "what the baselines see: color (default; the source videos decoded again in colour at the"
+            " store's rate and size, as a user would feed OpenCV) or stored (the store's frames)"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(handler=handle)
 
@@ -40,6 +53,7 @@ def handle(args: argparse.Namespace) -> int:
         truth_format=args.format,
         frame_map=args.frame_map,
         baselines=names,
+        baseline_frames=args.baseline_frames,
         context=JobContext(log=None if args.json else say),
     )
     print(json.dumps(results, indent=2) if args.json else format_scores(results))

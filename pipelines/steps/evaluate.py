@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -13,19 +14,27 @@ from pipelines.baselines import run_baseline
 from pipelines.scores import Scores, cdnet_scores
 from pipelines.steps.context import JobContext
 from storage.derived import open_derived
-from storage.errors import InvalidParameterError, TruthMismatchError
+from storage.errors import InvalidParameterError, SourceNotFoundError, TruthMismatchError
 from storage.layout import MASKS_ARRAY
 from storage.store import StoreLocation
 from storage.truth import read_cdnet_truth, read_truth_masks
 from storage.video_array import StoredVideo, open_video
+from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
 
-__all__ = ["BASELINES", "TRUTH_FORMATS", "evaluate"]
+__all__ = ["BASELINES", "BASELINE_FRAMES", "TRUTH_FORMATS", "evaluate"]
 
 BASELINES = ("mog2", "knn")
 """OpenCV background subtractors :func:`evaluate` can score beside vidsvd."""
 
 TRUTH_FORMATS = ("cdnet", "masks")
 """Layouts of ground truth :func:`evaluate` reads."""
+
+
+BASELINE_FRAMES = ("color", "stored")
+"""What the baselines can be fed (see :func:`evaluate`)."""
+
+_COLOR_NDIM = 4
+_COLOR_BLOCK_FRAMES = 32
 
 
 def evaluate(
@@ -35,6 +44,7 @@ def evaluate(
     truth_format: str = "masks",
     frame_map: str | os.PathLike[str] | None = None,
     baselines: Sequence[str] = (),
+    baseline_frames: str = "color",
     context: JobContext | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score ``STORE/masks`` against ground truth with the CDnet 2014 metrics.
@@ -46,8 +56,13 @@ def evaluate(
         folder's own ``frame_map.csv``) mapping each image to its frame.  ``cdnet``
         format: a CDnet 2014 video folder (``groundtruth/`` and ``temporalROI.txt``).
     baselines : sequence of {"mog2", "knn"}
-        OpenCV background subtractors run on the same stored frames and scored the
-        same way (needs the ``baselines`` extra).
+        OpenCV background subtractors run over the whole video and scored the same
+        way (needs the ``baselines`` extra).
+    baseline_frames : {"color", "stored"}
+        What they see: ``color``, the source videos decoded again in colour at the
+        store's frame rate and size (what a user would feed OpenCV, which uses the
+        colour channels; each source must still be where ingest read it, unchanged
+        in size), or ``stored``, the store's own (gray) frames.
     context : JobContext, optional
         Only its log is used: scoring runs in this process.
 
@@ -72,6 +87,8 @@ def evaluate(
     job = context or JobContext()
     if truth_format not in TRUTH_FORMATS:
         raise InvalidParameterError(f"truth_format must be cdnet or masks, got {truth_format!r}")
+    if baseline_frames not in BASELINE_FRAMES:
+        raise InvalidParameterError(f"--baseline-frames must be color or stored, got {baseline_frames!r}")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise InvalidParameterError(f"baselines are mog2 and/or knn, got {', '.join(unknown)}")
@@ -92,10 +109,9 @@ def evaluate(
     predicted = np.asarray(stored_masks.data[wanted].compute()) > 0
     results = {"vidsvd": _scores_row(predicted, truth_frames)}
     for name in baselines:
-        job.say(f"running the {name} baseline over {video.n_frames} frames")
-        found_masks = run_baseline(
-            cast(Literal["mog2", "knn"], name), _stored_frames(video), wanted_frames=set(wanted)
-        )
+        job.say(f"running the {name} baseline over {video.n_frames} {baseline_frames} frames")
+        frames = _color_frames(video) if baseline_frames == "color" else _stored_frames(video)
+        found_masks = run_baseline(cast(Literal["mog2", "knn"], name), frames, wanted_frames=set(wanted))
         results[name] = _scores_row(np.stack([found_masks[f] for f in wanted]), truth_frames)
     return results
 
@@ -111,6 +127,27 @@ def _scores_row(
         Scores(),
     )
     return {**total.as_dict(), "frames": len(truth_frames)}
+
+
+def _color_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:
+    """The sources decoded again in colour, as ingest decoded them in gray: frame for frame.
+
+    The same ffmpeg filters (rate, then size) run with an RGB output instead of gray,
+    so frame ``t`` here is frame ``t`` of the store.  One block of frames in memory.
+    """
+    if video.frames.ndim == _COLOR_NDIM:
+        yield from _stored_frames(video)  # stored in colour already
+        return
+    options = DecodeOptions(width=video.width, height=video.height, fps=video.ingest_fps, color=True)
+    for source in video.sources:
+        path = Path(source.path)
+        if not path.is_file() or path.stat().st_size != source.size_bytes:
+            raise SourceNotFoundError(
+                f"the colour baselines decode {path} again, and it is gone or changed since the ingest;"
+                " restore it, or pass --baseline-frames stored"
+            )
+        for block in decode_blocks(probe_video(path), options, block_frames=_COLOR_BLOCK_FRAMES):
+            yield from block
 
 
 def _stored_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:

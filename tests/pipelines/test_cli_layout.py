@@ -14,10 +14,12 @@ from cluster.batch_options import SYSTEMS
 from cluster.errors import BatchSubmitError, InvalidClusterOptionError, SchedulerUnreachableError
 from pipelines.cli import build_parser
 from pipelines.cli.cluster_flags import BATCH_SYSTEMS
+from pipelines.cli.evaluate import BASELINE_FRAMES as HELP_BASELINE_FRAMES
 from pipelines.cli.exit_status import environment_fault, exit_status
 from pipelines.cli.svd_flags import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS
 from pipelines.decompose import DEFAULT_OVERSAMPLE as LIBRARY_OVERSAMPLE
 from pipelines.decompose import DEFAULT_POWER_ITERS as LIBRARY_POWER_ITERS
+from pipelines.steps.evaluate import BASELINE_FRAMES as LIBRARY_BASELINE_FRAMES
 from storage.errors import (
     InvalidParameterError,
     StoreDamagedError,
@@ -32,6 +34,7 @@ from tests.helpers import REPO, assert_one_line_error, run_cli
 def test_help_constants_equal_the_library() -> None:
     assert tuple(sorted(SYSTEMS)) == BATCH_SYSTEMS
     assert (DEFAULT_POWER_ITERS, DEFAULT_OVERSAMPLE) == (LIBRARY_POWER_ITERS, LIBRARY_OVERSAMPLE)
+    assert HELP_BASELINE_FRAMES == LIBRARY_BASELINE_FRAMES
 
 
 @pytest.mark.parametrize(

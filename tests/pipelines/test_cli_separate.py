@@ -203,10 +203,41 @@ def test_evaluate_scores_the_masks_against_the_truth(
     assert float(cells[-1]) == pytest.approx(scores["f_measure"], abs=1e-4)
 
 
+def test_evaluate_scores_opencv_on_colour_or_stored_frames(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The baselines see the sources decoded again in colour (default), or the stored frames."""
+    argv = ["evaluate", "--store", str(separated.store), "--truth", str(separated.truth), "--json"]
+    results = {}
+    for frames in ("color", "stored"):
+        status, stdout, stderr = _run(capsys, *argv, "--baseline", "mog2,knn", "--baseline-frames", frames)
+        assert (status, stderr) == (0, ""), stderr
+        results[frames] = json.loads(stdout)
+        assert set(results[frames]) == {"vidsvd", "mog2", "knn"}
+        for name in ("mog2", "knn"):
+            assert results[frames][name]["frames"] == SCENE.n_frames
+            assert 0 < results[frames][name]["f_measure"] <= 1
+    assert results["color"]["vidsvd"] == results["stored"]["vidsvd"]
+
+    # the colour frames need the sources where ingest read them
+    moved = tmp_path / "moved.mp4"
+    shutil.copy(separated.video, moved)
+    separated.video.unlink()
+    try:
+        status, stdout, stderr = _run(capsys, *argv, "--baseline", "knn")
+        assert status == 1 and stdout == ""
+        assert_one_line_error(stderr, "scene.mp4", "gone or changed", "--baseline-frames stored")
+        status, _, stderr = _run(capsys, *argv, "--baseline", "knn", "--baseline-frames", "stored")
+        assert status == 0, stderr
+    finally:
+        shutil.move(moved, separated.video)
+
+
 @pytest.mark.parametrize(
     ("extra", "status", "fragments"),
     [
         (["--format", "bogus"], 2, ["--format", "invalid choice"]),
+        (["--baseline", "knn", "--baseline-frames", "gray"], 2, ["--baseline-frames", "invalid choice"]),
         (["--truth", "MISSING"], 1, ["MISSING"]),
         (["--baseline", "bogus"], 2, ["--baseline", "bogus"]),
         (["--format", "cdnet"], 1, []),  # a masks folder is no CDnet folder
