@@ -1,6 +1,7 @@
 """Compute dask collections on a cluster with a progress bar on stderr.
 
-The bar counts *tasks* of the whole graph, not output chunks: the scheduler's own
+The bar counts *tasks* of the whole graph (or, when the caller gives a frame count,
+that many frames times the share of the tasks done), not output chunks: the scheduler's own
 ``Progress`` plugin (what ``distributed.progress`` uses) reports how many of the
 tasks the outputs depend on are done, and a tqdm bar on stderr shows that count,
 the rate and the remaining time.  Task errors reach the caller with their original
@@ -83,6 +84,7 @@ def _update(
     futures: Sequence[distributed.Future[Any]],
     *,
     description: str,
+    frames: int | None = None,
 ) -> tqdm | None:
     """Bring the bar to the latest count; open it once a total is known (never ``0task ?``)."""
     counts = counter.counts if counter is not None else None
@@ -92,8 +94,10 @@ def _update(
         total, done = len(futures), sum(f.done() for f in futures)
     else:  # the first count has not arrived yet
         return bar
+    if frames is not None:  # the share of the tasks done, in frames
+        total, done = frames, frames * done // max(total, 1)
     if bar is None:
-        bar = _open_bar(description, total)
+        bar = _open_bar(description, total, unit="task" if frames is None else "frame")
     if bar.total != total:
         bar.total = total
         bar.refresh()
@@ -102,8 +106,8 @@ def _update(
     return bar
 
 
-def _open_bar(description: str, total: int) -> tqdm:
-    return tqdm(total=total, desc=description, unit="task", file=sys.stderr, dynamic_ncols=True)
+def _open_bar(description: str, total: int, *, unit: str = "task") -> tqdm:
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
 def wait_with_progress(
@@ -112,6 +116,7 @@ def wait_with_progress(
     *,
     description: str,
     show: bool = True,
+    frames: int | None = None,
 ) -> list[distributed.Future[Any]]:
     """Wait until futures are done, drawing a bar of done/total tasks on stderr.
 
@@ -125,6 +130,9 @@ def wait_with_progress(
         Label at the left of the bar.
     show : bool
         ``False`` draws nothing at all.
+    frames : int, optional
+        Count in frames instead: the bar shows ``frames`` times the share of the tasks
+        done (for graphs whose tasks each handle a like share of the frames).
 
     Returns
     -------
@@ -152,7 +160,7 @@ def wait_with_progress(
         while not _settled(futures):
             time.sleep(_POLL_S)
             if show:
-                bar = _update(bar, counter, futures, description=description)
+                bar = _update(bar, counter, futures, description=description, frames=frames)
         if show and not any(f.status == "error" for f in futures):
             deadline = time.monotonic() + _FINAL_COUNT_WAIT_S
             while counter is not None and not counter.ended and time.monotonic() < deadline:
@@ -160,9 +168,11 @@ def wait_with_progress(
                 if counts is not None and counts[1] == 0:
                     break
                 time.sleep(_POLL_S / 2)
-            bar = _update(bar, counter, futures, description=description)
+            bar = _update(bar, counter, futures, description=description, frames=frames)
             if bar is None:
-                bar = _open_bar(description, len(futures))
+                bar = _open_bar(
+                    description, frames or len(futures), unit="task" if frames is None else "frame"
+                )
             bar.update(bar.total - bar.n)
     except BaseException:  # KeyboardInterrupt above all: free the cluster, then propagate
         client.cancel(futures)

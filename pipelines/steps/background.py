@@ -79,14 +79,14 @@ def _fit(
             frames = video.frames[start:stop]
             label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
             counted = client.compute(coarse_counts(frames))
-            job.wait([counted], description=f"{label}: pass 1")
+            job.wait([counted], description=f"{label}: pass 1", frames=stop - start)
             coarse = np.asarray(counted.result())
             counted = client.compute(fine_counts(frames, median_bin(coarse, n_frames=stop - start)))
-            job.wait([counted], description=f"{label}: pass 2")
+            job.wait([counted], description=f"{label}: pass 2", frames=stop - start)
             plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=stop - start)
             if model == "robust":
                 measured = client.compute(frame_gains(frames, plate))
-                job.wait([measured], description=f"{label}: pass 3")
+                job.wait([measured], description=f"{label}: pass 3", frames=stop - start)
                 gains.append(np.asarray(measured.result(), dtype=np.float64))
             else:
                 gains.append(np.ones(stop - start))

@@ -91,9 +91,11 @@ class JobContext:
                 self.say(f"dashboard: {link}")
         return client
 
-    def wait(self, futures: Collection[Any], *, description: str) -> None:
-        """Wait for ``futures`` of the Client with a progress bar (when shown)."""
-        wait_with_progress(self.client(), list(futures), description=description, show=self.progress)
+    def wait(self, futures: Collection[Any], *, description: str, frames: int | None = None) -> None:
+        """Wait for ``futures`` of the Client with a progress bar (when shown), in frames if given."""
+        wait_with_progress(
+            self.client(), list(futures), description=description, show=self.progress, frames=frames
+        )
 
     def require_workers_see(self, location: StoreLocation, *, must_exist: bool = True) -> None:
         """Refuse to compute when some workers of an existing scheduler cannot use the store.

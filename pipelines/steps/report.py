@@ -84,7 +84,7 @@ def report(
         require_finite_factors(chosen)
         # ||M - M_k||_F^2 for every rank and ||M||_F^2, in one pass over M
         sums = client.persist(squared_residuals(matrix, u, s, vt, wanted))
-        job.wait(futures_of([sums]), description="report")
+        job.wait(futures_of([sums]), description="report", frames=n_frames)
         sum_values, s_values = client.compute([sums, s], sync=True)
         residuals = np.asarray(sum_values[:-1], dtype=np.float64)
         total_energy = float(sum_values[-1])

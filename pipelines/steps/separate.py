@@ -170,7 +170,7 @@ def separate(
         # writes its mask (and foreground); nothing is held whole.
         write = prepare_derived(video.location, arrays=arrays, record=record)
         stored = client.compute(write.task)
-        job.wait([stored], description="separate")
+        job.wait([stored], description="separate", frames=video.n_frames)
         stored.result()
         write.finish()
         images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -80,6 +81,19 @@ def test_the_bar_counts_every_task_of_the_graph(
     err = capsys.readouterr().err
     assert "21/21" in err  # 20 additions and the sum, not 1 output
     assert "0task [" not in err  # the bar opens once its total is known, never as "0task [00:00, ?task/s]"
+
+
+def test_the_bar_can_count_frames(client: distributed.Client, capsys: pytest.CaptureFixture[str]) -> None:
+    """A graph over 300 frames: the bar shows frames, the share of the tasks done."""
+    parts = [dask.delayed(_slow_add)(i, 1) for i in range(20)]
+    future = client.compute(dask.delayed(sum)(parts))
+    wait_with_progress(client, [future], description="separate", frames=300)
+    assert future.result() == sum(range(1, 21))
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "300/300" in err and "frame/s" in err
+    assert "task" not in err
+    shown = [int(m) for m in re.findall(r"\| *(\d+)/300", err)]
+    assert shown == sorted(shown) and all(0 <= n <= 300 for n in shown)
 
 
 def test_persisted_collections_and_plain_values(
