@@ -44,8 +44,15 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
+from pipelines.scene_textures import (
+    BACKGROUND_RANGE,
+    BRIGHT_RANGE,
+    DARK_RANGE,
+    ellipse,
+    object_texture,
+    render_background,
+)
 from pipelines.shapes import is_int
 from storage.errors import InvalidParameterError
 from storage.truth import TruthMaskWriter
@@ -64,12 +71,6 @@ __all__ = [
     "write_scene",
 ]
 
-BACKGROUND_RANGE: Final = (80, 170)
-"""Grey levels spanned by a clean background, inclusive."""
-DARK_RANGE: Final = (10, 40)
-"""Grey levels of a dark object's texture, inclusive."""
-BRIGHT_RANGE: Final = (210, 245)
-"""Grey levels of a bright object's texture, inclusive."""
 MIN_CONTRAST: Final = min(BACKGROUND_RANGE[0] - DARK_RANGE[1], BRIGHT_RANGE[0] - BACKGROUND_RANGE[1])
 """Smallest difference between an object pixel and the background it covers (40)."""
 
@@ -79,7 +80,6 @@ _MIN_SIDE: Final = 16
 _DEFAULT_MAX_MASKS: Final = 1000
 
 # Independent random streams, keyed by (seed, stream[, index]).
-_BACKGROUND_STREAM: Final = 1
 _OBJECT_STREAM: Final = 2
 _NOISE_STREAM: Final = 3
 
@@ -263,52 +263,6 @@ def illumination_gain(spec: SceneSpec, frame: int) -> float:
     return 1.0 + spec.illumination_drift * math.sin(2 * math.pi * frame / spec.n_frames)
 
 
-def render_background(spec: SceneSpec, segment: int = 0) -> npt.NDArray[np.uint8]:
-    """Return the clean background of a segment: uint8 (y, x), values in 80-170.
-
-    Clean means without objects, illumination drift or noise: where no object is, frame
-    ``t`` equals ``background * illumination_gain(spec, t) + noise``, rounded.
-
-    Parameters
-    ----------
-    spec : SceneSpec
-        The scene.
-    segment : int
-        0 for the background before ``cut_at`` (or of the whole scene), 1 for the one
-        after; segment 1 exists for any spec, so it can be asked for without a cut.
-    """
-    if segment not in (0, 1):
-        raise InvalidParameterError(f"segment must be 0 or 1, got {segment!r}")
-    rng = np.random.default_rng([spec.seed, _BACKGROUND_STREAM, segment])
-    height, width = spec.height, spec.width
-    side = min(height, width)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) / side
-    angle = rng.uniform(0, 2 * np.pi)
-    field = 1.5 * (np.cos(angle) * xx + np.sin(angle) * yy)
-    for scale, weight in ((0.2, 1.0), (0.06, 0.6), (0.015, 0.3)):
-        noise = ndimage.gaussian_filter(
-            rng.standard_normal((height, width)), sigma=max(0.5, scale * side), mode="reflect"
-        )
-        field += weight * noise / max(float(noise.std()), 1e-12)
-    for _ in range(int(rng.integers(4, 9))):  # walls, windows, pavement
-        h = int(rng.integers(max(2, side // 12), max(3, side // 3)))
-        w = int(rng.integers(max(2, side // 12), max(3, side // 2)))
-        y = int(rng.integers(0, height - h + 1))
-        x = int(rng.integers(0, width - w + 1))
-        field[y : y + h, x : x + w] += rng.choice([-1.0, 1.0]) * rng.uniform(1.0, 2.0)
-    for _ in range(int(rng.integers(2, 5))):  # thin lines: road markings, poles, cables
-        thickness = int(rng.integers(1, 3))
-        amplitude = rng.choice([-1.0, 1.0]) * rng.uniform(1.5, 2.5)
-        if rng.random() < 0.5:
-            y = int(rng.integers(0, height - thickness + 1))
-            field[y : y + thickness, :] += amplitude
-        else:
-            x = int(rng.integers(0, width - thickness + 1))
-            field[:, x : x + thickness] += amplitude
-    field = ndimage.gaussian_filter(field, sigma=0.6, mode="reflect")
-    return _stretch(field, BACKGROUND_RANGE)
-
-
 def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
     rng = np.random.default_rng([spec.seed, _OBJECT_STREAM])
     height, width = spec.height, spec.width
@@ -333,12 +287,12 @@ def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
         h, w = max(3, h), max(3, w)
         y0 = rng.uniform(0, height - h)
         x0 = rng.uniform(0, width + w + gap) if crosses else rng.uniform(0, width - w)
-        ellipse = bool(rng.random() < 0.5)
+        rounded = bool(rng.random() < 0.5)
         bright = index % 4 in (1, 2)  # dark, bright, bright, dark, ...
         objects.append(
             _MovingObject(
-                texture=_object_texture(rng, h, w, bright=bright),
-                shape=_ellipse(h, w) if ellipse else np.ones((h, w), dtype=bool),
+                texture=object_texture(rng, h, w, bright=bright),
+                shape=ellipse(h, w) if rounded else np.ones((h, w), dtype=bool),
                 crosses=crosses,
                 y0=float(y0),
                 x0=float(x0),
@@ -348,33 +302,6 @@ def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
             )
         )
     return objects
-
-
-def _object_texture(
-    rng: np.random.Generator, height: int, width: int, *, bright: bool
-) -> npt.NDArray[np.uint8]:
-    """A smooth random pattern with a few stripes, in the dark or the bright range."""
-    pattern = ndimage.gaussian_filter(rng.standard_normal((height, width)), sigma=1.0)
-    stripes = np.sin(np.arange(height) * rng.uniform(0.5, 1.5))[:, np.newaxis]
-    pattern = pattern / max(float(pattern.std()), 1e-12) + stripes
-    return _stretch(pattern, BRIGHT_RANGE if bright else DARK_RANGE)
-
-
-def _stretch(values: npt.NDArray[np.float64], value_range: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """Map values linearly onto ``value_range`` (min to low, max to high); round to uint8."""
-    low, high = value_range
-    span = max(float(values.max() - values.min()), 1e-12)
-    stretched: npt.NDArray[np.uint8] = np.rint(low + (high - low) * (values - values.min()) / span).astype(
-        np.uint8
-    )
-    return stretched
-
-
-def _ellipse(height: int, width: int) -> npt.NDArray[np.bool_]:
-    yy, xx = np.mgrid[0:height, 0:width]
-    cy, cx = (height - 1) / 2, (width - 1) / 2
-    ry, rx = height / 2, width / 2
-    return np.asarray(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0)
 
 
 def render_scene(

@@ -1,0 +1,123 @@
+"""The textures of synthetic scenes: still backgrounds and the objects' patterns.
+
+A background is a smooth gradient, filtered noise at three scales and a few
+sharp-edged rectangles and thin lines (walls, windows, road markings, poles), spanning
+:data:`BACKGROUND_RANGE`; an object's texture is a smooth pattern with stripes, dark
+or bright, so that it differs from any background it covers by at least 40 grey
+levels.  Pure functions of a seed; see :mod:`pipelines.synthetic` for the scenes.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from storage.errors import InvalidParameterError
+
+__all__ = [
+    "BACKGROUND_RANGE",
+    "BRIGHT_RANGE",
+    "DARK_RANGE",
+    "ellipse",
+    "object_texture",
+    "render_background",
+    "stretch",
+]
+
+BACKGROUND_RANGE: Final = (80, 170)
+"""Grey levels spanned by a clean background, inclusive."""
+DARK_RANGE: Final = (10, 40)
+"""Grey levels of a dark object's texture, inclusive."""
+BRIGHT_RANGE: Final = (210, 245)
+"""Grey levels of a bright object's texture, inclusive."""
+
+_BACKGROUND_STREAM: Final = 1
+"""The backgrounds' random stream, keyed by (seed, stream, segment)."""
+
+
+class SizedScene(Protocol):
+    """What a background needs of a scene: its size and seed."""
+
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+
+def render_background(spec: SizedScene, segment: int = 0) -> npt.NDArray[np.uint8]:
+    """Return the clean background of a segment: uint8 (y, x), values in 80-170.
+
+    Clean means without objects, illumination drift or noise: where no object is, frame
+    ``t`` equals ``background * illumination_gain(spec, t) + noise``, rounded.
+
+    Parameters
+    ----------
+    spec : SceneSpec (or anything with width, height and seed)
+        The scene.
+    segment : int
+        0 for the background before ``cut_at`` (or of the whole scene), 1 for the one
+        after; segment 1 exists for any spec, so it can be asked for without a cut.
+    """
+    if segment not in (0, 1):
+        raise InvalidParameterError(f"segment must be 0 or 1, got {segment!r}")
+    rng = np.random.default_rng([spec.seed, _BACKGROUND_STREAM, segment])
+    height, width = spec.height, spec.width
+    side = min(height, width)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) / side
+    angle = rng.uniform(0, 2 * np.pi)
+    field = 1.5 * (np.cos(angle) * xx + np.sin(angle) * yy)
+    for scale, weight in ((0.2, 1.0), (0.06, 0.6), (0.015, 0.3)):
+        noise = ndimage.gaussian_filter(
+            rng.standard_normal((height, width)), sigma=max(0.5, scale * side), mode="reflect"
+        )
+        field += weight * noise / max(float(noise.std()), 1e-12)
+    for _ in range(int(rng.integers(4, 9))):  # walls, windows, pavement
+        h = int(rng.integers(max(2, side // 12), max(3, side // 3)))
+        w = int(rng.integers(max(2, side // 12), max(3, side // 2)))
+        y = int(rng.integers(0, height - h + 1))
+        x = int(rng.integers(0, width - w + 1))
+        field[y : y + h, x : x + w] += rng.choice([-1.0, 1.0]) * rng.uniform(1.0, 2.0)
+    for _ in range(int(rng.integers(2, 5))):  # thin lines: road markings, poles, cables
+        thickness = int(rng.integers(1, 3))
+        amplitude = rng.choice([-1.0, 1.0]) * rng.uniform(1.5, 2.5)
+        if rng.random() < 0.5:
+            y = int(rng.integers(0, height - thickness + 1))
+            field[y : y + thickness, :] += amplitude
+        else:
+            x = int(rng.integers(0, width - thickness + 1))
+            field[:, x : x + thickness] += amplitude
+    field = ndimage.gaussian_filter(field, sigma=0.6, mode="reflect")
+    return stretch(field, BACKGROUND_RANGE)
+
+
+def object_texture(
+    rng: np.random.Generator, height: int, width: int, *, bright: bool
+) -> npt.NDArray[np.uint8]:
+    """A smooth random pattern with a few stripes, in the dark or the bright range."""
+    pattern = ndimage.gaussian_filter(rng.standard_normal((height, width)), sigma=1.0)
+    stripes = np.sin(np.arange(height) * rng.uniform(0.5, 1.5))[:, np.newaxis]
+    pattern = pattern / max(float(pattern.std()), 1e-12) + stripes
+    return stretch(pattern, BRIGHT_RANGE if bright else DARK_RANGE)
+
+
+def stretch(values: npt.NDArray[np.float64], value_range: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """Map values linearly onto ``value_range`` (min to low, max to high); round to uint8."""
+    low, high = value_range
+    span = max(float(values.max() - values.min()), 1e-12)
+    stretched: npt.NDArray[np.uint8] = np.rint(low + (high - low) * (values - values.min()) / span).astype(
+        np.uint8
+    )
+    return stretched
+
+
+def ellipse(height: int, width: int) -> npt.NDArray[np.bool_]:
+    """The pixels of the ellipse inscribed in a (height, width) box: bool (y, x)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    ry, rx = height / 2, width / 2
+    return np.asarray(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0)
