@@ -44,6 +44,7 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from pipelines.scene_textures import (
     BACKGROUND_RANGE,
@@ -82,6 +83,8 @@ _DEFAULT_MAX_MASKS: Final = 1000
 # Independent random streams, keyed by (seed, stream[, index]).
 _OBJECT_STREAM: Final = 2
 _NOISE_STREAM: Final = 3
+_PAUSE_STREAM: Final = 4
+_NOISE_MAP_STREAM: Final = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +109,15 @@ class SceneSpec:
     cut_at : int, optional
         Frame index, in 1 .. n_frames - 1, from which the camera shows a second,
         different background (segment 1); frames before it show segment 0.
+    pause_fraction : float
+        In [0, 1): each walker stands still for this fraction of the clip, from a
+        random frame on (people who stop to talk, wait or sit).  Above one half, a
+        per-pixel temporal median takes them for background: that is what it tests.
+    noise_spread : float
+        In [0, 1): the sensor noise varies over the image, its standard deviation
+        ``noise_sigma * (1 + noise_spread * m)`` with ``m`` a smooth map in [-1, 1]
+        (dark corners, compression, a warm sensor): a single global threshold is too
+        high in some places and too low in others.
     seed : int
         Seed of every random choice, >= 0.
     """
@@ -118,6 +130,8 @@ class SceneSpec:
     noise_sigma: float = 2.0
     illumination_drift: float = 0.0
     cut_at: int | None = None
+    pause_fraction: float = 0.0
+    noise_spread: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -142,6 +156,10 @@ class SceneSpec:
                 f"cut_at must be None or a frame index in 1..{self.n_frames - 1}"
                 f" (n_frames - 1), got {self.cut_at!r}"
             )
+        for name in ("pause_fraction", "noise_spread"):
+            value = getattr(self, name)
+            if not _is_finite(value) or not 0 <= value < 1:
+                raise InvalidParameterError(f"{name} must be in [0, 1), got {value!r}")
         if not is_int(self.seed) or self.seed < 0:
             raise InvalidParameterError(f"seed must be an integer >= 0, got {self.seed!r}")
 
@@ -201,9 +219,13 @@ class _MovingObject:
     vy: float  # pixels per frame
     vx: float
     gap: float  # crossers: distance travelled off-screen before re-entering
+    pause_start: int = 0  # first frame it stands still
+    pause_length: int = 0  # frames it stands still
 
     def top_left(self, t: int, *, height: int, width: int) -> tuple[int, int]:
         """Return the integer (y, x) of the object's top-left pixel at frame ``t``."""
+        if t >= self.pause_start:  # the clock stops while it stands still
+            t = max(self.pause_start, t - self.pause_length)
         h, w = self.shape.shape
         y = _bounce(self.y0 + self.vy * t, height - h)
         if self.crosses:
@@ -229,6 +251,7 @@ class _Scene:
         self.spec = spec
         self.backgrounds = [render_background(spec, s) for s in range(spec.n_segments)]
         self.objects = _make_objects(spec)
+        self.noise_map = _noise_map(spec)
 
     def frame(self, t: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         """Render frame ``t``: (frame, mask), both uint8 (y, x)."""
@@ -251,7 +274,10 @@ class _Scene:
             image *= np.float32(gain)
         if spec.noise_sigma > 0:
             noise_rng = np.random.default_rng([spec.seed, _NOISE_STREAM, t])
-            image += noise_rng.normal(0.0, spec.noise_sigma, image.shape).astype(np.float32)
+            if self.noise_map is None:
+                image += noise_rng.normal(0.0, spec.noise_sigma, image.shape).astype(np.float32)
+            else:
+                image += noise_rng.standard_normal(image.shape).astype(np.float32) * self.noise_map
         frame = np.clip(np.rint(image), 0, 255).astype(np.uint8)
         return frame, mask.astype(np.uint8) * np.uint8(255)
 
@@ -261,6 +287,27 @@ def illumination_gain(spec: SceneSpec, frame: int) -> float:
     if spec.illumination_drift == 0:
         return 1.0
     return 1.0 + spec.illumination_drift * math.sin(2 * math.pi * frame / spec.n_frames)
+
+
+def _noise_map(spec: SceneSpec) -> npt.NDArray[np.float32] | None:
+    """The per-pixel noise standard deviation with ``noise_spread``, None without."""
+    if spec.noise_spread == 0:
+        return None
+    rng = np.random.default_rng([spec.seed, _NOISE_MAP_STREAM])
+    side = min(spec.height, spec.width)
+    field = ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=0.2 * side)
+    field /= max(float(np.abs(field).max()), 1e-12)  # in [-1, 1]
+    sigma: npt.NDArray[np.float32] = (spec.noise_sigma * (1 + spec.noise_spread * field)).astype(np.float32)
+    return sigma
+
+
+def _pause(spec: SceneSpec, index: int) -> tuple[int, int]:
+    """(first frame, length) of object ``index``'s stop: walkers only, none without pauses."""
+    length = round(spec.pause_fraction * spec.n_frames)
+    if length == 0 or index % 2 == 0:
+        return 0, 0
+    rng = np.random.default_rng([spec.seed, _PAUSE_STREAM, index])
+    return int(rng.integers(0, spec.n_frames - length + 1)), length
 
 
 def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
@@ -288,6 +335,7 @@ def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
         y0 = rng.uniform(0, height - h)
         x0 = rng.uniform(0, width + w + gap) if crosses else rng.uniform(0, width - w)
         rounded = bool(rng.random() < 0.5)
+        pause_start, pause_length = _pause(spec, index)
         bright = index % 4 in (1, 2)  # dark, bright, bright, dark, ...
         objects.append(
             _MovingObject(
@@ -299,6 +347,8 @@ def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
                 vy=float(vy),
                 vx=float(vx),
                 gap=float(gap),
+                pause_start=pause_start,
+                pause_length=pause_length,
             )
         )
     return objects

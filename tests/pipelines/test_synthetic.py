@@ -181,6 +181,10 @@ def test_render_scene_streams() -> None:
         {"cut_at": 120},
         {"seed": -1},
         {"seed": True},
+        {"pause_fraction": 1.0},
+        {"pause_fraction": -0.1},
+        {"noise_spread": 1.0},
+        {"noise_spread": float("nan")},
     ],
 )
 def test_bad_spec_raises(options: dict[str, object]) -> None:
@@ -281,3 +285,36 @@ def test_the_truth_reader_checks_the_header(tmp_path: Path) -> None:
     (tmp_path / FRAME_MAP_NAME).write_text("file,index\n")
     with pytest.raises(InvalidParameterError, match="needs a mask column"):
         read_truth_masks(tmp_path)
+
+
+def _temporal_median_error(spec: SceneSpec) -> int:
+    """Pixels where the per-pixel temporal median misses the clean background by > 10."""
+    frames = np.stack([frame for frame, _ in render_scene(spec)])
+    median = np.median(frames, axis=0)
+    return int(np.count_nonzero(np.abs(median - render_background(spec)) > 10))
+
+
+def test_walkers_that_stop_for_over_half_the_clip_fool_a_temporal_median() -> None:
+    """pause_fraction makes people stand still; above one half they become the median's background."""
+    base = {"width": 64, "height": 48, "n_frames": 80, "n_objects": 2, "noise_sigma": 0.0, "seed": 5}
+    assert _temporal_median_error(SceneSpec(**base)) == 0  # type: ignore[arg-type]
+    assert _temporal_median_error(SceneSpec(**base, pause_fraction=0.3)) == 0  # type: ignore[arg-type]
+    standing = _temporal_median_error(SceneSpec(**base, pause_fraction=0.7))  # type: ignore[arg-type]
+    assert standing > 0.5 * 0.2 * 48 * 0.07 * 64  # at least half of the smallest walker's box
+    # without pauses the scene renders exactly as before the option existed
+    spec = SceneSpec(**base)  # type: ignore[arg-type]
+    again = SceneSpec(**base, pause_fraction=0.0, noise_spread=0.0)  # type: ignore[arg-type]
+    for (a, _), (b, _) in zip(render_scene(spec), render_scene(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_noise_spread_varies_the_noise_over_the_image() -> None:
+    def noise_scale(spread: float) -> np.ndarray:
+        spec = SceneSpec(width=64, height=48, n_frames=60, n_objects=0, noise_sigma=4.0, noise_spread=spread)
+        frames = np.stack([frame for frame, _ in render_scene(spec)]).astype(float)
+        return frames.std(axis=0)
+
+    even, spread = noise_scale(0.0), noise_scale(0.6)
+    assert np.percentile(even, 90) / np.percentile(even, 10) < 1.4
+    assert np.percentile(spread, 90) / np.percentile(spread, 10) > 2.0
+    assert abs(np.mean(spread) - 4.0) < 1.0  # the same noise on average
