@@ -97,7 +97,7 @@ def _update(
     if frames is not None:  # the share of the tasks done, in frames
         total, done = frames, frames * done // max(total, 1)
     if bar is None:
-        bar = _open_bar(description, total, unit="task" if frames is None else "frame")
+        bar = _open_bar(description, total, frames=frames)
     if bar.total != total:
         bar.total = total
         bar.refresh()
@@ -106,7 +106,8 @@ def _update(
     return bar
 
 
-def _open_bar(description: str, total: int, *, unit: str = "task") -> tqdm:
+def _open_bar(description: str, total: int, *, frames: int | None) -> tqdm:
+    unit = "task" if frames is None else "frame"
     return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
@@ -170,9 +171,7 @@ def wait_with_progress(
                 time.sleep(_POLL_S / 2)
             bar = _update(bar, counter, futures, description=description, frames=frames)
             if bar is None:
-                bar = _open_bar(
-                    description, frames or len(futures), unit="task" if frames is None else "frame"
-                )
+                bar = _open_bar(description, frames or len(futures), frames=frames)
             bar.update(bar.total - bar.n)
     except BaseException:  # KeyboardInterrupt above all: free the cluster, then propagate
         client.cancel(futures)

@@ -9,7 +9,6 @@ interrupted ingest resumes from the last recorded chunk.
 from __future__ import annotations
 
 import collections
-import errno
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +19,7 @@ import numpy.typing as npt
 import zarr
 
 from storage.errors import (
+    DISK_FULL_ERRNOS,
     DiskFullError,
     VidsvdError,
 )
@@ -35,9 +35,6 @@ _QUEUE_CHUNKS = 2
 _WRITE_THREADS = 2
 """Chunks compressed and written at once.  With the queue and the chunk being decoded,
 at most five chunks are in memory at once."""
-
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-"""Write errors that mean the device (or the user's quota) is full."""
 
 _ABORT_POLL_S = 0.1
 """How often the chunk writer checks for an abort while it waits for chunks."""
@@ -107,7 +104,7 @@ class ChunkWriter:
             error = self._error
             if isinstance(error, VidsvdError):
                 raise error
-            if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
                 raise DiskFullError(
                     f"no space left on the device holding the store: {self.state['frames_written']} frames"
                     " are stored and kept; free space, then continue (`vidsvd ingest ... --resume` with the"

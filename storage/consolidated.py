@@ -21,8 +21,8 @@ import warnings
 
 import zarr
 
-from storage.errors import NotAVidsvdStoreError
-from storage.store import StoreLocation, as_location, open_store, store_exists
+from storage.errors import NotAVidsvdStoreError, StoreNotFoundError
+from storage.store import StoreLocation, as_location, open_store
 
 __all__ = ["consolidate", "drop_consolidated"]
 
@@ -34,12 +34,10 @@ def drop_consolidated(location: StoreLocation | str | os.PathLike[str]) -> None:
     missing store or one that is not a vidsvd store is left alone.
     """
     loc = as_location(location)
-    if not store_exists(loc):
-        return
     try:
         root = open_store(loc, writable=True)
-    except NotAVidsvdStoreError:
-        return  # not ours: the step refuses it in its own words
+    except (StoreNotFoundError, NotAVidsvdStoreError):
+        return  # none yet, or not ours: the step refuses it in its own words
     if _has_consolidated(loc):
         root.update_attributes({})  # written from metadata read without the consolidated copy
 
@@ -50,11 +48,9 @@ def consolidate(location: StoreLocation | str | os.PathLike[str]) -> None:
     Reads the metadata of every group and array, no chunk: O(arrays) small reads.
     """
     loc = as_location(location)
-    if not store_exists(loc):
-        return
     try:
         open_store(loc)
-    except NotAVidsvdStoreError:
+    except (StoreNotFoundError, NotAVidsvdStoreError):
         return
     with warnings.catch_warnings():
         # "Consolidated metadata is currently not part in the Zarr format 3 specification"

@@ -9,6 +9,12 @@ it as is, without a traceback.
 
 from __future__ import annotations
 
+import errno
+from typing import Final
+
+DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""OSError numbers that mean the device (or the user's quota) is full."""
+
 
 class VidsvdError(Exception):
     """Base class of every error vidsvd reports to its user."""

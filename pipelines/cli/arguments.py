@@ -204,8 +204,8 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_foreground_flag(parser: argparse.ArgumentParser) -> None:
-    """Add ``--foreground`` (also store the int16 foreground) and ``--masks-video``."""
+def add_separation_output_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--masks-video`` (also write masks.mp4) and ``--foreground`` (also store the int16 foreground)."""
     parser.add_argument(
         "--masks-video",
         action="store_true",

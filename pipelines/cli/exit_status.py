@@ -11,7 +11,7 @@ import errno
 from typing import Final
 
 from cluster.errors import InvalidClusterOptionError, TLSConfigurationError
-from storage.errors import InvalidParameterError, VidsvdError
+from storage.errors import DISK_FULL_ERRNOS, InvalidParameterError, VidsvdError
 
 __all__ = ["EXIT_STATUS", "INTERRUPTED", "OK", "environment_fault", "exit_status"]
 
@@ -35,7 +35,6 @@ def exit_status(error: BaseException) -> int | None:
     return None
 
 
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
@@ -47,9 +46,9 @@ def environment_fault(error: BaseException) -> str | None:
     get exit status 1 and this line instead of a traceback.  Nothing half-written is
     ever marked complete, so a rerun after the fix continues.  None for any other error.
     """
-    if not isinstance(error, OSError) or error.errno not in _FULL | _REFUSED:
+    if not isinstance(error, OSError) or error.errno not in DISK_FULL_ERRNOS | _REFUSED:
         return None
     where = f" ({error.filename})" if error.filename else ""
-    if error.errno in _FULL:
+    if error.errno in DISK_FULL_ERRNOS:
         return f"no space left on the device{where}; free space, then rerun: complete outputs are kept"
     return f"the system refused a write{where}: {error.strerror}; make it writable or choose another place"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pipelines.cli.arguments import (
     Commands,
-    add_foreground_flag,
     add_model_flag,
+    add_separation_output_flags,
     frame_size,
     positive_float,
     positive_int,
@@ -77,7 +77,7 @@ def add_parser(commands: Commands) -> None:
         help="mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas)",
     )
     add_model_flag(parser)
-    add_foreground_flag(parser)
+    add_separation_output_flags(parser)
     parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks in the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cluster_flags(parser)

@@ -6,8 +6,8 @@ import argparse
 
 from pipelines.cli.arguments import (
     Commands,
-    add_foreground_flag,
     add_model_flag,
+    add_separation_output_flags,
     positive_int,
     threshold_value,
 )
@@ -44,7 +44,7 @@ def add_parser(commands: Commands) -> None:
         help="mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas)",
     )
     add_model_flag(parser)
-    add_foreground_flag(parser)
+    add_separation_output_flags(parser)
     parser.add_argument(
         "--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)"
     )

@@ -16,6 +16,7 @@ from pipelines.steps.context import JobContext
 from storage.derived import open_derived
 from storage.errors import InvalidParameterError, SourceNotFoundError, TruthMismatchError
 from storage.layout import MASKS_ARRAY
+from storage.provenance import file_sha256
 from storage.store import StoreLocation
 from storage.truth import read_cdnet_truth, read_truth_masks
 from storage.video_array import StoredVideo, open_video
@@ -61,8 +62,8 @@ def evaluate(
     baseline_frames : {"color", "stored"}
         What they see: ``color``, the source videos decoded again in colour at the
         store's frame rate and size (what a user would feed OpenCV, which uses the
-        colour channels; each source must still be where ingest read it, unchanged
-        in size), or ``stored``, the store's own (gray) frames.
+        colour channels; each source must still be where ingest read it, with the
+        sha256 it had), or ``stored``, the store's own (gray) frames.
     context : JobContext, optional
         Only its log is used: scoring runs in this process.
 
@@ -133,7 +134,8 @@ def _color_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:
     """The sources decoded again in colour, as ingest decoded them in gray: frame for frame.
 
     The same ffmpeg filters (rate, then size) run with an RGB output instead of gray,
-    so frame ``t`` here is frame ``t`` of the store.  One block of frames in memory.
+    so frame ``t`` here is frame ``t`` of the store.  Each source must be the file
+    ingest read (size and sha256, as a resume checks).  One block of frames in memory.
     """
     if video.frames.ndim == _COLOR_NDIM:
         yield from _stored_frames(video)  # stored in colour already
@@ -141,7 +143,11 @@ def _color_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:
     options = DecodeOptions(width=video.width, height=video.height, fps=video.ingest_fps, color=True)
     for source in video.sources:
         path = Path(source.path)
-        if not path.is_file() or path.stat().st_size != source.size_bytes:
+        if (
+            not path.is_file()
+            or path.stat().st_size != source.size_bytes
+            or file_sha256(str(path)) != source.sha256
+        ):
             raise SourceNotFoundError(
                 f"the colour baselines decode {path} again, and it is gone or changed since the ingest;"
                 " restore it, or pass --baseline-frames stored"

@@ -35,7 +35,7 @@ from storage.factors import StoredFactors
 from storage.layout import FOREGROUND_ARRAY, MASKS_ARRAY
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
-from storage.video_array import open_video
+from storage.video_array import StoredVideo, open_video
 from storage.writer_lock import writer_lock
 
 __all__ = ["THRESHOLD_SAMPLE_FRAMES", "SeparateSummary", "separate", "write_backgrounds"]
@@ -179,7 +179,7 @@ def separate(
         # this process, as the encoders stream it
         background_factors = [np.asarray(a, dtype=np.float32) for a in client.compute([u, s, vt], sync=True)]
     arrays_s = time.perf_counter() - started
-    n_frames, blocks = stored_blocks(video.location, factors=background_factors, progress=job.progress)
+    n_frames, blocks = stored_blocks(video, factors=background_factors, progress=job.progress)
     if not masks_video:
         folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
     outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps, masks_video=masks_video)
@@ -208,7 +208,7 @@ def write_backgrounds(folder: OutputFolder, images: Sequence[npt.NDArray[Any]]) 
 
 
 def stored_blocks(
-    location: StoreLocation, *, factors: Sequence[npt.NDArray[np.float32]], progress: bool
+    video: StoredVideo, *, factors: Sequence[npt.NDArray[np.float32]], progress: bool
 ) -> tuple[int, Blocks]:
     """The frame count and (original, foreground, mask), chunk by chunk.
 
@@ -220,9 +220,8 @@ def stored_blocks(
     Memory: one chunk of each of the three arrays at a time, plus the factors.
     """
     u, s, vt = factors
-    video = open_video(location)
     frames = video.frames
-    frame_masks = open_derived(location, MASKS_ARRAY).data
+    frame_masks = open_derived(video.location, MASKS_ARRAY).data
     n_frames = int(frames.shape[0])
     step = int(frames.chunks[0][0])
 
