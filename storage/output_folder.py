@@ -141,9 +141,16 @@ class OutputFolder:
         """The folder's ``report.json`` as a dict, or None when it is absent or unreadable."""
         return _json_object(self.report_json)
 
-    def previous_separation(self) -> dict[str, Any] | None:
-        """The folder's ``separation.json`` as a dict, or None when it is absent or unreadable."""
-        return _json_object(self.separation_json)
+    def shown_separation(self, *, factors_id: str, threshold: float) -> dict[str, Any] | None:
+        """The folder's ``separation.json`` when its videos are of this separation, else None.
+
+        The file is written after the videos, so a separation killed before its
+        videos leaves the previous one's record (another ``factors_id`` or threshold).
+        """
+        shown = _json_object(self.separation_json)
+        if shown is None or (shown.get("factors_id"), shown.get("threshold")) != (factors_id, threshold):
+            return None
+        return shown
 
     def refuse_a_file(self) -> None:
         """Refuse, without creating anything, a folder path where a file stands.

@@ -136,7 +136,7 @@ def run(
             and (separate_rank is None or done.rank == separate_rank)
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
-            and folder.compare_mp4.exists()
+            and _folder_shows(folder, done)
             and (not masks_video or folder.masks_mp4.exists())
         ):
             steps["separate"] = "skipped (complete)"
@@ -185,6 +185,12 @@ def _refuse_rank_beyond_video(
             f"--rank {rank} needs at least {rank} frames, and the video gives about {estimate}{at};"
             f" pass --rank {estimate} or less"
         )
+
+
+def _folder_shows(folder: OutputFolder, separation: SeparationRecord) -> bool:
+    """True when the folder's videos are of this very separation (not a killed one's predecessor)."""
+    shown = folder.shown_separation(factors_id=separation.factors_id, threshold=separation.threshold)
+    return shown is not None and folder.compare_mp4.exists()
 
 
 def _foreground_of(location: StoreLocation, separation: SeparationRecord) -> bool:

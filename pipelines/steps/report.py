@@ -238,8 +238,7 @@ def _separation(video: StoredVideo, folder: OutputFolder, *, client: Any) -> _Se
             pair = np.concatenate([original, mask], axis=1)[np.newaxis]
             panels.append(label_panels(pair, panel_width=video.width, labels=("frame", "mask"))[0])
     samples = np.concatenate(panels, axis=0) if panels else np.zeros((1, 1), np.uint8)
-    shown = folder.previous_separation() or {}
-    same = shown.get("factors_id") == record.factors_id and shown.get("threshold") == record.threshold
+    shown = folder.shown_separation(factors_id=record.factors_id, threshold=record.threshold) or {}
     summary: dict[str, Any] = {
         "background": record.factors,
         "rank": record.rank,
@@ -259,8 +258,8 @@ def _separation(video: StoredVideo, folder: OutputFolder, *, client: Any) -> _Se
         fraction=fraction,
         sample_frames=frames,
         samples_png=image_png(samples),
-        separate_s=shown.get("separate_s") if same else None,
-        encode_s=shown.get("encode_s") if same else None,
+        separate_s=shown.get("separate_s"),
+        encode_s=shown.get("encode_s"),
     )
 
 

@@ -165,6 +165,20 @@ def test_rerun_after_deleting_compare_redoes_separate(
     assert open_derived(store, "masks").record.complete is True
 
 
+def test_videos_of_an_earlier_separation_are_made_again(
+    first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a separation killed between its masks and its videos leaves: the folder's record is the
+    previous separation's (another factors_id), so the videos there are not of the stored masks."""
+    shown = json.loads((job / "separation.json").read_text())
+    (job / "separation.json").write_text(json.dumps({**shown, "factors_id": "an-earlier-separation"}))
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
+    assert code == 0, stderr
+    assert "separate: done" in _steps(stderr)
+    again = json.loads((job / "separation.json").read_text())
+    assert again["factors_id"] == open_derived(job / "store.zarr", "masks").record.factors_id
+
+
 def test_rerun_with_nothing_to_do_skips_the_report_too(
     first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
