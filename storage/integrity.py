@@ -34,9 +34,9 @@ WRITE_CONFIG = {"write_empty_chunks": True}
 missing chunk always means damage."""
 
 
-def compressor() -> zarr.codecs.ZstdCodec:
-    """Zstd at the store's level, with its content checksum."""
-    return zarr.codecs.ZstdCodec(level=ZSTD_LEVEL, checksum=True)
+def compressor(*, level: int = ZSTD_LEVEL) -> zarr.codecs.ZstdCodec:
+    """Zstd at ``level`` (the store's level unless given), with its content checksum."""
+    return zarr.codecs.ZstdCodec(level=level, checksum=True)
 
 
 def require_all_chunks(array: zarr.Array, *, what: str, fix: str) -> None:

@@ -46,6 +46,7 @@ from storage.layout import (
     VIDEO_ARRAY,
     VIDEO_COLOR_DIMS,
     VIDEO_DIMS,
+    VIDEO_ZSTD_LEVEL,
 )
 from storage.provenance import BackgroundHash, content_fingerprint, file_sha256, library_versions
 from storage.store import StoreLocation, as_location, create_store, delete_store, open_store
@@ -419,7 +420,7 @@ def _prepare_array(
         shape=(0, *options.frame_shape),
         chunks=(chunk_frames, *options.frame_shape),
         dtype="uint8",
-        compressors=compressor(),
+        compressors=compressor(level=VIDEO_ZSTD_LEVEL),
         fill_value=0,
         dimension_names=VIDEO_COLOR_DIMS if options.color else VIDEO_DIMS,
         attributes={

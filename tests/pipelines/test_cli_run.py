@@ -461,3 +461,19 @@ def test_run_on_an_external_cluster_equals_the_embedded_one(
         assert row["relative_error"] == pytest.approx(reference[rank]["relative_error"], rel=1e-4, abs=1e-6)
     # the external workers did the work, and the cluster outlives the command
     assert all(p.poll() is None for p in tcp_cluster.processes)
+
+
+@pytest.mark.slow
+def test_real_720p_store_is_a_third_of_what_it_was(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 720p clip's store took 393 MB (int16 foreground, zstd level 1); a third at most now."""
+    video = shared_data / "overhead-pedestrians-720p" / "overhead_pedestrians_720p.avi"
+    status, _, err = _run(capsys, "run", str(video), "--out", str(tmp_path / "out"), "--quiet")
+    assert status == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    arrays = {entry["array"]: entry["bytes"] for entry in report["store"]["arrays"]}
+    assert "foreground" not in arrays
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "out" / "store.zarr").rglob("*") if p.is_file())
+    assert 0.99 * on_disk <= sum(arrays.values()) <= on_disk
+    assert on_disk <= 393_000_000 / 3
