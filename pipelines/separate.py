@@ -46,6 +46,7 @@ def background_frames(
     rank: int,
     height: int,
     width: int,
+    frame_chunks: Sequence[int] | None = None,
 ) -> da.Array:
     """Return the rank-k background of every frame, lazily.
 
@@ -61,13 +62,19 @@ def background_frames(
         Components k to use, 1 <= k <= the number of components.
     height, width : int
         Frame size.
+    frame_chunks : sequence of int, optional
+        Frames per output chunk, e.g. the stored video's ``frames.chunks[0]``; they
+        must add up to the number of frames.  Default: Vt's frame chunks, which for
+        stored factors hold thousands or millions of frames each (a Vt chunk is sized
+        for Vt, not for the P x n background it makes): give the video's chunks to
+        bound memory.
 
     Returns
     -------
     dask.array.Array
         Shape (frame, y, x) (or (frame, y, x, 3)), float32; frame ``t`` is
-        ``(U_k diag(s_k) Vt_k[:, t]).reshape(y, x)``.  Its frame chunks are Vt's
-        frame chunks, each chunk one task; the (y, x) axes are whole.
+        ``(U_k diag(s_k) Vt_k[:, t]).reshape(y, x)``.  Its frame chunks are
+        ``frame_chunks`` (or Vt's), each chunk one task; the (y, x) axes are whole.
 
     Raises
     ------
@@ -77,8 +84,7 @@ def background_frames(
     Notes
     -----
     Memory per task: ``U_k`` (P x k float32, one chunk shared by every task) plus the
-    output chunk, P x (frames per Vt chunk) float32.  Choose Vt's frame chunks (for
-    example ``Vt.rechunk({1: n})``) to bound the latter.
+    output chunk, P x (frames per chunk) float32.
     """
     u, s_, vt = _factors(U, s, Vt)
     k = _check_rank(rank, u)
@@ -86,6 +92,14 @@ def background_frames(
     u_k = u[:, :k].rechunk({0: -1, 1: -1})
     s_k = s_[:k].rechunk(-1)
     vt_k = vt[:k].rechunk({0: -1})
+    if frame_chunks is not None:
+        sizes = tuple(int(n) for n in frame_chunks)
+        if sum(sizes) != int(vt.shape[1]) or any(n < 1 for n in sizes):
+            raise InvalidParameterError(
+                f"frame_chunks {sizes} must be positive and add up to the factors'"
+                f" {int(vt.shape[1])} frames; pass the video's frames.chunks[0]"
+            )
+        vt_k = vt_k.rechunk({1: sizes})
     out_index = "t" + "yxc"[: len(frame_shape)]
     return da.blockwise(
         _background_block,
@@ -138,8 +152,10 @@ def foreground_frames(frames: da.Array, background: da.Array) -> da.Array:
 
 def storage_foreground_block(foreground: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:
     """:func:`to_storage_foreground` of one numpy block: rounded half to even, clipped, int16."""
-    rounded: npt.NDArray[np.int16] = np.clip(np.rint(foreground), _INT16.min, _INT16.max).astype(np.int16)
-    return rounded
+    rounded = np.rint(foreground)
+    np.clip(rounded, _INT16.min, _INT16.max, out=rounded)
+    stored: npt.NDArray[np.int16] = rounded.astype(np.int16)
+    return stored
 
 
 def foreground_block(
@@ -153,10 +169,14 @@ def foreground_block(
     ``frames`` (n, y, x[, 3]) uint8; ``u`` (P, k), ``s`` (k,) and ``vt`` (k, n) the
     background's factors for these frames.  The same arithmetic as
     :func:`foreground_frames` then :func:`to_storage_foreground`, chunk by chunk:
-    O(P k n) flops and one (n, P) float32 temporary.
+    O(P k n) flops and one (n, P) float32 temporary, worked on in place.
     """
-    background = _background_block(u, s, vt, image_shape=frames.shape[1:])
-    return storage_foreground_block(frames.astype(np.float32) - background)
+    difference = _background_block(u, s, vt, image_shape=frames.shape[1:])
+    np.subtract(frames, difference, out=difference)  # uint8 - float32, in float32
+    np.rint(difference, out=difference)
+    np.clip(difference, _INT16.min, _INT16.max, out=difference)
+    stored: npt.NDArray[np.int16] = difference.astype(np.int16)
+    return stored
 
 
 def to_storage_foreground(foreground: da.Array) -> da.Array:
@@ -319,9 +339,13 @@ def _background_block(
     *,
     image_shape: tuple[int, ...],
 ) -> npt.NDArray[np.float32]:
-    """(P, k), (k,), (k, n) -> (n, *image_shape): the chunk's background frames."""
-    product = u @ (s[:, np.newaxis] * vt)  # (P, n)
-    frames = np.ascontiguousarray(product.T, dtype=np.float32)
+    """(P, k), (k,), (k, n) -> (n, *image_shape): the chunk's background frames.
+
+    Computed frame-major, ``(Vt^T diag(s)) U^T``, so the (n, P) result is made in its
+    final layout (no transposed copy of it).
+    """
+    weights = np.ascontiguousarray((vt * s[:, np.newaxis]).T, dtype=np.float32)  # (n, k)
+    frames: npt.NDArray[np.float32] = weights @ np.asarray(u, dtype=np.float32).T  # (n, P)
     return frames.reshape((vt.shape[1], *image_shape))
 
 

@@ -144,13 +144,19 @@ def separate(
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
         require_finite_factors(chosen, rank=k)
-        background = background_frames(u, s, vt, rank=k, height=height, width=width)
+        background = background_frames(
+            u, s, vt, rank=k, height=height, width=width, frame_chunks=video.frames.chunks[0]
+        )
         foreground = foreground_frames(video.frames, background)
         threshold_rule = "given"
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
             picked = sample_frames(video.n_frames, THRESHOLD_SAMPLE_FRAMES)
-            threshold = auto_threshold(foreground[picked].compute())
+            # the sample's frames first, then their background: a read of the picked
+            # frames, not the foreground of every chunk that holds one
+            sample_background = background_frames(u, s, vt[:, picked], rank=k, height=height, width=width)
+            sample = foreground_frames(video.frames[picked], sample_background)
+            threshold = auto_threshold(sample.compute())
             job.say(f"auto threshold: |foreground| > {threshold:.1f} grey levels")
         record = SeparationRecord(
             factors=chosen.name,

@@ -74,6 +74,25 @@ def test_background_frames_match_numpy_and_follow_vt_chunks() -> None:
     np.testing.assert_allclose(background.compute(), expected, atol=1e-3)
 
 
+def test_background_frames_follow_the_frame_chunks_given() -> None:
+    """Stored Vt is one chunk of every frame; the video's chunks bound each task instead."""
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, size=(N_FRAMES, HEIGHT, WIDTH), dtype=np.uint8)
+    U, s, Vt = numpy_svd(frames)
+    whole_vt = da.from_array(Vt, chunks=-1)
+    with raise_if_dask_computes():
+        background = background_frames(
+            U, s, whole_vt, rank=2, height=HEIGHT, width=WIDTH, frame_chunks=(4, 4, 2)
+        )
+    assert background.chunks[0] == (4, 4, 2)
+    assert background.numblocks[0] == 3
+    expected = ((U[:, :2] * s[:2]) @ Vt[:2]).T.reshape(N_FRAMES, HEIGHT, WIDTH)
+    np.testing.assert_allclose(background.compute(), expected, atol=1e-3)
+    for wrong in ((4, 4), (0, 10), (5, 5, 1)):
+        with pytest.raises(InvalidParameterError, match="frame_chunks"):
+            background_frames(U, s, whole_vt, rank=2, height=HEIGHT, width=WIDTH, frame_chunks=wrong)
+
+
 def test_background_frames_of_color_factors_are_rgb_frames() -> None:
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, size=(6, 5, 4, 3), dtype=np.uint8)
