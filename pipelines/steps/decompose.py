@@ -13,7 +13,7 @@ from distributed import futures_of
 
 from cluster.client import describe, peak_worker_memory, worker_memory_limit
 from pipelines.background_models import FITTED_MODELS
-from pipelines.decompose import SvdParameters
+from pipelines.decompose import SvdParameters, auto_iteration
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.fused_svd import fused_randomized_svd
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
@@ -126,7 +126,13 @@ def decompose(
             ),
         )
         if parameters.iteration == "auto":
-            parameters = dataclasses.replace(parameters, iteration="qr" if plan.keep_in_memory else "fused")
+            iteration = auto_iteration(
+                keep_in_memory=plan.keep_in_memory,
+                n_pixels=int(matrix.shape[0]),
+                n_frames=int(matrix.shape[1]),
+                params=parameters,
+            )
+            parameters = dataclasses.replace(parameters, iteration=iteration)
         if parameters.method == "randomized" and parameters.iteration == "fused":
             frames = video.frames
             if plan.keep_in_memory:
