@@ -80,6 +80,7 @@ _PYTHON_WORDS = {
     "--force": "force=True",
     "--foreground": "keep_foreground=True",
     "--masks-video": "masks_video=True",
+    "--no-videos": "make_videos=False",
     "--quiet": "progress=False",
 }
 """Flags whose Python spelling is not just the parameter's name."""

@@ -137,6 +137,18 @@ class OutputFolder:
         """File name of the sample frame ``frame`` of compare.mp4."""
         return f"frame-{frame:06d}.png"
 
+    def remove_videos(self) -> None:
+        """Remove what a separation's encoders write: its videos and sample frames.
+
+        For a separation made without videos, so that none of another separation's
+        stays beside its masks and report.
+        """
+        for path in (self.foreground_mp4, self.compare_mp4, self.masks_mp4):
+            path.unlink(missing_ok=True)
+        for path in self.path.glob("frame-*.png"):
+            if _SAMPLE_NAME.match(path.name):
+                path.unlink(missing_ok=True)
+
     def previous_report(self) -> dict[str, Any] | None:
         """The folder's ``report.json`` as a dict, or None when it is absent or unreadable."""
         return _json_object(self.report_json)
@@ -214,6 +226,7 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 STALE_TEMPORARY_S = 600.0
 """Seconds without a write after which an atomic-write temporary counts as abandoned."""
 
+_SAMPLE_NAME = re.compile(r"^frame-[0-9]{6,}\.png$")
 _TEMPORARY_NAME = re.compile(r"^\..+\.(?:mp4|png|json|html|csv)\.[A-Za-z0-9_]{6,}(?:\.partial)?$")
 
 

@@ -205,11 +205,20 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_separation_output_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--masks-video`` (also write masks.mp4) and ``--foreground`` (also store the int16 foreground)."""
+    """Add ``--masks-video`` (also write masks.mp4), ``--no-videos`` (write none) and ``--foreground``."""
     parser.add_argument(
         "--masks-video",
         action="store_true",
         help="also write masks.mp4: the masks as a video, white foreground on black",
+    )
+    parser.add_argument(
+        "--no-videos",
+        dest="make_videos",
+        action="store_false",
+        help=(
+            "write no video (foreground.mp4, compare.mp4) nor sample frames: the masks, the"
+            " background images and the report only, when the videos would cost more than they show"
+        ),
     )
     parser.add_argument(
         "--foreground",

@@ -106,6 +106,7 @@ def handle(args: argparse.Namespace) -> int:
             model=args.model,
             keep_foreground=args.foreground,
             masks_video=args.masks_video,
+            make_videos=args.make_videos,
             name=args.name,
             force=args.force,
             overwrite=args.overwrite,
@@ -114,8 +115,7 @@ def handle(args: argparse.Namespace) -> int:
     if not args.quiet:
         steps = ", ".join(f"{step}: {what}" for step, what in summary.steps.items())
         total = sum(summary.timings.values())
-        report_html, compare_mp4 = (
-            shlex.quote(str(Path(summary.out) / name)) for name in ("report.html", "compare.mp4")
-        )
-        say(f"{steps}; {total:.1f} s in all; open {report_html} and {compare_mp4}")
+        shown = [Path(summary.out) / name for name in ("report.html", "compare.mp4")]
+        to_open = " and ".join(shlex.quote(str(path)) for path in shown if path.exists())
+        say(f"{steps}; {total:.1f} s in all; open {to_open}")
     return 0

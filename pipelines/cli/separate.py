@@ -70,6 +70,7 @@ def handle(args: argparse.Namespace) -> int:
             model=args.model,
             keep_foreground=args.foreground,
             masks_video=args.masks_video,
+            make_videos=args.make_videos,
             context=job,
         )
     if not args.quiet:

@@ -16,7 +16,7 @@ from pipelines.steps.decompose import decompose
 from pipelines.steps.evaluate import evaluate
 from pipelines.steps.ingest import ingest
 from pipelines.steps.report import report, report_is_current
-from pipelines.steps.separate import separate
+from pipelines.steps.separate import refuse_masks_video_without_videos, separate
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreExistsError, StoreIncompleteError, StoreNotFoundError
@@ -60,6 +60,7 @@ def run(
     overwrite: bool = False,
     keep_foreground: bool = False,
     masks_video: bool = False,
+    make_videos: bool = True,
     context: JobContext | None = None,
 ) -> RunSummary:
     """The main job: ingest, decompose, separate, report, into ``out``.
@@ -74,14 +75,15 @@ def run(
     (factors ``name``, by default ``METHOD-kRANK``).  ``force`` recomputes the SVD
     even when factors of that name exist; ``overwrite`` starts again from a fresh
     store, whatever the store held.  ``keep_foreground`` also stores the int16
-    foreground and ``masks_video`` writes ``masks.mp4`` (see
-    :func:`pipelines.steps.separate.separate`).
+    foreground and ``masks_video`` writes ``masks.mp4``; ``make_videos=False`` writes
+    no video (see :func:`pipelines.steps.separate.separate`).
     One Client serves every step.  With an existing scheduler, its workers must see
     the store: that is checked before the ingest (a local store's folder is created
     first), so a store they cannot reach fails in seconds rather than after the
     ingest.
     """
     model = chosen_model(model, svd_options_given=separate_rank is not None)
+    refuse_masks_video_without_videos(masks_video=masks_video, make_videos=make_videos)
     folder = OutputFolder.at(out)
     folder.refuse_a_file()  # a file as --out fails first, in its own words
     location = as_location(store) if store is not None else StoreLocation(url=str(folder.default_store))
@@ -136,7 +138,7 @@ def run(
             and (separate_rank is None or done.rank == separate_rank)
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
-            and _folder_shows(folder, done)
+            and _folder_shows(folder, done, videos=make_videos)
             and (not masks_video or folder.masks_mp4.exists())
         ):
             steps["separate"] = "skipped (complete)"
@@ -150,6 +152,7 @@ def run(
                 model=model,
                 keep_foreground=keep_foreground,
                 masks_video=masks_video,
+                make_videos=make_videos,
                 context=job,
             )
             steps["separate"] = "done"
@@ -187,10 +190,13 @@ def _refuse_rank_beyond_video(
         )
 
 
-def _folder_shows(folder: OutputFolder, separation: SeparationRecord) -> bool:
-    """True when the folder's videos are of this very separation (not a killed one's predecessor)."""
+def _folder_shows(folder: OutputFolder, separation: SeparationRecord, *, videos: bool) -> bool:
+    """True when the folder shows this very separation (not a killed one's predecessor).
+
+    With ``videos``, its videos too: a separation made without them is made again.
+    """
     shown = folder.shown_separation(factors_id=separation.factors_id, threshold=separation.threshold)
-    return shown is not None and folder.compare_mp4.exists()
+    return shown is not None and (not videos or folder.compare_mp4.exists())
 
 
 def _foreground_of(location: StoreLocation, separation: SeparationRecord) -> bool:

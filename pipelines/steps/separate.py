@@ -38,7 +38,13 @@ from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
 from storage.writer_lock import writer_lock
 
-__all__ = ["THRESHOLD_SAMPLE_FRAMES", "SeparateSummary", "separate", "write_backgrounds"]
+__all__ = [
+    "THRESHOLD_SAMPLE_FRAMES",
+    "SeparateSummary",
+    "refuse_masks_video_without_videos",
+    "separate",
+    "write_backgrounds",
+]
 
 THRESHOLD_SAMPLE_FRAMES = 24
 """Frames whose foreground decides the ``auto`` threshold."""
@@ -82,6 +88,7 @@ def separate(
     model: str | None = None,
     keep_foreground: bool = False,
     masks_video: bool = False,
+    make_videos: bool = True,
     context: JobContext | None = None,
 ) -> SeparateSummary:
     """Background, foreground and masks of every frame, from the stored video and factors.
@@ -103,7 +110,9 @@ def separate(
     default and an earlier separation's is removed), then in ``out``: ``background.png`` (one per source
     segment when the store holds several videos), ``foreground.mp4``, ``compare.mp4``
     (original | background | foreground | mask), with ``masks_video`` also
-    ``masks.mp4``, and a few sample frames as PNG.
+    ``masks.mp4``, and a few sample frames as PNG.  ``make_videos=False`` writes
+    neither the videos nor the sample frames (and removes an earlier separation's from
+    ``out``): the masks, the background images and the record only.
     ``threshold=None`` picks the threshold from the data
     (:func:`pipelines.separate.auto_threshold` on a sample of frames).
 
@@ -114,6 +123,7 @@ def separate(
     In ``foreground.mp4`` grey 128 is "no change": a pixel is ``128 + foreground / 2``.
     """
     started = time.perf_counter()
+    refuse_masks_video_without_videos(masks_video=masks_video, make_videos=make_videos)
     video = open_video(store)
     if video.frames.ndim != 3:
         raise InvalidParameterError("separate works on gray videos; ingest without --color")
@@ -185,13 +195,21 @@ def separate(
         # this process, as the encoders stream it
         background_factors = [np.asarray(a, dtype=np.float32) for a in client.compute([u, s, vt], sync=True)]
     arrays_s = time.perf_counter() - started
-    n_frames, blocks = stored_blocks(video, factors=background_factors, progress=job.progress)
-    if not masks_video:
-        folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
-    outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps, masks_video=masks_video)
+    if make_videos:
+        n_frames, blocks = stored_blocks(video, factors=background_factors, progress=job.progress)
+        if not masks_video:
+            folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
+        outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps, masks_video=masks_video)
+    else:
+        folder.remove_videos()
     encode_s = time.perf_counter() - started - arrays_s
     # what this folder shows and how long it took, for the report (matched by factors_id)
-    timing = {**record.as_attrs(), "separate_s": round(arrays_s, 3), "encode_s": round(encode_s, 3)}
+    timing = {
+        **record.as_attrs(),
+        "separate_s": round(arrays_s, 3),
+        "encode_s": round(encode_s, 3),
+        "videos": make_videos,
+    }
     write_file_atomic(folder.separation_json, json.dumps(timing, indent=2) + "\n")
     job.say(f"wrote {', '.join(outputs)} in {folder.path}")
     return SeparateSummary(
@@ -201,6 +219,20 @@ def separate(
         outputs=outputs,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def refuse_masks_video_without_videos(*, masks_video: bool, make_videos: bool) -> None:
+    """Refuse asking for masks.mp4 and for no videos at once.
+
+    Raises
+    ------
+    InvalidParameterError
+        Both were asked for.
+    """
+    if masks_video and not make_videos:
+        raise InvalidParameterError(
+            "--masks-video writes a video and --no-videos writes none; pass one of them"
+        )
 
 
 def write_backgrounds(folder: OutputFolder, images: Sequence[npt.NDArray[Any]]) -> list[str]:

@@ -179,6 +179,30 @@ def test_videos_of_an_earlier_separation_are_made_again(
     assert again["factors_id"] == open_derived(job / "store.zarr", "masks").record.factors_id
 
 
+def test_run_without_videos_then_with_them(
+    first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--no-videos keeps the videos of the same separation; a separation made without them is
+    made again when a later run wants them."""
+    argv = ("run", str(first_run.video), "--out", str(job), "--rank", "5", *CLUSTER)
+    code, _, stderr = _run(capsys, *argv, "--no-videos")
+    assert code == 0, stderr
+    assert "separate: skipped" in _steps(stderr)  # the folder shows this separation, videos and all
+    assert (job / "compare.mp4").exists()
+    code, _, stderr = _run(capsys, *argv, "--no-videos", "--threshold", "30")
+    assert code == 0, stderr
+    assert "separate: done" in _steps(stderr)
+    assert not (job / "compare.mp4").exists() and not list(job.glob("frame-*.png"))
+    assert "compare.mp4" not in stderr.splitlines()[-1]  # the closing line names what exists
+    code, _, stderr = _run(capsys, *argv, "--threshold", "30")
+    assert code == 0, stderr
+    assert "separate: done" in _steps(stderr)
+    assert (job / "compare.mp4").exists()
+    code, _, stderr = _run(capsys, *argv, "--no-videos", "--masks-video")
+    assert code == 2
+    assert_one_line_error(stderr, "--masks-video", "--no-videos")
+
+
 def test_rerun_with_nothing_to_do_skips_the_report_too(
     first_run: FirstRun, job: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -112,6 +112,30 @@ def test_masks_video_on_request_and_never_a_stale_one(separated: Separated, tmp_
     assert not (out / "masks.mp4").exists()
 
 
+def test_no_videos_writes_the_same_masks_and_leaves_no_earlier_video(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
+    shutil.copytree(separated.store, store)
+    shutil.copytree(separated.out, out)
+    assert (out / "compare.mp4").exists() and list(out.glob("frame-*.png"))
+    argv = ["separate", "--store", str(store), "--out", str(out), "--quiet", *CLUSTER]
+    assert main([*argv, "--no-videos"]) == 0
+    np.testing.assert_array_equal(
+        open_derived(store, "masks").data.compute(), open_derived(separated.store, "masks").data.compute()
+    )
+    assert (out / "background.png").read_bytes() == (separated.out / "background.png").read_bytes()
+    for name in ("foreground.mp4", "compare.mp4", "masks.mp4"):
+        assert not (out / name).exists(), name
+    assert not list(out.glob("frame-*.png"))
+    record = json.loads((out / "separation.json").read_text())
+    assert record["videos"] is False
+    # both at once is a usage error, in one line, before anything is read or written
+    status, _, err = run_cli(capsys, *argv, "--no-videos", "--masks-video")
+    assert status == 2
+    assert_one_line_error(err, "--masks-video", "--no-videos")
+
+
 def test_separate_writes_foreground_masks_images_and_videos(separated: Separated) -> None:
     store, out = separated.store, separated.out
     video = open_video(store)
