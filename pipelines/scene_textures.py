@@ -22,9 +22,13 @@ __all__ = [
     "BRIGHT_RANGE",
     "DARK_RANGE",
     "ellipse",
+    "foliage_texture",
+    "noise_sigma_map",
     "object_texture",
     "render_background",
     "stretch",
+    "sway_region",
+    "toward_grey",
 ]
 
 BACKGROUND_RANGE: Final = (80, 170)
@@ -33,13 +37,19 @@ DARK_RANGE: Final = (10, 40)
 """Grey levels of a dark object's texture, inclusive."""
 BRIGHT_RANGE: Final = (210, 245)
 """Grey levels of a bright object's texture, inclusive."""
+MIDDLE_GREY: Final = 128.0
+"""What :func:`toward_grey` pulls a texture towards."""
 
 _BACKGROUND_STREAM: Final = 1
 """The backgrounds' random stream, keyed by (seed, stream, segment)."""
+_NOISE_MAP_STREAM: Final = 5
+"""The noise map's random stream, keyed by (seed, stream)."""
+_SWAY_REGION_STREAM: Final = 6
+"""The swaying region's random stream, keyed by (seed, stream)."""
 
 
 class SizedScene(Protocol):
-    """What a background needs of a scene: its size and seed."""
+    """What a background needs of a scene: its size, seed and share of foliage."""
 
     @property
     def width(self) -> int: ...
@@ -47,10 +57,15 @@ class SizedScene(Protocol):
     def height(self) -> int: ...
     @property
     def seed(self) -> int: ...
+    @property
+    def swaying_fraction(self) -> float: ...
 
 
 def render_background(spec: SizedScene, segment: int = 0) -> npt.NDArray[np.uint8]:
     """Return the clean background of a segment: uint8 (y, x), values in 80-170.
+
+    Where the scene has foliage (:func:`sway_region`), the foliage at rest
+    (:func:`foliage_texture`).
 
     Clean means without objects, illumination drift or noise: where no object is, frame
     ``t`` equals ``background * illumination_gain(spec, t) + noise``, rounded.
@@ -92,7 +107,10 @@ def render_background(spec: SizedScene, segment: int = 0) -> npt.NDArray[np.uint
             x = int(rng.integers(0, width - thickness + 1))
             field[:, x : x + thickness] += amplitude
     field = ndimage.gaussian_filter(field, sigma=0.6, mode="reflect")
-    return stretch(field, BACKGROUND_RANGE)
+    background = stretch(field, BACKGROUND_RANGE)
+    swaying = sway_region(spec, spec.swaying_fraction)
+    background[swaying] = foliage_texture(spec)[swaying]
+    return background
 
 
 def object_texture(
@@ -121,3 +139,52 @@ def ellipse(height: int, width: int) -> npt.NDArray[np.bool_]:
     cy, cx = (height - 1) / 2, (width - 1) / 2
     ry, rx = height / 2, width / 2
     return np.asarray(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0)
+
+
+def sway_region(spec: SizedScene, fraction: float) -> npt.NDArray[np.bool_]:
+    """The pixels of swaying foliage: about ``fraction`` of the image, in a few blobs.
+
+    A smooth random field (Gaussian filter of a fifth of the short side) above its
+    ``1 - fraction`` quantile: bool (y, x).  Empty for ``fraction`` 0.
+    """
+    if fraction <= 0:
+        return np.zeros((spec.height, spec.width), dtype=bool)
+    rng = np.random.default_rng([spec.seed, _SWAY_REGION_STREAM])
+    side = min(spec.height, spec.width)
+    field = ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=0.2 * side)
+    return np.asarray(field > np.quantile(field, 1.0 - fraction))
+
+
+def foliage_texture(spec: SizedScene) -> npt.NDArray[np.uint8]:
+    """Leaves: fine, high-contrast filtered noise (features of 2-4 pixels), uint8 (y, x).
+
+    Spans :data:`BACKGROUND_RANGE`, like the rest of a background, so that objects
+    keep their contrast over it.
+    """
+    rng = np.random.default_rng([spec.seed, _SWAY_REGION_STREAM, 1])
+    leaves = ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=1.0)
+    return stretch(np.clip(leaves / max(float(leaves.std()), 1e-12), -2.5, 2.5), BACKGROUND_RANGE)
+
+
+def noise_sigma_map(spec: SizedScene, *, sigma: float, spread: float) -> npt.NDArray[np.float32] | None:
+    """The per-pixel noise standard deviation ``sigma * (1 + spread * m)``; None for spread 0.
+
+    ``m`` is a smooth random map in [-1, 1] (a Gaussian filter of a fifth of the
+    short side, scaled to its largest magnitude): float32 (y, x).
+    """
+    if spread == 0:
+        return None
+    rng = np.random.default_rng([spec.seed, _NOISE_MAP_STREAM])
+    side = min(spec.height, spec.width)
+    field = ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=0.2 * side)
+    field /= max(float(np.abs(field).max()), 1e-12)  # in [-1, 1]
+    sigmas: npt.NDArray[np.float32] = (sigma * (1 + spread * field)).astype(np.float32)
+    return sigmas
+
+
+def toward_grey(texture: npt.NDArray[np.uint8], contrast: float) -> npt.NDArray[np.uint8]:
+    """``MIDDLE_GREY + contrast * (texture - MIDDLE_GREY)``, rounded: unchanged at contrast 1."""
+    if contrast == 1:
+        return texture
+    pulled = MIDDLE_GREY + contrast * (texture.astype(np.float64) - MIDDLE_GREY)
+    return np.rint(pulled).astype(np.uint8)

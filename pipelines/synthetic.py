@@ -44,15 +44,17 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from pipelines.scene_textures import (
     BACKGROUND_RANGE,
     BRIGHT_RANGE,
     DARK_RANGE,
     ellipse,
+    noise_sigma_map,
     object_texture,
     render_background,
+    sway_region,
+    toward_grey,
 )
 from pipelines.shapes import is_int
 from storage.errors import InvalidParameterError
@@ -77,6 +79,9 @@ MIN_CONTRAST: Final = min(BACKGROUND_RANGE[0] - DARK_RANGE[1], BRIGHT_RANGE[0] -
 
 
 MAX_DRIFT: Final = 0.5
+MAX_SWAYING: Final = 0.5
+SWAY_PIXELS: Final = 2
+"""Largest shift of swaying foliage, pixels in each direction, per frame."""
 _MIN_SIDE: Final = 16
 _DEFAULT_MAX_MASKS: Final = 1000
 
@@ -84,7 +89,7 @@ _DEFAULT_MAX_MASKS: Final = 1000
 _OBJECT_STREAM: Final = 2
 _NOISE_STREAM: Final = 3
 _PAUSE_STREAM: Final = 4
-_NOISE_MAP_STREAM: Final = 5
+_SWAY_STREAM: Final = 7
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +123,18 @@ class SceneSpec:
         ``noise_sigma * (1 + noise_spread * m)`` with ``m`` a smooth map in [-1, 1]
         (dark corners, compression, a warm sensor): a single global threshold is too
         high in some places and too low in others.
+    object_contrast : float
+        In (0, 1]: the objects' textures are pulled towards the middle grey of the
+        background by this factor, ``128 + c * (v - 128)``.  1 keeps them at least
+        :data:`MIN_CONTRAST` from any background; at 0.5 dark objects over dark
+        ground and bright ones over bright ground differ by a few grey levels only
+        (grey cars on a grey road), so recall depends on a low threshold.
+    swaying_fraction : float
+        In [0, 0.5): this share of the image is foliage in the wind (leaves, water,
+        an escalator): in every frame the background there is shifted by up to
+        :data:`SWAY_PIXELS` pixels in each direction, a new random shift per frame.
+        It is background in the truth masks; a threshold that ignores how much each
+        pixel varies marks it as foreground.
     seed : int
         Seed of every random choice, >= 0.
     """
@@ -132,6 +149,8 @@ class SceneSpec:
     cut_at: int | None = None
     pause_fraction: float = 0.0
     noise_spread: float = 0.0
+    object_contrast: float = 1.0
+    swaying_fraction: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -160,6 +179,12 @@ class SceneSpec:
             value = getattr(self, name)
             if not _is_finite(value) or not 0 <= value < 1:
                 raise InvalidParameterError(f"{name} must be in [0, 1), got {value!r}")
+        if not _is_finite(self.object_contrast) or not 0 < self.object_contrast <= 1:
+            raise InvalidParameterError(f"object_contrast must be in (0, 1], got {self.object_contrast!r}")
+        if not _is_finite(self.swaying_fraction) or not 0 <= self.swaying_fraction < MAX_SWAYING:
+            raise InvalidParameterError(
+                f"swaying_fraction must be in [0, {MAX_SWAYING}), got {self.swaying_fraction!r}"
+            )
         if not is_int(self.seed) or self.seed < 0:
             raise InvalidParameterError(f"seed must be an integer >= 0, got {self.seed!r}")
 
@@ -249,14 +274,21 @@ class _Scene:
 
     def __init__(self, spec: SceneSpec) -> None:
         self.spec = spec
+        self.swaying = sway_region(spec, spec.swaying_fraction)
         self.backgrounds = [render_background(spec, s) for s in range(spec.n_segments)]
         self.objects = _make_objects(spec)
-        self.noise_map = _noise_map(spec)
+        self.noise_map = noise_sigma_map(spec, sigma=spec.noise_sigma, spread=spec.noise_spread)
 
     def frame(self, t: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         """Render frame ``t``: (frame, mask), both uint8 (y, x)."""
         spec = self.spec
-        clean = self.backgrounds[spec.segment_of(t)].copy()
+        background = self.backgrounds[spec.segment_of(t)]
+        clean = background.copy()
+        if self.swaying.any():
+            shift = np.random.default_rng([spec.seed, _SWAY_STREAM, t]).integers(
+                -SWAY_PIXELS, SWAY_PIXELS + 1, 2
+            )
+            clean[self.swaying] = np.roll(background, tuple(int(v) for v in shift), axis=(0, 1))[self.swaying]
         mask = np.zeros((spec.height, spec.width), dtype=bool)
         for obj in self.objects:
             y, x = obj.top_left(t, height=spec.height, width=spec.width)
@@ -287,18 +319,6 @@ def illumination_gain(spec: SceneSpec, frame: int) -> float:
     if spec.illumination_drift == 0:
         return 1.0
     return 1.0 + spec.illumination_drift * math.sin(2 * math.pi * frame / spec.n_frames)
-
-
-def _noise_map(spec: SceneSpec) -> npt.NDArray[np.float32] | None:
-    """The per-pixel noise standard deviation with ``noise_spread``, None without."""
-    if spec.noise_spread == 0:
-        return None
-    rng = np.random.default_rng([spec.seed, _NOISE_MAP_STREAM])
-    side = min(spec.height, spec.width)
-    field = ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=0.2 * side)
-    field /= max(float(np.abs(field).max()), 1e-12)  # in [-1, 1]
-    sigma: npt.NDArray[np.float32] = (spec.noise_sigma * (1 + spec.noise_spread * field)).astype(np.float32)
-    return sigma
 
 
 def _pause(spec: SceneSpec, index: int) -> tuple[int, int]:
@@ -339,7 +359,7 @@ def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
         bright = index % 4 in (1, 2)  # dark, bright, bright, dark, ...
         objects.append(
             _MovingObject(
-                texture=object_texture(rng, h, w, bright=bright),
+                texture=toward_grey(object_texture(rng, h, w, bright=bright), spec.object_contrast),
                 shape=ellipse(h, w) if rounded else np.ones((h, w), dtype=bool),
                 crosses=crosses,
                 y0=float(y0),

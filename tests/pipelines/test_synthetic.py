@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from pipelines.scene_textures import sway_region
 from pipelines.synthetic import (
     BACKGROUND_RANGE,
     MIN_CONTRAST,
@@ -185,6 +186,11 @@ def test_render_scene_streams() -> None:
         {"pause_fraction": -0.1},
         {"noise_spread": 1.0},
         {"noise_spread": float("nan")},
+        {"object_contrast": 0.0},
+        {"object_contrast": 1.5},
+        {"swaying_fraction": 0.5},
+        {"swaying_fraction": -0.1},
+        {"swaying_fraction": float("nan")},
     ],
 )
 def test_bad_spec_raises(options: dict[str, object]) -> None:
@@ -303,7 +309,9 @@ def test_walkers_that_stop_for_over_half_the_clip_fool_a_temporal_median() -> No
     assert standing > 0.5 * 0.2 * 48 * 0.07 * 64  # at least half of the smallest walker's box
     # without pauses the scene renders exactly as before the option existed
     spec = SceneSpec(**base)  # type: ignore[arg-type]
-    again = SceneSpec(**base, pause_fraction=0.0, noise_spread=0.0)  # type: ignore[arg-type]
+    again = SceneSpec(  # type: ignore[arg-type]
+        **base, pause_fraction=0.0, noise_spread=0.0, object_contrast=1.0, swaying_fraction=0.0
+    )
     for (a, _), (b, _) in zip(render_scene(spec), render_scene(again), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -318,3 +326,24 @@ def test_noise_spread_varies_the_noise_over_the_image() -> None:
     assert np.percentile(even, 90) / np.percentile(even, 10) < 1.4
     assert np.percentile(spread, 90) / np.percentile(spread, 10) > 2.0
     assert abs(np.mean(spread) - 4.0) < 1.0  # the same noise on average
+
+
+def test_swaying_foliage_moves_and_is_background() -> None:
+    spec = SceneSpec(width=80, height=60, n_frames=30, n_objects=0, noise_sigma=0.0, swaying_fraction=0.2)
+    frames, truth = render(spec)
+    leaves = sway_region(spec, spec.swaying_fraction)
+    assert 0.15 < leaves.mean() < 0.25
+    change = np.abs(np.diff(frames.astype(float), axis=0)).mean(axis=0)
+    assert change[leaves].mean() > 10 and change[~leaves].max() < change[leaves].mean() / 2
+    assert not truth.any()  # leaves are background, however they move
+    # the clean background holds the foliage at rest
+    assert np.count_nonzero(frames == render_background(spec)) > 0.7 * frames.size
+
+
+def test_object_contrast_pulls_objects_towards_grey() -> None:
+    base = {"width": 64, "height": 48, "n_frames": 10, "n_objects": 2, "noise_sigma": 0.0, "seed": 2}
+    full, truth = render(SceneSpec(**base))  # type: ignore[arg-type]
+    half, _ = render(SceneSpec(**base, object_contrast=0.5))  # type: ignore[arg-type]
+    on = truth == 255
+    np.testing.assert_array_equal(half[~on], full[~on])
+    np.testing.assert_allclose(half[on].astype(float), 128 + 0.5 * (full[on].astype(float) - 128), atol=0.51)
