@@ -73,6 +73,10 @@ class SeparationRecord:
     threshold_rule : str
         How the threshold was chosen (the auto rule's name, or ``"given"``); empty in
         stores written before it was recorded.
+    pixel_noise_factor : float
+        Each pixel's threshold was raised to this many of its own noise sigmas
+        (measured on pairs of consecutive frames); 0: one threshold for every pixel
+        (a given threshold, or stores written before it was recorded).
     complete : bool
         True once every chunk of both arrays is written (read back only).
     """
@@ -84,6 +88,7 @@ class SeparationRecord:
     cleanup: str
     factors_id: str = ""
     threshold_rule: str = ""
+    pixel_noise_factor: float = 0.0
     complete: bool = False
 
     def as_attrs(self) -> dict[str, Any]:
@@ -96,6 +101,7 @@ class SeparationRecord:
             "cleanup": self.cleanup,
             "factors_id": self.factors_id,
             "threshold_rule": self.threshold_rule,
+            "pixel_noise_factor": self.pixel_noise_factor,
         }
 
     @classmethod
@@ -109,6 +115,7 @@ class SeparationRecord:
             cleanup=str(attrs.get("cleanup", "")),
             factors_id=str(attrs.get("factors_id", "")),
             threshold_rule=str(attrs.get("threshold_rule", "")),
+            pixel_noise_factor=float(attrs.get("pixel_noise_factor", 0.0)),
             complete=bool(attrs.get(COMPLETE_ATTR, False)),
         )
 

@@ -41,7 +41,10 @@ def add_parser(commands: Commands) -> None:
         type=threshold_value,
         default=None,
         metavar="auto|T",
-        help="mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas)",
+        help=(
+            "mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas,"
+            " raised per pixel where the video varies; a number is used for every pixel)"
+        ),
     )
     add_model_flag(parser)
     add_separation_output_flags(parser)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from pipelines.background_models import FITTED_MODELS
 from pipelines.encode_stream import write_videos
-from pipelines.masks import auto_threshold, mask_block, sample_frames
+from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.separate import project_out_block, storage_foreground_block
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
@@ -87,6 +87,9 @@ def apply(
     folder = OutputFolder.at(out)
     folder.prepare()
     job.say(f"applying factors {chosen.name!r} ({chosen.method}), rank {k}")
+    # auto, or the threshold separate chose: raised per pixel as separate does,
+    # measured on the new footage's first chunk (its own leaves, water, noise)
+    per_pixel = threshold is None or (recorded is not None and recorded.pixel_noise_factor > 0)
     if threshold is None and recorded is not None:
         threshold = recorded.threshold
     components = np.asarray(chosen.U[:, :k].compute(), dtype=np.float64)  # (P, k)
@@ -99,7 +102,7 @@ def apply(
     options = DecodeOptions(width=stored.width, height=stored.height, fps=stored.ingest_fps)
     chunk = int(stored.frames.chunks[0][0])
     total = info.estimated_frames(options.fps)
-    state: dict[str, float] = {}
+    state: dict[str, Any] = {}
 
     def blocks() -> Iterator[Any]:
         bar = tqdm(total=total or None, unit="frame", desc="apply", disable=not job.progress, file=sys.stderr)
@@ -108,8 +111,13 @@ def apply(
             if "threshold" not in state:
                 sample = foreground[sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)]
                 state["threshold"] = threshold if threshold is not None else auto_threshold(sample)
+                state["levels"] = state["threshold"]
+                if per_pixel and len(frames) > 1:
+                    state["levels"] = threshold_map(
+                        state["threshold"], pixel_noise_scale(frames[:-1], frames[1:])
+                    )
                 job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
-            frame_masks = mask_block(foreground, threshold=state["threshold"], cleanup=True)
+            frame_masks = mask_block(foreground, threshold=state["levels"], cleanup=True)
             bar.update(len(frames))
             yield frames, storage_foreground_block(foreground), frame_masks
         bar.close()

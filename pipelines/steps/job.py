@@ -11,6 +11,7 @@ from typing import Any
 
 from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
+from pipelines.masks import AUTO_THRESHOLD_RULE
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
 from pipelines.steps.evaluate import evaluate
@@ -136,6 +137,7 @@ def run(
             and done.factors == background
             and done.factors_id == background_id != ""
             and (separate_rank is None or done.rank == separate_rank)
+            and done.threshold_rule == (AUTO_THRESHOLD_RULE if threshold is None else "given")
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
             and _folder_shows(folder, done, videos=make_videos)

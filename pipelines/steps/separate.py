@@ -17,7 +17,16 @@ from tqdm import tqdm
 
 from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
-from pipelines.masks import AUTO_THRESHOLD_RULE, auto_threshold, masks, sample_frames
+from pipelines.masks import (
+    AUTO_THRESHOLD_RULE,
+    PIXEL_NOISE_FACTOR,
+    auto_threshold,
+    masks,
+    noise_pair_frames,
+    pixel_noise_scale,
+    sample_frames,
+    threshold_map,
+)
 from pipelines.plots import image_png
 from pipelines.separate import (
     background_frames,
@@ -167,7 +176,18 @@ def separate(
             sample_background = background_frames(u, s, vt[:, picked], rank=k, height=height, width=width)
             sample = foreground_frames(video.frames[picked], sample_background)
             threshold = auto_threshold(sample.compute())
-            job.say(f"auto threshold: |foreground| > {threshold:.1f} grey levels")
+            firsts = noise_pair_frames(video.n_frames)
+            pixel_thresholds: float | npt.NDArray[np.float32] = float(threshold)
+            if firsts.size:
+                first, second = client.compute([video.frames[firsts], video.frames[firsts + 1]], sync=True)
+                pixel_thresholds = threshold_map(threshold, pixel_noise_scale(first, second))
+            raised = float(np.mean(np.asarray(pixel_thresholds) > threshold))
+            job.say(
+                f"auto threshold: |foreground| > {threshold:.1f} grey levels, raised on {raised:.1%}"
+                f" of the pixels to {PIXEL_NOISE_FACTOR:g} sigmas of their frame-to-frame change"
+            )
+        else:
+            pixel_thresholds = float(threshold)
         record = SeparationRecord(
             factors=chosen.name,
             rank=k,
@@ -176,8 +196,9 @@ def separate(
             cleanup=CLEANUP,
             factors_id=chosen.factors_id,
             threshold_rule=threshold_rule,
+            pixel_noise_factor=PIXEL_NOISE_FACTOR if threshold_rule == AUTO_THRESHOLD_RULE else 0.0,
         )
-        arrays = {MASKS_ARRAY: masks(foreground, threshold=float(threshold))}
+        arrays = {MASKS_ARRAY: masks(foreground, threshold=pixel_thresholds)}
         if keep_foreground:
             arrays[FOREGROUND_ARRAY] = to_storage_foreground(foreground)
         else:

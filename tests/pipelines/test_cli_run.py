@@ -98,6 +98,7 @@ def test_run_writes_the_store_report_and_videos(
     assert separation["background"] == "robust" and separation["rank"] == 1
     assert separation["threshold"] == pytest.approx(masks.record.threshold)
     assert separation["threshold_rule"].startswith("auto:")
+    assert masks.record.pixel_noise_factor == 3.0  # raised per pixel where the video varies
     stored_masks = masks.data.compute()
     fraction = (stored_masks > 0).mean(axis=(1, 2))
     assert separation["mean_foreground_fraction"] == pytest.approx(fraction.mean())
@@ -198,9 +199,15 @@ def test_run_without_videos_then_with_them(
     assert code == 0, stderr
     assert "separate: done" in _steps(stderr)
     assert (job / "compare.mp4").exists()
+    assert open_derived(job / "store.zarr", "masks").record.pixel_noise_factor == 0.0  # as given
     code, _, stderr = _run(capsys, *argv, "--no-videos", "--masks-video")
     assert code == 2
     assert_one_line_error(stderr, "--masks-video", "--no-videos")
+    # masks of a given threshold are not what the auto threshold asks for: separated again
+    code, _, stderr = _run(capsys, *argv)
+    assert code == 0, stderr
+    assert "separate: done" in _steps(stderr)
+    assert open_derived(job / "store.zarr", "masks").record.threshold_rule.startswith("auto:")
 
 
 def test_rerun_with_nothing_to_do_skips_the_report_too(
