@@ -30,7 +30,7 @@ At 1280x720 and l = 30 that is 110 MB per partial.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import dask
@@ -201,21 +201,28 @@ _ROW_TILE: Final = 2**14
 
 def _svqb_twice(y: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     q = np.asarray(y, dtype=np.float32)
+    width = q.shape[1]
+    # one float64 tile, reused: a fresh one per tile costs a page fault per page where
+    # distributed's workers set MALLOC_TRIM_THRESHOLD_ (3-4x slower, measured)
+    tile = np.empty((min(_ROW_TILE, q.shape[0]), width), dtype=np.float64)
+    product = np.empty_like(tile)
+    tile_gram = np.empty((width, width), dtype=np.float64)
     for _ in range(2):
-        gram = np.zeros((q.shape[1], q.shape[1]), dtype=np.float64)
+        gram = np.zeros((width, width), dtype=np.float64)
         for start in range(0, q.shape[0], _ROW_TILE):
-            tile = q[start : start + _ROW_TILE].astype(np.float64)
-            gram += tile.T @ tile
+            rows = tile[: min(_ROW_TILE, q.shape[0] - start)]
+            np.copyto(rows, q[start : start + rows.shape[0]])
+            np.matmul(rows.T, rows, out=tile_gram)
+            gram += tile_gram
         transform = svqb_transform(gram)
         out = np.empty_like(q)
         for start in range(0, q.shape[0], _ROW_TILE):
-            out[start : start + _ROW_TILE] = q[start : start + _ROW_TILE].astype(np.float64) @ transform
+            rows = tile[: min(_ROW_TILE, q.shape[0] - start)]
+            np.copyto(rows, q[start : start + rows.shape[0]])
+            np.matmul(rows, transform, out=product[: rows.shape[0]])
+            np.copyto(out[start : start + rows.shape[0]], product[: rows.shape[0]], casting="same_kind")
         q = out
     return q
-
-
-def _as_float32(block: npt.NDArray[np.floating] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    return np.asarray(block, dtype=np.float32)
 
 
 def svqb_transform(gram: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -247,11 +254,39 @@ def _accumulate_product(
     block: npt.NDArray[Any], right: npt.NDArray[np.float32], out: npt.NDArray[np.float32]
 ) -> None:
     """Out += M_j right: (n, y, x[, c]) frames and (n, l) -> into (P, l), a tile at a time."""
-    rows = _columns(block)
-    n_pixels, tile = rows.shape[1], _tile_pixels(rows.shape[0])
-    for start in range(0, n_pixels, tile):
-        stop = min(start + tile, n_pixels)
-        out[start:stop] += _as_float32(rows[:, start:stop]).T @ right
+    tiles = _Tiles(_columns(block), width=right.shape[1])
+    for start, stop, converted in tiles:
+        product = tiles.product[: stop - start]
+        np.matmul(converted.T, right, out=product)
+        np.add(out[start:stop], product, out=out[start:stop])
+
+
+class _Tiles:
+    """The tiles of M_j^T (n, P) as float32 (n, tile) views, in buffers made once.
+
+    Converting uint8 into one reused buffer, and multiplying into another, keeps a
+    pass free of temporaries: distributed's workers set ``MALLOC_TRIM_THRESHOLD_``,
+    under which every fresh megabyte-sized array is mapped and faulted in anew (the
+    kernels ran 3-4x slower, measured).  float32 blocks are read in place.
+    """
+
+    def __init__(self, rows: npt.NDArray[Any], *, width: int) -> None:
+        self.rows = rows
+        self.tile = _tile_pixels(rows.shape[0])
+        self.convert = rows.dtype != np.float32
+        self.buffer = np.empty((rows.shape[0], self.tile if self.convert else 0), dtype=np.float32)
+        self.product = np.empty((self.tile, width), dtype=np.float32)
+
+    def __iter__(self) -> Iterator[tuple[int, int, npt.NDArray[np.float32]]]:
+        n_pixels = self.rows.shape[1]
+        for start in range(0, n_pixels, self.tile):
+            stop = min(start + self.tile, n_pixels)
+            if not self.convert:
+                yield start, stop, self.rows[:, start:stop]
+                continue
+            converted = self.buffer[:, : stop - start]
+            np.copyto(converted, self.rows[:, start:stop], casting="unsafe")
+            yield start, stop, converted
 
 
 def _sketch_group(
@@ -274,10 +309,10 @@ def _power_group(blocks: list[npt.NDArray[Any]], basis: npt.NDArray[np.float32])
 
 def _project_block(block: npt.NDArray[np.uint8], basis: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """M_j^T Q: (n, y, x[, c]) uint8 and (P, l) -> (n, l) float32."""
-    rows = _columns(block)
-    n_pixels, tile = rows.shape[1], _tile_pixels(rows.shape[0])
-    out = np.zeros((rows.shape[0], basis.shape[1]), dtype=np.float32)
-    for start in range(0, n_pixels, tile):
-        stop = min(start + tile, n_pixels)
-        out += _as_float32(rows[:, start:stop]) @ basis[start:stop]
+    tiles = _Tiles(_columns(block), width=basis.shape[1])
+    out = np.zeros((tiles.rows.shape[0], basis.shape[1]), dtype=np.float32)
+    partial = np.empty_like(out)
+    for start, stop, converted in tiles:
+        np.matmul(converted, basis[start:stop], out=partial)
+        out += partial
     return out
