@@ -162,9 +162,8 @@ def squared_residuals(
     such as ``||M||^2 - sum s_i^2`` (which cancels catastrophically and assumes exact
     singular vectors) is used.  One pass over M serves every rank.
 
-    Memory per task: the block of M (float32), its float64 residual and one float64
-    product of the block's size, five times the block's bytes, plus the block's rows
-    of ``U_kmax`` and columns of ``Vt_kmax``.
+    Memory per task: the block of M (float32), two float64 tiles of 2 MiB, and the
+    block's rows of ``U_kmax`` (float64) and columns of ``Vt_kmax``.
     """
     m = da.asarray(M)
     u, s_, vt = (da.asarray(a) for a in (U, s, Vt))
@@ -323,18 +322,36 @@ def _residual_block(
     *,
     steps: tuple[int, ...],
 ) -> npt.NDArray[np.float64]:
-    """One block of M -> (1, 1, len(steps) + 1): squared residual per rank, squared norm."""
-    residual = np.array(m, dtype=np.float64, order="C")  # a copy; C order so flat is a view
-    flat = residual.reshape(-1)
-    out = np.empty(len(steps) + 1, dtype=np.float64)
-    out[-1] = float(np.dot(flat, flat))
+    """One block of M -> (1, 1, len(steps) + 1): squared residual per rank, squared norm.
+
+    A tile of pixel rows at a time, in two float64 buffers made once per block: the
+    residual and the product of a rank group.  (A fresh block-sized temporary per rank
+    group is mapped and faulted in anew where distributed's workers set
+    ``MALLOC_TRIM_THRESHOLD_``.)
+    """
+    out = np.zeros(len(steps) + 1, dtype=np.float64)
     u64, vt64 = u.astype(np.float64), (s.astype(np.float64)[:, np.newaxis] * vt)
-    done = 0
-    for index, k in enumerate(steps):
-        residual -= u64[:, done:k] @ vt64[done:k]
-        out[index] = float(np.dot(flat, flat))
-        done = k
+    n_rows, n_columns = m.shape
+    tile_rows = max(1, _RESIDUAL_TILE_VALUES // max(n_columns, 1))
+    residual_buffer = np.empty((min(tile_rows, n_rows), n_columns), dtype=np.float64)
+    product_buffer = np.empty_like(residual_buffer)
+    for start in range(0, n_rows, tile_rows):
+        stop = min(start + tile_rows, n_rows)
+        residual, product = residual_buffer[: stop - start], product_buffer[: stop - start]
+        np.copyto(residual, m[start:stop])
+        flat = residual.reshape(-1)
+        out[-1] += float(np.dot(flat, flat))
+        done = 0
+        for index, k in enumerate(steps):
+            np.matmul(u64[start:stop, done:k], vt64[done:k], out=product)
+            residual -= product
+            out[index] += float(np.dot(flat, flat))
+            done = k
     return out.reshape(1, 1, -1)
+
+
+_RESIDUAL_TILE_VALUES = 2**18
+"""Values of M per tile of :func:`_residual_block` (2 MiB of float64)."""
 
 
 def _psnr(mse: npt.NDArray[np.float64], *, peak: float) -> npt.NDArray[np.float64]:
