@@ -198,7 +198,7 @@ def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
         raise InvalidParameterError(
             "auto_threshold needs the sample in memory, got a dask array; pass sample.compute()"
         )
-    values = np.asarray(foreground_sample, dtype=np.float64).ravel()
+    values = np.asarray(foreground_sample, dtype=np.float32).ravel()  # float64: 2x the time, same split
     if values.size == 0:
         raise InvalidParameterError("the foreground sample is empty; sample at least one frame")
     if not np.all(np.isfinite(values)):
@@ -238,7 +238,7 @@ def majority_3x3(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     return majority
 
 
-def _otsu(values: npt.NDArray[np.float64]) -> float:
+def _otsu(values: npt.NDArray[np.floating]) -> float:
     """Otsu's threshold of non-negative values: the bin centre that best splits them."""
     top = float(values.max())
     if top <= 0:
@@ -288,15 +288,21 @@ def pixel_noise_scale(first: npt.ArrayLike, second: npt.ArrayLike) -> npt.NDArra
     numpy.ndarray
         Shape (y, x), float32, grey levels; for colour the largest channel's.
 
-    Memory: about 6 bytes per value of ``first``.  Time: a median over n per pixel.
+    Memory: about 4 bytes per value of ``first`` (uint8 frames; 12 for others).
+    Time: a median over n per pixel.
     """
     a, b = np.asarray(first), np.asarray(second)
     if a.shape != b.shape or a.ndim not in (3, 4) or a.shape[0] < 1:
         raise InvalidParameterError(
             f"pixel_noise_scale needs two (n, y, x[, 3]) arrays of one shape, got {a.shape} and {b.shape}"
         )
-    change = np.abs(b.astype(np.float32) - a.astype(np.float32))
-    scale = np.median(change, axis=0) * np.float32(_MAD_TO_SIGMA / math.sqrt(2.0))
+    if a.dtype == np.uint8 and b.dtype == np.uint8:  # exact in uint8: a quarter of the bytes
+        change = np.abs(b.astype(np.int16) - a.astype(np.int16)).astype(np.uint8)
+    else:
+        change = np.abs(b.astype(np.float32) - a.astype(np.float32))
+    # pairs last and contiguous: numpy's median partitions along memory, 2x faster
+    per_pixel = np.ascontiguousarray(np.moveaxis(change, 0, -1))
+    scale = np.median(per_pixel, axis=-1) * (_MAD_TO_SIGMA / math.sqrt(2.0))
     if scale.ndim == 3:
         scale = scale.max(axis=2)
     return np.asarray(scale, dtype=np.float32)

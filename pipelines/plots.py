@@ -31,6 +31,7 @@ __all__ = ["activity_png", "background_png", "components_png", "energy_png", "im
 _DPI: Final = 100
 _PLOT_SIZE: Final = (6.4, 3.6)  # inches
 _PANEL_INCHES: Final = 2.4
+_SHOWN_PIXELS: Final = 2 * round(_PANEL_INCHES * _DPI)
 _IMAGE_NDIM: Final = 2
 _COLOR_NDIM: Final = 3
 
@@ -164,7 +165,7 @@ def components_png(
     names = list(titles) if titles is not None else [f"component {i}" for i in range(len(images))]
     if len(names) != len(images):
         raise InvalidParameterError(f"got {len(names)} titles for {len(images)} images; give one per image")
-    arrays = [_image(image) for image in images]
+    arrays = [_shrunk(_image(image)) for image in images]
     n_columns = min(columns, len(arrays))
     n_rows = math.ceil(len(arrays) / n_columns)
     height, width = arrays[0].shape[:2]
@@ -253,6 +254,21 @@ def _image(image: npt.ArrayLike) -> npt.NDArray[np.float64]:
     array = np.asarray(image, dtype=np.float64)
     _check_image_shape(array)
     return array
+
+
+def _shrunk(array: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The image averaged over s x s blocks, its longer side at most ``_SHOWN_PIXELS``.
+
+    Twice the pixels a panel shows: matplotlib then resamples a few hundred pixels
+    instead of a whole 720p or 4K frame (1.6 s to draw four 720p components, measured).
+    """
+    step = math.ceil(max(array.shape[:2]) / _SHOWN_PIXELS)
+    if step <= 1:
+        return array
+    height, width = (array.shape[0] // step) * step, (array.shape[1] // step) * step
+    blocks = array[:height, :width].reshape(height // step, step, width // step, step, *array.shape[2:])
+    shrunk: npt.NDArray[np.float64] = blocks.mean(axis=(1, 3))
+    return shrunk
 
 
 def _check_image_shape(array: npt.NDArray[np.generic]) -> None:

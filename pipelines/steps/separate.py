@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
@@ -179,8 +180,8 @@ def separate(
             firsts = noise_pair_frames(video.n_frames)
             pixel_thresholds: float | npt.NDArray[np.float32] = float(threshold)
             if firsts.size:
-                first, second = client.compute([video.frames[firsts], video.frames[firsts + 1]], sync=True)
-                pixel_thresholds = threshold_map(threshold, pixel_noise_scale(first, second))
+                noise = client.compute(noise_scale_of(video.frames, firsts), sync=True)
+                pixel_thresholds = threshold_map(threshold, noise)
             raised = float(np.mean(np.asarray(pixel_thresholds) > threshold))
             job.say(
                 f"auto threshold: |foreground| > {threshold:.1f} grey levels, raised on {raised:.1%}"
@@ -295,3 +296,21 @@ def stored_blocks(
         bar.close()
 
     return n_frames, blocks()
+
+
+def noise_scale_of(frames: da.Array, firsts: npt.NDArray[np.int64]) -> da.Array:
+    """:func:`pipelines.masks.pixel_noise_scale` of the pairs (t, t + 1), t in ``firsts``; lazy.
+
+    The pairs are regrouped in bands of image rows, one task per band on the workers:
+    the client receives the (y, x) float32 scale, not the frames.
+    """
+    rows = max(1, -(-int(frames.shape[1]) // _NOISE_BANDS))
+    first = frames[firsts].rechunk({0: -1, 1: rows, 2: -1})
+    second = frames[firsts + 1].rechunk({0: -1, 1: rows, 2: -1})
+    return da.map_blocks(
+        pixel_noise_scale, first, second, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32)
+    )
+
+
+_NOISE_BANDS = 8
+"""Bands of image rows :func:`noise_scale_of` splits the frame pairs into."""

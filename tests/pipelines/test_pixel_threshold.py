@@ -17,6 +17,7 @@ from pipelines.masks import (
     threshold_map,
 )
 from pipelines.scene_textures import sway_region
+from pipelines.steps.separate import noise_scale_of
 from pipelines.synthetic import SceneSpec, render_scene
 from storage.errors import InvalidParameterError
 
@@ -115,3 +116,18 @@ def test_the_map_keeps_swaying_leaves_out_of_the_masks(seed: int) -> None:
     raised = levels > threshold
     assert np.count_nonzero(raised & ~leaves) < 0.01 * raised.size  # still pixels keep the global one
     assert f_measure(levels) > f_measure(threshold) + 0.02  # measured: +0.035 to +0.045
+
+
+def test_noise_scale_of_a_dask_video_is_computed_in_bands_and_equals_numpy() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    frames = rng.integers(0, 256, size=(30, 37, 21), dtype=np.uint8)
+    firsts = noise_pair_frames(30, 10)
+    lazy = noise_scale_of(da.from_array(frames, chunks=(7, 37, 21)), firsts)
+    assert lazy.numblocks == (8, 1)  # bands of image rows, one task each
+    np.testing.assert_array_equal(lazy.compute(), pixel_noise_scale(frames[firsts], frames[firsts + 1]))
+    # uint8 frames are differenced exactly, as floats would be
+    np.testing.assert_allclose(
+        pixel_noise_scale(frames[:-1], frames[1:]),
+        pixel_noise_scale(frames[:-1].astype(np.float32), frames[1:].astype(np.float32)),
+        rtol=1e-6,
+    )
