@@ -149,9 +149,7 @@ def sway_region(spec: SizedScene, fraction: float) -> npt.NDArray[np.bool_]:
     """
     if fraction <= 0:
         return np.zeros((spec.height, spec.width), dtype=bool)
-    rng = np.random.default_rng([spec.seed, _SWAY_REGION_STREAM])
-    side = min(spec.height, spec.width)
-    field = ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=0.2 * side)
+    field = _smooth_field(spec, _SWAY_REGION_STREAM)
     return np.asarray(field > np.quantile(field, 1.0 - fraction))
 
 
@@ -174,9 +172,7 @@ def noise_sigma_map(spec: SizedScene, *, sigma: float, spread: float) -> npt.NDA
     """
     if spread == 0:
         return None
-    rng = np.random.default_rng([spec.seed, _NOISE_MAP_STREAM])
-    side = min(spec.height, spec.width)
-    field = ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=0.2 * side)
+    field = _smooth_field(spec, _NOISE_MAP_STREAM)
     field /= max(float(np.abs(field).max()), 1e-12)  # in [-1, 1]
     sigmas: npt.NDArray[np.float32] = (sigma * (1 + spread * field)).astype(np.float32)
     return sigmas
@@ -188,3 +184,12 @@ def toward_grey(texture: npt.NDArray[np.uint8], contrast: float) -> npt.NDArray[
         return texture
     pulled = MIDDLE_GREY + contrast * (texture.astype(np.float64) - MIDDLE_GREY)
     return np.rint(pulled).astype(np.uint8)
+
+
+def _smooth_field(spec: SizedScene, stream: int) -> npt.NDArray[np.float64]:
+    """White noise of the (seed, stream) stream, Gaussian-filtered over a fifth of the short side."""
+    rng = np.random.default_rng([spec.seed, stream])
+    side = min(spec.height, spec.width)
+    return np.asarray(
+        ndimage.gaussian_filter(rng.standard_normal((spec.height, spec.width)), sigma=0.2 * side)
+    )

@@ -87,9 +87,10 @@ def apply(
     folder = OutputFolder.at(out)
     folder.prepare()
     job.say(f"applying factors {chosen.name!r} ({chosen.method}), rank {k}")
-    # auto, or the threshold separate chose: raised per pixel as separate does,
-    # measured on the new footage's first chunk (its own leaves, water, noise)
-    per_pixel = threshold is None or (recorded is not None and recorded.pixel_noise_factor > 0)
+    # auto, or the threshold separate chose by its auto rule: raised per pixel as
+    # separate does, measured on the new footage's first chunk (its own leaves, water,
+    # noise); a threshold given here is used as is, for every pixel
+    per_pixel = threshold is None and (recorded is None or recorded.pixel_noise_factor > 0)
     if threshold is None and recorded is not None:
         threshold = recorded.threshold
     components = np.asarray(chosen.U[:, :k].compute(), dtype=np.float64)  # (P, k)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
@@ -24,7 +23,7 @@ from pipelines.masks import (
     auto_threshold,
     masks,
     noise_pair_frames,
-    pixel_noise_scale,
+    noise_scale_of,
     sample_frames,
     threshold_map,
 )
@@ -296,21 +295,3 @@ def stored_blocks(
         bar.close()
 
     return n_frames, blocks()
-
-
-def noise_scale_of(frames: da.Array, firsts: npt.NDArray[np.int64]) -> da.Array:
-    """:func:`pipelines.masks.pixel_noise_scale` of the pairs (t, t + 1), t in ``firsts``; lazy.
-
-    The pairs are regrouped in bands of image rows, one task per band on the workers:
-    the client receives the (y, x) float32 scale, not the frames.
-    """
-    rows = max(1, -(-int(frames.shape[1]) // _NOISE_BANDS))
-    first = frames[firsts].rechunk({0: -1, 1: rows, 2: -1})
-    second = frames[firsts + 1].rechunk({0: -1, 1: rows, 2: -1})
-    return da.map_blocks(
-        pixel_noise_scale, first, second, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32)
-    )
-
-
-_NOISE_BANDS = 8
-"""Bands of image rows :func:`noise_scale_of` splits the frame pairs into."""

@@ -12,12 +12,12 @@ from pipelines.masks import (
     mask_block,
     masks,
     noise_pair_frames,
+    noise_scale_of,
     pixel_noise_scale,
     sample_frames,
     threshold_map,
 )
 from pipelines.scene_textures import sway_region
-from pipelines.steps.separate import noise_scale_of
 from pipelines.synthetic import SceneSpec, render_scene
 from storage.errors import InvalidParameterError
 
