@@ -10,12 +10,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dask.array as da
+import dask.config
 import distributed
 import numpy as np
 import psutil
 import pytest
 
 from cluster.client import connect, dashboard_link, describe, peak_worker_memory, worker_memory_limit
+from cluster.embedded import WORKER_MALLOC_ENVIRONMENT
 from cluster.options import ClusterOptions
 
 pytestmark = pytest.mark.timeout(120)
@@ -131,6 +133,32 @@ def test_describe_is_one_line_with_the_cluster_size(client: distributed.Client) 
     assert "\n" not in text
     assert client.scheduler.address in text
     assert "2 workers, 2 threads, 1.00 GiB memory" in text
+
+
+def _malloc_environment() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in WORKER_MALLOC_ENVIRONMENT}
+
+
+def test_workers_start_with_the_malloc_settings_and_keep_them_on_restart(client: distributed.Client) -> None:
+    before = client.run(_malloc_environment)
+    assert len(before) == 2
+    assert all(environment == WORKER_MALLOC_ENVIRONMENT for environment in before.values())
+    client.restart()
+    found = client.run(_malloc_environment)
+    assert len(found) == 2
+    assert all(environment == WORKER_MALLOC_ENVIRONMENT for environment in found.values())
+
+
+def test_a_users_own_nanny_environment_is_kept(tmp_path: Path) -> None:
+    options = ClusterOptions(n_workers=1, threads_per_worker=1, local_directory=str(tmp_path))
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.VIDSVD_TEST_SETTING": "kept"}),
+        connect(options) as client,
+    ):
+        (found,) = client.run(os.environ.get, "VIDSVD_TEST_SETTING").values()
+        assert found == "kept"
+        (malloc,) = client.run(_malloc_environment).values()
+        assert malloc == WORKER_MALLOC_ENVIRONMENT
 
 
 def test_worker_memory_limit_is_the_per_worker_limit(client: distributed.Client) -> None:
