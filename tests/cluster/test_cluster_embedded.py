@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import logging
 import os
 import signal
 import time
@@ -179,3 +182,21 @@ def test_workers_use_the_local_directory(
     directories = [Path(w["local_directory"]) for w in client.scheduler_info()["workers"].values()]
     assert len(directories) == 2
     assert all(root in d.parents for d in directories)
+
+
+def test_a_coroutine_cancelled_at_shutdown_is_not_logged(tmp_path: Path) -> None:
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)  # as distributed's own logging config adds
+    logging.getLogger("distributed").addHandler(handler)
+    try:
+        with connect(ClusterOptions(n_workers=1, threads_per_worker=1, local_directory=str(tmp_path))):
+            log = logging.getLogger("distributed.scheduler")
+            for error in (asyncio.CancelledError(), RuntimeError("a real failure")):
+                try:
+                    raise error
+                except BaseException:
+                    log.exception("")
+    finally:
+        logging.getLogger("distributed").removeHandler(handler)
+    assert "CancelledError" not in seen.getvalue()
+    assert "RuntimeError: a real failure" in seen.getvalue()
