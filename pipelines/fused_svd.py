@@ -23,9 +23,11 @@ The kernels read uint8 frames and convert them to float32 a tile of pixels at a 
 made: the memory traffic of a pass is the uint8 read plus the products.
 
 Communication per pass on a cluster: Q (P x l float32) to every worker holding
-frames, one (P x l) partial per chunk summed by a tree reduction (``split_every``
-partials per task), then Y orthonormalised in one task.
-At 1280x720 and l = 30 that is 110 MB per partial.
+frames, one (P x l) partial per group of chunks summed by a binary tree of tasks
+(at most one transfer per sum), then Y orthonormalised in one task.  At 1280x720 and
+l = 50 that is 184 MB per partial.  The reads of a pass wait for the previous pass's
+basis (:func:`pipelines.graph_copy.copy_graph`), so they cannot pile up in memory
+while it is orthonormalised.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ __all__ = ["TILE_BYTES", "fused_randomized_svd", "svqb_transform"]
 TILE_BYTES: Final = 2**20
 """float32 bytes of one converted tile of a chunk (frames x pixels): about L2 size."""
 
-_SPLIT_EVERY: Final = 8
-"""Partials summed per task of the tree reduction."""
+_SPLIT_EVERY: Final = 2
+"""Partials summed per task of the tree reduction: a sum runs as soon as two partials
+exist.  With 8, up to 9 partials (184 MB each at 720p and l = 50) waited in one
+worker for their sum (measured), most of the out-of-core peak memory."""
 
 
 def fused_randomized_svd(
@@ -108,7 +112,7 @@ def fused_randomized_svd(
     params.validate(n_pixels, n_frames)
     width = compression_level(min(n_pixels, n_frames), params.rank, n_oversamples=params.oversample)
     # one graph (dask keeps the frames between passes), or a fresh copy per pass
-    read: Callable[[], da.Array] = (lambda: frames) if keep_in_memory else fresh_copies(frames)
+    read: Callable[..., da.Array] = (lambda *, after=None: frames) if keep_in_memory else fresh_copies(frames)
     omega = (
         da.random.default_rng(params.seed)
         .standard_normal(size=(n_frames, width), chunks=(frames.chunks[0], (width,)))
@@ -123,13 +127,13 @@ def fused_randomized_svd(
     ]
     basis = _orthonormal(_sum_partials(sketched, n_pixels=n_pixels, width=width))
     for _ in range(params.power_iters):
-        blocks = list(read().to_delayed().ravel())
+        blocks = list(read(after=basis).to_delayed().ravel())
         q = basis.to_delayed().ravel()[0]
         powered = [dask.delayed(_power_group, pure=True)([blocks[i] for i in group], q) for group in groups]
         basis = _orthonormal(_sum_partials(powered, n_pixels=n_pixels, width=width))
     index = "tyxc"[: frames.ndim]
     projected = da.blockwise(
-        _project_block, "tl", read(), index, basis, "pl",
+        _project_block, "tl", read(after=basis), index, basis, "pl",
         concatenate=True, dtype=np.float32, meta=np.empty((0, 0), np.float32),
         name="fused-project-" + tokenize(frames.name, basis.name),
     )  # fmt: skip  # (T, l): B^T = M^T Q

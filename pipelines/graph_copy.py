@@ -18,25 +18,36 @@ from typing import Any
 import dask
 import dask.array as da
 from dask.base import tokenize
+from dask.core import flatten
 
 from storage.errors import InvalidParameterError
 
 try:
-    from dask._task_spec import DataNode, convert_legacy_graph
+    from dask._task_spec import DataNode, Task, TaskRef, convert_legacy_graph
 except ImportError:  # pragma: no cover - only with a dask older than the supported range
-    DataNode = convert_legacy_graph = None
+    DataNode = Task = TaskRef = convert_legacy_graph = None
 
 __all__ = ["copy_graph", "fresh_copies", "has_p2p_layers"]
 
 
-def fresh_copies(matrix: da.Array) -> Callable[[], da.Array]:
-    """Return a function giving a new, independent copy of M's graph on each call."""
+def fresh_copies(matrix: da.Array) -> Callable[..., da.Array]:
+    """Return a function giving a new, independent copy of M's graph on each call.
+
+    The function takes ``after=`` as :func:`copy_graph` does.
+    """
     counter = itertools.count()
-    return lambda: copy_graph(matrix, next(counter))
+    return lambda *, after=None: copy_graph(matrix, next(counter), after=after)
 
 
-def copy_graph(array: da.Array, tag: int) -> da.Array:
+def copy_graph(array: da.Array, tag: int, *, after: da.Array | None = None) -> da.Array:
     """The same computation as ``array`` under new keys, sharing no task with it.
+
+    With ``after`` (a dask array of one chunk), every literal input of the copy (a
+    Zarr array handle, an in-memory array) is reached through a task that waits for
+    that chunk, so none of the copy's reads starts before it is computed.  A pass
+    over M that needs the previous pass's basis then cannot read its chunks while
+    the basis is being orthonormalised, where they would pile up in the workers'
+    memory with nothing to consume them (up to 2 GB of 720p, measured).
 
     Like :func:`dask.graph_manipulation.clone`, which cannot be used here: it leaves
     the old keys inside the ``Task`` objects of materialized layers (rechunks among
@@ -60,8 +71,36 @@ def copy_graph(array: da.Array, tag: int) -> da.Array:
         renamed.get(key, key): node if key not in renamed else node.substitute(renamed, key=renamed[key])
         for key, node in graph.items()
     }
+    if after is not None:
+        copied = _gated(copied, after, suffix=suffix)
     name = f"{array.name}-{suffix}" if array.name in {_key_name(key) for key in renamed} else array.name
     return da.Array(copied, name, chunks=array.chunks, meta=array._meta)
+
+
+def _gated(graph: dict[Any, Any], after: da.Array, *, suffix: str) -> dict[Any, Any]:
+    """The graph with every reference to a literal (``DataNode``) made to wait for ``after``."""
+    gate = _single_key(after)
+    waiting = {
+        key: _renamed_key(key, f"{suffix}-after") for key, node in graph.items() if isinstance(node, DataNode)
+    }
+    gated = {
+        key: node if isinstance(node, DataNode) else node.substitute(waiting, key=key)
+        for key, node in graph.items()
+    }
+    gated.update({new: Task(new, _first, TaskRef(key), TaskRef(gate)) for key, new in waiting.items()})
+    gated.update(dict(after.__dask_graph__()))
+    return gated
+
+
+def _single_key(array: da.Array) -> Any:
+    keys = list(flatten(array.__dask_keys__()))
+    if len(keys) != 1:
+        raise InvalidParameterError(f"a copy can wait for one chunk only, got {len(keys)} chunks")
+    return keys[0]
+
+
+def _first(value: Any, _after: Any) -> Any:
+    return value
 
 
 def _renamed_key(key: Any, suffix: str) -> Any:

@@ -12,11 +12,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_OVERSAMPLE", "DEFAULT_POWER_ITERS", "add_svd_flags", "svd_parameters"]
 
-DEFAULT_POWER_ITERS: Final = 4
+DEFAULT_POWER_ITERS: Final = 2
 """Equal to :data:`pipelines.decompose.DEFAULT_POWER_ITERS` (a test keeps them equal),
 spelled here so that ``--help`` does not import dask."""
 
-DEFAULT_OVERSAMPLE: Final = 20
+DEFAULT_OVERSAMPLE: Final = 40
 """Equal to :data:`pipelines.decompose.DEFAULT_OVERSAMPLE` (likewise)."""
 
 

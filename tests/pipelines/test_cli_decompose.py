@@ -15,6 +15,7 @@ import pytest
 import zarr
 
 from pipelines.cli import main
+from pipelines.decompose import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_encoder import write_video
@@ -120,8 +121,7 @@ def test_decompose_writes_factors_reuses_them_and_force_recomputes(
     assert attrs["method"] == "randomized"
     assert attrs["rank"] == 3
     assert attrs["seed"] == 0
-    assert attrs["power_iters"] == 4  # the default
-    assert attrs["oversample"] == 20
+    assert (attrs["power_iters"], attrs["oversample"]) == (DEFAULT_POWER_ITERS, DEFAULT_OVERSAMPLE) == (2, 40)
     assert attrs["video_fingerprint"] == video.fingerprint
     assert isinstance(attrs["wall_time_s"], float) and 0 < attrs["wall_time_s"] < 120
 
