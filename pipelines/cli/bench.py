@@ -73,6 +73,13 @@ def add_parser(commands: Commands) -> None:
     )
     workers.add_argument("--repeats", type=positive_int("--repeats"), default=3, help="runs (3)")
     workers.set_defaults(handler=_workers)
+    side = targets.add_parser(
+        "decompose",
+        help="vidsvd decompose against naive dask and scikit-learn on one store, with the floors",
+    )
+    side.add_argument("--store", required=True, help="store written by `vidsvd ingest`")
+    side.add_argument("--rounds", type=positive_int("--rounds"), default=2, help="alternating rounds (2)")
+    side.set_defaults(handler=_side_by_side)
     svd = targets.add_parser(
         "svd", help="the notebook's timing table: numpy's full SVD against dask's randomized and TSQR"
     )
@@ -111,6 +118,16 @@ def _ingest(args: argparse.Namespace) -> int:
         )
         print(f"ingest peak memory, medians of {args.repeats} runs")
         print(bench_ingest.format_memory(memory_rows))
+    return 0
+
+
+def _side_by_side(args: argparse.Namespace) -> int:
+    from pipelines.bench import side_by_side
+    from storage.video_array import open_video
+
+    open_video(args.store)  # a missing or damaged store is refused before any run
+    contenders, floors = side_by_side.compare_decompositions(Path(args.store), rounds=args.rounds)
+    print(side_by_side.format_comparison(contenders, floors))
     return 0
 
 
