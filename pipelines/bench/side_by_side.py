@@ -38,7 +38,9 @@ import numpy as np
 import psutil
 
 from pipelines.bench.ingest import run_with_peak_rss
+from pipelines.bench.scale import read_seconds
 from pipelines.decompose import SvdParameters
+from pipelines.matrix import video_matrix
 from storage.errors import InvalidParameterError
 from storage.video_array import open_video
 
@@ -97,8 +99,9 @@ def compare_decompositions(store: Path, *, rounds: int = 2, rank: int = 10) -> t
                 out = Path(scratch) / f"{name}.json"
                 elapsed, peak = run_with_peak_rss(_command(name, store, rank=rank, out=out))
                 if name != "vidsvd":  # the time of the SVD alone, M in RAM for sklearn
-                    elapsed = json.loads(out.read_text())["seconds"]
-                    spectra[name] = np.asarray(json.loads(out.read_text())["s"])
+                    result = json.loads(out.read_text())
+                    elapsed = result["seconds"]
+                    spectra[name] = np.asarray(result["s"])
                 times[name].append(elapsed)
                 peaks[name] = max(peaks[name], peak)
     reference = _stored_spectrum(store, rank=rank)
@@ -107,9 +110,7 @@ def compare_decompositions(store: Path, *, rounds: int = 2, rank: int = 10) -> t
             name=name,
             wall_times_s=tuple(times[name]),
             peak_rss_bytes=peaks[name],
-            max_s_error=None
-            if name == "vidsvd"
-            else float(np.max(np.abs(spectra[name] - reference) / reference)),
+            max_s_error=None if name == "vidsvd" else _max_relative_error(spectra[name], reference),
         )
         for name in names
     ]
@@ -136,15 +137,7 @@ def _stored_spectrum(store: Path, *, rank: int) -> np.ndarray:
 
 
 def _floors(store: Path, *, pixels: int, frames: int, rank: int) -> Floors:
-    import dask
-
-    stored = open_video(store).frames
-    started = time.perf_counter()
-    with dask.config.set(scheduler="threads"):
-        stored.map_blocks(
-            lambda b: np.zeros((1,) * b.ndim, np.uint8), chunks=(1,) * stored.ndim
-        ).sum().compute()
-    read_s = time.perf_counter() - started
+    read_s = read_seconds(open_video(store).frames)
     params = SvdParameters(rank=rank, iteration="fused")
     columns = min(max(20, rank + params.oversample), pixels, frames)
     # sketch and last pass: one product each; every power pass: two
@@ -194,11 +187,6 @@ def format_comparison(contenders: Sequence[Contender], floors: Floors) -> str:
     return "\n".join(lines)
 
 
-def _matrix(store: Path) -> np.ndarray:
-    frames = np.asarray(open_video(store).frames)
-    return np.ascontiguousarray(frames.reshape(frames.shape[0], -1).T, dtype=np.float32)
-
-
 def _run_contender(name: str, store: Path, rank: int, out: Path) -> None:
     """One contender in this fresh process: time it, write its seconds and spectrum."""
     if name == "dask":
@@ -216,7 +204,7 @@ def _run_contender(name: str, store: Path, rank: int, out: Path) -> None:
     else:
         from sklearn.utils.extmath import randomized_svd  # type: ignore[import-untyped]
 
-        matrix = _matrix(store)
+        matrix = np.asarray(video_matrix(open_video(store).frames).compute(scheduler="threads"))
         started = time.perf_counter()
         _, spectrum, _ = randomized_svd(matrix, rank, random_state=0)
     seconds = time.perf_counter() - started
