@@ -2,7 +2,7 @@
 
 A real `dask scheduler` and three `dask worker` processes (one thread each) run on
 127.0.0.1; the command runs as its own process through ``--scheduler``.  While it
-computes, and while the worker to kill is busy with its tasks, the test SIGKILLs:
+computes, the test picks a worker busy with the job's tasks and SIGKILLs:
 
 - ``group``: the worker's whole process group, nanny included: the worker is gone
   for good and the run must finish on the two others (a lost machine);
@@ -165,13 +165,24 @@ class CompletionWatcher:
 # --------------------------------------------------------------------------- the victim
 
 
-def _victim(cluster: ExternalCluster, client: distributed.Client) -> tuple[str, int, int]:
-    """The last worker started: (its address, its nanny's pid = process group, its own pid)."""
-    nanny = cluster.processes[-1].pid
+@dataclass(frozen=True)
+class Victim:
+    """A worker of the cluster: its address, its nanny's pid (= process group), its own pid."""
+
+    address: str
+    nanny: int
+    pid: int
+
+
+def _workers(cluster: ExternalCluster, client: distributed.Client) -> dict[str, Victim]:
+    """Every worker of the cluster by address, with the nanny that started it."""
+    nannies = {process.pid for process in cluster.processes[1:]}
+    found = {}
     for address, pid in client.run(os.getpid).items():
-        if psutil.Process(pid).ppid() == nanny:
-            return address, nanny, pid
-    raise AssertionError("the last worker's process is not among the scheduler's workers")
+        nanny = psutil.Process(pid).ppid()
+        assert nanny in nannies, f"worker {address} was not started by one of the cluster's nannies"
+        found[address] = Victim(address, nanny, pid)
+    return found
 
 
 def _busy(client: distributed.Client, address: str, prefix: str = "") -> bool:
@@ -184,11 +195,11 @@ def _involved(client: distributed.Client, address: str) -> bool:
     return _busy(client, address) or bool(client.has_what(workers=[address]).get(address))
 
 
-def _kill(how: str, nanny: int, worker: int) -> None:
+def _kill(how: str, victim: Victim) -> None:
     if how == "group":
-        os.killpg(nanny, signal.SIGKILL)
+        os.killpg(victim.nanny, signal.SIGKILL)
     else:
-        os.kill(worker, signal.SIGKILL)
+        os.kill(victim.pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -204,33 +215,49 @@ def _run_and_kill(
     *,
     how: str,
     watcher: CompletionWatcher,
-    ready: Callable[[CliProcess, distributed.Client, str], bool],
+    choose: Callable[[CliProcess, distributed.Client, list[str]], str | None],
 ) -> Disturbed:
-    """Run ``vidsvd ARGV --scheduler ...``; SIGKILL the victim once ``ready``; return when it ends."""
+    """Run ``vidsvd ARGV --scheduler ...``; SIGKILL the worker ``choose`` names; return when it ends.
+
+    ``choose(command, client, addresses)`` is polled while the command runs; it returns
+    the address of the worker to kill once the run is where the test wants it, and
+    None before.  The victim is chosen then, among the workers doing the job's work,
+    and not beforehand: the scheduler may leave any one worker idle for a whole short
+    run.
+    """
     with connect(ClusterOptions(scheduler=cluster.address)) as client:
-        address, nanny, worker = _victim(cluster, client)
+        workers = _workers(cluster, client)
+        chosen: list[str] = []
+
+        def ready() -> bool:
+            address = choose(command, client, sorted(workers))
+            if address is not None:
+                chosen.append(address)
+            return address is not None
+
         with watcher:
             command = CliProcess([*argv, "--scheduler", cluster.address])
             try:
-                command.wait_until(
-                    lambda: ready(command, client, address), timeout_s=120, what="the victim busy mid-run"
-                )
+                command.wait_until(ready, timeout_s=120, what="a worker busy mid-run")
+                victim = workers[chosen[-1]]
                 before_kill = watcher.complete_now()
-                _kill(how, nanny, worker)
+                _kill(how, victim)
                 assert command.running()
                 assert not any(before_kill.values()), f"an output was complete before the kill: {before_kill}"
                 code = command.wait(timeout_s=240)
             finally:
                 command.kill()
-        assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
+        assert (
+            not psutil.pid_exists(victim.pid) or psutil.Process(victim.pid).status() == psutil.STATUS_ZOMBIE
+        )
         expected = 2 if how == "group" else 3
         client.wait_for_workers(expected, timeout=START_TIMEOUT_S)  # the nanny's new worker, if any
-        workers = client.scheduler_info(n_workers=-1)["workers"]
-        assert address not in workers
+        workers_after = client.scheduler_info(n_workers=-1)["workers"]
+        assert victim.address not in workers_after
     assert not watcher.errors, watcher.errors
     scheduler_log = (cluster.folder / "scheduler.log").read_text()
-    assert f"Remove worker addr: {address}" in scheduler_log  # the scheduler saw it go
-    return Disturbed(code=code, stderr=command.stderr, workers_after=len(workers))
+    assert f"Remove worker addr: {victim.address}" in scheduler_log  # the scheduler saw it go
+    return Disturbed(code=code, stderr=command.stderr, workers_after=len(workers_after))
 
 
 def _assert_clean_success(result: Disturbed) -> None:
@@ -266,12 +293,14 @@ def test_decompose_survives_losing_a_worker(
         {FACTORS: store / "factors" / FACTORS / "zarr.json"}, read=lambda _name: _factors(store)
     )
 
-    def mid_run(command: CliProcess, client: distributed.Client, victim: str) -> bool:
+    def mid_run(command: CliProcess, client: distributed.Client, addresses: list[str]) -> str | None:
         progress = command.progress("decompose (randomized)")
-        return progress is not None and progress[0] >= 0.25 * progress[1] and _involved(client, victim)
+        if progress is None or progress[0] < 0.25 * progress[1]:
+            return None
+        return next((address for address in addresses if _involved(client, address)), None)
 
     result = _run_and_kill(
-        cluster, ["decompose", "--store", str(store), "--rank", "5"], how=how, watcher=watcher, ready=mid_run
+        cluster, ["decompose", "--store", str(store), "--rank", "5"], how=how, watcher=watcher, choose=mid_run
     )
     _assert_clean_success(result)
     assert "computing on dask scheduler" in result.stderr and ": 3 workers" in result.stderr
@@ -299,17 +328,18 @@ def test_separate_survives_losing_a_worker_for_good(
         {name: store / name / "zarr.json" for name in names}, read=lambda name: _derived(store, name)
     )
 
-    def mid_write(command: CliProcess, client: distributed.Client, victim: str) -> bool:
+    def mid_write(command: CliProcess, client: distributed.Client, addresses: list[str]) -> str | None:
         # chunks already in the store, and the victim writing one of its own
-        written = any((store / name / "c").exists() for name in names)
-        return written and _busy(client, victim, prefix="store-map")
+        if not any((store / name / "c").exists() for name in names):
+            return None
+        return next((address for address in addresses if _busy(client, address, prefix="store-map")), None)
 
     result = _run_and_kill(
         cluster,
         ["separate", "--store", str(store), "--out", str(out), "--foreground"],
         how="group",
         watcher=watcher,
-        ready=mid_write,
+        choose=mid_write,
     )
     _assert_clean_success(result)
     assert result.workers_after == 2
