@@ -52,6 +52,11 @@ class FactorsSummary:
         """Fingerprint of the video the factors were computed from ("" when unknown)."""
         return str(self.attrs.get("video_fingerprint", ""))
 
+    @property
+    def fit(self) -> str:
+        """How a fitted background model was fitted, in words ("" when not recorded)."""
+        return str(self.attrs.get("fit", ""))
+
 
 def list_factors(store: StoreLocation | str | os.PathLike[str]) -> list[FactorsSummary]:
     """Every factor set of the store, complete or not, sorted by name."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import time
 
+import dask.array as da
+import distributed
 import numpy as np
+import numpy.typing as npt
 
 from cluster.client import describe
 from pipelines.background_models import (
@@ -15,6 +18,8 @@ from pipelines.background_models import (
     frame_gains,
     median_bin,
     median_from_counts,
+    normalized_frames,
+    sample_plate,
     segment_factors,
 )
 from pipelines.steps.context import JobContext, step_context
@@ -27,7 +32,11 @@ from storage.writer_lock import writer_lock
 
 __all__ = ["fit_background"]
 
-_PASSES = {"median": 2, "robust": 3}  # reads of the video, per model of FITTED_MODELS
+_PASSES = {"median": 2, "robust": 4}  # reads of the video, per model of FITTED_MODELS
+ROBUST_FIT = "median of the frames divided by their gains, then the gains against it"
+"""How the robust model's factors were fitted, recorded with them: factors fitted
+another way (the plain median times gains, before) are fitted again, not reused."""
+_FITS = {"median": "exact temporal median", "robust": ROBUST_FIT}
 
 
 def fit_background(
@@ -51,8 +60,10 @@ def fit_background(
 
     Notes
     -----
-    Reads the uint8 video 2 (median) or 3 (robust) times; each task holds one chunk of
-    frames and a (P, 16) uint32 partial; this process holds the plate and the gains.
+    Reads the uint8 video 2 (median) or 4 (robust) times, plus 64 frames for the robust
+    model's first plate; each task holds one chunk of frames (robust: and a float32
+    copy of it) and a (P, 16) uint32 partial; this process holds the plate and the
+    gains.
     """
     if model not in FITTED_MODELS:
         raise InvalidParameterError(f"fit_background fits {', '.join(FITTED_MODELS)}, got model={model!r}")
@@ -67,7 +78,7 @@ def _fit(
 ) -> StoredFactors:
     """Reuse or fit and write the background; the writer lock is held."""
     if not force and any(
-        summary.name == summary.method == model
+        summary.name == summary.method == model and summary.fit == _FITS[model]
         for summary in complete_factors(video.location, video_fingerprint=video.fingerprint)
     ):
         return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
@@ -78,18 +89,26 @@ def _fit(
         for number, (start, stop) in enumerate(video.segments):
             frames = video.frames[start:stop]
             label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
-            counted = client.compute(coarse_counts(frames))
-            job.wait([counted], description=f"{label}: pass 1", frames=stop - start)
-            coarse = np.asarray(counted.result())
-            counted = client.compute(fine_counts(frames, median_bin(coarse, n_frames=stop - start)))
-            job.wait([counted], description=f"{label}: pass 2", frames=stop - start)
-            plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=stop - start)
+            n_frames = stop - start
+            passes = iter(range(1, _PASSES[model] + 1))
+            counted_frames = frames
             if model == "robust":
-                measured = client.compute(frame_gains(frames, plate))
-                job.wait([measured], description=f"{label}: pass 3", frames=stop - start)
-                gains.append(np.asarray(measured.result(), dtype=np.float64))
+                first_plate = client.compute(sample_plate(frames))
+                job.wait([first_plate], description=f"{label}: sample plate", frames=None)
+                first_gains = _gains(
+                    client, job, frames, first_plate.result(), f"{label}: pass {next(passes)}"
+                )
+                counted_frames = normalized_frames(frames, first_gains)
+            counted = client.compute(coarse_counts(counted_frames))
+            job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+            coarse = np.asarray(counted.result())
+            counted = client.compute(fine_counts(counted_frames, median_bin(coarse, n_frames=n_frames)))
+            job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+            plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames)
+            if model == "robust":
+                gains.append(_gains(client, job, frames, plate, f"{label}: pass {next(passes)}"))
             else:
-                gains.append(np.ones(stop - start))
+                gains.append(np.ones(n_frames))
             plates.append(plate)
         factors = segment_factors(plates, gains, video.segments, n_frames=video.n_frames)
         write_factors(
@@ -102,6 +121,7 @@ def _fit(
                 "method": model,
                 "model": model,
                 "passes": _PASSES[model],
+                "fit": _FITS[model],
                 "video_fingerprint": video.fingerprint,
                 "wall_time_s": round(time.perf_counter() - started, 3),
                 "cluster": describe(client),
@@ -109,3 +129,12 @@ def _fit(
             overwrite=True,
         )
     return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
+
+
+def _gains(
+    client: distributed.Client, job: JobContext, frames: da.Array, plate: npt.ArrayLike, description: str
+) -> npt.NDArray[np.float64]:
+    """The frames' gains against ``plate`` (one read), computed with progress."""
+    measured = client.compute(frame_gains(frames, np.asarray(plate)))
+    job.wait([measured], description=description, frames=int(frames.shape[0]))
+    return np.asarray(measured.result(), dtype=np.float64)

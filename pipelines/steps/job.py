@@ -12,6 +12,7 @@ from typing import Any
 from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
 from pipelines.masks import AUTO_THRESHOLD_RULE
+from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
 from pipelines.steps.evaluate import evaluate
@@ -128,6 +129,8 @@ def run(
         timings["decompose_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
+        if model != "svd":  # refits factors of another fit or video, so their id tells
+            fit_background(store=location, model=model, force=force, context=job)
         done = read_separation(location)
         background = decomposed.name if model == "svd" else model
         background_id = _factors_id(location, background)

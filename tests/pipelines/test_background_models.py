@@ -12,7 +12,9 @@ from pipelines.background_models import (
     frame_gains,
     median_bin,
     median_from_counts,
+    normalized_frames,
     rank_one_factors,
+    sample_plate,
 )
 from pipelines.synthetic import SceneSpec, render_background, render_scene
 from storage.errors import InvalidParameterError
@@ -53,6 +55,8 @@ def test_counts_are_lazy() -> None:
         coarse_counts(frames)
         fine_counts(frames, np.zeros(20, dtype=np.uint8))
         frame_gains(frames, np.full(20, 100, dtype=np.uint8))
+        sample_plate(frames)
+        normalized_frames(frames, np.ones(20))
 
 
 def test_gains_follow_illumination() -> None:
@@ -77,3 +81,24 @@ def test_rank_one_factors_rebuild_plate_times_gain() -> None:
 def test_colour_is_refused() -> None:
     with pytest.raises(InvalidParameterError, match="gray"):
         coarse_counts(da.zeros((2, 4, 5, 3), dtype=np.uint8))
+
+
+def test_normalized_frames_divide_each_frame_by_its_gain() -> None:
+    frames = np.random.default_rng(1).integers(0, 256, size=(9, 5, 6), dtype=np.uint8)
+    gains = np.array([1.0, 0.5, 2.0, 1.3, 0.8, 1 / 32, 1.0, 4.0, 0.9])
+    got = normalized_frames(da.from_array(frames, chunks=(4, 5, 3)), gains).compute()
+    expected = np.clip(np.rint(frames / gains[:, None, None]), 0, 255).astype(np.uint8)
+    expected[5] = frames[5]  # a gain under 1/16 (a fade to black) is not divided out
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(InvalidParameterError, match="gains must have shape"):
+        normalized_frames(da.from_array(frames), gains[:5])
+
+
+@pytest.mark.parametrize(("n_frames", "n_sample"), [(1, 64), (10, 64), (100, 7)])
+def test_sample_plate_is_the_lower_median_of_evenly_spread_frames(n_frames: int, n_sample: int) -> None:
+    frames = np.random.default_rng(n_frames).integers(0, 256, size=(n_frames, 4, 5), dtype=np.uint8)
+    picked = np.unique(np.rint(np.linspace(0, n_frames - 1, min(n_sample, n_frames))).astype(int))
+    expected = np.percentile(frames[picked].reshape(len(picked), -1), 50, axis=0, method="lower")
+    got = sample_plate(da.from_array(frames, chunks=(3, 4, 5)), n_sample=n_sample).compute()
+    assert got.shape == (20,) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected.astype(np.uint8))
