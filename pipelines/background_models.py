@@ -1,4 +1,4 @@
-"""Robust background models, out of core: the exact temporal median, and the median times a gain.
+"""Robust background models, out of core: the exact temporal median, and a gain-corrected one.
 
 Plain SVD fits the background by squared error, so whatever moves often (people who
 walk the same path, a group that lingers) leaks into it.  A per-pixel temporal median

@@ -155,7 +155,8 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
         if report.get("background_models"):
             parts += [
                 "<p>The SVD's mean background beside each fitted model's (median: the exact"
-                " temporal median; robust: the median times a gain per frame), per source video.</p>",
+                " temporal median; robust: the median of the gain-corrected frames times a gain"
+                " per frame), per source video.</p>",
                 _value_html(report["background_models"]),
             ]
         parts += [_figure_html(images[name], name, pixels=True) for name in backgrounds]

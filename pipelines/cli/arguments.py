@@ -197,7 +197,8 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
         choices=BACKGROUND_MODELS,
         default=None,
         help=(
-            "background: robust (temporal median times a gain per frame), median (exact temporal "
+            "background: robust (temporal median of the gain-corrected frames, times a gain "
+            "per frame), median (exact temporal "
             f"median) or svd (the notebook's rank-k SVD); default {DEFAULT_MODEL}, or svd when "
             "SVD factors or a rank are named"
         ),
