@@ -18,7 +18,7 @@ from pipelines.steps.decompose import decompose
 from pipelines.steps.evaluate import evaluate
 from pipelines.steps.ingest import ingest
 from pipelines.steps.report import report, report_is_current
-from pipelines.steps.separate import refuse_masks_video_without_videos, separate
+from pipelines.steps.separate import CLEANUP, refuse_masks_video_without_videos, separate
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreExistsError, StoreIncompleteError, StoreNotFoundError
@@ -141,6 +141,7 @@ def run(
             and done.factors_id == background_id != ""
             and (separate_rank is None or done.rank == separate_rank)
             and done.threshold_rule == (AUTO_THRESHOLD_RULE if threshold is None else "given")
+            and done.cleanup == CLEANUP
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
             and _folder_shows(folder, done, videos=make_videos)

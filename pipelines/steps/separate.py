@@ -48,6 +48,7 @@ from storage.video_array import StoredVideo, open_video
 from storage.writer_lock import writer_lock
 
 __all__ = [
+    "CLEANUP",
     "THRESHOLD_SAMPLE_FRAMES",
     "SeparateSummary",
     "refuse_masks_video_without_videos",
@@ -58,7 +59,7 @@ __all__ = [
 THRESHOLD_SAMPLE_FRAMES = 24
 """Frames whose foreground decides the ``auto`` threshold."""
 
-CLEANUP = "median 3x3"
+CLEANUP = "median 3x3, holes filled"
 """The mask clean-up :func:`pipelines.separate.masks` applies, as recorded in the store."""
 
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from cluster.client import connect
 from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.separate import background_frames, foreground_frames, to_storage_foreground
+from pipelines.steps.separate import CLEANUP
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived
 from storage.factors import open_factors
@@ -322,6 +324,13 @@ def test_factors_replaced_under_the_same_name_redo_separate_and_report(
     code, _, stderr = _run(capsys, *robust_run)
     assert code == 0, stderr
     assert "separate: skipped (complete)" in _steps(stderr)
+
+    # and so is the clean-up: masks cleaned another way (as an older version did) are made again
+    zarr.open_array(str(store / "masks"), mode="r+").attrs.update({"cleanup": "median 3x3"})
+    code, _, stderr = _run(capsys, *robust_run)
+    assert code == 0, stderr
+    assert "separate: done" in _steps(stderr)
+    assert open_derived(store, "masks").record.cleanup == CLEANUP
 
 
 def test_run_bad_inputs_are_one_line(

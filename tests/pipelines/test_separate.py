@@ -12,7 +12,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from pipelines.masks import AUTO_THRESHOLD_MIN, auto_threshold, masks, sample_frames
+from pipelines.masks import AUTO_THRESHOLD_MIN, auto_threshold, fill_holes, masks, sample_frames
 from pipelines.separate import (
     apply_factors,
     background_frames,
@@ -179,13 +179,36 @@ def test_mask_cleanup_removes_speckle_and_fills_pinholes() -> None:
 
 @pytest.mark.parametrize("shape", [(3, 17, 23), (2, 1, 9), (2, 5, 1), (1, 1, 1), (1, 2, 2)])
 @pytest.mark.parametrize("density", [0.1, 0.5, 0.9])
-def test_mask_cleanup_equals_scipys_median_filter(shape: tuple[int, int, int], density: float) -> None:
+def test_mask_cleanup_equals_scipys_median_filter_then_hole_filling(
+    shape: tuple[int, int, int], density: float
+) -> None:
     from scipy import ndimage
 
     fg = np.where(np.random.default_rng(7).random(shape) < density, 100.0, 0.0).astype(np.float32)
     cleaned = masks(da.from_array(fg), threshold=50.0).compute()
     median = ndimage.median_filter(fg > 50, size=(1, 3, 3), mode="nearest")
-    np.testing.assert_array_equal(cleaned, median.astype(np.uint8) * 255)
+    filled = np.stack([ndimage.binary_fill_holes(frame) for frame in median])
+    np.testing.assert_array_equal(cleaned, filled.astype(np.uint8) * 255)
+
+
+def test_fill_holes_fills_each_frame_as_scipy_does_and_only_enclosed_background() -> None:
+    from scipy import ndimage
+
+    ring = np.zeros((3, 12, 14), dtype=bool)
+    ring[:, 2:10, 3:11] = True
+    ring[:, 4:8, 5:9] = False  # a 4x4 hole in every frame, the first and last included
+    ring[1, 4:8, 3] = False  # frame 1: the hole opens onto the outside (not a hole any more)
+    ring[1, 4:8, 4] = False
+    filled = fill_holes(ring)
+    assert filled[0, 4:8, 5:9].all() and filled[2, 4:8, 5:9].all()
+    assert not filled[1, 4:8, 5:9].any()
+    assert not filled[:, 0, :].any()  # the frame's own background stays background
+    noisy = np.random.default_rng(3).random((4, 30, 40)) < 0.45
+    expected = np.stack([ndimage.binary_fill_holes(frame) for frame in noisy])
+    np.testing.assert_array_equal(fill_holes(noisy), expected)
+    assert fill_holes(np.zeros((0, 3, 3), dtype=bool)).shape == (0, 3, 3)
+    with pytest.raises(InvalidParameterError, match="frame, y, x"):
+        fill_holes(np.zeros((3, 3), dtype=bool))
 
 
 def test_masks_are_lazy_whole_frames_and_combine_color_channels() -> None:
