@@ -38,10 +38,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
 
+import dask
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.chunk_groups import chunk_groups, sum_partials
 from pipelines.shapes import is_color
 from storage.errors import InvalidParameterError
 
@@ -175,33 +177,53 @@ def _tile_counts(
 
 def _coarse_block(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
     flat = block.reshape(block.shape[0], -1)
-    return _tile_counts(np.right_shift(flat, 4), _BINS)[None]
+    return _tile_counts(np.right_shift(flat, 4), _BINS)
 
 
 def _fine_block(block: npt.NDArray[np.uint8], coarse_bin: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
     flat = block.reshape(block.shape[0], -1)
     # bin 16: outside the coarse bin
-    return _tile_counts(flat, _BINS + 1, coarse_bin=coarse_bin)[None, :, :_BINS]
+    return np.ascontiguousarray(_tile_counts(flat, _BINS + 1, coarse_bin=coarse_bin)[:, :_BINS])
 
 
-def coarse_counts(frames: da.Array) -> da.Array:
+def coarse_counts(
+    frames: da.Array,
+    *,
+    gains: npt.NDArray[np.floating] | None = None,
+    frames_per_task: int | None = None,
+) -> da.Array:
     """Per pixel, how many frames fall in each coarse bin ``value >> 4``; lazy.
 
     Parameters
     ----------
     frames : dask.array.Array
         (frame, y, x) uint8, whole frames per chunk.
+    gains : numpy.ndarray, optional
+        (T,): count the frames divided by these (:func:`normalized_frames`), each
+        chunk divided in the task that counts it.
+    frames_per_task : int, optional
+        One task counts consecutive chunks of at least this many frames into one
+        partial (:func:`pipelines.chunk_groups.chunk_groups`); None: a chunk per task.
 
     Returns
     -------
     dask.array.Array
-        (P, 16) uint32.  One read of the video; per task a (P, 16) partial.
+        (P, 16) uint32.  One read of the video; per task one chunk at a time (with
+        ``gains``, and its float32 copy) and a (P, 16) partial.
     """
-    return _summed_counts(frames, _coarse_block)
+    return _summed_counts(frames, _coarse_block, gains=gains, frames_per_task=frames_per_task)
 
 
-def fine_counts(frames: da.Array, coarse_bin: npt.NDArray[np.uint8]) -> da.Array:
+def fine_counts(
+    frames: da.Array,
+    coarse_bin: npt.NDArray[np.uint8],
+    *,
+    gains: npt.NDArray[np.floating] | None = None,
+    frames_per_task: int | None = None,
+) -> da.Array:
     """Per pixel, how many frames take each value inside the pixel's ``coarse_bin``; lazy.
+
+    ``gains`` and ``frames_per_task`` as for :func:`coarse_counts`.
 
     Returns
     -------
@@ -212,24 +234,53 @@ def fine_counts(frames: da.Array, coarse_bin: npt.NDArray[np.uint8]) -> da.Array
     n_pixels = int(frames.shape[1]) * int(frames.shape[2])
     if coarse_bin.shape != (n_pixels,):
         raise InvalidParameterError(f"coarse_bin must have shape ({n_pixels},), got {coarse_bin.shape}")
-    return _summed_counts(frames, _fine_block, np.asarray(coarse_bin, dtype=np.uint8))
+    shared_bin = dask.delayed(np.asarray(coarse_bin, dtype=np.uint8), pure=True)  # one copy in the graph
+    return _summed_counts(frames, _fine_block, shared_bin, gains=gains, frames_per_task=frames_per_task)
 
 
 def _summed_counts(
-    frames: da.Array, count_block: Callable[..., npt.NDArray[np.uint32]], *args: Any
+    frames: da.Array,
+    count_block: Callable[..., npt.NDArray[np.uint32]],
+    *args: Any,
+    gains: npt.NDArray[np.floating] | None,
+    frames_per_task: int | None,
 ) -> da.Array:
-    """``count_block`` on every chunk of whole frames, (1, P, 16) each, summed over chunks: (P, 16)."""
+    """``count_block`` on every chunk of whole frames, summed per group of chunks, then in a tree: (P, 16)."""
     _check_gray(frames)
     whole = frames.rechunk({1: -1, 2: -1})
     n_pixels = int(frames.shape[1]) * int(frames.shape[2])
-    partials = whole.map_blocks(
-        count_block,
-        *args,
-        chunks=((1,) * whole.numblocks[0], (n_pixels,), (_BINS,)),
-        dtype=np.uint32,
-        meta=np.empty((0, 0, 0), dtype=np.uint32),
-    )
-    return partials.sum(axis=0, dtype=np.uint32)
+    blocks = list(whole.to_delayed().ravel())
+    bounds = np.cumsum((0, *whole.chunks[0]))
+    divisors = None if gains is None else _divisors(gains, n_frames=int(frames.shape[0]))
+    partials = [
+        dask.delayed(_count_group, pure=True)(
+            [blocks[i] for i in group],
+            None if divisors is None else [divisors[bounds[i] : bounds[i + 1]] for i in group],
+            count_block,
+            *args,
+        )
+        for group in chunk_groups(whole.chunks[0], frames_per_task=frames_per_task)
+    ]
+    return sum_partials(partials, shape=(n_pixels, _BINS), dtype=np.uint32)
+
+
+def _count_group(
+    blocks: Sequence[npt.NDArray[np.uint8]],
+    divisors: Sequence[npt.NDArray[np.float32]] | None,
+    count_block: Callable[..., npt.NDArray[np.uint32]],
+    *args: Any,
+) -> npt.NDArray[np.uint32]:
+    """The counts of consecutive chunks, one after the other, into one (P, 16) partial."""
+    total: npt.NDArray[np.uint32] | None = None
+    for index, block in enumerate(blocks):
+        values = block if divisors is None else _divide_block(block, divisors[index][:, None, None])
+        counts = count_block(values, *args)
+        if total is None:
+            total = counts
+        else:
+            np.add(total, counts, out=total)
+    assert total is not None  # a group holds at least one chunk
+    return total
 
 
 def median_bin(coarse: npt.NDArray[np.uint32], *, n_frames: int) -> npt.NDArray[np.uint8]:
@@ -320,13 +371,11 @@ def normalized_frames(frames: da.Array, gains: npt.NDArray[np.floating]) -> da.A
     """The frames divided by their gains, rounded to uint8; lazy, the frames' shape and chunks.
 
     ``gains`` (T,) as from :func:`frame_gains`; frames whose gain is below 1/16 are
-    left as they are.  Per task one float32 copy of a chunk of frames.
+    left as they are.  Per task one float32 copy of a chunk of frames.  The counts
+    divide the frames themselves when given ``gains``.
     """
     _check_gray(frames)
-    values = np.asarray(gains, dtype=np.float32).ravel()
-    if values.shape != (int(frames.shape[0]),):
-        raise InvalidParameterError(f"gains must have shape ({int(frames.shape[0])},), got {values.shape}")
-    divisors = np.where(values >= _MIN_GAIN, values, np.float32(1))
+    divisors = _divisors(gains, n_frames=int(frames.shape[0]))
     lazy_divisors = da.from_array(divisors, chunks=(frames.chunks[0],))
     return da.map_blocks(
         _divide_block,
@@ -335,6 +384,15 @@ def normalized_frames(frames: da.Array, gains: npt.NDArray[np.floating]) -> da.A
         dtype=np.uint8,
         meta=np.empty((0, 0, 0), np.uint8),
     )
+
+
+def _divisors(gains: npt.NDArray[np.floating], *, n_frames: int) -> npt.NDArray[np.float32]:
+    """The gains as divisors: (T,) float32, 1 where a gain is below 1/16 (a fade to black)."""
+    values = np.asarray(gains, dtype=np.float32).ravel()
+    if values.shape != (n_frames,):
+        raise InvalidParameterError(f"gains must have shape ({n_frames},), got {values.shape}")
+    divisors: npt.NDArray[np.float32] = np.where(values >= _MIN_GAIN, values, np.float32(1))
+    return divisors
 
 
 def _divide_block(block: npt.NDArray[np.uint8], divisors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:

@@ -42,8 +42,8 @@ import numpy.typing as npt
 from dask.array.linalg import compression_level, tsqr
 from dask.array.utils import svd_flip
 from dask.base import tokenize
-from dask.delayed import Delayed
 
+from pipelines.chunk_groups import chunk_groups, sum_partials
 from pipelines.decompose import Decomposition, SvdParameters
 from pipelines.graph_copy import fresh_copies
 from storage.errors import InvalidParameterError
@@ -52,11 +52,6 @@ __all__ = ["TILE_BYTES", "fused_randomized_svd", "svqb_transform"]
 
 TILE_BYTES: Final = 2**20
 """float32 bytes of one converted tile of a chunk (frames x pixels): about L2 size."""
-
-_SPLIT_EVERY: Final = 2
-"""Partials summed per task of the tree reduction: a sum runs as soon as two partials
-exist.  With 8, up to 9 partials (184 MB each at 720p and l = 50) waited in one
-worker for their sum (measured), most of the out-of-core peak memory."""
 
 
 def fused_randomized_svd(
@@ -98,7 +93,7 @@ def fused_randomized_svd(
     ``power_iters + 2`` reads of the video.  Per pass: ``4 P T l`` flops (2 for the
     sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
     one task).  Memory per task: one uint8 chunk at a time, one (P, l) float32 partial
-    and Q; ``_SPLIT_EVERY`` partials per summing task.
+    and Q; :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
         raise InvalidParameterError(
@@ -118,19 +113,19 @@ def fused_randomized_svd(
         .standard_normal(size=(n_frames, width), chunks=(frames.chunks[0], (width,)))
         .astype(np.float32, copy=False)
     )
-    groups = _chunk_groups(frames.chunks[0], frames_per_task=frames_per_task)
+    groups = chunk_groups(frames.chunks[0], frames_per_task=frames_per_task)
     blocks = list(read().to_delayed().ravel())
     omegas = list(omega.to_delayed().ravel())
     sketched = [
         dask.delayed(_sketch_group, pure=True)([blocks[i] for i in group], [omegas[i] for i in group])
         for group in groups
     ]
-    basis = _orthonormal(_sum_partials(sketched, n_pixels=n_pixels, width=width))
+    basis = _orthonormal(sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32))
     for _ in range(params.power_iters):
         blocks = list(read(after=basis).to_delayed().ravel())
         q = basis.to_delayed().ravel()[0]
         powered = [dask.delayed(_power_group, pure=True)([blocks[i] for i in group], q) for group in groups]
-        basis = _orthonormal(_sum_partials(powered, n_pixels=n_pixels, width=width))
+        basis = _orthonormal(sum_partials(powered, shape=(n_pixels, width), dtype=np.float32))
     index = "tyxc"[: frames.ndim]
     projected = da.blockwise(
         _project_block, "tl", read(after=basis), index, basis, "pl",
@@ -142,44 +137,6 @@ def fused_randomized_svd(
     u = basis.dot(u_small.T)[:, :k]
     u, vt = svd_flip(u, v_small.T[:k, :])
     return Decomposition(u, s[:k], vt)
-
-
-def _sum_partials(partials: list[Delayed], *, n_pixels: int, width: int) -> da.Array:
-    """Per-group (P, l) partials -> their sum, a (P, l) float32 dask array of one chunk.
-
-    A tree of tasks adding ``_SPLIT_EVERY`` partials each into a copy of the first:
-    no concatenation of the partials (dask's ``sum`` would stack them first).
-    """
-    level = partials
-    while len(level) > 1:
-        level = [
-            dask.delayed(_add_into_first, pure=True)(*level[start : start + _SPLIT_EVERY])
-            for start in range(0, len(level), _SPLIT_EVERY)
-        ]
-    return da.from_delayed(level[0], shape=(n_pixels, width), dtype=np.float32)
-
-
-def _chunk_groups(frame_chunks: tuple[int, ...], *, frames_per_task: int | None) -> list[list[int]]:
-    """Consecutive chunk indices in groups of at least ``frames_per_task`` frames.
-
-    The last group may hold fewer; one chunk per group when ``frames_per_task`` is None.
-    """
-    groups: list[list[int]] = [[]]
-    held = 0
-    for index, size in enumerate(frame_chunks):
-        if groups[-1] and (frames_per_task is None or held >= frames_per_task):
-            groups.append([])
-            held = 0
-        groups[-1].append(index)
-        held += size
-    return groups
-
-
-def _add_into_first(*partials: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    total = np.array(partials[0], dtype=np.float32, copy=True)
-    for partial in partials[1:]:
-        np.add(total, partial, out=total)
-    return total
 
 
 def _orthonormal(y: da.Array) -> da.Array:

@@ -18,10 +18,10 @@ from pipelines.background_models import (
     frame_gains,
     median_bin,
     median_from_counts,
-    normalized_frames,
     sample_plate,
     segment_factors,
 )
+from pipelines.planning import merged_frames_per_chunk
 from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import complete_factors
@@ -61,9 +61,10 @@ def fit_background(
     Notes
     -----
     Reads the uint8 video 2 (median) or 4 (robust) times, plus 64 frames for the robust
-    model's first plate; each task holds one chunk of frames (robust: and a float32
-    copy of it) and a (P, 16) uint32 partial; this process holds the plate and the
-    gains.
+    model's first plate.  A counting task reads a group of consecutive chunks (grouped
+    as the fused SVD groups them, :func:`pipelines.planning.merged_frames_per_chunk`)
+    one at a time (robust: and a float32 copy of it) into one (P, 16) uint32 partial;
+    this process holds the plate and the gains.
     """
     if model not in FITTED_MODELS:
         raise InvalidParameterError(f"fit_background fits {', '.join(FITTED_MODELS)}, got model={model!r}")
@@ -91,18 +92,25 @@ def _fit(
             label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
             n_frames = stop - start
             passes = iter(range(1, _PASSES[model] + 1))
-            counted_frames = frames
+            per_task = merged_frames_per_chunk(
+                video_chunk_frames=int(frames.chunks[0][0]),
+                n_video_chunks=len(frames.chunks[0]),
+                frame_pixels=video.height * video.width,
+                min_chunks=2 * max(sum(client.nthreads().values()), 1),
+            )
+            divide_by = None
             if model == "robust":
                 first_plate = client.compute(sample_plate(frames))
                 job.wait([first_plate], description=f"{label}: sample plate", frames=None)
-                first_gains = _gains(
-                    client, job, frames, first_plate.result(), f"{label}: pass {next(passes)}"
-                )
-                counted_frames = normalized_frames(frames, first_gains)
-            counted = client.compute(coarse_counts(counted_frames))
+                divide_by = _gains(client, job, frames, first_plate.result(), f"{label}: pass {next(passes)}")
+            counted = client.compute(coarse_counts(frames, gains=divide_by, frames_per_task=per_task))
             job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
             coarse = np.asarray(counted.result())
-            counted = client.compute(fine_counts(counted_frames, median_bin(coarse, n_frames=n_frames)))
+            counted = client.compute(
+                fine_counts(
+                    frames, median_bin(coarse, n_frames=n_frames), gains=divide_by, frames_per_task=per_task
+                )
+            )
             job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
             plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames)
             if model == "robust":

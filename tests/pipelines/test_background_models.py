@@ -102,3 +102,20 @@ def test_sample_plate_is_the_lower_median_of_evenly_spread_frames(n_frames: int,
     got = sample_plate(da.from_array(frames, chunks=(3, 4, 5)), n_sample=n_sample).compute()
     assert got.shape == (20,) and got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("per_task", [None, 6, 100])
+def test_counts_of_grouped_chunks_and_of_divided_frames(per_task: int | None) -> None:
+    frames = np.random.default_rng(5).integers(0, 256, size=(23, 6, 7), dtype=np.uint8)
+    lazy = da.from_array(frames, chunks=(4, 6, 7))
+    gains = np.random.default_rng(6).uniform(0.5, 1.5, size=23)
+    divided = normalized_frames(lazy, gains)
+    coarse = coarse_counts(lazy, frames_per_task=per_task).compute()
+    np.testing.assert_array_equal(coarse, coarse_counts(lazy).compute())
+    coarse_divided = coarse_counts(lazy, gains=gains, frames_per_task=per_task).compute()
+    np.testing.assert_array_equal(coarse_divided, coarse_counts(divided).compute())
+    bins = median_bin(coarse_divided, n_frames=23)
+    fine = fine_counts(lazy, bins, gains=gains, frames_per_task=per_task).compute()
+    np.testing.assert_array_equal(fine, fine_counts(divided, bins).compute())
+    expected = np.percentile(divided.compute().reshape(23, -1), 50, axis=0, method="lower")
+    np.testing.assert_array_equal(median_from_counts(coarse_divided, fine, n_frames=23), expected)

@@ -1,0 +1,37 @@
+"""Groups of chunks per task and the tree that sums their partials."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pytest
+
+from pipelines.chunk_groups import chunk_groups, sum_partials
+
+
+@pytest.mark.parametrize(
+    ("chunks", "per_task", "expected"),
+    [
+        ((36, 36, 36, 36, 12), None, [[0], [1], [2], [3], [4]]),
+        ((36, 36, 36, 36, 12), 72, [[0, 1], [2, 3], [4]]),
+        ((36, 36, 36, 36, 12), 100, [[0, 1, 2], [3, 4]]),
+        ((10,), 1000, [[0]]),
+        ((5, 5, 5), 1, [[0], [1], [2]]),
+    ],
+)
+def test_groups_are_consecutive_chunks_of_at_least_the_frames_asked(
+    chunks: tuple[int, ...], per_task: int | None, expected: list[list[int]]
+) -> None:
+    assert chunk_groups(chunks, frames_per_task=per_task) == expected
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 8])
+def test_sum_partials_adds_every_partial_once_and_keeps_the_dtype(count: int) -> None:
+    parts = [np.full((3, 4), i + 1, dtype=np.uint32) for i in range(count)]
+    inputs = [dask.delayed(part) for part in parts]
+    total = sum_partials(inputs, shape=(3, 4), dtype=np.uint32)
+    assert total.shape == (3, 4) and total.dtype == np.uint32
+    computed = total.compute()
+    np.testing.assert_array_equal(computed, np.full((3, 4), count * (count + 1) // 2))
+    assert computed.dtype == np.uint32
+    np.testing.assert_array_equal(parts[0], np.ones((3, 4)))  # the first partial is not added into
