@@ -208,8 +208,8 @@ def coarse_counts(
     Returns
     -------
     dask.array.Array
-        (P, 16) uint32.  One read of the video; per task one chunk at a time (with
-        ``gains``, and its float32 copy) and a (P, 16) partial.
+        (P, 16) uint32.  One read of the video; per task the group's chunks (with
+        ``gains``, a float32 copy of one of them at a time) and a (P, 16) partial.
     """
     return _summed_counts(frames, _coarse_block, gains=gains, frames_per_task=frames_per_task)
 

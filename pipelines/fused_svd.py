@@ -76,9 +76,10 @@ def fused_randomized_svd(
         their graph per pass).  True: one graph, so dask holds the frames between
         passes (persist them first on a cluster).
     frames_per_task : int, optional
-        Consecutive chunks are grouped so that one task of a pass reads at least
-        this many frames, one chunk after the other, into one (P, l) partial: fewer
-        partials to add, and no copy to merge chunks.  None: one chunk per task.
+        Consecutive chunks are grouped so that one task of a pass takes at least
+        this many frames and multiplies them a chunk at a time into one (P, l)
+        partial: fewer partials to add, and no copy to merge chunks (the task holds
+        the group's uint8 chunks, its inputs).  None: one chunk per task.
 
     Returns
     -------
@@ -92,8 +93,8 @@ def fused_randomized_svd(
     -----
     ``power_iters + 2`` reads of the video.  Per pass: ``4 P T l`` flops (2 for the
     sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
-    one task).  Memory per task: one uint8 chunk at a time, one (P, l) float32 partial
-    and Q; :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
+    one task).  Memory per task: the group's uint8 chunks (converted a tile at a
+    time), one (P, l) float32 partial and Q; :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
         raise InvalidParameterError(

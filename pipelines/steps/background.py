@@ -61,10 +61,10 @@ def fit_background(
     Notes
     -----
     Reads the uint8 video 2 (median) or 4 (robust) times, plus 64 frames for the robust
-    model's first plate.  A counting task reads a group of consecutive chunks (grouped
-    as the fused SVD groups them, :func:`pipelines.planning.merged_frames_per_chunk`)
-    one at a time (robust: and a float32 copy of it) into one (P, 16) uint32 partial;
-    this process holds the plate and the gains.
+    model's first plate.  A counting task holds a group of consecutive chunks (grouped
+    as the fused SVD groups them, :func:`pipelines.planning.merged_frames_per_chunk`),
+    counts them one at a time (robust: through a float32 copy of each) into one (P, 16)
+    uint32 partial; this process holds the plate and the gains.
     """
     if model not in FITTED_MODELS:
         raise InvalidParameterError(f"fit_background fits {', '.join(FITTED_MODELS)}, got model={model!r}")
