@@ -249,7 +249,9 @@ def _summed_counts(
     _check_gray(frames)
     whole = frames.rechunk({1: -1, 2: -1})
     n_pixels = int(frames.shape[1]) * int(frames.shape[2])
-    blocks = list(whole.to_delayed().ravel())
+    # the array's own keys and tasks: optimised here, the read tasks came out under the same
+    # keys with other specs in each pass, which the scheduler warns may deadlock
+    blocks = list(whole.to_delayed(optimize_graph=False).ravel())
     bounds = np.cumsum((0, *whole.chunks[0]))
     divisors = None if gains is None else _divisors(gains, n_frames=int(frames.shape[0]))
     partials = [

@@ -94,7 +94,8 @@ def fused_randomized_svd(
     ``power_iters + 2`` reads of the video.  Per pass: ``4 P T l`` flops (2 for the
     sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
     one task).  Memory per task: the group's uint8 chunks (converted a tile at a
-    time), one (P, l) float32 partial and Q; :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
+    time), one (P, l) float32 partial and Q;
+    :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
         raise InvalidParameterError(

@@ -28,6 +28,7 @@ from storage.derived import open_derived
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+from tests.cli_process import CliProcess, message_lines
 from tests.external_cluster import ExternalCluster
 from tests.helpers import assert_one_line_error, run_cli, tree_digest
 
@@ -74,6 +75,17 @@ def job(first_run: FirstRun, tmp_path: Path) -> Path:
     copy = tmp_path / "job"
     shutil.copytree(first_run.out, copy)
     return copy
+
+
+def test_a_default_run_prints_only_its_own_messages(first_run: FirstRun, tmp_path: Path) -> None:
+    """As a user runs it, in its own process: the embedded scheduler's warnings would show here."""
+    command = CliProcess(["run", str(first_run.video), "--out", str(tmp_path / "job"), "--rank", "5"])
+    try:
+        assert command.wait(timeout_s=240) == 0, command.stderr[-3000:]
+    finally:
+        command.kill()
+    lines = message_lines(command.stderr)
+    assert lines and all(line.startswith("vidsvd: ") for line in lines), command.stderr[-3000:]
 
 
 def test_run_writes_the_store_report_and_videos(
