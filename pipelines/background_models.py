@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.chunk_groups import chunk_groups, sum_partials
+from pipelines.masks import sample_frames
 from pipelines.shapes import is_color
 from storage.errors import InvalidParameterError
 
@@ -348,9 +349,7 @@ def sample_plate(frames: da.Array, *, n_sample: int = GAIN_SAMPLE_FRAMES) -> da.
         their per-pixel sort).
     """
     _check_gray(frames)
-    n_frames = int(frames.shape[0])
-    picked = np.unique(np.rint(np.linspace(0, n_frames - 1, min(n_sample, n_frames))).astype(np.int64))
-    sample = frames[picked].rechunk(-1)
+    sample = frames[sample_frames(int(frames.shape[0]), n_sample)].rechunk(-1)
     return sample.map_blocks(
         _lower_median_block,
         drop_axis=[0, 1, 2],

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_MERGED_CHUNK_BYTES",
     "ClusterSize",
     "DecompositionPlan",
+    "merged_chunk_limit",
     "merged_frames_per_chunk",
     "plan_decomposition",
 ]
@@ -133,6 +134,13 @@ def merged_frames_per_chunk(
     return video_chunk_frames * merge if merge >= 2 else None
 
 
+def merged_chunk_limit(worker_memory_bytes: int) -> int:
+    """Largest merged chunk (float32 bytes): 1 GiB, and 1/8 of a worker's memory limit (0: none)."""
+    if worker_memory_bytes > 0:
+        return min(MAX_MERGED_CHUNK_BYTES, worker_memory_bytes // _MERGED_SHARE_OF_WORKER)
+    return MAX_MERGED_CHUNK_BYTES
+
+
 def plan_decomposition(
     *,
     method: str,
@@ -189,9 +197,7 @@ def plan_decomposition(
             n_video_chunks=n_video_chunks,
             frame_pixels=frame_pixels,
             min_chunks=2 * max(cluster.threads, 1),
-            max_chunk_bytes=min(MAX_MERGED_CHUNK_BYTES, limit // _MERGED_SHARE_OF_WORKER)
-            if limit > 0
-            else MAX_MERGED_CHUNK_BYTES,
+            max_chunk_bytes=merged_chunk_limit(limit),
         )
     total = cluster.memory_bytes
     keep = total is not None and matrix_bytes <= KEEP_IN_MEMORY_SHARE * total

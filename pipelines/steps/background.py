@@ -10,7 +10,7 @@ import distributed
 import numpy as np
 import numpy.typing as npt
 
-from cluster.client import describe
+from cluster.client import describe, worker_memory_limit
 from pipelines.background_models import (
     FITTED_MODELS,
     coarse_counts,
@@ -21,7 +21,7 @@ from pipelines.background_models import (
     sample_plate,
     segment_factors,
 )
-from pipelines.planning import merged_frames_per_chunk
+from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
 from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import complete_factors
@@ -93,10 +93,11 @@ def _fit(
             n_frames = stop - start
             passes = iter(range(1, _PASSES[model] + 1))
             per_task = merged_frames_per_chunk(
-                video_chunk_frames=int(frames.chunks[0][0]),
+                video_chunk_frames=max(frames.chunks[0]),  # a segment may start inside a chunk
                 n_video_chunks=len(frames.chunks[0]),
                 frame_pixels=video.height * video.width,
                 min_chunks=2 * max(sum(client.nthreads().values()), 1),
+                max_chunk_bytes=merged_chunk_limit(worker_memory_limit(client)),
             )
             divide_by = None
             if model == "robust":

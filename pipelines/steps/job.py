@@ -129,8 +129,10 @@ def run(
         timings["decompose_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        if model != "svd":  # refits factors of another fit or video, so their id tells
-            fit_background(store=location, model=model, force=force, context=job)
+        if model != "svd":
+            # stored background factors of an older fit are fitted again here, so that their
+            # new id, not the stale one, decides whether the separation is current
+            fit_background(store=location, model=model, context=job)
         done = read_separation(location)
         background = decomposed.name if model == "svd" else model
         background_id = _factors_id(location, background)

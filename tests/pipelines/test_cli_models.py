@@ -37,6 +37,13 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     yield video, store
 
 
+def _separate(capsys: pytest.CaptureFixture[str], store: Path, *, model: str, out: Path) -> None:
+    """``vidsvd separate --store STORE --model MODEL --out OUT --quiet``, which must succeed."""
+    argv = ("separate", "--store", str(store), "--model", model, "--out", str(out), "--quiet", *CLUSTER)
+    code, _, stderr = run_cli(capsys, *argv)
+    assert code == 0, stderr
+
+
 def test_the_cli_spells_the_models_as_the_library_does() -> None:
     assert arguments.BACKGROUND_MODELS == background_models.BACKGROUND_MODELS
     assert arguments.DEFAULT_MODEL == background_models.DEFAULT_MODEL
@@ -50,25 +57,12 @@ def test_median_and_robust_need_no_decomposition_and_are_reused(
     shutil.copytree(source, store)
     out = tmp_path / "out"
     for model in ("median", "robust"):
-        separate = (
-            "separate",
-            "--store",
-            str(store),
-            "--model",
-            model,
-            "--out",
-            str(out),
-            "--quiet",
-            *CLUSTER,
-        )
-        code, _, stderr = run_cli(capsys, *separate)
-        assert code == 0, stderr
+        _separate(capsys, store, model=model, out=out)
         factors = open_factors(store, model)
         assert factors.method == model and factors.passes == {"median": 2, "robust": 4}[model]
         assert open_derived(store, "masks").record.factors == model
         first_id = factors.factors_id
-        code, _, stderr = run_cli(capsys, *separate)
-        assert code == 0, stderr
+        _separate(capsys, store, model=model, out=out)
         assert open_factors(store, model).factors_id == first_id  # fitted once, then reused
     # the median plate is the exact lower median of the stored frames
     frames = open_video(store).frames.compute()
@@ -130,18 +124,7 @@ def test_the_robust_plate_is_the_clean_background_under_drifting_light(
     write_scene(spec, video)
     assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
     for model in ("median", "robust"):
-        argv = (
-            "separate",
-            "--store",
-            str(store),
-            "--model",
-            model,
-            "--out",
-            str(tmp_path / model),
-            "--quiet",
-        )
-        code, _, stderr = run_cli(capsys, *argv, *CLUSTER)
-        assert code == 0, stderr
+        _separate(capsys, store, model=model, out=tmp_path / model)
     picked = [0, 30, 60, 90]  # light at 1.0, 1.4, 1.0 and 0.6 times the clean plate's
     lit = np.stack([render_background(spec).ravel() * illumination_gain(spec, t) for t in picked], axis=1)
     robust = open_factors(store, "robust")
