@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,14 +22,23 @@ import dask.utils
 import distributed
 import distributed.system
 from distributed.core import Status
-from distributed.deploy.utils import nprocesses_nthreads
 
 from cluster.errors import (
     InvalidClusterOptionError,
 )
 from cluster.options import ClusterOptions
 
-__all__ = ["WORKER_MALLOC_ENVIRONMENT", "EmbeddedPlan", "plan_embedded", "sigint_blocked", "start_embedded"]
+__all__ = [
+    "MAX_THREADS_PER_WORKER",
+    "WORKER_MALLOC_ENVIRONMENT",
+    "EmbeddedPlan",
+    "plan_embedded",
+    "sigint_blocked",
+    "start_embedded",
+]
+
+MAX_THREADS_PER_WORKER = 8
+"""Threads of one embedded worker process when the cores are not given: more cores, more workers."""
 
 WORKER_MALLOC_ENVIRONMENT: dict[str, str] = {"MALLOC_TOP_PAD_": str(64 << 20)}
 """glibc malloc settings added to distributed's for the embedded workers' processes.
@@ -80,8 +90,9 @@ def plan_embedded(
 ) -> EmbeddedPlan:
     """Size the embedded cluster: fill the gaps the options leave from the machine's size.
 
-    With neither count given, workers and threads follow dask's own split of the cores
-    (one single-threaded worker per core up to 4 cores, then about sqrt(cores) workers).
+    With neither count given, one worker process takes up to
+    :data:`MAX_THREADS_PER_WORKER` cores as threads, and more cores get more workers
+    of equal threads (see :func:`_split_cores` for why not dask's one process per core).
     With one count given, the other divides the cores by it.  Without a memory limit,
     each worker gets ``(memory - headroom) / n_workers``, where the headroom left to
     this process and the OS is 10% of the memory, at least 1 GiB, at most a quarter.
@@ -123,9 +134,22 @@ def plan_embedded(
 
 
 def _split_cores(cores: int) -> tuple[int, int]:
-    """Workers and threads for ``cores`` cores, as dask's LocalCluster splits them."""
-    workers, threads = nprocesses_nthreads(max(1, cores))
-    return int(workers), int(threads)
+    """Workers and threads for ``cores`` cores: ``ceil(cores / MAX_THREADS_PER_WORKER)`` workers.
+
+    dask's LocalCluster splits up to 4 cores into single-threaded processes, which
+    suits Python-heavy tasks.  vidsvd's passes are zstd, numpy casts and BLAS, which
+    release the GIL, and their partial sums are (P, l) arrays of 184 MB at 720p that
+    a sum task on another process must first receive: with two single-threaded
+    workers a 12,000-frame 720p decompose peaked at 3.7 GiB, with partials and sums
+    waiting on the worker that did not hold their sibling, and with one two-threaded
+    worker at 2.9 GiB in the same time (README, decompose).  The counting kernel of
+    the background models (``np.bincount``) holds the GIL; the cap on threads per
+    process bounds that contention on large machines (8 is a round bound, not a
+    measured optimum: only two cores were measured).
+    """
+    cores = max(1, cores)
+    workers = math.ceil(cores / MAX_THREADS_PER_WORKER)
+    return workers, cores // workers
 
 
 @contextmanager
