@@ -19,7 +19,7 @@ within 1 % of optimal, singular values within 1e-3) is checked by the tests and 
 bench.
 
 The kernels read uint8 frames and convert them to float32 a tile of pixels at a time
-(a tile of ``n x tile`` values stays in cache), so no float32 copy of a chunk is ever
+(a tile of ``n x tile`` values, a few MB), so no float32 copy of a chunk is ever
 made: the memory traffic of a pass is the uint8 read plus the products.
 
 Communication per pass on a cluster: Q (P x l float32) to every worker holding
@@ -50,8 +50,13 @@ from storage.errors import InvalidParameterError
 
 __all__ = ["TILE_BYTES", "fused_randomized_svd", "svqb_transform"]
 
-TILE_BYTES: Final = 2**20
-"""float32 bytes of one converted tile of a chunk (frames x pixels): about L2 size."""
+TILE_BYTES: Final = 2**22
+"""float32 bytes of one converted tile of a group (frames x pixels): a few MB, cache-sized.
+
+At 1 MiB a group of 288 frames of 720p got tiles of 910 pixels, and ``M_group Z``
+(tile x 288 by 288 x 50, added into Y) ran at 42 GFLOP/s on one core against 58 at
+2,048 pixels or more; ``M_group^T Q`` is the same from 455 to 8,192 pixels (measured).
+4 MiB made the 3,000-frame 720p decompose 4 % faster (two alternating rounds)."""
 
 
 def fused_randomized_svd(
