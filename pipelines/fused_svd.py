@@ -185,8 +185,8 @@ def _svqb_twice(y: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
             np.copyto(rows, q[start : start + rows.shape[0]])
             np.matmul(rows.T, rows, out=tile_gram)
             gram += tile_gram
-        # the Gram matrix in float64, its application in float32: q is float32, so a
-        # float64 product rounds to the same float32 columns up to a few ulps
+        # the Gram matrix in float64, its application in float32, as q is stored: the
+        # second step removes what the first one's rounding leaves (see _orthonormal)
         q = np.matmul(q, svqb_transform(gram).astype(np.float32))
     return q
 
