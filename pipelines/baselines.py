@@ -7,8 +7,8 @@ that are scored only.  OpenCV's defaults are used (history 500 frames, shadow
 detection on); a pixel marked as shadow (127) counts as background, as CDnet scores
 shadows.
 
-OpenCV is an optional dependency: ``pip install 'vidsvd[baselines]'``
-(opencv-python-headless).
+OpenCV (opencv-python-headless) is a dependency of vidsvd: the masks' clean-up uses it
+too.
 
 References
 ----------
@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final, Literal
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -99,12 +100,6 @@ def run_baseline(
 
 
 def _subtractor(name: str) -> Any:
-    try:
-        import cv2
-    except ImportError as error:
-        raise InvalidParameterError(
-            f"the {name} baseline needs OpenCV: pip install 'vidsvd[baselines]'"
-        ) from error
     if name == "mog2":
         return cv2.createBackgroundSubtractorMOG2()
     return cv2.createBackgroundSubtractorKNN()
