@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
 
+import cv2
 import dask
 import dask.array as da
 import numpy as np
@@ -372,7 +373,7 @@ def normalized_frames(frames: da.Array, gains: npt.NDArray[np.floating]) -> da.A
     """The frames divided by their gains, rounded to uint8; lazy, the frames' shape and chunks.
 
     ``gains`` (T,) as from :func:`frame_gains`; frames whose gain is below 1/16 are
-    left as they are.  Per task one float32 copy of a chunk of frames.  The counts
+    left as they are.  Per task one uint8 copy of a chunk of frames.  The counts
     divide the frames themselves when given ``gains``.
     """
     _check_gray(frames)
@@ -397,10 +398,23 @@ def _divisors(gains: npt.NDArray[np.floating], *, n_frames: int) -> npt.NDArray[
 
 
 def _divide_block(block: npt.NDArray[np.uint8], divisors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-    scaled = block / divisors
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, 0, 255, out=scaled)
-    return scaled.astype(np.uint8)
+    """(n, y, x) uint8 frames / (n, 1, 1) divisors, rounded and clipped to uint8.
+
+    Each frame is divided by one number, so its 256 possible values are divided once
+    into a table (the same float32 arithmetic as dividing the frame: the same bytes)
+    and the frame is looked up in it with OpenCV's LUT: no float32 copy of the block.
+    """
+    frames = np.ascontiguousarray(block)
+    out = np.empty_like(frames)
+    if frames.size == 0:
+        return out
+    levels = np.arange(256, dtype=np.uint8)
+    for index, divisor in enumerate(np.asarray(divisors, dtype=np.float32).reshape(-1)):
+        table = levels / divisor
+        np.rint(table, out=table)
+        np.clip(table, 0, 255, out=table)
+        cv2.LUT(frames[index], table.astype(np.uint8), dst=out[index])
+    return out
 
 
 def rank_one_factors(plate: npt.NDArray[np.generic], gains: npt.NDArray[np.floating]) -> RankOneBackground:
