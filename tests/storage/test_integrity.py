@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from storage.errors import StoreDamagedError
 from storage.factors import open_factors, write_factors
+from storage.integrity import checked_dask_array, compressor
 from storage.video_array import open_video
 from storage.video_ingest import ingest_videos
 from tests.helpers import REPO, assert_one_line_error, run_cli
@@ -69,6 +71,42 @@ def test_every_flipped_bit_in_a_video_chunk_is_noticed(store: Path, seed: int) -
     chunk.write_bytes(bytes(data))
     with pytest.raises(StoreDamagedError, match=r"the video in .* is damaged"):
         open_video(store).frames[:10].compute(scheduler="sync")
+
+
+def test_a_chunk_lost_after_opening_is_refused_when_read(store: Path) -> None:
+    frames = open_video(store).frames
+    _chunk_files(store / "video")[2].unlink()
+    with pytest.raises(
+        StoreDamagedError, match=r"the video in .* is damaged: its chunk at \[20:30.* is missing"
+    ):
+        frames.compute(scheduler="sync")
+
+
+def test_whole_chunks_are_decompressed_without_zarrs_indexing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vidsvd's arrays (plain zstd) read a whole chunk at a time, edge chunks too, without
+    zarr's copy; arrays of other codecs read through zarr, and both give the stored values."""
+    values = np.arange(25 * 3 * 5, dtype=np.float32).reshape(25, 3, 5)
+    plain = zarr.create_array(tmp_path / "plain.zarr", shape=values.shape, chunks=(10, 3, 5),
+                              dtype=np.float32, compressors=compressor())  # fmt: skip
+    other = zarr.create_array(tmp_path / "gzip.zarr", shape=values.shape, chunks=(10, 3, 5),
+                              dtype=np.float32, compressors=zarr.codecs.GzipCodec())  # fmt: skip
+    plain[...] = values
+    other[...] = values
+    lazy_plain = checked_dask_array(plain, what="plain", fix="rewrite it")
+    lazy_other = checked_dask_array(other, what="gzip", fix="rewrite it")
+    np.testing.assert_array_equal(lazy_other.compute(scheduler="sync"), values)
+
+    def no_indexing(self: zarr.Array, key: object) -> None:
+        raise AssertionError("read through zarr's indexing")
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", no_indexing)
+    read = lazy_plain.compute(scheduler="sync")
+    np.testing.assert_array_equal(read, values)
+    assert read.dtype == np.float32
+    with pytest.raises(AssertionError, match="zarr's indexing"):
+        lazy_other.compute(scheduler="sync")
 
 
 def test_damaged_factors_are_refused(store: Path) -> None:
