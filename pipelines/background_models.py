@@ -22,11 +22,11 @@ ignores anything present in fewer than half of the frames.
     so the plain plate is off by a fraction of the illumination's range (measured on
     a synthetic scene whose light varies by +-40 %: background residuals of 5 to 13
     grey levels against its sensor noise of 3, F 0.92; with the gains divided out
-    first, 3 and F 0.999).  Four reads: the gains against the median of a sample of
-    frames (:data:`GAIN_SAMPLE_FRAMES`; its own error is that of each pixel, and the
-    median over pixels washes it out), the two counting passes of the median of the
-    frames divided by those gains (:func:`normalized_frames`), and the gains against
-    that plate.
+    first, 3 and F 0.999).  Three reads: the two counting passes of the median of the
+    frames divided by their gains against the median of a sample of frames
+    (:data:`GAIN_SAMPLE_FRAMES`; its own error is that of each pixel, and the median
+    over pixels washes it out) -- the first pass measures those gains chunk by chunk
+    from the chunks it counts -- and the gains against that plate.
 
 Both are rank-1 backgrounds ``b g^T`` and are returned as SVD-style factors U (P, 1),
 s (1,), Vt (1, T) (``U = b/|b|``, ``s = |b| |g|``, ``Vt = g/|g|``), so separate, report
@@ -36,6 +36,7 @@ and apply use them as they use the SVD's.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any, Final, NamedTuple
 
 import cv2
@@ -191,7 +192,7 @@ def _fine_block(block: npt.NDArray[np.uint8], coarse_bin: npt.NDArray[np.uint8])
 def coarse_counts(
     frames: da.Array,
     *,
-    gains: npt.NDArray[np.floating] | None = None,
+    gains: npt.NDArray[np.floating] | da.Array | None = None,
     frames_per_task: int | None = None,
 ) -> da.Array:
     """Per pixel, how many frames fall in each coarse bin ``value >> 4``; lazy.
@@ -200,9 +201,11 @@ def coarse_counts(
     ----------
     frames : dask.array.Array
         (frame, y, x) uint8, whole frames per chunk.
-    gains : numpy.ndarray, optional
+    gains : numpy.ndarray or dask.array.Array, optional
         (T,): count the frames divided by these (:func:`normalized_frames`), each
-        chunk divided in the task that counts it.
+        chunk divided in the task that counts it.  Lazy gains of the same frames
+        (:func:`frame_gains`) computed in the same graph share the counts' reads: the
+        gains and the counts divided by them in one read.
     frames_per_task : int, optional
         One task counts consecutive chunks of at least this many frames into one
         partial (:func:`pipelines.chunk_groups.chunk_groups`); None: a chunk per task.
@@ -220,7 +223,7 @@ def fine_counts(
     frames: da.Array,
     coarse_bin: npt.NDArray[np.uint8],
     *,
-    gains: npt.NDArray[np.floating] | None = None,
+    gains: npt.NDArray[np.floating] | da.Array | None = None,
     frames_per_task: int | None = None,
 ) -> da.Array:
     """Per pixel, how many frames take each value inside the pixel's ``coarse_bin``; lazy.
@@ -244,7 +247,7 @@ def _summed_counts(
     frames: da.Array,
     count_block: Callable[..., npt.NDArray[np.uint32]],
     *args: Any,
-    gains: npt.NDArray[np.floating] | None,
+    gains: npt.NDArray[np.floating] | da.Array | None,
     frames_per_task: int | None,
 ) -> da.Array:
     """``count_block`` on every chunk of whole frames, summed per group of chunks, then in a tree: (P, 16)."""
@@ -254,18 +257,33 @@ def _summed_counts(
     # the array's own keys and tasks: optimised here, the read tasks came out under the same
     # keys with other specs in each pass, which the scheduler warns may deadlock
     blocks = list(whole.to_delayed(optimize_graph=False).ravel())
-    bounds = np.cumsum((0, *whole.chunks[0]))
-    divisors = None if gains is None else _divisors(gains, n_frames=int(frames.shape[0]))
+    divisors = None if gains is None else _chunk_divisors(gains, whole.chunks[0])
     partials = [
         dask.delayed(_count_group, pure=True)(
             [blocks[i] for i in group],
-            None if divisors is None else [divisors[bounds[i] : bounds[i + 1]] for i in group],
+            None if divisors is None else [divisors[i] for i in group],
             count_block,
             *args,
         )
         for group in chunk_groups(whole.chunks[0], frames_per_task=frames_per_task)
     ]
     return sum_partials(partials, shape=(n_pixels, _BINS), dtype=np.uint32)
+
+
+def _chunk_divisors(gains: npt.NDArray[np.floating] | da.Array, frame_chunks: tuple[int, ...]) -> list[Any]:
+    """The divisors of each chunk of frames: numpy slices, or the delayed chunks of lazy gains."""
+    n_frames = sum(frame_chunks)
+    if isinstance(gains, da.Array):
+        if gains.shape != (n_frames,):
+            raise InvalidParameterError(f"gains must have shape ({n_frames},), got {gains.shape}")
+        lazy = gains.rechunk((frame_chunks,)).map_blocks(
+            _divisors_of, dtype=np.float32, meta=np.empty((0,), np.float32)
+        )
+        # the gains' own keys: their reads of the frames are the counts' reads, one per chunk
+        return list(lazy.to_delayed(optimize_graph=False).ravel())
+    values = _divisors(gains, n_frames=n_frames)
+    bounds = np.cumsum((0, *frame_chunks))
+    return [values[start:stop] for start, stop in pairwise(bounds)]
 
 
 def _count_group(
@@ -393,6 +411,11 @@ def _divisors(gains: npt.NDArray[np.floating], *, n_frames: int) -> npt.NDArray[
     values = np.asarray(gains, dtype=np.float32).ravel()
     if values.shape != (n_frames,):
         raise InvalidParameterError(f"gains must have shape ({n_frames},), got {values.shape}")
+    return _divisors_of(values)
+
+
+def _divisors_of(gains: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    values = np.asarray(gains, dtype=np.float32)
     divisors: npt.NDArray[np.float32] = np.where(values >= _MIN_GAIN, values, np.float32(1))
     return divisors
 

@@ -32,7 +32,7 @@ from storage.writer_lock import writer_lock
 
 __all__ = ["fit_background"]
 
-_PASSES = {"median": 2, "robust": 4}  # reads of the video, per model of FITTED_MODELS
+_PASSES = {"median": 2, "robust": 3}  # reads of the video, per model of FITTED_MODELS
 ROBUST_FIT = "median of the frames divided by their gains, then the gains against it"
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""
@@ -103,9 +103,16 @@ def _fit(
             if model == "robust":
                 first_plate = client.compute(sample_plate(frames))
                 job.wait([first_plate], description=f"{label}: sample plate", frames=None)
-                divide_by = _gains(client, job, frames, first_plate.result(), f"{label}: pass {next(passes)}")
-            counted = client.compute(coarse_counts(frames, gains=divide_by, frames_per_task=per_task))
-            job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+                # one read: each chunk's gains, and its counts divided by them
+                lazy_gains = frame_gains(frames, np.asarray(first_plate.result()))
+                measured, counted = client.compute(
+                    [lazy_gains, coarse_counts(frames, gains=lazy_gains, frames_per_task=per_task)]
+                )
+                job.wait([measured, counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+                divide_by = np.asarray(measured.result(), dtype=np.float64)
+            else:
+                counted = client.compute(coarse_counts(frames, frames_per_task=per_task))
+                job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
             coarse = np.asarray(counted.result())
             counted = client.compute(
                 fine_counts(

@@ -176,12 +176,14 @@ def separate(
             # frames, not the foreground of every chunk that holds one
             sample_background = background_frames(u, s, vt[:, picked], rank=k, height=height, width=width)
             sample = foreground_frames(video.frames[picked], sample_background)
-            threshold = auto_threshold(sample.compute())
             firsts = noise_pair_frames(video.n_frames)
+            # one graph: a chunk that holds sampled frames and noise pairs is read once
+            wanted = [sample, noise_scale_of(video.frames, firsts)] if firsts.size else [sample]
+            measured = client.compute(wanted, sync=True)
+            threshold = auto_threshold(measured[0])
             pixel_thresholds: float | npt.NDArray[np.float32] = float(threshold)
             if firsts.size:
-                noise = client.compute(noise_scale_of(video.frames, firsts), sync=True)
-                pixel_thresholds = threshold_map(threshold, noise)
+                pixel_thresholds = threshold_map(threshold, measured[1])
             raised = float(np.mean(np.asarray(pixel_thresholds) > threshold))
             job.say(
                 f"auto threshold: |foreground| > {threshold:.1f} grey levels, raised on {raised:.1%}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -119,3 +122,39 @@ def test_counts_of_grouped_chunks_and_of_divided_frames(per_task: int | None) ->
     np.testing.assert_array_equal(fine, fine_counts(divided, bins).compute())
     expected = np.percentile(divided.compute().reshape(23, -1), 50, axis=0, method="lower")
     np.testing.assert_array_equal(median_from_counts(coarse_divided, fine, n_frames=23), expected)
+
+
+class _CountedReads:
+    """Frames for ``dask.array.from_array`` that count how often each chunk is read."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames = frames
+        self.shape, self.dtype, self.ndim = frames.shape, frames.dtype, frames.ndim
+        self.reads: Counter[int] = Counter()
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        block = self.frames[key]
+        if block.size:  # not dask's look at an empty slice for the dtype
+            self.reads[int(key[0].start)] += 1
+        return block
+
+
+@pytest.mark.parametrize("frames_per_task", [None, 8])
+def test_lazy_gains_and_the_counts_divided_by_them_share_one_read(frames_per_task: int | None) -> None:
+    rng = np.random.default_rng(5)
+    gains_made = np.linspace(0.6, 1.4, 12)[:, None, None]
+    values = np.clip(rng.integers(40, 200, (1, 8, 9)) * gains_made + rng.normal(0, 3, (12, 8, 9)), 0, 255)
+    source = _CountedReads(values.astype(np.uint8))
+    frames = da.from_array(source, chunks=(4, 8, 9), asarray=True, fancy=False)
+    plate = np.median(source.frames, axis=0)
+    lazy_gains = frame_gains(frames, plate)
+    gains, counts = dask.compute(
+        lazy_gains, coarse_counts(frames, gains=lazy_gains, frames_per_task=frames_per_task), scheduler="sync"
+    )
+    assert dict(source.reads) == {0: 1, 4: 1, 8: 1}  # each chunk read once for both
+    np.testing.assert_array_equal(gains, frame_gains(da.from_array(source.frames, chunks=4), plate).compute())
+    expected = coarse_counts(da.from_array(source.frames, chunks=(4, 8, 9)), gains=gains).compute()
+    np.testing.assert_array_equal(counts, expected)
+    assert not np.allclose(gains, 1)  # the division matters here
+    with pytest.raises(InvalidParameterError, match=r"gains must have shape \(12,\)"):
+        coarse_counts(frames, gains=lazy_gains[:5])
