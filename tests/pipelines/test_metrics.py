@@ -104,6 +104,24 @@ def test_relative_errors_equal_numpys_direct_computation(chunks: tuple[int, int]
     assert errors.compute()[-1] < 1e-5  # full rank: only float32 rounding of the factors
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_squared_residuals_need_no_orthonormal_factors(order: str) -> None:
+    """Factors that are not an SVD (a perturbed, unnormalised U; any Vt): still exact."""
+    M, U, s, Vt = small_problem(2)
+    rng = np.random.default_rng(9)
+    U_off = (U * 1.7 + rng.normal(0, 0.05, U.shape)).astype(np.float32)
+    Vt_off = (Vt + rng.normal(0, 0.1, Vt.shape)).astype(np.float32)
+    ordered = np.asfortranarray if order == "F" else np.ascontiguousarray
+    ranks = [1, 2, 7, 20]
+    sums = squared_residuals(da.from_array(M, chunks=(25, 15)).map_blocks(ordered), U_off, s, Vt_off, ranks)
+    M64 = M.astype(np.float64)
+    expected = [
+        np.sum((M64 - (U_off[:, :k].astype(np.float64) * s[:k]) @ Vt_off[:k].astype(np.float64)) ** 2)
+        for k in ranks
+    ]
+    np.testing.assert_allclose(sums.compute(), [*expected, np.sum(M64**2)], rtol=1e-10)
+
+
 def test_squared_residuals_and_mse_share_one_pass() -> None:
     M, U, s, Vt = small_problem(1)
     dM = da.from_array(M, chunks=(30, 10))
