@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -74,26 +75,25 @@ def background_from(
 
 
 def shrink(frames: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]:
-    """Means of ``factor x factor`` blocks, rounded: (n, y, x[, c]) -> (n, y // factor, x // factor[, c]).
+    """Means of ``factor x factor`` blocks: (n, y, x[, c]) -> (n, y // factor, x // factor[, c]).
 
-    Edge rows and columns that do not fill a block are dropped.  Memory: one
-    uint16 (or uint32 for factors above 15) array of the output's size.
+    Edge rows and columns that do not fill a block are dropped.  Each frame is
+    resampled by OpenCV's area interpolation at the integer factor, which takes the
+    block means in fixed point: the rounded mean, or one grey level from it (for
+    display only: the panels of compare.mp4).  14 times faster than summing strided
+    slices in numpy.  Memory: the output.
     """
     if factor <= 1:
         return frames
     n, height, width = frames.shape[:3]
     rows, cols = height // factor, width // factor
-    # strided slices, one add per position in the block: summing a reshaped
-    # (n, rows, factor, cols, factor) array over two inner axes is 10x slower
-    trimmed = frames[:, : rows * factor, : cols * factor]
-    sum_type = np.uint16 if factor * factor * 255 <= np.iinfo(np.uint16).max else np.uint32
-    sums = np.zeros((n, rows, cols, *frames.shape[3:]), dtype=sum_type)
-    for dy in range(factor):
-        for dx in range(factor):
-            sums += trimmed[:, dy::factor, dx::factor]
-    sums += factor * factor // 2  # round to nearest
-    sums //= factor * factor
-    return sums.astype(np.uint8)
+    out = np.empty((n, rows, cols, *frames.shape[3:]), dtype=np.uint8)
+    if out.size == 0:
+        return out
+    for index in range(n):
+        trimmed = np.ascontiguousarray(frames[index, : rows * factor, : cols * factor])
+        cv2.resize(trimmed, (cols, rows), dst=out[index], interpolation=cv2.INTER_AREA)
+    return out
 
 
 def compare_panels(

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,22 +280,35 @@ def stored_blocks(
     ``factors`` (U (P, k), s (k,), Vt (k, T)) with :func:`foreground_block`, so the
     store need not hold it.
 
-    Memory: one chunk of each of the three arrays at a time, plus the factors.
+    The next chunk's original and mask are read while the current one is rendered
+    and encoded (one thread), so the cluster's reads overlap the caller's work.
+
+    Memory: two chunks of each of the three arrays at a time, plus the factors.
     """
     u, s, vt = factors
     frames = video.frames
     frame_masks = open_derived(video.location, MASKS_ARRAY).data
     n_frames = int(frames.shape[0])
     step = int(frames.chunks[0][0])
+    starts = list(range(0, n_frames, step))
+
+    def read(start: int) -> tuple[Any, Any]:
+        stop = min(start + step, n_frames)
+        original, mask = dask.compute(frames[start:stop], frame_masks[start:stop])
+        return original, mask
 
     def blocks() -> Iterator[Any]:
         bar = tqdm(total=n_frames, unit="frame", desc="encode", disable=not progress, file=sys.stderr)
-        for start in range(0, n_frames, step):
-            stop = min(start + step, n_frames)
-            original, mask = dask.compute(frames[start:stop], frame_masks[start:stop])
-            fg = foreground_block(original, u, s, vt[:, start:stop])
-            bar.update(stop - start)
-            yield original, fg, mask
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsvd-read-ahead") as reader:
+            ahead = reader.submit(read, starts[0]) if starts else None
+            for index, start in enumerate(starts):
+                assert ahead is not None
+                original, mask = ahead.result()
+                ahead = reader.submit(read, starts[index + 1]) if index + 1 < len(starts) else None
+                stop = min(start + step, n_frames)
+                fg = foreground_block(original, u, s, vt[:, start:stop])
+                bar.update(stop - start)
+                yield original, fg, mask
         bar.close()
 
     return n_frames, blocks()

@@ -37,7 +37,21 @@ def test_shrink_takes_rounded_block_means(height: int, width: int, factor: int) 
     blocks = frames[:, : rows * factor, : cols * factor].reshape(3, rows, factor, cols, factor)
     sums = blocks.sum(axis=(2, 4), dtype=np.int64)
     expected = ((sums + factor * factor // 2) // (factor * factor)).astype(np.uint8)
-    np.testing.assert_array_equal(shrink(frames, factor), expected)
+    shrunk = shrink(frames, factor)
+    assert shrunk.shape == expected.shape and shrunk.dtype == np.uint8
+    off = np.abs(shrunk.astype(np.int16) - expected)
+    assert off.max() <= 1  # OpenCV's fixed point: at most one grey level from the rounded mean
+    if factor == 2:  # the factor of 720p's compare.mp4: exactly the rounded mean
+        np.testing.assert_array_equal(shrunk, expected)
+
+
+def test_shrink_keeps_colour_channels_and_empty_blocks() -> None:
+    frames = np.random.default_rng(2).integers(0, 256, (2, 6, 8, 3)).astype(np.uint8)
+    shrunk = shrink(frames, 2)
+    assert shrunk.shape == (2, 3, 4, 3)
+    np.testing.assert_array_equal(shrunk[..., 1], shrink(np.ascontiguousarray(frames[..., 1]), 2))
+    assert shrink(frames[:0], 2).shape == (0, 3, 4, 3)
+    assert shrink(frames[:, :1], 2).shape == (2, 0, 4, 3)
 
 
 def test_panels_are_labelled_in_their_corner_and_nowhere_else() -> None:
