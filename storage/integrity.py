@@ -20,7 +20,8 @@ decompressed straight into the array handed to dask.  Zarr decodes into a buffer
 its own and copies that into a fresh output, and under distributed's workers (which
 set ``MALLOC_TRIM_THRESHOLD_``) each of the two chunk-sized allocations is mapped and
 faulted in anew: a 33 MB chunk of 720p video took 1.5-2.5 times as long to read
-(README, "Sizing").  The same libzstd checks the same content checksum either way.
+(README, ``vidsvd decompose``).  The same libzstd checks the same content checksum
+either way.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 import zarr
+import zstandard
 from dask.base import tokenize
 from numcodecs import Zstd
 from zarr.codecs import BytesCodec, ZstdCodec
@@ -110,8 +112,22 @@ class _CheckedReads:
             raise StoreDamagedError(
                 f"{self.what} is damaged: its chunk at {_region(key)} is missing; {self.fix}"
             )
+        compressed = stored.as_numpy_array()
         out = np.empty(self.array.chunks, dtype=self.dtype)
-        Zstd().decode(stored.as_numpy_array(), out=out)  # checks the content checksum
+        # zstd fills as many bytes as the frame says it holds: a frame of another size
+        # (another array's chunk, an edited chunk shape) must not leave bytes unset
+        try:
+            declared = zstandard.frame_content_size(compressed)
+        except zstandard.ZstdError:  # not a zstd frame: zarr's own read says what is wrong
+            declared = -1
+        if declared == -1:  # or a frame that does not record its size: zarr checks it
+            return np.asarray(self.array[key])
+        if declared != out.nbytes:
+            raise StoreDamagedError(
+                f"{self.what} is damaged: its chunk at {_region(key)} holds {declared} bytes,"
+                f" not the {out.nbytes} of a chunk; {self.fix}"
+            )
+        Zstd().decode(compressed, out=out)  # checks the content checksum
         return out[tuple(slice(0, part.stop - part.start) for part in key)]
 
 

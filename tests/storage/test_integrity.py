@@ -82,6 +82,21 @@ def test_a_chunk_lost_after_opening_is_refused_when_read(store: Path) -> None:
         frames.compute(scheduler="sync")
 
 
+def test_a_chunk_of_another_size_is_refused_not_padded(store: Path) -> None:
+    """A valid, checksummed zstd frame of fewer bytes than a chunk (another array's chunk
+    copied over this one) must not leave the rest of the chunk unset."""
+    chunk = _chunk_files(store / "video")[1]
+    chunk.write_bytes(_zstd_frame(bytes(1000)))
+    with pytest.raises(StoreDamagedError, match=r"chunk at \[10:20.* holds 1000 bytes, not the"):
+        open_video(store).frames[10:20].compute(scheduler="sync")
+
+
+def _zstd_frame(data: bytes) -> bytes:
+    from numcodecs import Zstd
+
+    return bytes(Zstd(level=3, checksum=True).encode(data))
+
+
 def test_whole_chunks_are_decompressed_without_zarrs_indexing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
