@@ -40,8 +40,8 @@ from pipelines.synthetic import SceneSpec
 from storage.errors import VidsvdError
 from storage.factors import StoredFactors, open_factors
 from storage.video_array import StoredVideo, open_video
-from storage.video_decoder import SourceInfo, probe_video
 from storage.video_ingest import IngestSummary
+from storage.video_probe import SourceInfo, probe_video
 
 __all__ = [
     "ClusterOptions",

@@ -7,9 +7,12 @@ import json
 import threading
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-__all__ = ["BackgroundHash", "content_fingerprint", "file_sha256", "library_versions"]
+from storage.image_sequence import sequence_sha256
+
+__all__ = ["BackgroundHash", "content_fingerprint", "file_sha256", "library_versions", "source_sha256"]
 
 
 def library_versions() -> dict[str, str]:
@@ -33,16 +36,27 @@ def file_sha256(path: str, *, block_bytes: int = 4 * 2**20) -> str:
     return digest.hexdigest()
 
 
-class BackgroundHash:
-    """Hash a source file in a thread while ffmpeg streams it."""
+def source_sha256(path: str, *, images: Sequence[str] = ()) -> str:
+    """Hex sha256 of a source: the video file, or a folder's ``images`` in frame order.
 
-    def __init__(self, path: str) -> None:
+    ``images`` as :func:`storage.video_decoder.probe_video` lists them (empty for a
+    file); see :func:`storage.image_sequence.sequence_sha256`.
+    """
+    if images:
+        return sequence_sha256([Path(image) for image in images])
+    return file_sha256(path)
+
+
+class BackgroundHash:
+    """Hash a source (:func:`source_sha256`) in a thread while ffmpeg streams it."""
+
+    def __init__(self, path: str, *, images: Sequence[str] = ()) -> None:
         self._result: str | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(path, tuple(images)), daemon=True)
         self._thread.start()
 
-    def _run(self, path: str) -> None:
-        self._result = file_sha256(path)
+    def _run(self, path: str, images: tuple[str, ...]) -> None:
+        self._result = source_sha256(path, images=images)
 
     def result(self) -> str:
         """The file's hex sha256, once the thread is done."""

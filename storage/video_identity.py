@@ -11,9 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.provenance import file_sha256
 from storage.video_array import StoredVideo
-from storage.video_decoder import output_size, probe_video
+from storage.video_probe import output_size, probe_video
 
 __all__ = ["video_difference"]
 
@@ -54,7 +53,7 @@ def video_difference(
         return f"it holds {stored_names}, not {asked_names}"
     for source, path in zip(stored, asked, strict=True):
         info = probe_video(path)
-        if info.size_bytes != source.size_bytes or file_sha256(info.path) != source.sha256:
+        if info.size_bytes != source.size_bytes or info.content_sha256() != source.sha256:
             return f"it holds {stored_names}, not {asked_names} (the contents differ)"
     width, height = output_size(probe_video(asked[0]), scale=scale, size=size)
     if (width, height) != (video.width, video.height):

@@ -48,7 +48,7 @@ from storage.layout import (
     VIDEO_DIMS,
     VIDEO_ZSTD_LEVEL,
 )
-from storage.provenance import BackgroundHash, content_fingerprint, file_sha256, library_versions
+from storage.provenance import BackgroundHash, content_fingerprint, library_versions
 from storage.store import StoreLocation, as_location, create_store, delete_store, open_store
 from storage.video_decoder import (
     DecodeOptions,
@@ -280,7 +280,7 @@ def _ingest_into(
                 source_records.append(recorded_sources[index])
                 offset = recorded_sources[index]["frame_range"][1]
                 continue  # every frame of this source is stored already
-            hasher = BackgroundHash(info.path)
+            hasher = BackgroundHash(info.path, images=info.images)
             result = DecodeResult()
             skip = max(0, start_frame - offset)
             for block in decode_blocks(info, options, block_frames=frames_per_chunk, result=result):
@@ -470,7 +470,7 @@ def _describe(recorded: Any) -> str:
 
 
 def _check_unchanged(info: SourceInfo, record: dict[str, Any]) -> None:
-    if info.size_bytes != record["size_bytes"] or file_sha256(info.path) != record["sha256"]:
+    if info.size_bytes != record["size_bytes"] or info.content_sha256() != record["sha256"]:
         raise InvalidParameterError(
             f"{info.path} changed since the interrupted ingest began; use --overwrite to start again"
         )

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from pipelines.synthetic import SceneSpec, write_scene
-from storage.video_decoder import DecodeOptions, ffmpeg_null_command, output_size, probe_video
+from storage.video_decoder import DecodeOptions, ffmpeg_input, ffmpeg_null_command, output_size, probe_video
 
 __all__ = ["MemoryRow", "ThroughputRow", "measure_memory", "measure_throughput"]
 
@@ -97,10 +97,11 @@ def measure_throughput(
     for video in videos:
         info = probe_video(video)
         width, height = output_size(info, scale=scale)
-        null_argv = ffmpeg_null_command(info, DecodeOptions(width=width, height=height, fps=fps))
         ffmpeg_times, ingest_times = [], []
         frames = 0
-        with tempfile.TemporaryDirectory(prefix="vidsvd-bench-") as scratch:
+        with ffmpeg_input(info) as source, tempfile.TemporaryDirectory(prefix="vidsvd-bench-") as scratch:
+            options = DecodeOptions(width=width, height=height, fps=fps)
+            null_argv = ffmpeg_null_command(info, options, source=source)
             store = Path(scratch) / "s.zarr"
             for _ in range(repeats):
                 started = time.perf_counter()

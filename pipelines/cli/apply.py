@@ -15,7 +15,9 @@ def add_parser(commands: Commands) -> None:
     parser = commands.add_parser(
         "apply", help="separate new footage of the same camera with persisted factors (no decomposition)"
     )
-    parser.add_argument("video", metavar="VIDEO", help="new footage from the same camera")
+    parser.add_argument(
+        "video", metavar="VIDEO", help="new footage from the same camera (a video file or a folder of frames)"
+    )
     parser.add_argument("--store", required=True, help="store holding the factors")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--factors", metavar="NAME", help="factor set (default: the highest rank)")

@@ -102,7 +102,7 @@ def add_parser(commands: Commands) -> None:
 def _ingest(args: argparse.Namespace) -> int:
     from pipelines.bench import ingest as bench_ingest
     from storage.errors import InvalidParameterError
-    from storage.video_decoder import probe_video
+    from storage.video_probe import probe_video
 
     if not args.videos and not args.memory:
         raise InvalidParameterError("give videos to time, or --memory (or both)")
@@ -151,7 +151,7 @@ def _scale(args: argparse.Namespace) -> int:
 
 def _notebook(args: argparse.Namespace) -> int:
     from pipelines.bench import scale as bench_scale
-    from storage.video_decoder import probe_video
+    from storage.video_probe import probe_video
 
     probe_video(args.video)
     result = bench_scale.measure_notebook_case(

@@ -21,7 +21,12 @@ def add_parser(commands: Commands) -> None:
             "Several videos are concatenated along frames."
         ),
     )
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, in order")
+    parser.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files, or folders of frames (images in natural order, 25 fps), in order",
+    )
     parser.add_argument("--store", required=True, help="store path or fsspec URL (created)")
     parser.add_argument(
         "--fps", type=positive_float("--fps", "5"), help="output frame rate (default: native)"

@@ -34,7 +34,12 @@ def add_parser(commands: Commands) -> None:
             "Rerunning continues an interrupted job: complete steps are skipped."
         ),
     )
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, in order")
+    parser.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files, or folders of frames (images in natural order, 25 fps), in order",
+    )
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="output folder (the store goes inside unless --store)"
     )

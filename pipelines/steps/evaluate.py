@@ -14,13 +14,17 @@ from pipelines.baselines import run_baseline
 from pipelines.scores import Scores, cdnet_scores
 from pipelines.steps.context import JobContext
 from storage.derived import open_derived
-from storage.errors import InvalidParameterError, SourceNotFoundError, TruthMismatchError
+from storage.errors import (
+    InvalidParameterError,
+    SourceNotFoundError,
+    SourceNotReadableError,
+    TruthMismatchError,
+)
 from storage.layout import MASKS_ARRAY
-from storage.provenance import file_sha256
 from storage.store import StoreLocation
 from storage.truth import read_cdnet_truth, read_truth_masks
 from storage.video_array import StoredVideo, open_video
-from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+from storage.video_decoder import DecodeOptions, SourceInfo, decode_blocks, probe_video
 
 __all__ = ["BASELINES", "BASELINE_FRAMES", "TRUTH_FORMATS", "evaluate"]
 
@@ -143,17 +147,27 @@ def _color_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:
     options = DecodeOptions(width=video.width, height=video.height, fps=video.ingest_fps, color=True)
     for source in video.sources:
         path = Path(source.path)
-        if (
-            not path.is_file()
-            or path.stat().st_size != source.size_bytes
-            or file_sha256(str(path)) != source.sha256
-        ):
+        info = _unchanged_source(path, size_bytes=source.size_bytes, sha256=source.sha256)
+        if info is None:
             raise SourceNotFoundError(
                 f"the colour baselines decode {path} again, and it is gone or changed since the ingest;"
                 " restore it, or pass --baseline-frames stored"
             )
-        for block in decode_blocks(probe_video(path), options, block_frames=_COLOR_BLOCK_FRAMES):
+        for block in decode_blocks(info, options, block_frames=_COLOR_BLOCK_FRAMES):
             yield from block
+
+
+def _unchanged_source(path: Path, *, size_bytes: int, sha256: str) -> SourceInfo | None:
+    """The source at ``path`` when it is still the one ingest read (size, sha256), else None."""
+    if not path.exists():
+        return None
+    try:
+        info = probe_video(path)
+    except SourceNotReadableError:
+        return None
+    if info.size_bytes != size_bytes or info.content_sha256() != sha256:
+        return None
+    return info
 
 
 def _stored_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:

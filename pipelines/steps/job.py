@@ -28,8 +28,8 @@ from storage.output_folder import OutputFolder
 from storage.store import StoreLocation, as_location, create_parent_folder, store_exists
 from storage.truth import FRAME_MAP_NAME
 from storage.video_array import open_video
-from storage.video_decoder import probe_video
 from storage.video_identity import video_difference
+from storage.video_probe import probe_video
 
 __all__ = ["RunSummary", "demo", "run"]
 

@@ -54,7 +54,7 @@ def bad_inputs(make_video, tmp_path: Path) -> dict[str, Path]:
     ("case", "extra", "status", "fragments"),
     [
         ("missing", [], 1, ["not found"]),
-        ("dir", [], 1, ["directory"]),
+        ("dir", [], 1, ["folder without images", "or a folder of frames"]),  # videos, no images
         ("text", [], 1, ["not a video"]),
         ("audio", [], 1, ["no decodable video stream"]),
         ("zero", [], 1, ["no decodable video stream"]),
