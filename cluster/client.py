@@ -17,7 +17,7 @@ Option names map to command-line flags by replacing ``_`` with ``-``
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -47,7 +47,7 @@ _WITHOUT_DASHBOARD: weakref.WeakSet[distributed.Client] = weakref.WeakSet()
 
 
 @contextmanager
-def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
+def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> Iterator[distributed.Client]:
     """Open a Client on an embedded, existing or batch cluster; close all on exit.
 
     Without ``options.scheduler`` this starts a :class:`distributed.LocalCluster` of
@@ -68,6 +68,9 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
     ----------
     options : ClusterOptions
         Where to run; validated here.
+    import_on_start : sequence of str
+        Modules the embedded cluster's workers import as they start (see
+        :func:`cluster.embedded.start_embedded`); other clusters' workers are theirs.
 
     Yields
     ------
@@ -108,7 +111,7 @@ def connect(options: ClusterOptions) -> Iterator[distributed.Client]:
                 opened.callback(cluster.close)
             else:
                 with sigint_blocked():
-                    cluster = start_embedded(options)
+                    cluster = start_embedded(options, import_on_start=import_on_start)
                     opened.callback(cluster.close)
                 # a Ctrl-C pressed while the cluster started is raised on leaving the
                 # block above, once the cluster is registered for closing

@@ -3,15 +3,18 @@
 A command opens one :class:`JobContext`; every step it runs takes it.  The Client is
 opened on first use (a step that finds its output complete opens none) and closed
 when the context closes, so ``vidsvd run`` starts one cluster for all of its steps.
+A command that will compute can start the embedded cluster early, in a thread
+(:meth:`JobContext.warm_up`), while it imports, ingests or plans.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import distributed
 
@@ -21,7 +24,21 @@ from cluster.progress import wait_with_progress
 from storage.errors import StoreNotSharedError
 from storage.store import StoreLocation, store_problem
 
-__all__ = ["JobContext", "step_context"]
+__all__ = ["WORKER_MODULES", "JobContext", "step_context"]
+
+WORKER_MODULES: Final = (
+    "dask.array",
+    "zarr",
+    "storage.integrity",
+    "pipelines.fused_svd",
+    "pipelines.background_models",
+    "pipelines.separate",
+    "pipelines.metrics",
+)
+"""What the embedded workers import as they start: the modules of every step's tasks.
+
+A worker that imports them on its first task instead holds that task back by about
+0.9 s (measured on a fresh worker of 720p jobs)."""
 
 _LISTED_WORKERS = 4
 """Workers named in the error when some cannot see the store; the rest are counted."""
@@ -53,6 +70,7 @@ class JobContext:
     _opened: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
     _checked: set[tuple[str, bool]] = field(default_factory=set, init=False, repr=False)
     _announced: bool = field(default=False, init=False, repr=False)
+    _starting: _ClusterStart | None = field(default=None, init=False, repr=False)
     connections: int = field(default=0, init=False)
     """How many Clients this context has opened (one at most: tests check it)."""
 
@@ -66,10 +84,29 @@ class JobContext:
         """True when the workers are not this machine's embedded cluster."""
         return bool(self.cluster.scheduler or self.cluster.batch)
 
+    def warm_up(self) -> None:
+        """Start the embedded cluster now, in a thread; :meth:`client` takes it when ready.
+
+        For a command that will compute: the worker processes start and import their
+        modules while this process goes on (imports, an ingest, planning), instead of
+        after.  Does nothing with an existing scheduler or a batch cluster (connecting
+        is quick, or the batch start reports as it goes), or once a Client exists.  An
+        error of the start is raised by :meth:`client`; a cluster nobody used is closed
+        with the context.
+        """
+        if self._client is not None or self._starting is not None or self.remote:
+            return
+        self._starting = _ClusterStart(self.cluster)
+        self._opened.callback(self._starting.close)
+
     def client(self) -> distributed.Client:
         """The command's Client, connected on first call and reused after (says nothing)."""
         if self._client is None:
-            self._client = self._opened.enter_context(connect(self.cluster))
+            if self._starting is not None:
+                self._client = self._starting.result()
+            else:
+                connection = connect(self.cluster, import_on_start=WORKER_MODULES)
+                self._client = self._opened.enter_context(connection)
             self.connections += 1
         return self._client
 
@@ -142,6 +179,7 @@ class JobContext:
     def close(self) -> None:
         """Close the Client and any cluster this context started."""
         self._client = None
+        self._starting = None
         self._opened.close()
 
     def __enter__(self) -> JobContext:
@@ -155,6 +193,37 @@ class JobContext:
     ) -> None:
         self._opened.__exit__(exc_type, exc, traceback)
         self._client = None
+        self._starting = None
+
+
+class _ClusterStart:
+    """:func:`cluster.client.connect` entered in a thread; its Client or error, and its closing."""
+
+    def __init__(self, options: ClusterOptions) -> None:
+        self._opened = ExitStack()
+        self._client: distributed.Client | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, args=(options,), name="vidsvd-cluster-start")
+        self._thread.start()
+
+    def _start(self, options: ClusterOptions) -> None:
+        try:
+            self._client = self._opened.enter_context(connect(options, import_on_start=WORKER_MODULES))
+        except BaseException as error:  # handed to the thread that asks for the client
+            self._error = error
+
+    def result(self) -> distributed.Client:
+        """The Client once the cluster runs; the start's exception if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._client is not None
+        return self._client
+
+    def close(self) -> None:
+        """Wait for the start to end, then close what it opened (the Client, the cluster)."""
+        self._thread.join()
+        self._opened.close()
 
 
 @contextmanager

@@ -99,6 +99,7 @@ def run(
         state = _video_state(location)
         if overwrite or state != "stored":
             _refuse_rank_beyond_video(videos, rank=parameters.rank, fps=fps)
+            job.warm_up()  # the ingest runs here; the cluster starts meanwhile for the SVD after it
         if overwrite and state != "absent":
             ingest(videos, store=location, fps=fps, scale=scale, size=size, overwrite=True, context=job)
             steps["ingest"] = "done (--overwrite)"

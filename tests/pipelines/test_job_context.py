@@ -7,11 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import pipelines.steps.context as context_module
+from cluster.errors import InvalidClusterOptionError
 from cluster.options import ClusterOptions
-from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.context import WORKER_MODULES, JobContext, step_context
 from storage.store import StoreLocation
 from tests.helpers import run_cli
 
@@ -23,9 +25,9 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[ClusterOptions]:
     real = context_module.connect
 
     @contextmanager
-    def counting(options: ClusterOptions) -> Iterator[Any]:
+    def counting(options: ClusterOptions, **kwargs: Any) -> Iterator[Any]:
         opened.append(options)
-        with real(options) as client:
+        with real(options, **kwargs) as client:
             yield client
 
     monkeypatch.setattr(context_module, "connect", counting)
@@ -67,3 +69,43 @@ def test_a_context_connects_lazily_and_once(connections: list[ClusterOptions], t
         assert job.computing_on(store) is first
         assert job.connections == 1 and len(connections) == 1
     assert len(messages) == 1 and messages[0].startswith("computing on")
+
+
+def _worker_modules(dask_worker: Any) -> list[str]:
+    import sys
+
+    return [name for name in WORKER_MODULES if name in sys.modules]
+
+
+def test_warm_up_starts_the_cluster_early_and_client_takes_it(connections: list[ClusterOptions]) -> None:
+    with JobContext(cluster=ClusterOptions(n_workers=1, threads_per_worker=1), progress=False) as job:
+        job.warm_up()
+        job.warm_up()  # once
+        assert len(connections) == 1 and job.connections == 0  # started, not yet taken
+        client = job.client()
+        assert job.client() is client and job.connections == 1 and len(connections) == 1
+        # the workers imported the tasks' modules as they started, before any task
+        assert list(client.run(_worker_modules).values()) == [list(WORKER_MODULES)]
+        assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_a_warmed_up_cluster_nobody_used_is_closed_with_the_context() -> None:
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    with JobContext(cluster=ClusterOptions(n_workers=1, threads_per_worker=1), progress=False) as job:
+        job.warm_up()
+    after = {child.pid for child in psutil.Process().children(recursive=True) if child.is_running()}
+    assert after <= before, "the warmed-up cluster's processes outlived the context"
+    assert job.connections == 0
+
+
+def test_a_failed_warm_up_is_raised_by_client() -> None:
+    with JobContext(cluster=ClusterOptions(n_workers=0), progress=False) as job:
+        job.warm_up()
+        with pytest.raises(InvalidClusterOptionError, match="workers"):
+            job.client()
+
+
+def test_warm_up_leaves_an_existing_scheduler_alone(connections: list[ClusterOptions]) -> None:
+    with JobContext(cluster=ClusterOptions(scheduler="tcp://127.0.0.1:9"), progress=False) as job:
+        job.warm_up()  # connecting to a running scheduler is quick: nothing to start early
+    assert connections == []
