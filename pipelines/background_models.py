@@ -151,8 +151,10 @@ def _tile_counts(
     """(n, P) small integers in [0, n_bins) -> (P, n_bins) counts, a pixel tile at a time.
 
     With ``coarse_bin`` (P,), ``values`` are the frames and each tile is first mapped
-    to its fine bins: ``value & 15`` inside the pixel's coarse bin, ``n_bins - 1``
-    outside.
+    to its fine bins: ``value - 16 * coarse_bin`` inside the pixel's coarse bin,
+    ``n_bins - 1`` outside (the uint8 difference wraps around below the bin, so one
+    ``minimum`` clips both sides: 0.13 s per 36-frame chunk of 720p against 0.18 s for
+    a comparison and a select, measured).
 
     One bincount per tile of the flat index ``pixel * n_bins + value``, built in a
     buffer made once; tiles small enough that bincount's own result stays under
@@ -164,13 +166,17 @@ def _tile_counts(
     tile = min(_PIXEL_TILE, n_pixels)
     base = np.arange(tile, dtype=np.intp) * n_bins
     index_buffer = np.empty((values.shape[0], tile), dtype=np.intp)
+    offset_buffer = np.empty((values.shape[0], tile), dtype=np.uint8)
+    bin_starts = None if coarse_bin is None else np.left_shift(coarse_bin.astype(np.uint8), 4)
     for start in range(0, n_pixels, tile):
         width = min(tile, n_pixels - start)
         index = index_buffer[:, :width]
         tile_values = values[:, start : start + width]
-        if coarse_bin is not None:
-            inside = np.right_shift(tile_values, 4) == coarse_bin[None, start : start + width]
-            tile_values = np.where(inside, tile_values & 15, np.uint8(n_bins - 1)).astype(np.uint8)
+        if bin_starts is not None:
+            offset = offset_buffer[:, :width]
+            np.subtract(tile_values, bin_starts[None, start : start + width], out=offset)
+            np.minimum(offset, np.uint8(n_bins - 1), out=offset)
+            tile_values = offset
         np.add(tile_values, base[:width], out=index, casting="unsafe")
         out[start : start + width] = np.bincount(index.ravel(), minlength=width * n_bins).reshape(
             width, n_bins
