@@ -97,6 +97,14 @@ def test_a_cdnet_folder_runs_and_evaluates_with_the_baselines(
     assert scores["vidsvd"]["frames"] == scores["mog2"]["frames"] == 50  # the temporal ROI, 11-60
     assert scores["vidsvd"]["f_measure"] > 0.85  # measured 0.88; 0.89 from the scene as H.264
     assert 0 < scores["mog2"]["f_measure"] <= 1  # the colour frames, decoded again from the folder
+    # new frames of the same camera, as a folder too: separated with the stored factors
+    later = video_dir / "later"
+    _write_images(later, np.stack([frame for frame, _ in rendered[:20]]), "in{:06d}.png")
+    code, _, stderr = run_cli(
+        capsys, "apply", "--store", str(out / "store.zarr"), str(later), "--out", str(tmp_path / "applied")
+    )
+    assert code == 0, stderr
+    assert (tmp_path / "applied" / "compare.mp4").stat().st_size > 0
 
     # an image edited after the ingest: the baselines refuse to decode it again,
     # and the job refuses to reuse a store made from other images
