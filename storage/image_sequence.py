@@ -108,6 +108,11 @@ def read_image_sequence(folder: str | os.PathLike[str]) -> ImageSequence:
             f"{base} is a folder without images ({', '.join(IMAGE_SUFFIXES)});"
             f" give a video file or a folder of frames{hint}"
         )
+    unlisted = next((image for image in images if "\n" in image.name or "\r" in image.name), None)
+    if unlisted is not None:  # ffmpeg's concat list is one file per line
+        raise SourceNotReadableError(
+            f"{unlisted!r} has a line break in its name, which ffmpeg cannot read from a list; rename it"
+        )
     first_size = _image_size(images[0])
     for image in images[1:]:
         size = _image_size(image)

@@ -13,7 +13,7 @@ from pipelines.synthetic import SceneSpec, render_scene
 from storage.errors import SourceNotReadableError, StoreIncompleteError
 from storage.image_sequence import SEQUENCE_FPS, natural_key, read_image_sequence, sequence_sha256
 from storage.video_array import open_video
-from storage.video_decoder import probe_video
+from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
 from storage.video_ingest import ingest_videos
 from tests.helpers import assert_one_line_error, moving_square_frames, run_cli
 
@@ -55,6 +55,14 @@ def test_a_folder_of_pngs_is_ingested_in_natural_order_exactly(tmp_path: Path) -
     (source,) = video.sources
     assert source.path == str(folder.resolve())
     assert source.sha256 == sequence_sha256(read_image_sequence(folder).images)
+
+
+def test_names_with_spaces_and_quotes_reach_ffmpeg(tmp_path: Path) -> None:
+    frames = moving_square_frames(3, 8, 8, seed=2)
+    _write_images(tmp_path / "my frames", frames, "it's frame {}.png")
+    info = probe_video(tmp_path / "my frames")
+    decoded = np.concatenate(list(decode_blocks(info, DecodeOptions(width=8, height=8), block_frames=8)))
+    np.testing.assert_array_equal(decoded, frames)
 
 
 def test_the_content_hash_sees_renames_reorders_and_edits(tmp_path: Path) -> None:
@@ -146,6 +154,11 @@ def test_bad_folders_are_one_line_errors_and_write_nothing_complete(
 
     with pytest.raises(SourceNotReadableError, match="folder without images"):
         probe_video(empty)
+    odd = tmp_path / "odd"
+    _write_images(odd, moving_square_frames(2, 8, 8))
+    (odd / "2.png").rename(odd / "2\nb.png")
+    with pytest.raises(SourceNotReadableError, match="line break in its name"):
+        probe_video(odd)
     (empty / "input").mkdir()  # a CDnet video folder: its frames are in input/
     with pytest.raises(SourceNotReadableError, match=r"for a CDnet folder, give .*input"):
         probe_video(empty)
