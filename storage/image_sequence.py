@@ -7,15 +7,14 @@ its images in natural order (numbers compared as numbers, so ``2.png`` comes bef
 ``10.png``), at :data:`SEQUENCE_FPS` frames per second, every image once.
 
 :func:`read_image_sequence` lists and checks the images (one size for all, from the
-file headers, with Pillow); :func:`sequence_sha256` is the folder's content hash, as a
-video file's sha256 is; :func:`ffconcat_list` writes the list ffmpeg's ``concat``
+file headers, with Pillow); :func:`ffconcat_list` writes the list ffmpeg's ``concat``
 demuxer decodes them from, so the images go through the same ffmpeg filters (rate,
-size, gray) as the frames of a video file.
+size, gray) as the frames of a video file.  The folder's content hash, as a video
+file's sha256, is :func:`storage.provenance.sequence_sha256`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -37,7 +36,6 @@ __all__ = [
     "first_damaged",
     "natural_key",
     "read_image_sequence",
-    "sequence_sha256",
 ]
 
 IMAGE_SUFFIXES: Final = (".bmp", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff")
@@ -47,8 +45,6 @@ SEQUENCE_FPS: Final = 25.0
 """Frame rate of a folder of images: ffmpeg's default for images (a folder records none).
 
 ``--fps`` resamples from it, as from a video's native rate."""
-
-_HASH_BLOCK_BYTES: Final = 4 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,23 +124,6 @@ def read_image_sequence(folder: str | os.PathLike[str]) -> ImageSequence:
         height=first_size[1],
         size_bytes=sum(image.stat().st_size for image in images),
     )
-
-
-def sequence_sha256(images: tuple[Path, ...] | list[Path]) -> str:
-    """Hex sha256 of a sequence: each image's name, length and bytes, in order.
-
-    Renaming, reordering, adding, removing or editing an image changes it.  Reads every
-    image once, in blocks (memory: one block).
-    """
-    digest = hashlib.sha256()
-    for image in images:
-        name = image.name.encode("utf-8", "surrogateescape")
-        digest.update(len(name).to_bytes(8, "little") + name)
-        digest.update(image.stat().st_size.to_bytes(8, "little"))
-        with open(image, "rb") as handle:
-            while block := handle.read(_HASH_BLOCK_BYTES):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 @contextmanager

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from storage.image_sequence import sequence_sha256
-
-__all__ = ["BackgroundHash", "content_fingerprint", "file_sha256", "library_versions", "source_sha256"]
+__all__ = [
+    "BackgroundHash",
+    "content_fingerprint",
+    "file_sha256",
+    "library_versions",
+    "sequence_sha256",
+    "source_sha256",
+]
 
 
 def library_versions() -> dict[str, str]:
@@ -30,20 +36,39 @@ def library_versions() -> dict[str, str]:
 def file_sha256(path: str, *, block_bytes: int = 4 * 2**20) -> str:
     """Return the hex sha256 of a file, read in blocks of ``block_bytes``."""
     digest = hashlib.sha256()
+    _add_file(digest, path, block_bytes=block_bytes)
+    return digest.hexdigest()
+
+
+def sequence_sha256(images: Sequence[str | os.PathLike[str]], *, block_bytes: int = 4 * 2**20) -> str:
+    """Hex sha256 of a sequence of images: each one's name, length and bytes, in order.
+
+    Renaming, reordering, adding, removing or editing an image changes it.  Reads every
+    image once, in blocks of ``block_bytes`` (memory: one block).
+    """
+    digest = hashlib.sha256()
+    for image in map(Path, images):
+        name = image.name.encode("utf-8", "surrogateescape")
+        digest.update(len(name).to_bytes(8, "little") + name)
+        digest.update(image.stat().st_size.to_bytes(8, "little"))
+        _add_file(digest, image, block_bytes=block_bytes)
+    return digest.hexdigest()
+
+
+def _add_file(digest: Any, path: str | os.PathLike[str], *, block_bytes: int) -> None:
     with open(path, "rb") as handle:
         while block := handle.read(block_bytes):
             digest.update(block)
-    return digest.hexdigest()
 
 
 def source_sha256(path: str, *, images: Sequence[str] = ()) -> str:
     """Hex sha256 of a source: the video file, or a folder's ``images`` in frame order.
 
-    ``images`` as :func:`storage.video_decoder.probe_video` lists them (empty for a
-    file); see :func:`storage.image_sequence.sequence_sha256`.
+    ``images`` as :func:`storage.video_probe.probe_video` lists them (empty for a
+    file); see :func:`sequence_sha256`.
     """
     if images:
-        return sequence_sha256([Path(image) for image in images])
+        return sequence_sha256(images)
     return file_sha256(path)
 
 

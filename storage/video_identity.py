@@ -51,11 +51,11 @@ def video_difference(
     asked_names = ", ".join(path.name for path in asked)
     if len(stored) != len(asked):
         return f"it holds {stored_names}, not {asked_names}"
-    for source, path in zip(stored, asked, strict=True):
-        info = probe_video(path)
-        if info.size_bytes != source.size_bytes or info.content_sha256() != source.sha256:
+    infos = [probe_video(path) for path in asked]
+    for source, info in zip(stored, infos, strict=True):
+        if not info.same_content(size_bytes=source.size_bytes, sha256=source.sha256):
             return f"it holds {stored_names}, not {asked_names} (the contents differ)"
-    width, height = output_size(probe_video(asked[0]), scale=scale, size=size)
+    width, height = output_size(infos[0], scale=scale, size=size)
     if (width, height) != (video.width, video.height):
         return f"its frames are {video.width}x{video.height}, not {width}x{height}"
     if fps != video.ingest_fps:

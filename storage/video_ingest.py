@@ -470,7 +470,7 @@ def _describe(recorded: Any) -> str:
 
 
 def _check_unchanged(info: SourceInfo, record: dict[str, Any]) -> None:
-    if info.size_bytes != record["size_bytes"] or info.content_sha256() != record["sha256"]:
+    if not info.same_content(size_bytes=record["size_bytes"], sha256=record["sha256"]):
         raise InvalidParameterError(
             f"{info.path} changed since the interrupted ingest began; use --overwrite to start again"
         )

@@ -82,6 +82,10 @@ class SourceInfo:
         """Hex sha256 of the file, or of the folder's images in order (reads them all)."""
         return source_sha256(self.path, images=self.images)
 
+    def same_content(self, *, size_bytes: int, sha256: str) -> bool:
+        """Whether this is the source recorded with that size and sha256 (hashed only if sizes agree)."""
+        return self.size_bytes == size_bytes and self.content_sha256() == sha256
+
     def estimated_frames(self, fps: float | None = None) -> int:
         """Estimate the number of frames decoded at ``fps`` (native when None)."""
         rate = self.fps if fps is None else fps

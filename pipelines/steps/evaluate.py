@@ -165,9 +165,7 @@ def _unchanged_source(path: Path, *, size_bytes: int, sha256: str) -> SourceInfo
         info = probe_video(path)
     except SourceNotReadableError:
         return None
-    if info.size_bytes != size_bytes or info.content_sha256() != sha256:
-        return None
-    return info
+    return info if info.same_content(size_bytes=size_bytes, sha256=sha256) else None
 
 
 def _stored_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:

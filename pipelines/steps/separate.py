@@ -290,22 +290,20 @@ def stored_blocks(
     frame_masks = open_derived(video.location, MASKS_ARRAY).data
     n_frames = int(frames.shape[0])
     step = int(frames.chunks[0][0])
-    starts = list(range(0, n_frames, step))
+    bounds = [(start, min(start + step, n_frames)) for start in range(0, n_frames, step)]
 
-    def read(start: int) -> tuple[Any, Any]:
-        stop = min(start + step, n_frames)
+    def read(start: int, stop: int) -> tuple[Any, Any]:
         original, mask = dask.compute(frames[start:stop], frame_masks[start:stop])
         return original, mask
 
     def blocks() -> Iterator[Any]:
         bar = tqdm(total=n_frames, unit="frame", desc="encode", disable=not progress, file=sys.stderr)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsvd-read-ahead") as reader:
-            ahead = reader.submit(read, starts[0]) if starts else None
-            for index, start in enumerate(starts):
+            ahead = reader.submit(read, *bounds[0]) if bounds else None
+            for index, (start, stop) in enumerate(bounds):
                 assert ahead is not None
                 original, mask = ahead.result()
-                ahead = reader.submit(read, starts[index + 1]) if index + 1 < len(starts) else None
-                stop = min(start + step, n_frames)
+                ahead = reader.submit(read, *bounds[index + 1]) if index + 1 < len(bounds) else None
                 fg = foreground_block(original, u, s, vt[:, start:stop])
                 bar.update(stop - start)
                 yield original, fg, mask

@@ -11,7 +11,8 @@ import pytest
 
 from pipelines.synthetic import SceneSpec, render_scene
 from storage.errors import SourceNotReadableError, StoreIncompleteError
-from storage.image_sequence import SEQUENCE_FPS, natural_key, read_image_sequence, sequence_sha256
+from storage.image_sequence import SEQUENCE_FPS, natural_key, read_image_sequence
+from storage.provenance import sequence_sha256
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
 from storage.video_ingest import ingest_videos
