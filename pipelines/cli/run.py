@@ -80,7 +80,7 @@ def add_parser(commands: Commands) -> None:
         default=None,
         metavar="auto|T",
         help=(
-            "mask threshold in grey levels (default auto: half-way between Otsu and 3 robust sigmas,"
+            "mask threshold in grey levels (default auto: half of Otsu's split, at least 3 robust sigmas,"
             " raised per pixel where the video varies; a number is used for every pixel)"
         ),
     )
