@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -65,7 +65,6 @@ from storage.errors import InvalidParameterError
 __all__ = [
     "DEFAULT_OVERSAMPLE",
     "DEFAULT_POWER_ITERS",
-    "QR_BASIS_MAX_BYTES",
     "Decomposition",
     "SvdParameters",
     "auto_iteration",
@@ -114,7 +113,8 @@ class SvdParameters:
     iteration : {"auto", "fused", "qr"}
         Randomized only: ``fused`` (:mod:`pipelines.fused_svd`, ``power_iters + 2``
         reads of the video) or ``qr`` (:func:`randomized_svd`, ``2 * power_iters +
-        2``), same subspace; ``auto``: see :func:`auto_iteration`.
+        2``), same subspace; ``auto``: ``fused`` where the frames are at hand (see
+        :func:`auto_iteration`), ``qr`` for a matrix held in memory (:func:`decompose`).
     """
 
     method: Method = "randomized"
@@ -225,34 +225,23 @@ def decompose(
     return randomized_svd(matrix, params, keep_in_memory=keep_in_memory)
 
 
-QR_BASIS_MAX_BYTES: Final = 4 * 2**20
-"""``auto`` takes the QR iterator only for M in memory with a float32 basis Q (P x l) of
-at most this size (see :func:`auto_iteration`)."""
+def auto_iteration(*, params: SvdParameters) -> Iteration:
+    """The iteration ``auto`` stands for when the frames are at hand: ``fused``.
 
-
-def auto_iteration(*, keep_in_memory: bool, n_pixels: int, n_frames: int, params: SvdParameters) -> Iteration:
-    """The iteration ``auto`` stands for: ``qr`` or ``fused``.
-
-    Both do the same products; they differ in reads of the video (``qr`` 2q + 2,
-    ``fused`` q + 2) and in how Q (P x l) is orthonormalised after each product
-    (``qr``: dask's TSQR, 2q + 1 times; ``fused``: SVQB, q + 1 times, four
-    (P x l) x (l x l) products).  Out of core the reads decide: ``fused``.  With M held
-    in memory reads are free, and the orthonormalisations decide: TSQR's Householder
-    steps run far below the GEMM rate, so they cost in proportion to P x l and ``fused``
-    wins except for a small basis, where ``qr``'s whole-chunk products and dask's
-    graph are the cheaper.  Measured (rank 10, l = 30, M in memory, two workers,
-    ``vidsvd decompose --iteration``): P = 19,200 (the notebook's 160x120), ``qr``
-    1.44 s against 1.71 s; P = 76,800 (320x240), ``fused`` 3.2-3.8 s against 3.5-4.1 s;
-    P = 172,800, 6.3-6.5 s against 6.9-7.8 s; P = 921,600, 22-26 s against 32-37 s.
-    :data:`QR_BASIS_MAX_BYTES` (4 MiB: P x l up to about a million values) sits
-    between the first two.
+    Both iterations do the same products; they differ in reads of the video (``qr``
+    2q + 2, ``fused`` q + 2) and in how Q (P x l) is orthonormalised after each
+    product (``qr``: dask's TSQR, 2q + 1 times; ``fused``: SVQB, q + 1 times, four
+    (P x l) x (l x l) products).  Out of core the reads decide.  With M held in
+    memory reads are nearly free, and ``qr`` used to win for a small basis; since the
+    fused passes multiply chunk by chunk it no longer does (``decompose --rank 10``
+    on a running cluster, M in memory, medians of 4 alternating runs): the notebook's
+    160x120 frames (P = 19,200, 6,806 frames), ``fused`` 1.72 s against ``qr`` 2.46 s;
+    Video_003 at 320x240 (794 frames), 0.98 s against 1.97 s.  An iteration given
+    explicitly is kept.
     """
     if params.method != "randomized" or params.iteration != "auto":
         return params.iteration
-    if not keep_in_memory:
-        return "fused"
-    columns = min(max(20, params.rank + params.oversample), n_pixels, n_frames)
-    return "qr" if n_pixels * columns * 4 <= QR_BASIS_MAX_BYTES else "fused"
+    return "fused"
 
 
 def randomized_svd(matrix: da.Array, params: SvdParameters, *, keep_in_memory: bool = False) -> Decomposition:

@@ -126,13 +126,7 @@ def decompose(
             ),
         )
         if parameters.iteration == "auto":
-            iteration = auto_iteration(
-                keep_in_memory=plan.keep_in_memory,
-                n_pixels=int(matrix.shape[0]),
-                n_frames=int(matrix.shape[1]),
-                params=parameters,
-            )
-            parameters = dataclasses.replace(parameters, iteration=iteration)
+            parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
         if parameters.method == "randomized" and parameters.iteration == "fused":
             frames = video.frames
             if plan.keep_in_memory:

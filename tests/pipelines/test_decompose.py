@@ -13,7 +13,6 @@ import pytest
 from pipelines.decompose import (
     DEFAULT_OVERSAMPLE,
     DEFAULT_POWER_ITERS,
-    QR_BASIS_MAX_BYTES,
     Decomposition,
     SvdParameters,
     auto_iteration,
@@ -472,18 +471,7 @@ def _check_notebook_accuracy(matrix: da.Array, factors: Decomposition) -> None:
     np.testing.assert_allclose(u.T @ u, np.eye(10), atol=1e-4)
 
 
-def test_auto_iteration_is_qr_only_for_a_small_basis_in_memory() -> None:
-    params = SvdParameters(rank=10)
-    notebook = {"n_pixels": 160 * 120, "n_frames": 6806}
-    full_size = {"n_pixels": 320 * 240, "n_frames": 794}
-    assert auto_iteration(keep_in_memory=True, params=params, **notebook) == "qr"
-    assert auto_iteration(keep_in_memory=False, params=params, **notebook) == "fused"
-    assert auto_iteration(keep_in_memory=True, params=params, **full_size) == "fused"
-    # the basis is P x l: l = max(20, rank + oversample), at most the frames
-    assert auto_iteration(keep_in_memory=True, params=params, n_pixels=40_000, n_frames=20) == "qr"
-    assert auto_iteration(keep_in_memory=True, params=params, n_pixels=40_000, n_frames=40) == "fused"
-    assert QR_BASIS_MAX_BYTES == 4 * 2**20
+def test_auto_iteration_is_fused_and_a_given_iteration_is_kept() -> None:
+    assert auto_iteration(params=SvdParameters(rank=10)) == "fused"
     for chosen in ("fused", "qr"):
-        fixed = SvdParameters(rank=10, iteration=chosen)
-        assert auto_iteration(keep_in_memory=True, params=fixed, **full_size) == chosen
-        assert auto_iteration(keep_in_memory=False, params=fixed, **notebook) == chosen
+        assert auto_iteration(params=SvdParameters(rank=10, iteration=chosen)) == chosen
