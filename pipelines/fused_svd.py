@@ -32,11 +32,14 @@ while it is orthonormalised.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import dask
 import dask.array as da
+import dask.system
 import numpy as np
 import numpy.typing as npt
 from dask.array.linalg import compression_level, tsqr
@@ -168,8 +171,10 @@ def _orthonormal(y: da.Array) -> da.Array:
     """An orthonormal basis of the columns of y (P, l), float32, one chunk; lazy.
 
     SVQB twice (Stathopoulos and Wu 2002): G = Y^T Y in float64, G = V diag(lam) V^T,
-    Y <- Y V diag(lam)^-1/2.  One task: G in float64 a tile of rows at a time (no
-    float64 copy of Y), Y times the (l, l) transform in float32, as Y is stored; four
+    Y <- Y V diag(lam)^-1/2.  One task, its :data:`_BANDS` bands of rows in threads
+    (the cluster has nothing else to do meanwhile): G in float64 a tile of rows at a
+    time (no float64 copy of Y), Y times the (l, l) transform in float32, as Y is
+    stored; four
     (P, l) x (l, l) products, where Householder QR of the same tall matrix runs at a
     small fraction of the GEMM rate.  Applying the transform in float64 took twice
     as long for the same float32 basis: it is the serial step between passes (0.9 s
@@ -188,25 +193,60 @@ _DROP_RATIO: Final = 1e-13
 _ROW_TILE: Final = 2**14
 """Rows of Y per tile of the orthonormalisation (a few MB in float64 at l = 30)."""
 
+_BANDS: Final = 4
+"""Bands of rows of Y orthonormalised in parallel threads; fixed, so that the Gram
+matrix is summed in the same order on every machine (results do not depend on cores)."""
+
 
 def _svqb_twice(y: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     q = np.asarray(y, dtype=np.float32)
-    width = q.shape[1]
+    bands = _row_bands(q.shape[0])
+    threads = max(1, min(len(bands), dask.system.CPU_COUNT))
+    # the whole cluster waits for this task between passes: its row bands run on the
+    # cores, numpy releasing the GIL; the bands, hence the sums, do not depend on them
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in range(2):
+            q = _svqb_step(q, bands=bands, pool=pool)
+    return q
+
+
+def _svqb_step(
+    q: npt.NDArray[np.float32], *, bands: list[slice], pool: ThreadPoolExecutor
+) -> npt.NDArray[np.float32]:
+    """One SVQB step, its Gram matrix and its rotation a band of rows per thread."""
+    gram = np.zeros((q.shape[1], q.shape[1]), dtype=np.float64)
+    for band_gram in pool.map(_gram_in_float64, [q[band] for band in bands]):
+        gram += band_gram
+    # the Gram matrix in float64, its application in float32, as q is stored: the
+    # second step removes what the first one's rounding leaves (see _orthonormal)
+    transform = svqb_transform(gram).astype(np.float32)
+    rotated = np.empty_like(q)
+    bands_in, bands_out = [q[band] for band in bands], [rotated[band] for band in bands]
+    for _ in pool.map(np.matmul, bands_in, itertools.repeat(transform), bands_out):
+        pass
+    return rotated
+
+
+def _row_bands(n_rows: int) -> list[slice]:
+    """:data:`_BANDS` slices of about equal rows (fewer for fewer rows than bands)."""
+    edges = np.linspace(0, n_rows, min(_BANDS, max(n_rows, 1)) + 1).astype(np.int64)
+    return [slice(int(start), int(stop)) for start, stop in itertools.pairwise(edges)]
+
+
+def _gram_in_float64(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """rows^T rows (l, l) in float64, a tile of rows at a time: no float64 copy of rows."""
+    width = rows.shape[1]
     # one float64 tile, reused: a fresh one per tile costs a page fault per page where
     # distributed's workers set MALLOC_TRIM_THRESHOLD_ (3-4x slower, measured)
-    tile = np.empty((min(_ROW_TILE, q.shape[0]), width), dtype=np.float64)
+    tile = np.empty((min(_ROW_TILE, rows.shape[0]), width), dtype=np.float64)
     tile_gram = np.empty((width, width), dtype=np.float64)
-    for _ in range(2):
-        gram = np.zeros((width, width), dtype=np.float64)
-        for start in range(0, q.shape[0], _ROW_TILE):
-            rows = tile[: min(_ROW_TILE, q.shape[0] - start)]
-            np.copyto(rows, q[start : start + rows.shape[0]])
-            np.matmul(rows.T, rows, out=tile_gram)
-            gram += tile_gram
-        # the Gram matrix in float64, its application in float32, as q is stored: the
-        # second step removes what the first one's rounding leaves (see _orthonormal)
-        q = np.matmul(q, svqb_transform(gram).astype(np.float32))
-    return q
+    gram = np.zeros((width, width), dtype=np.float64)
+    for start in range(0, rows.shape[0], _ROW_TILE):
+        part = tile[: min(_ROW_TILE, rows.shape[0] - start)]
+        np.copyto(part, rows[start : start + part.shape[0]])
+        np.matmul(part.T, part, out=tile_gram)
+        gram += tile_gram
+    return gram
 
 
 def svqb_transform(gram: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
