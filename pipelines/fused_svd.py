@@ -174,11 +174,11 @@ def _orthonormal(y: da.Array) -> da.Array:
     Y <- Y V diag(lam)^-1/2.  One task, its :data:`_BANDS` bands of rows in threads
     (the cluster has nothing else to do meanwhile): G in float64 a tile of rows at a
     time (no float64 copy of Y), Y times the (l, l) transform in float32, as Y is
-    stored; four
-    (P, l) x (l, l) products, where Householder QR of the same tall matrix runs at a
-    small fraction of the GEMM rate.  Applying the transform in float64 took twice
-    as long for the same float32 basis: it is the serial step between passes (0.9 s
-    of the 7.6 s decompose of 341 frames of 720p, three times).  The first step
+    stored; four (P, l) x (l, l) products, where Householder QR of the same tall
+    matrix runs at a small fraction of the GEMM rate.  Applying the transform in
+    float64 took twice as long for the same float32 basis.  This task is the step
+    between passes that nothing overlaps (0.9 s of the 7.6 s decompose of 341 frames
+    of 720p, three times, on one thread; 0.3-0.4 s in bands on two).  The first step
     leaves an orthogonality error of about cond(Y)^2 * 1e-16 plus float32 rounding,
     the second removes it down to float32 rounding (6e-8 at 921,600 x 50); directions
     with lam below ``_DROP_RATIO * max(lam)`` (noise, or a video with fewer than l

@@ -125,8 +125,7 @@ def decompose(
                 worker_memory_bytes=worker_memory_limit(client),
             ),
         )
-        if parameters.iteration == "auto":
-            parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
+        parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
         if parameters.method == "randomized" and parameters.iteration == "fused":
             frames = video.frames
             if plan.keep_in_memory:
