@@ -46,3 +46,23 @@ def test_a_lingering_crowd_under_drifting_light_defeats_svd_not_the_default(
         scores[model] = json.loads(stdout)["vidsvd"]["f_measure"]
     # measured: robust 0.996, svd 0.623
     assert scores["robust"] >= 0.95 and scores["svd"] < 0.9, scores
+
+
+@pytest.mark.slow
+def test_traffic_that_covers_most_of_the_frame_is_still_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Thirty vehicles and walkers covering 57 % of every frame, with the defaults.
+
+    The noise floor of the automatic threshold, measured as a median absolute deviation
+    of the residual, measured the objects here and passed every residual: empty masks.
+    """
+    spec = SceneSpec(width=160, height=120, n_frames=300, n_objects=30, noise_sigma=2.0, seed=5)
+    video, truth, out = tmp_path / "traffic.mp4", tmp_path / "truth", tmp_path / "out"
+    assert write_scene(spec, video, truth_dir=truth, truth_every=4).foreground_fraction > 0.5
+    assert main(["run", str(video), "--out", str(out), "--no-videos", "--quiet", *CLUSTER]) == 0
+    argv = ["evaluate", "--store", str(out / "store.zarr"), "--truth", str(truth), "--json"]
+    status, stdout, stderr = run_cli(capsys, *argv)
+    assert status == 0, stderr
+    # measured: 0.925 (recall 0.918, precision 0.932); 0 before the floor looked at Otsu's classes
+    assert json.loads(stdout)["vidsvd"]["f_measure"] > 0.85

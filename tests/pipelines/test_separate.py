@@ -265,10 +265,38 @@ def test_auto_threshold_separates_the_objects_of_a_synthetic_scene() -> None:
     assert f_measure > 0.9
 
 
-def test_auto_threshold_keeps_pure_noise_out() -> None:
-    noise = np.random.default_rng(3).normal(0.0, 4.0, size=(8, 40, 50))
+def test_auto_threshold_still_finds_objects_that_cover_most_of_the_frame() -> None:
+    # 40 objects over 64 x 48 pixels cover two thirds of each frame: the median absolute
+    # deviation of the residual measures the objects, and 3 of its sigmas (260 grey
+    # levels here) would pass every residual and leave the masks empty
+    spec = SceneSpec(width=64, height=48, n_frames=60, n_objects=40, noise_sigma=2.0, seed=5)
+    rendered = list(render_scene(spec))
+    frames = np.stack([f for f, _ in rendered])
+    truth = np.stack([m for _, m in rendered]) == 255
+    assert truth.mean() > 0.6
+    foreground = frames.astype(np.float32) - np.median(frames, axis=0).astype(np.float32)
+    threshold = auto_threshold(foreground[sample_frames(spec.n_frames, 8)])
+    assert 3 * spec.noise_sigma < threshold < MIN_CONTRAST + 20
+    found = masks(da.from_array(foreground, chunks=(20, 48, 64)), threshold=threshold).compute() == 255
+    tp = np.count_nonzero(found & truth)
+    f_measure = 2 * tp / (2 * tp + np.count_nonzero(found & ~truth) + np.count_nonzero(~found & truth))
+    assert f_measure > 0.8
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5, 3.0, 4.0, 8.0])
+@pytest.mark.parametrize("whole_levels", [False, True])
+def test_auto_threshold_keeps_pure_noise_out(sigma: float, whole_levels: bool) -> None:
+    noise = np.random.default_rng(3).normal(0.0, sigma, size=(8, 40, 50))
+    if whole_levels:  # as a residual of uint8 frames and a uint8 plate is
+        noise = np.rint(noise)
     threshold = auto_threshold(noise)
-    assert 3 * 4.0 * 0.9 < threshold < 3 * 4.0 * 1.2  # the 3-sigma floor, not Otsu's split of noise
+    # the 3-sigma floor, not Otsu's split of noise (rounding moves the robust sigma of
+    # small noise by up to half a grey level)
+    assert 3 * sigma * 0.9 - 1.5 < threshold < 3 * sigma * 1.2 + 1.5
+    assert np.mean(np.abs(noise) > threshold) < 0.01
+
+
+def test_auto_threshold_of_a_still_residual_is_the_least_threshold() -> None:
     assert auto_threshold(np.zeros((2, 3, 3))) == AUTO_THRESHOLD_MIN
 
 
