@@ -80,6 +80,13 @@ def add_parser(commands: Commands) -> None:
     side.add_argument("--store", required=True, help="store written by `vidsvd ingest`")
     side.add_argument("--rounds", type=positive_int("--rounds"), default=2, help="alternating rounds (2)")
     side.set_defaults(handler=_side_by_side)
+    run = targets.add_parser(
+        "run",
+        help="the whole vidsvd run (with and without videos) against OpenCV's MOG2 and KNN over one file",
+    )
+    run.add_argument("video", metavar="VIDEO", help="a video file ffmpeg and OpenCV can read")
+    run.add_argument("--rounds", type=positive_int("--rounds"), default=3, help="alternating rounds (3)")
+    run.set_defaults(handler=_run_vs_opencv)
     svd = targets.add_parser(
         "svd", help="the notebook's timing table: numpy's full SVD against dask's randomized and TSQR"
     )
@@ -128,6 +135,17 @@ def _side_by_side(args: argparse.Namespace) -> int:
     open_video(args.store)  # a missing or damaged store is refused before any run
     contenders, floors = side_by_side.compare_decompositions(Path(args.store), rounds=args.rounds)
     print(side_by_side.format_comparison(contenders, floors))
+    return 0
+
+
+def _run_vs_opencv(args: argparse.Namespace) -> int:
+    from pipelines.bench import run_vs_opencv
+    from storage.video_probe import probe_video
+
+    video = Path(args.video)
+    probe_video(video)  # refuse a bad path before minutes of benchmarking
+    contenders = run_vs_opencv.compare_runs(video, rounds=args.rounds)
+    print(run_vs_opencv.format_run_comparison(contenders, video=video))
     return 0
 
 
