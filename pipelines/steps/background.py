@@ -33,7 +33,10 @@ from storage.writer_lock import writer_lock
 __all__ = ["fit_background"]
 
 _PASSES = {"median": 2, "robust": 3}  # reads of the video, per model of FITTED_MODELS
-ROBUST_FIT = "median of the frames divided by their gains, then the gains against it"
+ROBUST_FIT = (
+    "median of the frames divided by their gains, then the gains against it"
+    " (at most 32,768 pixels vote for a gain)"
+)
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""
 _FITS = {"median": "exact temporal median", "robust": ROBUST_FIT}
