@@ -73,6 +73,12 @@ NOISE_PAIRS: Final = 64
 _NOISE_BANDS: Final = 8
 """Bands of image rows :func:`noise_scale_of` splits the frame pairs into."""
 
+_THRESHOLD_MAX_VALUES: Final = 1 << 22
+""":func:`auto_threshold` uses at most this many values of its sample, a regular stride
+of them (24 frames of 320x240 are 1.8 million; of 1280x720, 22 million, whose medians
+and histogram took 0.9 s in the client while the cluster waited).  Sampling 4 million
+values moves a median by about 1/2000 of the spread and Otsu's split by less than one of
+its 256 bins."""
 _MAD_TO_SIGMA: Final = 1.4826  # 1 / Phi^-1(3/4): MAD of a Gaussian times this is its sigma
 _OTSU_BINS: Final = 256
 _CLEANUP_SIZE: Final = 3
@@ -224,7 +230,8 @@ def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
     ----------
     foreground_sample : array_like
         Foreground values (any shape, e.g. (frame, y, x) of a few frames chosen with
-        :func:`sample_frames`), in grey levels.  A numpy array: compute a dask sample
+        :func:`sample_frames`), in grey levels.  Every value is checked; beyond 4
+        million, a regular stride of them is used.  A numpy array: compute a dask sample
         first (this function never computes).
 
     Returns
@@ -246,6 +253,7 @@ def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
         raise InvalidParameterError("the foreground sample is empty; sample at least one frame")
     if not np.all(np.isfinite(values)):
         raise InvalidParameterError("the foreground sample holds NaN or infinite values")
+    values = values[:: -(-values.size // _THRESHOLD_MAX_VALUES)]
     magnitudes = np.abs(values)
     otsu = _otsu(magnitudes)
     sigma = _mad_sigma(values)
