@@ -35,7 +35,7 @@ __all__ = ["fit_background"]
 _PASSES = {"median": 2, "robust": 3}  # reads of the video, per model of FITTED_MODELS
 ROBUST_FIT = (
     "median of the frames divided by their gains, then the gains against it"
-    " (at most 32,768 pixels vote for a gain)"
+    " (the median of the ratios in the densest +-5 % window of at most 32,768 pixels)"
 )
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""

@@ -72,6 +72,19 @@ def test_gains_follow_illumination() -> None:
     np.testing.assert_allclose(measured, gains, atol=0.01)
 
 
+@pytest.mark.parametrize("light", [1.0, 0.8])
+def test_gains_ignore_an_object_covering_most_of_the_frame(light: float) -> None:
+    """A dark truck over two thirds of a textured view: the view's light, not the truck's."""
+    rng = np.random.default_rng(4)
+    plate = rng.integers(60, 200, size=(48, 64)).astype(np.uint8)
+    frame = plate * light + rng.normal(0.0, 2.0, plate.shape)
+    frame[:, :42] = rng.integers(30, 50, size=(48, 42))  # its own texture, not the plate's
+    frames = np.clip(np.rint(frame), 0, 255).astype(np.uint8)[None]
+    (measured,) = frame_gains(da.from_array(frames), plate).compute()
+    # the median of all the ratios is the truck's, about 0.3
+    assert measured == pytest.approx(light, abs=0.02)
+
+
 def test_rank_one_factors_rebuild_plate_times_gain() -> None:
     plate = np.array([10, 20, 30], dtype=np.uint8)
     gains = np.array([1.0, 0.5, 2.0])
