@@ -13,7 +13,7 @@ ignores anything present in fewer than half of the frames.
     number of frames.  The background of frame t is b.
 ``robust``
     A plate b times a gain per frame, ``g_t`` the ratio ``x_t[p] / b[p]`` that most
-    well-lit pixels (b >= 16) agree on (:func:`frame_gains`): slow illumination
+    well-lit pixels (b >= 16) agree on (:func:`pipelines.frame_gains.frame_gains`): slow illumination
     changes (clouds, auto exposure) move the background with them instead of
     becoming foreground, and moving objects do not move the gain unless they cover
     most of the frame with ratios more alike than the background's.  The plate is the exact median
@@ -36,7 +36,6 @@ and apply use them as they use the SVD's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Any, Final, NamedTuple
@@ -48,21 +47,20 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.chunk_groups import chunk_groups, sum_partials
+from pipelines.frame_gains import MIN_GAIN
 from pipelines.masks import sample_frames
-from pipelines.shapes import is_color
+from pipelines.shapes import require_gray_video
 from storage.errors import InvalidParameterError
 
 __all__ = [
     "BACKGROUND_MODELS",
     "DEFAULT_MODEL",
     "FITTED_MODELS",
-    "GAIN_MIN_BACKGROUND",
     "GAIN_SAMPLE_FRAMES",
     "RankOneBackground",
     "chosen_model",
     "coarse_counts",
     "fine_counts",
-    "frame_gains",
     "median_bin",
     "median_from_counts",
     "normalized_frames",
@@ -104,37 +102,16 @@ def chosen_model(model: str | None, *, svd_options_given: bool) -> str:
     return model
 
 
-GAIN_MIN_BACKGROUND: Final = 16
-"""Pixels of the median darker than this do not vote for a frame's gain: their ratio
-is dominated by noise and compression."""
-
 GAIN_SAMPLE_FRAMES: Final = 64
 """Frames, spread over the video, whose per-pixel median is the plate of the first gains.
 Its error at a pixel, from the illumination and from objects on the sampled frames, is
 the pixel's own; the median over 11,000 or more voting pixels of each frame washes it
 out (measured: the same F to 0.001 with 0, 1 or 2 more rounds of refinement).  Memory:
 that many frames of uint8 in one task (59 MB at 1280x720)."""
-_MIN_GAIN: Final = 1 / 16
-"""Frames darker than this fraction of the plate (a fade to black) are counted as they
-are by the median of :func:`normalized_frames`: dividing them would blow noise up."""
-
 _BINS: Final = 16
 _PLATE_BANDS: Final = 8
 """Bands of image rows :func:`sample_plate` sorts in separate tasks (threads work in parallel)."""
 _PIXEL_TILE: Final = 1 << 10
-_GAIN_STRIDE: Final = 7
-"""Every 7th pixel (at least) votes for a frame's gain: 11,000 votes for 320x240."""
-_GAIN_LOG_BIN: Final = 0.01
-"""Width of the bins :func:`frame_gains` counts the log ratios in (1 %)."""
-_GAIN_HALF_WINDOW_BINS: Final = 5
-"""The agreeing window is this many bins on each side of one (+-5 %)."""
-_GAIN_BINS: Final = math.ceil(2 * math.log(16) / _GAIN_LOG_BIN) + 1
-_GAIN_MAX_VOTES: Final = 1 << 15
-"""At most this many pixels vote (a wider stride on larger frames: every 29th of
-1280x720).  The median of the ratios of 32,768 well-lit pixels has a standard error of
-about 1.25 / sqrt(32,768) = 0.7 % of their spread, 1e-4 for a sensor noise of 2 grey
-levels at 120: far below a grey level.  Measuring the gains was a third of the first
-pass's work on 720p with every 7th pixel (130,000 votes)."""
 
 
 class RankOneBackground(NamedTuple):
@@ -153,10 +130,7 @@ class RankOneBackground(NamedTuple):
 
 
 def _check_gray(frames: da.Array) -> None:
-    if not isinstance(frames, da.Array) or frames.ndim != 3 or is_color(frames) or frames.dtype != np.uint8:
-        raise InvalidParameterError(
-            "the median and robust models need the gray video (frame, y, x) uint8; ingest without --color"
-        )
+    require_gray_video(frames)
 
 
 def _tile_counts(
@@ -224,7 +198,7 @@ def coarse_counts(
     gains : numpy.ndarray or dask.array.Array, optional
         (T,): count the frames divided by these (:func:`normalized_frames`), each
         chunk divided in the task that counts it.  Lazy gains of the same frames
-        (:func:`frame_gains`) computed in the same graph share the counts' reads: the
+        (:func:`pipelines.frame_gains.frame_gains`) computed in the same graph share the counts' reads: the
         gains and the counts divided by them in one read.
     frames_per_task : int, optional
         One task counts consecutive chunks of at least this many frames into one
@@ -366,66 +340,6 @@ def _bin_and_below(
     return coarse_bin, frames_below
 
 
-def _gain_block(
-    block: npt.NDArray[np.uint8], votes: npt.NDArray[np.int64], plate: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    ratios = block.reshape(block.shape[0], -1)[:, votes].astype(np.float32) / plate[None, :]
-    return np.array([_agreed_ratio(frame_ratios) for frame_ratios in ratios], dtype=np.float32)
-
-
-def _agreed_ratio(ratios: npt.NDArray[np.float32]) -> float:
-    """The median of the ratios inside the +-5 % window (in log) that holds the most of them."""
-    logs = np.log(np.clip(ratios, _MIN_GAIN, 1 / _MIN_GAIN))
-    low = math.log(_MIN_GAIN)
-    bins = np.minimum((logs - low) / _GAIN_LOG_BIN, _GAIN_BINS - 1).astype(np.intp)
-    counts = np.bincount(bins, minlength=_GAIN_BINS)
-    cumulative = np.concatenate(([0], np.cumsum(counts)))
-    width = 2 * _GAIN_HALF_WINDOW_BINS + 1
-    densest = int(np.argmax(cumulative[width:] - cumulative[:-width]))  # window of bins densest..+width
-    centre = low + (densest + _GAIN_HALF_WINDOW_BINS + 0.5) * _GAIN_LOG_BIN
-    inside = np.abs(logs - centre) <= (_GAIN_HALF_WINDOW_BINS + 0.5) * _GAIN_LOG_BIN
-    return float(np.median(ratios[inside]))
-
-
-def frame_gains(frames: da.Array, plate: npt.NDArray[np.generic]) -> da.Array:
-    """Per frame, the ratio ``frame / plate`` most well-lit pixels agree on; lazy, (T,) float32.
-
-    The ratios of the voting pixels are counted in bins of 1 % (in log, from 1/16 to
-    16); the median of those inside the densest window of 11 bins (+-5 %) is the gain.
-    Where objects cover less than half of the frame it is the median of all ratios up
-    to the objects' pull on it, which the window drops.  Where they cover more, the
-    median is theirs, but the background's ratios still agree to a few per cent (its
-    sensor noise over the plate) while an object's spread with the plate's texture
-    under it: a synthetic truck covering up to 70 % of the frame no longer dimmed the
-    whole background to a third (F of its frames 0.01 -> 1.0).  On Video_003 and
-    eleven synthetic scenes F moved by at most 0.0002; on real clips the residual of
-    the still pixels fell where the gains differed (by up to 12 % on the escalator,
-    2 % on an indoor clip with auto exposure).  The window's +-5 % holds a pixel's
-    ratio within 2 sigmas of noise of 3 grey levels at 120 (a round choice, not fitted).
-
-    ``plate`` has one value per pixel (any shape of P values, any real dtype).  Frames
-    whose plate has no well-lit pixel get gain 1.  The votes: every 7th pixel, or a
-    wider stride that keeps them to 32,768; per task a float32 copy of the chunk's
-    votes (32,768 x frames).
-    """
-    _check_gray(frames)
-    values = np.asarray(plate, dtype=np.float32).ravel()
-    stride = max(_GAIN_STRIDE, -(-values.size // _GAIN_MAX_VOTES))
-    candidates = np.arange(0, values.size, stride)
-    votes = candidates[values[candidates] >= GAIN_MIN_BACKGROUND]
-    if votes.size == 0:
-        return da.ones(frames.shape[0], dtype=np.float32, chunks=frames.chunks[0])
-    whole = frames.rechunk({1: -1, 2: -1})
-    return whole.map_blocks(
-        _gain_block,
-        votes,
-        values[votes],
-        drop_axis=[1, 2],
-        dtype=np.float32,
-        meta=np.empty((0,), dtype=np.float32),
-    )
-
-
 def sample_plate(frames: da.Array, *, n_sample: int = GAIN_SAMPLE_FRAMES) -> da.Array:
     """Per pixel, the lower median of ``n_sample`` frames spread over the video; lazy.
 
@@ -456,7 +370,7 @@ def _lower_median_block(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 def normalized_frames(frames: da.Array, gains: npt.NDArray[np.floating]) -> da.Array:
     """The frames divided by their gains, rounded to uint8; lazy, the frames' shape and chunks.
 
-    ``gains`` (T,) as from :func:`frame_gains`; frames whose gain is below 1/16 are
+    ``gains`` (T,) as from :func:`pipelines.frame_gains.frame_gains`; frames whose gain is below 1/16 are
     left as they are.  Per task one uint8 copy of a chunk of frames.  The counts
     divide the frames themselves when given ``gains``.
     """
@@ -482,7 +396,7 @@ def _divisors(gains: npt.NDArray[np.floating], *, n_frames: int) -> npt.NDArray[
 
 def _divisors_of(gains: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     values = np.asarray(gains, dtype=np.float32)
-    divisors: npt.NDArray[np.float32] = np.where(values >= _MIN_GAIN, values, np.float32(1))
+    divisors: npt.NDArray[np.float32] = np.where(values >= MIN_GAIN, values, np.float32(1))
     return divisors
 
 

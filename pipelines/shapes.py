@@ -12,7 +12,7 @@ import numpy as np
 
 from storage.errors import InvalidParameterError
 
-__all__ = ["CHANNELS", "image_shape", "is_color", "is_int"]
+__all__ = ["CHANNELS", "image_shape", "is_color", "is_int", "require_gray_video"]
 
 CHANNELS: Final = 3
 """Values per pixel of a colour frame (RGB)."""
@@ -49,3 +49,19 @@ def image_shape(n_pixels: int, height: int, width: int) -> tuple[int, ...]:
         f"a column of {n_pixels} pixels is not a {width}x{height} frame (needs {height * width} gray or "
         f"{height * width * CHANNELS} color values); give the video's height and width"
     )
+
+
+def require_gray_video(frames: Any) -> None:
+    """Refuse anything but a gray video as a dask array: (frame, y, x) uint8.
+
+    Raises
+    ------
+    InvalidParameterError
+        Another type, shape or dtype (a colour video among them).
+    """
+    import dask.array as da
+
+    if not isinstance(frames, da.Array) or frames.ndim != 3 or is_color(frames) or frames.dtype != np.uint8:
+        raise InvalidParameterError(
+            "the median and robust models need the gray video (frame, y, x) uint8; ingest without --color"
+        )

@@ -15,12 +15,12 @@ from pipelines.background_models import (
     FITTED_MODELS,
     coarse_counts,
     fine_counts,
-    frame_gains,
     median_bin,
     median_from_counts,
     sample_plate,
     segment_factors,
 )
+from pipelines.frame_gains import frame_gains
 from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
 from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError

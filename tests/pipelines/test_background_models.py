@@ -12,13 +12,13 @@ import pytest
 from pipelines.background_models import (
     coarse_counts,
     fine_counts,
-    frame_gains,
     median_bin,
     median_from_counts,
     normalized_frames,
     rank_one_factors,
     sample_plate,
 )
+from pipelines.frame_gains import frame_gains
 from pipelines.synthetic import SceneSpec, render_background, render_scene
 from storage.errors import InvalidParameterError
 from tests.helpers import raise_if_dask_computes

@@ -11,8 +11,8 @@ import pytest
 import zarr
 
 from pipelines import background_models
-from pipelines.background_models import frame_gains
 from pipelines.cli import arguments, main
+from pipelines.frame_gains import frame_gains
 from pipelines.scene_textures import sway_region
 from pipelines.steps.background import ROBUST_FIT
 from pipelines.synthetic import SceneSpec, illumination_gain, render_background, write_scene
