@@ -13,11 +13,11 @@ ignores anything present in fewer than half of the frames.
     number of frames.  The background of frame t is b.
 ``robust``
     A plate b times a gain per frame, ``g_t`` the ratio ``x_t[p] / b[p]`` that most
-    well-lit pixels (b >= 16) agree on (:func:`pipelines.frame_gains.frame_gains`): slow illumination
-    changes (clouds, auto exposure) move the background with them instead of
-    becoming foreground, and moving objects do not move the gain unless they cover
-    most of the frame with ratios more alike than the background's.  The plate is the exact median
-    of the frames divided by their gains, not of the frames themselves: under a
+    well-lit pixels (b >= 16) agree on (:mod:`pipelines.frame_gains`): slow
+    illumination changes (clouds, auto exposure) move the background with them
+    instead of becoming foreground, and moving objects do not move the gain unless
+    they cover most of the frame with ratios more alike than the background's.  The
+    plate is the exact median of the frames divided by their gains, not of the frames themselves: under a
     changing illumination the plain median of a pixel is the value of whichever frame
     has the median rank there, and a person passing over the pixel shifts that rank,
     so the plain plate is off by a fraction of the illumination's range (measured on
@@ -129,10 +129,6 @@ class RankOneBackground(NamedTuple):
     Vt: npt.NDArray[np.float32]
 
 
-def _check_gray(frames: da.Array) -> None:
-    require_gray_video(frames)
-
-
 def _tile_counts(
     values: npt.NDArray[np.uint8], n_bins: int, *, coarse_bin: npt.NDArray[np.uint8] | None = None
 ) -> npt.NDArray[np.uint32]:
@@ -198,8 +194,8 @@ def coarse_counts(
     gains : numpy.ndarray or dask.array.Array, optional
         (T,): count the frames divided by these (:func:`normalized_frames`), each
         chunk divided in the task that counts it.  Lazy gains of the same frames
-        (:func:`pipelines.frame_gains.frame_gains`) computed in the same graph share the counts' reads: the
-        gains and the counts divided by them in one read.
+        (:func:`pipelines.frame_gains.frame_gains`) computed in the same graph share
+        the counts' reads: the gains and the counts divided by them in one read.
     frames_per_task : int, optional
         One task counts consecutive chunks of at least this many frames into one
         partial (:func:`pipelines.chunk_groups.chunk_groups`); None: a chunk per task.
@@ -229,7 +225,7 @@ def fine_counts(
     dask.array.Array
         (P, 16) uint32: column j counts the frames whose value is ``16 * coarse_bin + j``.
     """
-    _check_gray(frames)
+    require_gray_video(frames)
     n_pixels = int(frames.shape[1]) * int(frames.shape[2])
     if coarse_bin.shape != (n_pixels,):
         raise InvalidParameterError(f"coarse_bin must have shape ({n_pixels},), got {coarse_bin.shape}")
@@ -245,7 +241,7 @@ def _summed_counts(
     frames_per_task: int | None,
 ) -> da.Array:
     """``count_block`` on every chunk of whole frames, summed per group of chunks, then in a tree: (P, 16)."""
-    _check_gray(frames)
+    require_gray_video(frames)
     whole = frames.rechunk({1: -1, 2: -1})
     n_pixels = int(frames.shape[1]) * int(frames.shape[2])
     # the array's own keys and tasks: optimised here, the read tasks came out under the same
@@ -351,7 +347,7 @@ def sample_plate(frames: da.Array, *, n_sample: int = GAIN_SAMPLE_FRAMES) -> da.
         (numpy's radix sort of uint8; 0.05 s per band of 720p against 0.15 s for a
         partition along the frames of the whole sample, measured).
     """
-    _check_gray(frames)
+    require_gray_video(frames)
     rows = max(1, -(-int(frames.shape[1]) // _PLATE_BANDS))
     sample = frames[sample_frames(int(frames.shape[0]), n_sample)].rechunk({0: -1, 1: rows, 2: -1})
     return sample.map_blocks(
@@ -370,11 +366,11 @@ def _lower_median_block(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 def normalized_frames(frames: da.Array, gains: npt.NDArray[np.floating]) -> da.Array:
     """The frames divided by their gains, rounded to uint8; lazy, the frames' shape and chunks.
 
-    ``gains`` (T,) as from :func:`pipelines.frame_gains.frame_gains`; frames whose gain is below 1/16 are
-    left as they are.  Per task one uint8 copy of a chunk of frames.  The counts
+    ``gains`` (T,) as from :func:`pipelines.frame_gains.frame_gains`; frames whose
+    gain is below 1/16 are left as they are.  Per task one uint8 copy of a chunk of frames.  The counts
     divide the frames themselves when given ``gains``.
     """
-    _check_gray(frames)
+    require_gray_video(frames)
     divisors = _divisors(gains, n_frames=int(frames.shape[0]))
     lazy_divisors = da.from_array(divisors, chunks=(frames.chunks[0],))
     return da.map_blocks(
