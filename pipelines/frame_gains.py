@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from pipelines.shapes import require_gray_video
 
-__all__ = ["GAIN_MIN_BACKGROUND", "MIN_GAIN", "frame_gains"]
+__all__ = ["GAIN_MIN_BACKGROUND", "GAIN_RULE", "MIN_GAIN", "frame_gains"]
 
 GAIN_MIN_BACKGROUND: Final = 16
 """Pixels of the median darker than this do not vote for a frame's gain: their ratio
@@ -39,6 +39,12 @@ _GAIN_MAX_VOTES: Final = 1 << 15
 about 1.25 / sqrt(32,768) = 0.7 % of their spread, 1e-4 for a sensor noise of 2 grey
 levels at 120: far below a grey level.  Measuring the gains was a third of the first
 pass's work on 720p with every 7th pixel (130,000 votes)."""
+GAIN_RULE: Final = (
+    f"the median of the ratios in the densest +-{100 * _GAIN_HALF_WINDOW_BINS * _GAIN_LOG_BIN:.0f} %"
+    f" window of at most {_GAIN_MAX_VOTES:,} pixels"
+)
+"""How :func:`frame_gains` measures a gain, in words built from its constants: fits
+record it, so a changed constant changes the record and stored fits are redone."""
 
 
 def _gain_block(

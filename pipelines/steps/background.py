@@ -20,7 +20,7 @@ from pipelines.background_models import (
     sample_plate,
     segment_factors,
 )
-from pipelines.frame_gains import frame_gains
+from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
 from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError
@@ -33,10 +33,7 @@ from storage.writer_lock import writer_lock
 __all__ = ["fit_background"]
 
 _PASSES = {"median": 2, "robust": 3}  # reads of the video, per model of FITTED_MODELS
-ROBUST_FIT = (
-    "median of the frames divided by their gains, then the gains against it"
-    " (the median of the ratios in the densest +-5 % window of at most 32,768 pixels)"
-)
+ROBUST_FIT = f"median of the frames divided by their gains, then the gains against it ({GAIN_RULE})"
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""
 _FITS = {"median": "exact temporal median", "robust": ROBUST_FIT}
