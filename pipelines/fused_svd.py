@@ -84,9 +84,11 @@ def fused_randomized_svd(
         passes (persist them first on a cluster).
     frames_per_task : int, optional
         Consecutive chunks are grouped so that one task of a pass takes at least
-        this many frames and multiplies them a chunk at a time into one (P, l)
-        partial: fewer partials to add, and no copy to merge chunks (the task holds
-        the group's uint8 chunks, its inputs).  None: one chunk per task.
+        this many frames: the sketch and the power iterations multiply them, a tile
+        of pixels of all their frames at a time, into one (P, l) partial (fewer
+        partials to add, and no copy to merge chunks: the task holds the group's
+        uint8 chunks, its inputs), and the last pass returns their rows of M^T Q in
+        one block.  None: one chunk per task.
 
     Returns
     -------
