@@ -18,7 +18,8 @@ partials by a binary tree of tasks.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 import dask
 import dask.array as da
@@ -26,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from dask.delayed import Delayed
 
-__all__ = ["SPLIT_EVERY", "chunk_groups", "sum_partials"]
+__all__ = ["SPLIT_EVERY", "chain_groups", "chunk_groups", "sum_partials"]
 
 SPLIT_EVERY: Final = 2
 """Partials summed per task of the tree: a sum runs as soon as two partials exist.
@@ -48,6 +49,31 @@ def chunk_groups(frame_chunks: tuple[int, ...], *, frames_per_task: int | None) 
         groups[-1].append(index)
         held += size
     return groups
+
+
+def chain_groups(
+    kernel: Callable[..., Any], arguments: list[tuple[Any, ...]], *, chains: int | None
+) -> list[Delayed]:
+    """Tasks ``kernel(*arguments[i], into)`` in ``chains`` chains, each adding into its chain's partial.
+
+    Task i (a group's arguments) joins chain ``i % chains`` and is given the chain's
+    partial so far as ``into`` (None for the first), which it may add into in place,
+    being its only consumer.  Returns the chains' last partials, to sum with
+    :func:`sum_partials`.  ``None`` (or more chains than tasks): a chain per task,
+    every partial fresh.
+
+    Notes
+    -----
+    A pass of G groups makes ``chains`` partials to allocate and add instead of G;
+    with two chains per thread every thread still has a chain to run while another
+    waits for its chunks.  The order of the sums, hence the rounding, depends on
+    ``chains``: record it with the result.
+    """
+    n_chains = len(arguments) if chains is None else max(1, min(chains, len(arguments)))
+    ends: list[Delayed | None] = [None] * n_chains
+    for index, group_arguments in enumerate(arguments):
+        ends[index % n_chains] = dask.delayed(kernel, pure=True)(*group_arguments, ends[index % n_chains])
+    return [end for end in ends if end is not None]
 
 
 def sum_partials(partials: list[Delayed], *, shape: tuple[int, ...], dtype: npt.DTypeLike) -> da.Array:

@@ -45,7 +45,7 @@ import numpy.typing as npt
 from dask.array.linalg import compression_level, tsqr
 from dask.array.utils import svd_flip
 
-from pipelines.chunk_groups import chunk_groups, sum_partials
+from pipelines.chunk_groups import chain_groups, chunk_groups, sum_partials
 from pipelines.decompose import Decomposition, SvdParameters
 from pipelines.graph_copy import fresh_copies
 from storage.errors import InvalidParameterError
@@ -67,6 +67,7 @@ def fused_randomized_svd(
     *,
     keep_in_memory: bool = False,
     frames_per_task: int | None = None,
+    partial_chains: int | None = None,
 ) -> Decomposition:
     """Randomized truncated SVD of M = the frames as columns, with fused passes; lazy.
 
@@ -89,6 +90,11 @@ def fused_randomized_svd(
         partials to add, and no copy to merge chunks: the task holds the group's
         uint8 chunks, its inputs), and the last pass returns their rows of M^T Q in
         one block.  None: one chunk per task.
+    partial_chains : int, optional
+        The sketch's and the power iterations' group tasks run in this many chains
+        (:func:`pipelines.chunk_groups.chain_groups`), each adding into its chain's
+        (P, l) partial: that many partials per pass to allocate and sum, not one
+        per group.  None: a partial per group.
 
     Returns
     -------
@@ -104,7 +110,8 @@ def fused_randomized_svd(
     sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
     one task).  Memory per task: the group's uint8 chunks (converted a tile at a
     time), one (P, l) float32 partial and Q;
-    :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
+    :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task, and
+    ``partial_chains`` partials (or one per group) held per pass.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
         raise InvalidParameterError(
@@ -127,15 +134,18 @@ def fused_randomized_svd(
     groups = chunk_groups(frames.chunks[0], frames_per_task=frames_per_task)
     blocks = list(read().to_delayed().ravel())
     omegas = list(omega.to_delayed().ravel())
-    sketched = [
-        dask.delayed(_sketch_group, pure=True)([blocks[i] for i in group], [omegas[i] for i in group])
-        for group in groups
-    ]
+    sketched = chain_groups(
+        _sketch_group,
+        [([blocks[i] for i in group], [omegas[i] for i in group]) for group in groups],
+        chains=partial_chains,
+    )
     basis = _orthonormal(sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32))
     for _ in range(params.power_iters):
         blocks = list(read(after=basis).to_delayed().ravel())
         q = basis.to_delayed().ravel()[0]
-        powered = [dask.delayed(_power_group, pure=True)([blocks[i] for i in group], q) for group in groups]
+        powered = chain_groups(
+            _power_group, [([blocks[i] for i in group], q) for group in groups], chains=partial_chains
+        )
         basis = _orthonormal(sum_partials(powered, shape=(n_pixels, width), dtype=np.float32))
     # B^T = M^T Q, (T, l), a task per group of chunks: a GEMM of a group's frames ran at
     # 50-53 GFLOP/s per thread at 720p against 35-38 chunk by chunk (measured).  Not a
@@ -333,21 +343,37 @@ class _Tiles:
 
 
 def _sketch_group(
-    blocks: list[npt.NDArray[Any]], omegas: list[npt.NDArray[np.float32]]
+    blocks: list[npt.NDArray[Any]],
+    omegas: list[npt.NDArray[np.float32]],
+    into: npt.NDArray[np.float32] | None,
 ) -> npt.NDArray[np.float32]:
-    """Sum over the group's chunks of M_j Omega_j: (P, l) float32."""
+    """Sum over the group's chunks of M_j Omega_j, added into ``into``: (P, l) float32."""
     tiles = _Tiles(blocks, width=omegas[0].shape[1])
-    out = np.zeros((tiles.n_pixels, omegas[0].shape[1]), dtype=np.float32)
+    out = _partial_into(into, shape=(tiles.n_pixels, omegas[0].shape[1]))
     tiles.accumulate(np.concatenate(omegas, axis=0).astype(np.float32, copy=False), out)
     return out
 
 
-def _power_group(blocks: list[npt.NDArray[Any]], basis: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Sum over the group's chunks of M_j (M_j^T Q): (P, l) float32, two sweeps of the group."""
+def _power_group(
+    blocks: list[npt.NDArray[Any]], basis: npt.NDArray[np.float32], into: npt.NDArray[np.float32] | None
+) -> npt.NDArray[np.float32]:
+    """Sum over the group's chunks of M_j (M_j^T Q), added into ``into``: (P, l) float32, two sweeps."""
     tiles = _Tiles(blocks, width=basis.shape[1])
-    out = np.zeros(basis.shape, dtype=np.float32)
+    out = _partial_into(into, shape=basis.shape)
     tiles.accumulate(tiles.project(basis), out)
     return out
+
+
+def _partial_into(into: npt.NDArray[np.float32] | None, *, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+    """The chain's partial to add into, or zeros of ``shape`` for a chain's first task.
+
+    The partial is the chain's previous task's result, which this task alone consumes
+    (:func:`pipelines.chunk_groups.chain_groups`), so it is added into in place; a copy
+    only when it arrived read-only (deserialised from another worker's bytes).
+    """
+    if into is None:
+        return np.zeros(shape, dtype=np.float32)
+    return into if into.flags.writeable else np.array(into, dtype=np.float32, copy=True)
 
 
 def _project_group(blocks: list[npt.NDArray[Any]], basis: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -35,7 +35,7 @@ from pipelines.bench.ingest import run_with_peak_rss
 from pipelines.decompose import SvdParameters
 from pipelines.fused_svd import fused_randomized_svd
 from pipelines.matrix import video_matrix
-from pipelines.planning import merged_frames_per_chunk
+from pipelines.planning import ClusterSize, DecompositionPlan, plan_decomposition
 from pipelines.steps.context import JobContext
 from pipelines.steps.decompose import decompose
 from pipelines.synthetic import SceneSpec, write_scene
@@ -100,7 +100,8 @@ def measure_out_of_core(
 def one_pass_split(store: Path) -> dict[str, float]:
     """Time one pass over M piece by piece with dask's threads (no cluster)."""
     frames = open_video(store).frames
-    matrix = video_matrix(frames, frames_per_chunk=_merged(frames, threads=dask.system.CPU_COUNT))
+    plan = _plan(frames, threads=dask.system.CPU_COUNT)
+    matrix = video_matrix(frames, frames_per_chunk=plan.frames_per_chunk)
     omega = np.random.default_rng(0).standard_normal((matrix.shape[1], 20)).astype(np.float32)
     split: dict[str, float] = {"read": read_seconds(frames)}
     started = time.perf_counter()
@@ -131,10 +132,17 @@ def measure_linear_cost(
     times = {}
     for count in frame_counts:
         # the chunks of M that `vidsvd decompose` would build on this machine
-        merged = _merged(frames[:count], threads=threads)
+        plan = _plan(frames[:count], threads=threads)
         started = time.perf_counter()
         params = SvdParameters(rank=rank, iteration="fused")
-        dask.compute(*fused_randomized_svd(frames[:count], params, frames_per_task=merged))
+        dask.compute(
+            *fused_randomized_svd(
+                frames[:count],
+                params,
+                frames_per_task=plan.frames_per_chunk,
+                partial_chains=plan.partial_chains,
+            )
+        )
         times[count] = time.perf_counter() - started
     return times
 
@@ -260,11 +268,19 @@ def format_phases(phases: Sequence[Phase], split: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _merged(frames: Any, *, threads: int) -> int | None:
-    """The frames per chunk of M that ``vidsvd decompose`` merges to with ``threads`` threads."""
-    return merged_frames_per_chunk(
+def _plan(frames: Any, *, threads: int) -> DecompositionPlan:
+    """The randomized decomposition ``vidsvd decompose`` plans on ``threads`` threads.
+
+    On one worker without a memory limit: chunks of M and chains of partials,
+    nothing kept in memory.
+    """
+    frame_pixels = int(np.prod(frames.shape[1:], dtype=np.int64))
+    return plan_decomposition(
+        method="randomized",
         video_chunk_frames=int(frames.chunks[0][0]),
         n_video_chunks=len(frames.chunks[0]),
-        frame_pixels=int(np.prod(frames.shape[1:], dtype=np.int64)),
-        min_chunks=2 * threads,
+        frame_pixels=frame_pixels,
+        matrix_chunk_bytes=int(frames.chunks[0][0]) * frame_pixels * 4,
+        matrix_bytes=int(frames.shape[0]) * frame_pixels * 4,
+        cluster=ClusterSize(n_workers=1, threads=threads, worker_memory_bytes=0),
     )

@@ -6,7 +6,7 @@ import dask
 import numpy as np
 import pytest
 
-from pipelines.chunk_groups import chunk_groups, sum_partials
+from pipelines.chunk_groups import chain_groups, chunk_groups, sum_partials
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,23 @@ def test_sum_partials_adds_every_partial_once_and_keeps_the_dtype(count: int) ->
     np.testing.assert_array_equal(computed, np.full((3, 4), count * (count + 1) // 2))
     assert computed.dtype == np.uint32
     np.testing.assert_array_equal(parts[0], np.ones((3, 4)))  # the first partial is not added into
+
+
+def _add_group(values: list[int], into: np.ndarray | None) -> np.ndarray:
+    total = np.zeros((2, 3), dtype=np.int64) if into is None else into
+    for value in values:
+        total += value
+    return total
+
+
+@pytest.mark.parametrize(("chains", "ends"), [(None, 5), (1, 1), (2, 2), (4, 4), (9, 5)])
+def test_chains_add_every_group_once_into_one_partial_per_chain(chains: int | None, ends: int) -> None:
+    groups = [[1, 2], [3], [4, 5], [6], [7]]
+    chained = chain_groups(_add_group, [(group,) for group in groups], chains=chains)
+    assert len(chained) == ends
+    total = sum_partials(chained, shape=(2, 3), dtype=np.int64).compute(scheduler="sync")
+    np.testing.assert_array_equal(total, np.full((2, 3), 28))
+    # chain c holds groups c, c + chains, ...: the first chain's partial is its groups' sum
+    first = chained[0].compute(scheduler="sync")
+    n_chains = ends
+    np.testing.assert_array_equal(first, np.full((2, 3), sum(sum(g) for g in groups[::n_chains])))

@@ -79,6 +79,11 @@ def test_only_the_randomized_method_merges_and_merges_fit_an_eighth_of_a_worker(
     assert _plan(worker_memory=tight).frames_per_chunk == 72
 
 
+@pytest.mark.parametrize(("threads", "chains"), [(1, 2), (2, 4), (64, 128)])
+def test_two_chains_of_partials_per_thread(threads: int, chains: int) -> None:
+    assert _plan(worker_memory=0, threads=threads).partial_chains == chains
+
+
 def test_format_bytes() -> None:
     from pipelines.units import format_bytes
 
