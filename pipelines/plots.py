@@ -34,6 +34,10 @@ _PANEL_INCHES: Final = 2.4
 _SHOWN_PIXELS: Final = 2 * round(_PANEL_INCHES * _DPI)
 _IMAGE_NDIM: Final = 2
 _COLOR_NDIM: Final = 3
+_PNG_COMPRESS_LEVEL: Final = 3
+"""zlib level of full-size images (Pillow's default is 6).  A 1280x720 background plate
+took 77 ms and 220 kB at 6, 27 ms and 254 kB at 3, 17 ms and 277 kB at 1 (measured);
+a run writes about ten such images, and they are written once and opened once."""
 
 
 def spectrum_png(s: npt.ArrayLike) -> bytes:
@@ -220,7 +224,9 @@ def image_png(array: npt.ArrayLike) -> bytes:
         )
     _check_image_shape(pixels)
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(pixels)).save(
+        buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL
+    )
     return buffer.getvalue()
 
 
