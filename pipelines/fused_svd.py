@@ -67,7 +67,7 @@ def fused_randomized_svd(
     *,
     keep_in_memory: bool = False,
     frames_per_task: int | None = None,
-    partial_chains: int | None = None,
+    groups_per_chain: int | None = None,
 ) -> Decomposition:
     """Randomized truncated SVD of M = the frames as columns, with fused passes; lazy.
 
@@ -90,11 +90,11 @@ def fused_randomized_svd(
         partials to add, and no copy to merge chunks: the task holds the group's
         uint8 chunks, its inputs), and the last pass returns their rows of M^T Q in
         one block.  None: one chunk per task.
-    partial_chains : int, optional
-        The sketch's and the power iterations' group tasks run in this many chains
-        (:func:`pipelines.chunk_groups.chain_groups`), each adding into its chain's
-        (P, l) partial: that many partials per pass to allocate and sum, not one
-        per group.  None: a partial per group.
+    groups_per_chain : int, optional
+        The sketch's and the power iterations' group tasks run in chains of this many
+        consecutive groups (:func:`pipelines.chunk_groups.chain_groups`), each adding
+        into its chain's (P, l) partial: that many times fewer partials per pass to
+        allocate and sum.  None: a partial per group.
 
     Returns
     -------
@@ -110,8 +110,7 @@ def fused_randomized_svd(
     sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
     one task).  Memory per task: the group's uint8 chunks (converted a tile at a
     time), one (P, l) float32 partial and Q;
-    :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task, and
-    ``partial_chains`` partials (or one per group) held per pass.
+    :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
         raise InvalidParameterError(
@@ -137,14 +136,14 @@ def fused_randomized_svd(
     sketched = chain_groups(
         _sketch_group,
         [([blocks[i] for i in group], [omegas[i] for i in group]) for group in groups],
-        chains=partial_chains,
+        per_chain=groups_per_chain,
     )
     basis = _orthonormal(sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32))
     for _ in range(params.power_iters):
         blocks = list(read(after=basis).to_delayed().ravel())
         q = basis.to_delayed().ravel()[0]
         powered = chain_groups(
-            _power_group, [([blocks[i] for i in group], q) for group in groups], chains=partial_chains
+            _power_group, [([blocks[i] for i in group], q) for group in groups], per_chain=groups_per_chain
         )
         basis = _orthonormal(sum_partials(powered, shape=(n_pixels, width), dtype=np.float32))
     # B^T = M^T Q, (T, l), a task per group of chunks: a GEMM of a group's frames ran at

@@ -16,6 +16,7 @@ from pipelines.units import format_bytes
 from storage.errors import InvalidParameterError
 
 __all__ = [
+    "GROUPS_PER_CHAIN",
     "KEEP_IN_MEMORY_SHARE",
     "MAX_MERGED_CHUNK_BYTES",
     "ClusterSize",
@@ -34,12 +35,13 @@ of the cluster's memory.  Keeping it avoids reading and converting the store 2q 
 times (2.4x faster on the notebook's 0.5 GB matrix); above this share the workers
 would spill, so each pass reads the store again."""
 
-_CHAINS_PER_THREAD = 2
-"""Chains of partials per thread in the fused SVD's passes.  On the 3,000-frame 720p
-store (12 groups per pass, two threads) the decompose took 29.2 and 28.9 s with a
-partial per group, 27.2 and 27.3 s with two chains, 26.9 and 26.7 s with four
-(alternating rounds, measured): a chain per thread leaves a thread idle while its
-chain's next chunks are read."""
+GROUPS_PER_CHAIN = 3
+"""Consecutive groups of a fused SVD pass that add into one partial
+(:func:`pipelines.chunk_groups.chain_groups`).  On the 3,000-frame 720p store (12
+groups per pass, two threads) four partials per pass instead of twelve took the
+decompose from 29.2 and 28.9 s to 26.9 and 26.7 s (alternating rounds, measured).
+Three keeps a chain's partial, and the chunks read ahead for its next groups, alive
+for three groups' time, not the whole pass."""
 
 _MERGED_SHARE_OF_WORKER = 8
 """A merged chunk of M takes at most 1/8 of a worker's memory: a task holds it, its
@@ -84,15 +86,15 @@ class DecompositionPlan:
     cluster_memory_bytes : int or None
         Memory of the whole cluster (for the exact method's refusal), None when
         unlimited.
-    partial_chains : int
-        Chains of tasks of the fused SVD's passes, each adding its groups into one
-        (P, l) partial (:func:`pipelines.chunk_groups.chain_groups`): two per thread.
+    groups_per_chain : int
+        Consecutive groups of a fused SVD pass adding into one (P, l) partial
+        (:func:`pipelines.chunk_groups.chain_groups`): :data:`GROUPS_PER_CHAIN`.
     """
 
     frames_per_chunk: int | None
     keep_in_memory: bool
     cluster_memory_bytes: int | None
-    partial_chains: int
+    groups_per_chain: int
 
 
 def merged_frames_per_chunk(
@@ -192,8 +194,7 @@ def plan_decomposition(
     Notes
     -----
     Merged chunks of M are at most 1 GiB and 1/8 of a worker's memory, and there are
-    at least two per thread, so every thread has work in each pass; so are the
-    chains of partials.
+    at least two per thread, so every thread has work in each pass.
     """
     limit = cluster.worker_memory_bytes
     if limit > 0 and matrix_chunk_bytes * 2 > limit:
@@ -217,5 +218,5 @@ def plan_decomposition(
         frames_per_chunk=merged,
         keep_in_memory=keep,
         cluster_memory_bytes=total,
-        partial_chains=_CHAINS_PER_THREAD * max(cluster.threads, 1),
+        groups_per_chain=GROUPS_PER_CHAIN,
     )

@@ -140,7 +140,7 @@ def measure_linear_cost(
                 frames[:count],
                 params,
                 frames_per_task=plan.frames_per_chunk,
-                partial_chains=plan.partial_chains,
+                groups_per_chain=plan.groups_per_chain,
             )
         )
         times[count] = time.perf_counter() - started

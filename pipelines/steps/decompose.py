@@ -138,7 +138,7 @@ def decompose(
                 parameters,
                 keep_in_memory=plan.keep_in_memory,
                 frames_per_task=plan.frames_per_chunk,  # chunks grouped per task, not merged
-                partial_chains=plan.partial_chains,
+                groups_per_chain=plan.groups_per_chain,
             )
         else:
             if plan.frames_per_chunk is not None:
@@ -166,7 +166,7 @@ def decompose(
             "peak_worker_memory": peak_worker_memory(client),
             "kept_in_memory": plan.keep_in_memory,
             "matrix_frames_per_chunk": plan.frames_per_chunk or int(video.frames.chunks[0][0]),
-            "partial_chains": plan.partial_chains,
+            "groups_per_chain": plan.groups_per_chain,
             "cluster": describe(client),
         }
         write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)

@@ -44,14 +44,13 @@ def _add_group(values: list[int], into: np.ndarray | None) -> np.ndarray:
     return total
 
 
-@pytest.mark.parametrize(("chains", "ends"), [(None, 5), (1, 1), (2, 2), (4, 4), (9, 5)])
-def test_chains_add_every_group_once_into_one_partial_per_chain(chains: int | None, ends: int) -> None:
+@pytest.mark.parametrize(
+    ("per_chain", "sums"),
+    [(None, [3, 3, 9, 6, 7]), (1, [3, 3, 9, 6, 7]), (2, [6, 15, 7]), (3, [15, 13]), (9, [28])],
+)
+def test_chains_of_consecutive_groups_add_every_group_once(per_chain: int | None, sums: list[int]) -> None:
     groups = [[1, 2], [3], [4, 5], [6], [7]]
-    chained = chain_groups(_add_group, [(group,) for group in groups], chains=chains)
-    assert len(chained) == ends
+    chained = chain_groups(_add_group, [(group,) for group in groups], per_chain=per_chain)
+    assert [int(end.compute(scheduler="sync")[0, 0]) for end in chained] == sums
     total = sum_partials(chained, shape=(2, 3), dtype=np.int64).compute(scheduler="sync")
     np.testing.assert_array_equal(total, np.full((2, 3), 28))
-    # chain c holds groups c, c + chains, ...: the first chain's partial is its groups' sum
-    first = chained[0].compute(scheduler="sync")
-    n_chains = ends
-    np.testing.assert_array_equal(first, np.full((2, 3), sum(sum(g) for g in groups[::n_chains])))

@@ -75,18 +75,20 @@ def test_fused_is_lazy_deterministic_and_float_input_gives_the_same(frames: np.n
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("chains", [1, 2, 3])
+@pytest.mark.parametrize("per_chain", [2, 3, 6])
 def test_chains_of_partials_change_only_the_rounding_and_are_deterministic(
-    frames: np.ndarray, chains: int
+    frames: np.ndarray, per_chain: int
 ) -> None:
     lazy = da.from_array(frames, chunks=(20, H, W))  # 12 chunks, 6 groups of 2
     params = SvdParameters(rank=RANK, iteration="fused", seed=1)
     unchained = dask.compute(*fused_randomized_svd(lazy, params, frames_per_task=40), scheduler="threads")
     chained = dask.compute(
-        *fused_randomized_svd(lazy, params, frames_per_task=40, partial_chains=chains), scheduler="threads"
+        *fused_randomized_svd(lazy, params, frames_per_task=40, groups_per_chain=per_chain),
+        scheduler="threads",
     )
     again = dask.compute(
-        *fused_randomized_svd(lazy, params, frames_per_task=40, partial_chains=chains), scheduler="threads"
+        *fused_randomized_svd(lazy, params, frames_per_task=40, groups_per_chain=per_chain),
+        scheduler="threads",
     )
     for a, b, c in zip(unchained, chained, again, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)

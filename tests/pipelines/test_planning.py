@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.planning import (
+    GROUPS_PER_CHAIN,
     KEEP_IN_MEMORY_SHARE,
     ClusterSize,
     merged_frames_per_chunk,
@@ -79,9 +80,9 @@ def test_only_the_randomized_method_merges_and_merges_fit_an_eighth_of_a_worker(
     assert _plan(worker_memory=tight).frames_per_chunk == 72
 
 
-@pytest.mark.parametrize(("threads", "chains"), [(1, 2), (2, 4), (64, 128)])
-def test_two_chains_of_partials_per_thread(threads: int, chains: int) -> None:
-    assert _plan(worker_memory=0, threads=threads).partial_chains == chains
+def test_three_groups_per_chain_whatever_the_cluster() -> None:
+    for threads in (1, 2, 64):
+        assert _plan(worker_memory=0, threads=threads).groups_per_chain == GROUPS_PER_CHAIN == 3
 
 
 def test_format_bytes() -> None:
