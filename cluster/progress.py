@@ -28,9 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: How often the main thread redraws the bar; it wakes at once when a future finishes.
 _POLL_S = 0.1
-#: How long to wait, once everything is done, for the scheduler's final count.
+#: How long to wait, once everything is done, for a first task count if none came yet.
 _FINAL_COUNT_WAIT_S = 1.0
-#: How often to look for that final count: it comes within milliseconds of the end.
+#: How often to look for it: the scheduler sends one as soon as its progress feed is set up.
 _FINAL_COUNT_POLL_S = 0.005
 
 
