@@ -104,6 +104,7 @@ def handle(args: argparse.Namespace) -> int:
             args.videos,
             out=args.out,
             parameters=svd_parameters(args),
+            rank_within_frames=args.rank is None,
             store=args.store,
             fps=args.fps,
             scale=args.scale,

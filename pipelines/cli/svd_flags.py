@@ -10,7 +10,7 @@ from pipelines.cli.arguments import non_negative_int, positive_int
 if TYPE_CHECKING:
     from pipelines.decompose import SvdParameters
 
-__all__ = ["DEFAULT_OVERSAMPLE", "DEFAULT_POWER_ITERS", "add_svd_flags", "svd_parameters"]
+__all__ = ["DEFAULT_OVERSAMPLE", "DEFAULT_POWER_ITERS", "DEFAULT_RUN_RANK", "add_svd_flags", "svd_parameters"]
 
 DEFAULT_POWER_ITERS: Final = 2
 """Equal to :data:`pipelines.decompose.DEFAULT_POWER_ITERS` (a test keeps them equal),
@@ -19,16 +19,19 @@ spelled here so that ``--help`` does not import dask."""
 DEFAULT_OVERSAMPLE: Final = 40
 """Equal to :data:`pipelines.decompose.DEFAULT_OVERSAMPLE` (likewise)."""
 
+DEFAULT_RUN_RANK: Final = 10
+"""``run``'s rank when ``--rank`` is not given, lowered to the frames of a shorter video."""
+
 
 def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> None:
     """Add ``--rank``, ``--method``, ``--power-iters``, ``--oversample``, ``--seed`` and ``--iteration``."""
     parser.add_argument(
         "--rank",
         required=rank_required,
-        default=None if rank_required else 10,
         type=positive_int("--rank"),
         metavar="K",
-        help="components to compute" + ("" if rank_required else " (10)"),
+        help="components to compute"
+        + ("" if rank_required else f" (default {DEFAULT_RUN_RANK}, or the frames of a shorter video)"),
     )
     parser.add_argument(
         "--method",
@@ -66,7 +69,7 @@ def svd_parameters(args: argparse.Namespace) -> SvdParameters:
 
     return SvdParameters(
         method=args.method,
-        rank=args.rank,
+        rank=DEFAULT_RUN_RANK if args.rank is None else args.rank,
         power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
         oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
         seed=args.seed,

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipelines.background_models import chosen_model
@@ -49,6 +49,7 @@ def run(
     *,
     out: str | os.PathLike[str],
     parameters: SvdParameters,
+    rank_within_frames: bool = False,
     store: StoreLocation | str | os.PathLike[str] | None = None,
     fps: float | None = None,
     scale: float | None = None,
@@ -74,7 +75,9 @@ def run(
     interrupted ingest resumes).  ``model`` chooses the background of the
     separation (see :func:`pipelines.steps.separate.separate`; ``robust`` unless
     ``separate_rank`` is given, which implies ``svd``); the report measures the SVD
-    (factors ``name``, by default ``METHOD-kRANK``).  ``force`` recomputes the SVD
+    (factors ``name``, by default ``METHOD-kRANK``).  ``rank_within_frames`` lowers
+    the SVD's rank to the frames of a video that has fewer (for a default rank, which
+    the user did not ask for); otherwise such a rank is refused.  ``force`` recomputes the SVD
     even when factors of that name exist; ``overwrite`` starts again from a fresh
     store, whatever the store held.  ``keep_foreground`` also stores the int16
     foreground and ``masks_video`` writes ``masks.mp4``; ``make_videos=False`` writes
@@ -97,8 +100,9 @@ def run(
             job.require_workers_see(location, must_exist=False)
         started = time.perf_counter()
         state = _video_state(location)
-        if overwrite or state != "stored":
+        if (overwrite or state != "stored") and not rank_within_frames:
             _refuse_rank_beyond_video(videos, rank=parameters.rank, fps=fps)
+        if overwrite or state != "stored":
             job.warm_up()  # the ingest runs here; the cluster starts meanwhile for the SVD after it
         if overwrite and state != "absent":
             ingest(videos, store=location, fps=fps, scale=scale, size=size, overwrite=True, context=job)
@@ -125,6 +129,10 @@ def run(
         timings["ingest_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
+        n_frames = open_video(location).n_frames
+        if rank_within_frames and parameters.rank > n_frames:
+            job.say(f"the video has {n_frames} frames: the SVD's rank is {n_frames}, not {parameters.rank}")
+            parameters = replace(parameters, rank=n_frames)
         decomposed = decompose(store=location, parameters=parameters, name=name, force=force, context=job)
         steps["decompose"] = f"reused {decomposed.name}" if decomposed.reused else f"done ({decomposed.name})"
         timings["decompose_s"] = time.perf_counter() - started

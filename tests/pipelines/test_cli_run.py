@@ -380,6 +380,27 @@ def test_run_bad_inputs_are_one_line(
     assert not (out / "store.zarr" / "factors").exists()
 
 
+def test_a_video_shorter_than_the_default_rank_runs_at_its_frame_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --rank: a 6-frame video gets rank 6 factors, not an error asking for --rank 6."""
+    video, out = tmp_path / "short.mp4", tmp_path / "job"
+    write_scene(SceneSpec(width=64, height=48, n_frames=6, n_objects=1, seed=1), video)
+    code, _, stderr = _run(capsys, "run", str(video), "--out", str(out), "--no-videos", *CLUSTER)
+    assert code == 0, stderr
+    assert "the video has 6 frames: the SVD's rank is 6, not 10" in stderr
+    factors = open_factors(out / "store.zarr", "randomized-k6")
+    assert factors.rank == 6
+    assert factors.s.shape == (6,)
+    assert "separate: done" in _steps(stderr)
+    # a rank the user asks for is still refused when the video is too short for it
+    code, _, stderr = _run(
+        capsys, "run", str(video), "--out", str(tmp_path / "asked"), "--rank", "10", *CLUSTER
+    )
+    assert code == 2
+    assert_one_line_error(stderr, "--rank 10 needs at least 10 frames", "about 6")
+
+
 @pytest.mark.slow
 def test_demo_scores_its_synthetic_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
