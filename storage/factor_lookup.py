@@ -1,7 +1,8 @@
 """Which factor sets a store holds, and which of them answer a request without computing.
 
 Reads only the groups' attributes (no array is opened until a set is chosen): one
-small request per factor set, also on object storage.
+small request per factor set, also on object storage.  Importing this module does not
+import dask: a command can ask whether it will compute before it pays for dask.
 """
 
 from __future__ import annotations
@@ -9,16 +10,25 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zarr
 
 from storage.errors import InvalidParameterError, StoreNotFoundError
-from storage.factors import RANDOMIZED_OPTIONS, FactorParameters, StoredFactors, open_factors
-from storage.layout import COMPLETE_ATTR, FACTORS_GROUP
+from storage.layout import COMPLETE_ATTR, FACTORS_GROUP, RANDOMIZED_OPTIONS
 from storage.store import StoreLocation, as_location, open_store
 
-__all__ = ["FactorsSummary", "complete_factors", "find_best_factors", "find_reusable_factors", "list_factors"]
+if TYPE_CHECKING:
+    from storage.factors import FactorParameters, StoredFactors
+
+__all__ = [
+    "FactorsSummary",
+    "answering_factors",
+    "complete_factors",
+    "find_best_factors",
+    "find_reusable_factors",
+    "list_factors",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,11 +123,48 @@ def find_reusable_factors(
     Returns
     -------
     StoredFactors or None
-        Complete factors of the same video and method, the same power_iters,
-        oversample and seed for the randomized method (the exact method has none),
-        and a rank at least the requested one: the smallest such rank, then the
-        first name.  Their first ``rank`` components answer the request.  None when
-        there are none.
+        The factors :func:`answering_factors` chooses, opened and checked against
+        ``video_fingerprint``.  Their first ``rank`` components answer the request.
+        None when there are none.
+    """
+    from storage.factors import open_factors
+
+    best = answering_factors(
+        store,
+        video_fingerprint=video_fingerprint,
+        parameters=parameters,
+        method=method,
+        rank=rank,
+        power_iters=power_iters,
+        oversample=oversample,
+        seed=seed,
+        name=name,
+    )
+    if best is None:
+        return None
+    return open_factors(store, best.name, expected_fingerprint=video_fingerprint)
+
+
+def answering_factors(
+    store: StoreLocation | str | os.PathLike[str],
+    *,
+    video_fingerprint: str | None,
+    parameters: FactorParameters | None = None,
+    method: str | None = None,
+    rank: int | None = None,
+    power_iters: int | None = None,
+    oversample: int | None = None,
+    seed: int | None = None,
+    name: str | None = None,
+) -> FactorsSummary | None:
+    """The complete factor set that answers a request, from the attributes alone.
+
+    As :func:`find_reusable_factors` (same request), without opening any array:
+    complete factors of the same method, the same ``power_iters``, ``oversample``
+    and ``seed`` for the randomized method (the exact method has none), a rank at
+    least the requested one and, unless ``video_fingerprint`` is None, of that
+    video.  The smallest such rank, then the first name; None when there is none.
+    Imports no dask, so a command can ask before it starts a cluster.
     """
     wanted = _request(parameters, method, rank, power_iters, oversample, seed)
     candidates = []
@@ -125,7 +172,9 @@ def find_reusable_factors(
         attrs = summary.attrs
         if name is not None and summary.name != name:
             continue
-        if not summary.complete or attrs.get("video_fingerprint") != video_fingerprint:
+        if not summary.complete:
+            continue
+        if video_fingerprint is not None and attrs.get("video_fingerprint") != video_fingerprint:
             continue
         if attrs.get("method") != wanted["method"] or summary.rank < wanted["rank"]:
             continue
@@ -136,8 +185,7 @@ def find_reusable_factors(
         candidates.append(summary)
     if not candidates:
         return None
-    best = min(candidates, key=lambda summary: (summary.rank, summary.name))
-    return open_factors(store, best.name, expected_fingerprint=video_fingerprint)
+    return min(candidates, key=lambda summary: (summary.rank, summary.name))
 
 
 def _request(
@@ -202,5 +250,7 @@ def find_best_factors(
             f"{location} has no complete factors of its video; run `vidsvd decompose --store "
             f"{location} --rank K` first"
         )
+    from storage.factors import open_factors
+
     best = max(usable, key=lambda f: (f.rank, f.name))
     return open_factors(location, best.name, expected_fingerprint=video_fingerprint)

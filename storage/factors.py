@@ -49,12 +49,12 @@ from storage.layout import (
     S_DIMS,
     U_DIMS,
     VT_DIMS,
+    default_factors_name,
 )
 from storage.provenance import library_versions
 from storage.store import StoreLocation, as_location, open_store
 
 __all__ = [
-    "RANDOMIZED_OPTIONS",
     "FactorParameters",
     "StoredFactors",
     "check_factors_name",
@@ -66,7 +66,6 @@ __all__ = [
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _REQUIRED_ATTRS = ("method", "video_fingerprint")
-RANDOMIZED_OPTIONS = ("power_iters", "oversample", "seed")
 _FLOAT32_BYTES = 4
 
 
@@ -163,11 +162,6 @@ class StoredFactors:
     def provenance(self) -> dict[str, Any]:
         """What the factors were computed with and from (a JSON-ready copy, without versions)."""
         return {key: value for key, value in self.attrs.items() if key not in ("versions", COMPLETE_ATTR)}
-
-
-def default_factors_name(method: str, rank: int) -> str:
-    """Return the default name of a factor set, e.g. ``"randomized-k10"``."""
-    return f"{method}-k{rank}"
 
 
 def factors_chunks(

@@ -31,6 +31,8 @@ MASKS_ARRAY: Final = "masks"
 FACTOR_U: Final = "U"
 FACTOR_S: Final = "s"
 FACTOR_VT: Final = "Vt"
+RANDOMIZED_OPTIONS: Final = ("power_iters", "oversample", "seed")
+"""Attributes of randomized factors that must match a request for the factors to answer it."""
 FACTORS_CHUNK_BYTES: Final = 32 * 2**20
 """Target size of one chunk of U or Vt: 32 MiB of float32, every component in a chunk."""
 
@@ -57,3 +59,8 @@ ingest compresses in two threads beside ffmpeg's decoding, and from level 4 on t
 compression, not the decoding, is the slower part, so ingest takes 1.5 times as long as
 at level 3 (README, "Storage").  Existing stores keep their level: a reader takes
 any."""
+
+
+def default_factors_name(method: str, rank: int) -> str:
+    """Return the default name of a factor set under ``factors/``, e.g. ``"randomized-k10"``."""
+    return f"{method}-k{rank}"

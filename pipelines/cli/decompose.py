@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
-from pipelines.cli.arguments import Commands
+from pipelines.cli.arguments import BACKGROUND_MODELS, Commands
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
-from pipelines.cli.svd_flags import add_svd_flags, svd_parameters
+from pipelines.cli.svd_flags import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS, add_svd_flags, svd_parameters
 
 __all__ = ["add_parser"]
 
@@ -35,14 +36,23 @@ def add_parser(commands: Commands) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run ``decompose``; return the exit status."""
     from pipelines.steps.context import JobContext
-    from pipelines.steps.decompose import decompose
+    from storage.writer_lock import writer_lock
 
-    parameters = svd_parameters(args)
-    with JobContext(
-        cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
-    ) as job:
+    with (
+        JobContext(
+            cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
+        ) as job,
+        contextlib.ExitStack() as held,
+    ):
+        if _will_compute(args):
+            # a busy or read-only store is refused here, before any worker starts; the step
+            # takes the same lock again (it is re-entrant in a process)
+            held.enter_context(writer_lock(args.store, step="decompose"))
+            job.warm_up()  # the workers start while this process imports dask and opens the store
+        from pipelines.steps.decompose import decompose
+
         summary = decompose(
-            store=args.store, parameters=parameters, name=args.name, force=args.force, context=job
+            store=args.store, parameters=svd_parameters(args), name=args.name, force=args.force, context=job
         )
     if not args.quiet and not summary.reused:
         values = ", ".join(f"{v:.4g}" for v in summary.singular_values[:5])
@@ -51,3 +61,44 @@ def handle(args: argparse.Namespace) -> int:
             f"s = {values}{', ...' if summary.rank > 5 else ''}"
         )
     return 0
+
+
+def _will_compute(args: argparse.Namespace) -> bool:
+    """True when the store exists and surely holds no factors that answer the flags.
+
+    From the factor sets' attributes alone, without importing dask (the step then
+    checks the video's fingerprint too, and computes only if nothing answers).  False
+    when the store is missing or cannot be read, or already has factors of the name
+    asked for (reused, or refused without ``--force``): the step reports what it does,
+    and no cluster is started before it decides.
+    """
+    from storage.errors import VidsvdError
+    from storage.factor_lookup import answering_factors, list_factors
+    from storage.layout import default_factors_name
+    from storage.store import store_exists
+
+    options = (
+        {}
+        if args.method == "exact"
+        else {
+            "power_iters": DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
+            "oversample": DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
+            "seed": args.seed,
+        }
+    )
+    name = args.name or default_factors_name(args.method, args.rank)
+    if name in BACKGROUND_MODELS:
+        return False  # the fitted models' names are refused by the step
+    try:
+        if not store_exists(args.store):
+            return False
+        if args.force:
+            return True
+        if any(summary.name == name for summary in list_factors(args.store)):
+            return False  # reused, or refused without --force
+        found = answering_factors(
+            args.store, video_fingerprint=None, method=args.method, rank=args.rank, name=args.name, **options
+        )
+    except VidsvdError:
+        return False
+    return found is None

@@ -51,7 +51,9 @@ def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> No
         metavar="P",
         help=f"randomized: extra columns of the sketch (default {DEFAULT_OVERSAMPLE})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="randomized: random seed (default 0)")
+    parser.add_argument(
+        "--seed", type=non_negative_int("--seed"), default=0, help="randomized: random seed (default 0)"
+    )
     parser.add_argument(
         "--iteration",
         choices=("auto", "fused", "qr"),

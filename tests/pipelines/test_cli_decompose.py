@@ -16,6 +16,7 @@ import zarr
 
 from pipelines.cli import main
 from pipelines.decompose import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS
+from pipelines.steps.context import JobContext
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_encoder import write_video
@@ -160,6 +161,39 @@ def test_decompose_writes_factors_reuses_them_and_force_recomputes(
     assert again.attrs["complete"] is True
 
 
+def test_workers_start_early_only_when_decompose_will_compute(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cluster starts as the command imports dask, unless stored factors may answer first."""
+    started: list[str] = []
+    warm_up = JobContext.warm_up
+
+    def recording_warm_up(self: JobContext) -> None:
+        started.append("early")
+        warm_up(self)
+
+    monkeypatch.setattr(JobContext, "warm_up", recording_warm_up)
+    assert _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER) == (0, "")
+    assert started == ["early"]
+    # a smaller rank is answered by the stored factors: nothing starts
+    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "2", *CLUSTER)
+    assert status == 0 and "reusing" in stderr
+    # the name exists with another seed: refused without --force, and nothing starts first
+    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--seed", "1", *CLUSTER)
+    assert status != 0
+    # a missing store is reported without a cluster
+    status, stderr = _run(capsys, "decompose", "--store", str(tmp_path / "missing.zarr"), "--rank", "3")
+    assert status == 1
+    assert started == ["early"]
+    # --force computes, so it starts early again, and still writes the same factors
+    s_before = open_factors(store, "randomized-k3").s.compute()
+    assert _run(
+        capsys, "decompose", "--store", str(store), "--rank", "3", "--force", "--quiet", *CLUSTER
+    ) == (0, "")
+    assert started == ["early", "early"]
+    np.testing.assert_array_equal(open_factors(store, "randomized-k3").s.compute(), s_before)
+
+
 def test_exact_method_matches_numpy(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, stderr = _run(
         capsys, "decompose", "--store", str(store), "--rank", "3", "--method", "exact", "--quiet", *CLUSTER
@@ -196,6 +230,7 @@ def _make_incomplete(store: Path) -> None:
         ("good", [], 2, ["--rank", "required"]),
         ("good", ["--rank", "3", "--power-iters", "-1"], 2, ["--power-iters", "0 or more"]),
         ("good", ["--rank", "3", "--oversample", "-1"], 2, ["--oversample", "0 or more"]),
+        ("good", ["--rank", "3", "--seed", "-1"], 2, ["--seed", "0 or more"]),
         ("good", ["--rank", "3", "--method", "qr"], 2, ["--method", "invalid choice"]),
         ("good", ["--rank", "3", "--memory-limit", "lots"], 2, ["--memory-limit", "not a size"]),
         (

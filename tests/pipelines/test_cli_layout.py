@@ -95,6 +95,18 @@ def test_building_the_parser_imports_no_dask() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_asking_which_factors_answer_imports_no_dask() -> None:
+    """decompose asks the store before it imports dask, so that its workers start meanwhile."""
+    code = (
+        "import sys; import storage.factor_lookup, storage.writer_lock, storage.store; "
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
 def test_truth_beyond_the_last_frame_is_a_bad_input_not_a_usage_error(
     tmp_path: Path, make_video, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
