@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 from pipelines.cli.arguments import BACKGROUND_MODELS, Commands
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
+from pipelines.cli.early_workers import early_workers
 from pipelines.cli.svd_flags import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS, add_svd_flags, svd_parameters
 
 __all__ = ["add_parser"]
@@ -36,19 +36,13 @@ def add_parser(commands: Commands) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run ``decompose``; return the exit status."""
     from pipelines.steps.context import JobContext
-    from storage.writer_lock import writer_lock
 
     with (
         JobContext(
             cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
         ) as job,
-        contextlib.ExitStack() as held,
+        early_workers(job, args.store, writing_step="decompose", wanted=_will_compute(args)),
     ):
-        if _will_compute(args):
-            # a busy or read-only store is refused here, before any worker starts; the step
-            # takes the same lock again (it is re-entrant in a process)
-            held.enter_context(writer_lock(args.store, step="decompose"))
-            job.warm_up()  # the workers start while this process imports dask and opens the store
         from pipelines.steps.decompose import decompose
 
         summary = decompose(
@@ -64,19 +58,22 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _will_compute(args: argparse.Namespace) -> bool:
-    """True when the store exists and surely holds no factors that answer the flags.
+    """True when the store surely holds no factors that answer the flags, or ``--force``.
 
     From the factor sets' attributes alone, without importing dask (the step then
     checks the video's fingerprint too, and computes only if nothing answers).  False
-    when the store is missing or cannot be read, or already has factors of the name
-    asked for (reused, or refused without ``--force``): the step reports what it does,
-    and no cluster is started before it decides.
+    when factors of the name asked for exist (reused, or refused without ``--force``),
+    when the name is refused, or when the store cannot be read: the step decides.
     """
     from storage.errors import VidsvdError
     from storage.factor_lookup import answering_factors, list_factors
     from storage.layout import default_factors_name
-    from storage.store import store_exists
 
+    name = args.name or default_factors_name(args.method, args.rank)
+    if name in BACKGROUND_MODELS:
+        return False  # the fitted models' names are refused by the step
+    if args.force:
+        return True
     options = (
         {}
         if args.method == "exact"
@@ -86,16 +83,9 @@ def _will_compute(args: argparse.Namespace) -> bool:
             "seed": args.seed,
         }
     )
-    name = args.name or default_factors_name(args.method, args.rank)
-    if name in BACKGROUND_MODELS:
-        return False  # the fitted models' names are refused by the step
     try:
-        if not store_exists(args.store):
-            return False
-        if args.force:
-            return True
         if any(summary.name == name for summary in list_factors(args.store)):
-            return False  # reused, or refused without --force
+            return False
         found = answering_factors(
             args.store, video_fingerprint=None, method=args.method, rank=args.rank, name=args.name, **options
         )

@@ -8,6 +8,7 @@ import json
 from pipelines.cli.arguments import Commands, rank_list
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
+from pipelines.cli.early_workers import early_workers
 
 __all__ = ["add_parser"]
 
@@ -33,12 +34,16 @@ def add_parser(commands: Commands) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run ``report``; return the exit status."""
     from pipelines.steps.context import JobContext
-    from pipelines.steps.report import report
-    from pipelines.text_tables import format_rank_table
 
-    with JobContext(
-        cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
-    ) as job:
+    with (
+        JobContext(
+            cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
+        ) as job,
+        early_workers(job, args.store, writing_step=None),
+    ):
+        from pipelines.steps.report import report
+        from pipelines.text_tables import format_rank_table
+
         result = report(store=args.store, out=args.out, ranks=args.ranks, factors=args.factors, context=job)
     print(json.dumps(result, indent=2) if args.json else format_rank_table(result["ranks"]))
     return 0

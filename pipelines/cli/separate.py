@@ -13,6 +13,7 @@ from pipelines.cli.arguments import (
 )
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
+from pipelines.cli.early_workers import early_workers
 
 __all__ = ["add_parser"]
 
@@ -59,11 +60,15 @@ def add_parser(commands: Commands) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run ``separate``; return the exit status."""
     from pipelines.steps.context import JobContext
-    from pipelines.steps.separate import separate
 
-    with JobContext(
-        cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
-    ) as job:
+    with (
+        JobContext(
+            cluster=cluster_options(args), progress=not args.quiet, log=None if args.quiet else say
+        ) as job,
+        early_workers(job, args.store, writing_step="separate"),
+    ):
+        from pipelines.steps.separate import separate
+
         summary = separate(
             store=args.store,
             out=args.out,
