@@ -166,16 +166,18 @@ def _gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
 def format_comparison(contenders: Sequence[Contender], floors: Floors) -> str:
     """The table ``vidsvd bench decompose`` prints, with ratios to vidsvd and the floors."""
     ours = next(c for c in contenders if c.name == "vidsvd").median_s
+    runs = {c.name: ", ".join(f"{t:.1f}" for t in c.wall_times_s) for c in contenders}
+    runs_width = 2 + max(len("runs s"), *(len(text) for text in runs.values()))  # any number of rounds
     lines = [
         f"M: {floors.pixels} pixels x {floors.frames} frames; medians of {len(contenders[0].wall_times_s)}"
         " alternating rounds",
-        f"{'method':10s}{'median s':>10s}{'runs s':>22s}{'peak GiB':>10s}{'x vidsvd':>10s}{'max err s':>11s}",
+        f"{'method':10s}{'median s':>10s}{'runs s':>{runs_width}s}{'peak GiB':>10s}{'x vidsvd':>10s}"
+        f"{'max err s':>11s}",
     ]
     for c in contenders:
-        runs = ", ".join(f"{t:.1f}" for t in c.wall_times_s)
         error = "-" if c.max_s_error is None else f"{c.max_s_error:.1e}"
         lines.append(
-            f"{c.name:10s}{c.median_s:10.1f}{runs:>22s}{c.peak_rss_bytes / 2**30:10.2f}"
+            f"{c.name:10s}{c.median_s:10.1f}{runs[c.name]:>{runs_width}s}{c.peak_rss_bytes / 2**30:10.2f}"
             f"{c.median_s / ours:10.2f}{error:>11s}"
         )
     lines.append(

@@ -26,6 +26,24 @@ def test_the_table_gives_ratios_to_vidsvd_and_the_floors() -> None:
     )
 
 
+def test_the_columns_stay_apart_with_many_rounds() -> None:
+    """Five rounds of 3.6 s once ran into the median column ("3.63.6, 3.4, ...")."""
+    contenders = [
+        Contender(
+            name="vidsvd", wall_times_s=(3.6, 3.4, 3.4, 3.7, 3.6), peak_rss_bytes=2**29, max_s_error=None
+        ),
+        Contender(name="dask", wall_times_s=(131.0,) * 7, peak_rss_bytes=2**30, max_s_error=1e-4),
+    ]
+    floors = Floors(pixels=100, frames=50, read_s=0.1, gemm_gflops=100.0, reads=4, flops=2e10)
+    lines = format_comparison(contenders, floors).splitlines()
+    assert lines[2].split()[:3] == ["vidsvd", "3.6", "3.6,"]
+    assert lines[3].split()[:3] == ["dask", "131.0", "131.0,"]
+    header = lines[1]
+    assert header.index("median s") + len("median s") < header.index("runs s")
+    # every row's columns line up under the header's
+    assert {len(line) for line in lines[1:4]} == {len(header)}
+
+
 @pytest.mark.slow
 def test_the_benchmark_runs_all_three_on_one_store(
     make_video, tmp_path: Path, capsys: pytest.CaptureFixture[str]
