@@ -17,6 +17,7 @@ from pipelines.cli import apply, bench, decompose, demo, evaluate, ingest, repor
 from pipelines.cli.arguments import OneLineParser
 from pipelines.cli.console import say, show_warning
 from pipelines.cli.exit_status import INTERRUPTED, environment_fault, exit_status
+from pipelines.cli.interrupts import forget_unhandled_interrupt, interrupts_raised_again
 
 __all__ = ["build_parser", "main"]
 
@@ -60,20 +61,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     debug = os.environ.get("VIDSVD_DEBUG") == "1"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), interrupts_raised_again() as interrupts:
         warnings.showwarning = show_warning
         try:
-            return handler(args)
+            status = handler(args)
+            if interrupts.close():  # Ctrl-C was dropped in a callback as the command ended
+                raise KeyboardInterrupt
+            return status
         except KeyboardInterrupt:
             say(_INTERRUPTED.get(args.command, _INTERRUPTED[""]))
+            forget_unhandled_interrupt()  # handled: exit 130, not by SIGINT
             return INTERRUPTED
         except Exception as exc:
             fault = environment_fault(exc)
             if fault is not None and not debug:
                 say(f"error: {fault}")
                 return 1
-            status = exit_status(exc)
-            if status is None or debug:
+            known = exit_status(exc)
+            if known is None or debug:
                 raise
             say(f"error: {exc}")
-            return status
+            return known
