@@ -129,17 +129,8 @@ def find_reusable_factors(
     """
     from storage.factors import open_factors
 
-    best = answering_factors(
-        store,
-        video_fingerprint=video_fingerprint,
-        parameters=parameters,
-        method=method,
-        rank=rank,
-        power_iters=power_iters,
-        oversample=oversample,
-        seed=seed,
-        name=name,
-    )
+    wanted = _request(parameters, method, rank, power_iters, oversample, seed)
+    best = _answering(list_factors(store), wanted, video_fingerprint=video_fingerprint, name=name)
     if best is None:
         return None
     return open_factors(store, best.name, expected_fingerprint=video_fingerprint)
@@ -148,27 +139,34 @@ def find_reusable_factors(
 def answering_factors(
     store: StoreLocation | str | os.PathLike[str],
     *,
+    parameters: FactorParameters,
     video_fingerprint: str | None,
-    parameters: FactorParameters | None = None,
-    method: str | None = None,
-    rank: int | None = None,
-    power_iters: int | None = None,
-    oversample: int | None = None,
-    seed: int | None = None,
     name: str | None = None,
 ) -> FactorsSummary | None:
-    """The complete factor set that answers a request, from the attributes alone.
+    """The complete factor set that answers ``parameters``, from the attributes alone.
 
-    As :func:`find_reusable_factors` (same request), without opening any array:
-    complete factors of the same method, the same ``power_iters``, ``oversample``
-    and ``seed`` for the randomized method (the exact method has none), a rank at
-    least the requested one and, unless ``video_fingerprint`` is None, of that
-    video.  The smallest such rank, then the first name; None when there is none.
-    Imports no dask, so a command can ask before it starts a cluster.
+    As :func:`find_reusable_factors`, without opening any array, and of any video when
+    ``video_fingerprint`` is None.  Imports no dask, so a command can ask before it
+    starts a cluster.
     """
-    wanted = _request(parameters, method, rank, power_iters, oversample, seed)
+    wanted = _request(parameters, None, None, None, None, None)
+    return _answering(list_factors(store), wanted, video_fingerprint=video_fingerprint, name=name)
+
+
+def _answering(
+    summaries: list[FactorsSummary],
+    wanted: dict[str, Any],
+    *,
+    video_fingerprint: str | None,
+    name: str | None,
+) -> FactorsSummary | None:
+    """The set :func:`find_reusable_factors` and :func:`answering_factors` choose.
+
+    Complete, the same method and options, a rank at least the wanted one and (unless
+    ``video_fingerprint`` is None) of that video: the smallest rank, then the first name.
+    """
     candidates = []
-    for summary in list_factors(store):
+    for summary in summaries:
         attrs = summary.attrs
         if name is not None and summary.name != name:
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from pipelines.cli.arguments import BACKGROUND_MODELS, Commands
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
@@ -74,21 +75,33 @@ def _will_compute(args: argparse.Namespace) -> bool:
         return False  # the fitted models' names are refused by the step
     if args.force:
         return True
-    options = (
-        {}
-        if args.method == "exact"
-        else {
-            "power_iters": DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
-            "oversample": DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
-            "seed": args.seed,
-        }
-    )
     try:
         if any(summary.name == name for summary in list_factors(args.store)):
             return False
         found = answering_factors(
-            args.store, video_fingerprint=None, method=args.method, rank=args.rank, name=args.name, **options
+            args.store, parameters=_Request.of(args), video_fingerprint=None, name=args.name
         )
     except VidsvdError:
         return False
     return found is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Request:
+    """What the flags ask for, as :class:`storage.factors.FactorParameters` (no dask import)."""
+
+    method: str
+    rank: int
+    power_iters: int
+    oversample: int
+    seed: int
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> _Request:
+        return cls(
+            method=args.method,
+            rank=args.rank,
+            power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
+            oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
+            seed=args.seed,
+        )

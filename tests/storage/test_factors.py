@@ -19,7 +19,7 @@ from storage.errors import (
     StoreIncompleteError,
     StoreNotFoundError,
 )
-from storage.factor_lookup import find_reusable_factors, list_factors
+from storage.factor_lookup import answering_factors, find_reusable_factors, list_factors
 from storage.factors import (
     StoredFactors,
     check_factors_name,
@@ -307,6 +307,19 @@ def test_find_reusable_factors(store: Path) -> None:
         store, parameters=Request("randomized", 5), video_fingerprint=FINGERPRINT, name="r20"
     )
     assert named is not None and named.name == "r20"
+
+
+def test_answering_factors_reads_attributes_only_and_can_ignore_the_video(store: Path) -> None:
+    _write(store, "r10", 10)
+    _write(store, "r40-other-video", 40, fingerprint=OTHER_FINGERPRINT)
+    wanted = Request(method="randomized", rank=30)
+    with raise_if_dask_computes():
+        assert answering_factors(store, parameters=wanted, video_fingerprint=FINGERPRINT) is None
+        found = answering_factors(store, parameters=wanted, video_fingerprint=None)
+    assert found is not None and (found.name, found.rank) == ("r40-other-video", 40)
+    small = answering_factors(store, parameters=Request(method="randomized", rank=5), video_fingerprint=None)
+    assert small is not None and small.name == "r10"  # the smallest rank that answers
+    assert answering_factors(store, parameters=wanted, video_fingerprint=None, name="r10") is None
 
 
 def test_find_reusable_factors_needs_a_whole_request(store: Path) -> None:
