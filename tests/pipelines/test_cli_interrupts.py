@@ -43,7 +43,9 @@ def test_an_interrupt_dropped_in_a_gc_callback_is_raised_again(capsys: pytest.Ca
                 sum(range(100))  # ordinary code, where the interrupt can be raised
         except KeyboardInterrupt:
             raised_after = time.monotonic() - started
-        assert interrupts.dropped == 1
+        # at least once: a redelivery that lands in another callback (distributed's, if a
+        # scheduler of an earlier test still runs in this process) is dropped and redelivered
+        assert interrupts.dropped >= 1
     assert raised_after is not None, "the interrupt dropped in the callback was never raised"
     assert raised_after < 1
     assert "Exception ignored" not in capsys.readouterr().err
