@@ -21,6 +21,7 @@ __all__ = [
     "MAX_MERGED_CHUNK_BYTES",
     "ClusterSize",
     "DecompositionPlan",
+    "keeps_in_memory",
     "merged_chunk_limit",
     "merged_frames_per_chunk",
     "plan_decomposition",
@@ -30,10 +31,11 @@ MAX_MERGED_CHUNK_BYTES = 1 << 30
 """Largest chunk of M (float32) that merging video chunks may make."""
 
 KEEP_IN_MEMORY_SHARE = 0.25
-"""M (float32) is kept in worker memory between passes when it is at most this share
-of the cluster's memory.  Keeping it avoids reading and converting the store 2q + 2
-times (2.4x faster on the notebook's 0.5 GB matrix); above this share the workers
-would spill, so each pass reads the store again."""
+"""The stored uint8 video is held in worker memory between passes over it (the SVD's
+and every later step's of one command) when M, its float32 matrix, is at most this
+share of the cluster's memory.  Holding it avoids reading the store at each pass
+(2.4x faster on the notebook's 0.5 GB matrix); above this share the workers would
+spill, so each pass reads the store again."""
 
 GROUPS_PER_CHAIN = 3
 """Consecutive groups of a fused SVD pass that add into one partial
@@ -95,6 +97,27 @@ class DecompositionPlan:
     keep_in_memory: bool
     cluster_memory_bytes: int | None
     groups_per_chain: int
+
+
+def keeps_in_memory(*, matrix_bytes: int, cluster: ClusterSize) -> bool:
+    """Whether the stored video is held in worker memory between passes over it.
+
+    Parameters
+    ----------
+    matrix_bytes : int
+        Bytes of M as float32 (four times the uint8 video's).
+    cluster : ClusterSize
+        The cluster that computes.
+
+    Returns
+    -------
+    bool
+        True when M is at most :data:`KEEP_IN_MEMORY_SHARE` of the cluster's memory.
+        What is held is the uint8 video, a quarter of M: at most 1/16 of the memory.
+        A cluster without memory limits holds nothing (its size is unknown).
+    """
+    total = cluster.memory_bytes
+    return total is not None and matrix_bytes <= KEEP_IN_MEMORY_SHARE * total
 
 
 def merged_frames_per_chunk(
@@ -213,7 +236,7 @@ def plan_decomposition(
             max_chunk_bytes=merged_chunk_limit(limit),
         )
     total = cluster.memory_bytes
-    keep = total is not None and matrix_bytes <= KEEP_IN_MEMORY_SHARE * total
+    keep = keeps_in_memory(matrix_bytes=matrix_bytes, cluster=cluster)
     return DecompositionPlan(
         frames_per_chunk=merged,
         keep_in_memory=keep,

@@ -87,8 +87,9 @@ def _fit(
         client = job.computing_on(video.location)
         job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video)")
         plates, gains = [], []
+        held = job.frames_to_read(video)
         for number, (start, stop) in enumerate(video.segments):
-            frames = video.frames[start:stop]
+            frames = held[start:stop]
             label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
             n_frames = stop - start
             passes = iter(range(1, _PASSES[model] + 1))

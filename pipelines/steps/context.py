@@ -14,15 +14,20 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import distributed
 
-from cluster.client import connect, dashboard_link, describe
+from cluster.client import connect, dashboard_link, describe, worker_memory_limit
 from cluster.options import ClusterOptions
 from cluster.progress import wait_with_progress
+from pipelines.planning import ClusterSize, keeps_in_memory
 from storage.errors import StoreNotSharedError
 from storage.store import StoreLocation, store_problem
+from storage.video_array import StoredVideo
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["WORKER_MODULES", "JobContext", "step_context"]
 
@@ -71,6 +76,7 @@ class JobContext:
     _checked: set[tuple[str, bool]] = field(default_factory=set, init=False, repr=False)
     _announced: bool = field(default=False, init=False, repr=False)
     _starting: _ClusterStart | None = field(default=None, init=False, repr=False)
+    _held: dict[tuple[str, str], da.Array] = field(default_factory=dict, init=False, repr=False)
     connections: int = field(default=0, init=False)
     """How many Clients this context has opened (one at most: tests check it)."""
 
@@ -128,6 +134,42 @@ class JobContext:
                 self.say(f"dashboard: {link}")
         return client
 
+    def cluster_size(self) -> ClusterSize:
+        """The workers, their threads and the smallest worker memory limit, as the planners need them."""
+        client = self.client()
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        return ClusterSize(
+            n_workers=len(workers),
+            threads=sum(int(worker.get("nthreads", 1)) for worker in workers),
+            worker_memory_bytes=worker_memory_limit(client),
+        )
+
+    def frames_to_read(self, video: StoredVideo) -> da.Array:
+        """The video's frames for a pass over them: held in worker memory while they fit.
+
+        The first call for a video whose float32 matrix fits the cluster's memory (see
+        :func:`pipelines.planning.keeps_in_memory`) persists its uint8 frames on the
+        workers, read once from the store with their checksums; every later pass of
+        this context (the SVD's, the background fit's, the separation's, the report's)
+        takes them from there until the context closes.  A video that does not fit is
+        read from the store at every pass.  Held frames are found again by the store's
+        URL and the video's fingerprint, so another video at the same place is read
+        anew.  A worker lost with held chunks reads them again when a task needs them.
+
+        Returns
+        -------
+        dask.array.Array
+            ``video.frames``, or the same array (same keys and chunks) persisted.
+        """
+        held = self._held.get((video.location.url, video.fingerprint))
+        if held is not None:
+            return held
+        if not keeps_in_memory(matrix_bytes=4 * int(video.frames.nbytes), cluster=self.cluster_size()):
+            return video.frames
+        held = self.client().persist(video.frames)
+        self._held[(video.location.url, video.fingerprint)] = held
+        return held
+
     def wait(self, futures: Collection[Any], *, description: str, frames: int | None = None) -> None:
         """Wait for ``futures`` of the Client with a progress bar (when shown), in frames if given."""
         wait_with_progress(
@@ -178,6 +220,7 @@ class JobContext:
 
     def close(self) -> None:
         """Close the Client and any cluster this context started."""
+        self._held.clear()
         self._client = None
         self._starting = None
         self._opened.close()
@@ -191,6 +234,7 @@ class JobContext:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._held.clear()
         self._opened.__exit__(exc_type, exc, traceback)
         self._client = None
         self._starting = None

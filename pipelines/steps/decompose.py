@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 from distributed import futures_of
 
-from cluster.client import describe, peak_worker_memory, worker_memory_limit
+from cluster.client import describe, peak_worker_memory
 from pipelines.background_models import FITTED_MODELS
 from pipelines.decompose import SvdParameters, auto_iteration
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.fused_svd import fused_randomized_svd
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
-from pipelines.planning import ClusterSize, plan_decomposition
+from pipelines.planning import plan_decomposition
 from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import find_reusable_factors
@@ -110,8 +110,8 @@ def decompose(
                 )
         check_factors_name(video.location, factors_name, overwrite=force)
         client = job.computing_on(video.location)
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        threads = sum(int(w.get("nthreads", 1)) for w in workers) or 1
+        cluster = job.cluster_size()
+        threads = max(cluster.threads, 1)
         plan = plan_decomposition(
             method=parameters.method,
             video_chunk_frames=int(video.frames.chunks[0][0]),
@@ -119,22 +119,16 @@ def decompose(
             frame_pixels=int(np.prod(video.frames.shape[1:], dtype=np.int64)),
             matrix_chunk_bytes=matrix_chunk_bytes(matrix),
             matrix_bytes=int(matrix.nbytes),
-            cluster=ClusterSize(
-                n_workers=len(workers),
-                threads=threads,
-                worker_memory_bytes=worker_memory_limit(client),
-            ),
+            cluster=cluster,
         )
         parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
         if parameters.method == "randomized" and parameters.iteration == "fused":
-            frames = video.frames
-            if plan.keep_in_memory:
-                # M fits: the stored uint8 frames held after one read (a quarter of float32's
-                # memory; the kernels convert a tile at a time in cache, which is faster than
-                # reading float32: 0.17 against 0.19 s for 68 frames of 720p, measured)
-                frames = client.persist(frames)
+            # M fits (plan.keep_in_memory, the same rule): the stored uint8 frames held after
+            # one read, for this pass and the later steps' (a quarter of float32's memory;
+            # the kernels convert a tile at a time in cache, which is faster than reading
+            # float32: 0.17 against 0.19 s for 68 frames of 720p, measured)
             u, s, vt = fused_randomized_svd(
-                frames,
+                job.frames_to_read(video),
                 parameters,
                 keep_in_memory=plan.keep_in_memory,
                 frames_per_task=plan.frames_per_chunk,  # chunks grouped per task, not merged

@@ -79,6 +79,7 @@ def report(
     n_pixels, n_frames = (int(n) for n in matrix.shape)
     with step_context(context) as job:
         client = job.computing_on(video.location)
+        matrix = video_matrix(job.frames_to_read(video))
         job.say(f"measuring ranks {', '.join(map(str, wanted))}")
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
         require_finite_factors(chosen)

@@ -162,13 +162,14 @@ def separate(
             chosen = fit_background(store=video, model=model, context=job)
             k = chosen.rank  # one background per source video
         client = job.computing_on(video.location)
+        frames = job.frames_to_read(video)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
         require_finite_factors(chosen, rank=k)
         background = background_frames(
             u, s, vt, rank=k, height=height, width=width, frame_chunks=video.frames.chunks[0]
         )
-        foreground = foreground_frames(video.frames, background)
+        foreground = foreground_frames(frames, background)
         threshold_rule = "given"
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
@@ -176,10 +177,10 @@ def separate(
             # the sample's frames first, then their background: a read of the picked
             # frames, not the foreground of every chunk that holds one
             sample_background = background_frames(u, s, vt[:, picked], rank=k, height=height, width=width)
-            sample = foreground_frames(video.frames[picked], sample_background)
+            sample = foreground_frames(frames[picked], sample_background)
             firsts = noise_pair_frames(video.n_frames)
             # one graph: a chunk that holds sampled frames and noise pairs is read once
-            wanted = [sample, noise_scale_of(video.frames, firsts)] if firsts.size else [sample]
+            wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]
             measured = client.compute(wanted, sync=True)
             threshold = auto_threshold(measured[0])
             pixel_thresholds: float | npt.NDArray[np.float32] = float(threshold)

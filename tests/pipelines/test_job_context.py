@@ -7,14 +7,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pytest
 
 import pipelines.steps.context as context_module
 from cluster.errors import InvalidClusterOptionError
 from cluster.options import ClusterOptions
+from pipelines.planning import ClusterSize
 from pipelines.steps.context import WORKER_MODULES, JobContext, step_context
+from pipelines.steps.ingest import ingest
+from storage.errors import StoreDamagedError
 from storage.store import StoreLocation
+from storage.video_array import open_video
 from tests.helpers import run_cli
 
 
@@ -109,3 +114,53 @@ def test_warm_up_leaves_an_existing_scheduler_alone(connections: list[ClusterOpt
     with JobContext(cluster=ClusterOptions(scheduler="tcp://127.0.0.1:9"), progress=False) as job:
         job.warm_up()  # connecting to a running scheduler is quick: nothing to start early
     assert connections == []
+
+
+def _chunk_files(store: Path) -> list[Path]:
+    return [path for path in (store / "video" / "c").rglob("*") if path.is_file()]
+
+
+def test_frames_that_fit_are_read_once_and_held_for_every_later_pass(tmp_path: Path, make_video) -> None:  # type: ignore[no-untyped-def]
+    video_path, frames = make_video(n_frames=30)
+    store = tmp_path / "store.zarr"
+    ingest([video_path], store=store, context=JobContext(progress=False))
+    with JobContext(cluster=ClusterOptions(n_workers=1, threads_per_worker=2), progress=False) as job:
+        video = open_video(store)
+        held = job.frames_to_read(video)
+        assert held.name == video.frames.name and held.chunks == video.frames.chunks
+        assert job.frames_to_read(open_video(store)) is held, "the same video is found again"
+        expected = np.asarray(held.compute())
+        np.testing.assert_array_equal(expected, frames)
+        for path in _chunk_files(store):
+            path.unlink()  # a later pass that read the store again would fail
+        np.testing.assert_array_equal(held[5:25].compute(), frames[5:25])
+    with (
+        JobContext(cluster=ClusterOptions(n_workers=1, threads_per_worker=2), progress=False) as job,
+        pytest.raises(StoreDamagedError, match=r"missing|absent|chunk"),
+    ):
+        job.frames_to_read(open_video(store)).compute()  # a new context holds nothing
+
+
+def test_frames_that_do_not_fit_are_read_from_the_store_at_each_pass(
+    tmp_path: Path, make_video, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    video_path, _ = make_video(n_frames=30)
+    store = tmp_path / "store.zarr"
+    ingest([video_path], store=store, context=JobContext(progress=False))
+    asked: list[tuple[int, ClusterSize]] = []
+
+    def too_big(*, matrix_bytes: int, cluster: ClusterSize) -> bool:
+        asked.append((matrix_bytes, cluster))
+        return False
+
+    monkeypatch.setattr(context_module, "keeps_in_memory", too_big)
+    with JobContext(cluster=ClusterOptions(n_workers=1, threads_per_worker=2), progress=False) as job:
+        video = open_video(store)
+        assert job.frames_to_read(video) is video.frames
+        assert asked == [
+            (
+                4 * video.frames.nbytes,
+                ClusterSize(n_workers=1, threads=2, worker_memory_bytes=asked[0][1].worker_memory_bytes),
+            )
+        ]
+        assert asked[0][1].worker_memory_bytes > 0

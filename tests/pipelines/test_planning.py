@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipelines.planning import (
     GROUPS_PER_CHAIN,
     KEEP_IN_MEMORY_SHARE,
     ClusterSize,
+    keeps_in_memory,
     merged_frames_per_chunk,
     plan_decomposition,
 )
@@ -68,6 +71,11 @@ def test_m_is_kept_in_memory_only_when_it_is_a_small_share_of_the_cluster() -> N
     just_enough = int(matrix_bytes / KEEP_IN_MEMORY_SHARE / 2) + 1  # per worker, two workers
     assert _plan(worker_memory=just_enough).keep_in_memory
     assert not _plan(worker_memory=just_enough // 2).keep_in_memory
+    two = ClusterSize(n_workers=2, threads=4, worker_memory_bytes=just_enough)
+    assert keeps_in_memory(matrix_bytes=matrix_bytes, cluster=two)  # the rule the plan and the job share
+    assert not keeps_in_memory(
+        matrix_bytes=matrix_bytes + 1, cluster=replace(two, worker_memory_bytes=just_enough // 2)
+    )
     unlimited = _plan(worker_memory=0)
     assert not unlimited.keep_in_memory and unlimited.cluster_memory_bytes is None
 
