@@ -38,6 +38,7 @@ __all__ = [
     "NOISE_PAIRS",
     "PIXEL_NOISE_FACTOR",
     "auto_threshold",
+    "checked_threshold",
     "fill_holes",
     "majority_3x3",
     "mask_block",
@@ -132,7 +133,7 @@ def masks(
     Frames are independent, so no overlap between chunks is needed.
     """
     fg = da.asarray(foreground)
-    level = _checked_threshold(threshold, frame_shape=tuple(int(n) for n in fg.shape[1:3]))
+    level = checked_threshold(threshold, frame_shape=tuple(int(n) for n in fg.shape[1:3]))
     color = is_color(fg)
     if fg.ndim != 3 and not color:
         raise InvalidParameterError(
@@ -438,10 +439,17 @@ def threshold_map(threshold: float, noise_scale: npt.ArrayLike) -> npt.NDArray[n
     return raised
 
 
-def _checked_threshold(
+def checked_threshold(
     threshold: float | npt.NDArray[np.float32], *, frame_shape: tuple[int, ...]
 ) -> float | npt.NDArray[np.float32]:
-    """The threshold as a float or a float32 (y, x) map, or a one-line error."""
+    """The threshold as a float or a float32 (y, x) map, or a one-line error.
+
+    Raises
+    ------
+    InvalidParameterError
+        A threshold that is not a positive finite number, or a map of another shape
+        than ``frame_shape[:2]`` or with a value that is not.
+    """
     if isinstance(threshold, np.ndarray):
         level = np.asarray(threshold, dtype=np.float32)
         if level.shape != frame_shape[:2] or not (np.all(np.isfinite(level)) and np.all(level > 0)):

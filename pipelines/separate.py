@@ -30,6 +30,7 @@ __all__ = [
     "background_images",
     "foreground_block",
     "foreground_frames",
+    "low_rank_product",
     "project_out_block",
     "storage_foreground_block",
     "to_storage_foreground",
@@ -345,8 +346,29 @@ def _background_block(
     final layout (no transposed copy of it).
     """
     weights = np.ascontiguousarray((vt * s[:, np.newaxis]).T, dtype=np.float32)  # (n, k)
-    frames: npt.NDArray[np.float32] = weights @ np.asarray(u, dtype=np.float32).T  # (n, P)
+    frames = low_rank_product(weights, np.asarray(u, dtype=np.float32).T)  # (n, P)
     return frames.reshape((vt.shape[1], *image_shape))
+
+
+def low_rank_product(
+    weights: npt.NDArray[np.float32],
+    basis: npt.NDArray[np.float32],
+    *,
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]:
+    """(n, k) times (k, P) -> (n, P) float32, into ``out`` when given.
+
+    With k = 1 this is an outer product, computed as one: numpy's matmul runs a
+    generic loop for an inner dimension of 1, 20 times slower (measured on tiles of
+    36 x 7,281).  Otherwise BLAS.  O(n k P) flops, no memory beyond the result.
+    """
+    if out is None:
+        out = np.empty((weights.shape[0], basis.shape[1]), dtype=np.float32)
+    if weights.shape[1] == 1:
+        np.multiply(weights, basis, out=out)
+    else:
+        np.matmul(weights, basis, out=out)
+    return out
 
 
 def project_out_block(block: npt.NDArray[np.uint8], u: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -38,6 +38,7 @@ WORKER_MODULES: Final = (
     "pipelines.fused_svd",
     "pipelines.background_models",
     "pipelines.separate",
+    "pipelines.factor_masks",
     "pipelines.metrics",
 )
 """What the embedded workers import as they start: the modules of every step's tasks.

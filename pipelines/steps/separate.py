@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
+from pipelines.factor_masks import masks_from_factors
 from pipelines.masks import (
     AUTO_THRESHOLD_RULE,
     PIXEL_NOISE_FACTOR,
@@ -166,10 +167,6 @@ def separate(
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
         require_finite_factors(chosen, rank=k)
-        background = background_frames(
-            u, s, vt, rank=k, height=height, width=width, frame_chunks=video.frames.chunks[0]
-        )
-        foreground = foreground_frames(frames, background)
         threshold_rule = "given"
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
@@ -203,13 +200,21 @@ def separate(
             threshold_rule=threshold_rule,
             pixel_noise_factor=PIXEL_NOISE_FACTOR if threshold_rule == AUTO_THRESHOLD_RULE else 0.0,
         )
-        arrays = {MASKS_ARRAY: masks(foreground, threshold=pixel_thresholds)}
         if keep_foreground:
-            arrays[FOREGROUND_ARRAY] = to_storage_foreground(foreground)
+            # one graph for both arrays: each task computes a chunk's background once
+            background = background_frames(
+                u, s, vt, rank=k, height=height, width=width, frame_chunks=frames.chunks[0]
+            )
+            foreground = foreground_frames(frames, background)
+            arrays = {
+                MASKS_ARRAY: masks(foreground, threshold=pixel_thresholds),
+                FOREGROUND_ARRAY: to_storage_foreground(foreground),
+            }
         else:
+            # the same masks, a tile of each chunk at a time: no float32 chunk is made
+            arrays = {MASKS_ARRAY: masks_from_factors(frames, u, s, vt, threshold=pixel_thresholds)}
             remove_derived(video.location, FOREGROUND_ARRAY)
-        # One graph for every array: each task computes a chunk's background once and
-        # writes its mask (and foreground); nothing is held whole.
+        # nothing is held whole: each task writes its chunk's arrays
         write = prepare_derived(video.location, arrays=arrays, record=record)
         stored = client.compute(write.task)
         job.wait([stored], description="separate", frames=video.n_frames)
