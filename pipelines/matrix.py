@@ -23,6 +23,7 @@ from storage.errors import InvalidParameterError
 __all__ = [
     "frame_images",
     "matrix_chunk_bytes",
+    "video_columns",
     "video_matrix",
 ]
 
@@ -109,6 +110,43 @@ def video_matrix(
     )
 
 
+def video_columns(frames: da.Array) -> da.Array:
+    """View a stored video as M (pixel, frame) without converting it: uint8 columns.
+
+    Parameters
+    ----------
+    frames : dask.array.Array
+        Shape (frame, y, x) or (frame, y, x, channel), uint8, whole frames per chunk.
+
+    Returns
+    -------
+    dask.array.Array
+        Shape (P, T), uint8, chunks ``((P,), frame chunks of the video)``.  Each block
+        is its video chunk seen transposed (a Fortran-ordered view, no copy), for
+        kernels that convert a tile of it at a time in cache rather than a whole
+        float32 chunk (:func:`video_matrix`, five times the chunk's bytes).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``frames`` is not (frame, y, x[, 3]) uint8.
+    """
+    _check_frames(frames)
+    whole = frames.rechunk({axis: -1 for axis in range(1, frames.ndim)})
+    pixels = int(np.prod(frames.shape[1:], dtype=np.int64))
+    return da.blockwise(
+        _frames_as_columns,
+        "pt",
+        whole,
+        "tyxc"[: frames.ndim].replace("y", "p"),
+        adjust_chunks={"p": pixels},
+        concatenate=True,
+        dtype=np.uint8,
+        meta=np.empty((0, 0), dtype=np.uint8),
+        name="video-columns-" + tokenize(whole),
+    )
+
+
 def matrix_chunk_bytes(matrix: da.Array) -> int:
     """Return the bytes of the largest chunk of a dask array (e.g. M, float32)."""
     largest = [max(sizes) if sizes else 0 for sizes in matrix.chunks]
@@ -162,6 +200,11 @@ def _check_frames(frames: da.Array) -> None:
         )
     if frames.dtype != np.uint8:
         raise InvalidParameterError(f"video frames must be uint8 as stored by ingest, got {frames.dtype}")
+
+
+def _frames_as_columns(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """(n, y, x[, c]) uint8 -> its (P, n) transposed view, each frame one column."""
+    return block.reshape(block.shape[0], -1).T
 
 
 def _frames_to_columns(block: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

@@ -138,7 +138,9 @@ def squared_residuals(
     Parameters
     ----------
     M : dask.array.Array
-        Shape (pixel, frame), any chunks (e.g. :func:`pipelines.matrix.video_matrix`).
+        Shape (pixel, frame), any chunks, float or uint8 (e.g.
+        :func:`pipelines.matrix.video_matrix`, or :func:`pipelines.matrix.video_columns`,
+        whose uint8 blocks are converted a tile at a time: no float32 copy of M).
     U, s, Vt : array_like or dask.array.Array
         Factors of shapes (pixel, component), (component,), (component, frame).
     ranks : sequence of int
@@ -172,7 +174,7 @@ def squared_residuals(
     M serves every rank, with one (tile, K) x (K, n) product and its transpose per
     tile: 4 times faster than subtracting rank group by rank group.
 
-    Memory per task: the block of M (float32), two float64 tiles of 2 MiB, and the
+    Memory per task: the block of M (as given), two float64 tiles of 2 MiB, and the
     block's rows of ``U_kmax`` (float64) and columns of ``Vt_kmax``.
     """
     m = da.asarray(M)
@@ -325,7 +327,7 @@ def cumulative_energy(s: npt.ArrayLike, *, total: float | None = None) -> npt.ND
 
 
 def _residual_block(
-    m: npt.NDArray[np.float32],
+    m: npt.NDArray[np.floating] | npt.NDArray[np.uint8],
     u: npt.NDArray[np.floating],
     s: npt.NDArray[np.floating],
     vt: npt.NDArray[np.floating],

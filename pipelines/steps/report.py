@@ -17,7 +17,7 @@ from distributed import futures_of
 
 from pipelines.activity import activity_csv, busiest_frames, foreground_fraction
 from pipelines.background_models import FITTED_MODELS
-from pipelines.matrix import video_matrix
+from pipelines.matrix import video_columns
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
 from pipelines.plots import activity_png, background_png, components_png, energy_png, image_png, spectrum_png
 from pipelines.render import label_panels
@@ -75,11 +75,10 @@ def report(
         )
     folder = OutputFolder.at(out)
     folder.prepare()  # an unusable --out fails before any computing
-    matrix = video_matrix(video.frames)
-    n_pixels, n_frames = (int(n) for n in matrix.shape)
+    n_pixels, n_frames = (int(n) for n in video_columns(video.frames).shape)
     with step_context(context) as job:
         client = job.computing_on(video.location)
-        matrix = video_matrix(job.frames_to_read(video))
+        matrix = video_columns(job.frames_to_read(video))  # uint8: converted a tile at a time
         job.say(f"measuring ranks {', '.join(map(str, wanted))}")
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
         require_finite_factors(chosen)

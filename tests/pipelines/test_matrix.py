@@ -9,7 +9,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from pipelines.matrix import frame_images, matrix_chunk_bytes, video_matrix
+from pipelines.matrix import frame_images, matrix_chunk_bytes, video_columns, video_matrix
 from storage.errors import InvalidParameterError
 from tests.helpers import raise_if_dask_computes
 
@@ -63,6 +63,22 @@ def test_color_channels_are_extra_rows() -> None:
     assert m.shape == (4 * 5 * 3, 6)
     np.testing.assert_array_equal(m.compute(), _reference(data))
     np.testing.assert_array_equal(frame_images(m, 4, 5).compute(), data)
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_video_columns_are_the_matrix_in_uint8_as_views_of_the_chunks(color: bool) -> None:
+    data = _frames(7, 4, 5, color=color)
+    frames = da.from_array(data, chunks=(3, 4, 5, 3) if color else (3, 4, 5))
+    with raise_if_dask_computes():
+        columns = video_columns(frames)
+    assert columns.dtype == np.uint8 and columns.chunks == ((data[0].size,), (3, 3, 1))
+    np.testing.assert_array_equal(columns.compute(), _reference(data))
+    views = columns.map_blocks(
+        lambda block: np.asarray([[block.flags.f_contiguous]]), chunks=(1, 1), dtype=bool
+    )
+    assert views.compute().all(), "each block is its chunk transposed, not a copy"
+    with pytest.raises(InvalidParameterError, match="uint8"):
+        video_columns(frames.astype(np.float32))
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from pipelines.matrix import video_columns, video_matrix
 from pipelines.metrics import (
     compression_fraction,
     cumulative_energy,
@@ -120,6 +121,23 @@ def test_squared_residuals_need_no_orthonormal_factors(order: str) -> None:
         for k in ranks
     ]
     np.testing.assert_allclose(sums.compute(), [*expected, np.sum(M64**2)], rtol=1e-10)
+
+
+def test_squared_residuals_of_uint8_columns_equal_those_of_float_m() -> None:
+    """The report's pass converts the stored bytes a tile at a time: the same sums as float32 M."""
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, size=(24, 9, 11), dtype=np.uint8)
+    frames[:, 2:5] = 200  # a strong first component
+    matrix = frames.reshape(24, -1).T.astype(np.float64)
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    u, s, vt = u[:, :6].astype(np.float32), s[:6].astype(np.float32), vt[:6].astype(np.float32)
+    lazy = da.from_array(frames, chunks=(7, -1, -1))
+    ranks = [1, 3, 6]
+    from_bytes = squared_residuals(video_columns(lazy), u, s, vt, ranks).compute()
+    from_floats = squared_residuals(video_matrix(lazy), u, s, vt, ranks).compute()
+    np.testing.assert_array_equal(from_bytes, from_floats)
+    expected = [np.sum((matrix - (u[:, :k] * s[:k]).astype(np.float64) @ vt[:k]) ** 2) for k in ranks]
+    np.testing.assert_allclose(from_bytes, [*expected, np.sum(matrix**2)], rtol=1e-9)
 
 
 def test_squared_residuals_and_mse_share_one_pass() -> None:
