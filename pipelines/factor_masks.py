@@ -20,15 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.masks import MASK_VALUE, checked_threshold, fill_holes, majority_3x3
-from pipelines.separate import low_rank_product
+from pipelines.separate import background_tiles
 from storage.errors import InvalidParameterError
 
-__all__ = ["TILE_BYTES", "factor_mask_block", "masks_from_factors"]
-
-TILE_BYTES: Final = 1 << 20
-"""Bytes of one float32 tile (frames of the chunk x pixels) worked on at a time: about
-half of a core's L2 cache.  On 36-frame chunks of 720p, tiles of 0.5 to 4 MiB took the
-same time within 10 %; tiles of 32 MiB or more, as much as whole chunks."""
+__all__ = ["factor_mask_block", "masks_from_factors"]
 
 _FRAME_NDIM: Final = 3
 
@@ -73,7 +68,7 @@ def masks_from_factors(
     Notes
     -----
     Memory per task: the chunk (n frames) as uint8 and its boolean mask, one float32
-    tile of :data:`TILE_BYTES`, a copy of the mask for the clean-up, and ``u`` (P x k
+    tile of :data:`pipelines.separate.TILE_BYTES`, a copy of the mask for the clean-up, and ``u`` (P x k
     float32, one chunk shared by every task).  Work: O(P k n) flops and one pass over
     the chunk's bytes in cache, against about six streaming passes over n x P float32
     through whole arrays.
@@ -144,25 +139,17 @@ def factor_mask_block(
     """(n, y, x) uint8 frames, (P, k), (k,), (k, n) factors -> (n, y, x) uint8 0/255 masks.
 
     ``threshold`` is a number or one per pixel, shape (P,) or (y, x).  Memory: the
-    boolean mask, one float32 tile of :data:`TILE_BYTES` and the clean-up's copy.
+    boolean mask, one float32 tile of :data:`pipelines.separate.TILE_BYTES` and the clean-up's copy.
     """
     n_frames = int(frames.shape[0])
     flat = frames.reshape(n_frames, -1)
-    n_pixels = int(flat.shape[1])
-    weights = np.ascontiguousarray((vt * s[:, np.newaxis]).T, dtype=np.float32)  # (n, k)
-    basis = np.ascontiguousarray(np.asarray(u, dtype=np.float32).T)  # (k, P): tiles of whole rows
     per_pixel = np.asarray(threshold, dtype=np.float32).reshape(-1) if np.ndim(threshold) else None
-    above = np.empty((n_frames, n_pixels), dtype=np.bool_)
-    tile_pixels = max(1024, TILE_BYTES // (4 * max(n_frames, 1)))
-    scratch = np.empty((n_frames, min(tile_pixels, n_pixels)), dtype=np.float32)
-    for start in range(0, n_pixels, tile_pixels):
-        stop = min(start + tile_pixels, n_pixels)
-        tile = scratch[:, : stop - start]
-        low_rank_product(weights, basis[:, start:stop], out=tile)  # the tile's background
-        np.subtract(flat[:, start:stop], tile, out=tile)  # uint8 - float32, in float32
-        np.abs(tile, out=tile)
-        limit = per_pixel[start:stop] if per_pixel is not None else np.float32(threshold)
-        np.greater(tile, limit, out=above[:, start:stop])
+    above = np.empty(flat.shape, dtype=np.bool_)
+    for pixels, difference in background_tiles(u, s, vt):
+        np.subtract(flat[:, pixels], difference, out=difference)  # uint8 - float32, in float32
+        np.abs(difference, out=difference)
+        limit = per_pixel[pixels] if per_pixel is not None else np.float32(threshold)
+        np.greater(difference, limit, out=above[:, pixels])
     mask = above.reshape(frames.shape)
     if cleanup and mask.size:
         mask = fill_holes(majority_3x3(mask))

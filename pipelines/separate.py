@@ -15,7 +15,8 @@ frames (frame, y, x) uint8.  A color video's pixel axis holds ``y * x * 3`` valu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Final
 
 import dask.array as da
 import numpy as np
@@ -25,9 +26,11 @@ from pipelines.shapes import image_shape, is_color, is_int
 from storage.errors import InvalidParameterError
 
 __all__ = [
+    "TILE_BYTES",
     "apply_factors",
     "background_frames",
     "background_images",
+    "background_tiles",
     "foreground_block",
     "foreground_frames",
     "low_rank_product",
@@ -169,15 +172,49 @@ def foreground_block(
 
     ``frames`` (n, y, x[, 3]) uint8; ``u`` (P, k), ``s`` (k,) and ``vt`` (k, n) the
     background's factors for these frames.  The same arithmetic as
-    :func:`foreground_frames` then :func:`to_storage_foreground`, chunk by chunk:
-    O(P k n) flops and one (n, P) float32 temporary, worked on in place.
+    :func:`foreground_frames` then :func:`to_storage_foreground`, chunk by chunk, a
+    tile of pixels at a time (:func:`background_tiles`): O(P k n) flops, no memory
+    beyond the result and one tile.
     """
-    difference = _background_block(u, s, vt, image_shape=frames.shape[1:])
-    np.subtract(frames, difference, out=difference)  # uint8 - float32, in float32
-    np.rint(difference, out=difference)
-    np.clip(difference, _INT16.min, _INT16.max, out=difference)
-    stored: npt.NDArray[np.int16] = difference.astype(np.int16)
-    return stored
+    n_frames = int(frames.shape[0])
+    flat = frames.reshape(n_frames, -1)
+    stored = np.empty(flat.shape, dtype=np.int16)
+    for pixels, difference in background_tiles(u, s, vt):
+        np.subtract(flat[:, pixels], difference, out=difference)  # uint8 - float32, in float32
+        np.rint(difference, out=difference)
+        np.clip(difference, _INT16.min, _INT16.max, out=difference)
+        stored[:, pixels] = difference
+    return stored.reshape(frames.shape)
+
+
+TILE_BYTES: Final = 1 << 20
+"""Bytes of one float32 tile of :func:`background_tiles` (frames x pixels): about half
+of a core's L2 cache.  On 36-frame chunks of 720p, tiles of 0.5 to 4 MiB took the same
+time within 10 %; tiles of 32 MiB or more, as much as whole chunks."""
+
+
+def background_tiles(
+    u: npt.NDArray[np.float32], s: npt.NDArray[np.float32], vt: npt.NDArray[np.float32]
+) -> Iterator[tuple[slice, npt.NDArray[np.float32]]]:
+    """The background ``(U diag(s) Vt)^T`` of n frames, a tile of pixels at a time.
+
+    ``u`` (P, k), ``s`` (k,), ``vt`` (k, n).  Yields ``(pixels, tile)``: a slice of
+    the P pixels and their background in every frame, (n, len(pixels)) float32, about
+    :data:`TILE_BYTES`.  The tile is one scratch array, reused (the caller may work in
+    it, and must copy what it keeps), so a block's background never exists whole: a
+    kernel that subtracts, compares or rounds works in cache, and touches no fresh
+    memory per block.  O(P k n) flops in all.
+    """
+    weights = np.ascontiguousarray((vt * s[:, np.newaxis]).T, dtype=np.float32)  # (n, k)
+    basis = np.ascontiguousarray(np.asarray(u, dtype=np.float32).T)  # (k, P): tiles of whole rows
+    n_frames, n_pixels = weights.shape[0], basis.shape[1]
+    tile_pixels = max(1024, TILE_BYTES // (4 * max(n_frames, 1)))
+    scratch = np.empty((n_frames, min(tile_pixels, n_pixels)), dtype=np.float32)
+    for start in range(0, n_pixels, tile_pixels):
+        stop = min(start + tile_pixels, n_pixels)
+        tile = scratch[:, : stop - start]
+        low_rank_product(weights, basis[:, start:stop], out=tile)
+        yield slice(start, stop), tile
 
 
 def to_storage_foreground(foreground: da.Array) -> da.Array:

@@ -1,4 +1,4 @@
-"""Masks made a tile at a time from the frames and the factors are the masks of the float path."""
+"""Kernels that work a tile of pixels at a time give what the whole-chunk float path gives."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import dask.array as da
 import numpy as np
 import pytest
 
-import pipelines.factor_masks as factor_masks
+import pipelines.separate as separate_kernels
 from pipelines.factor_masks import factor_mask_block, masks_from_factors
 from pipelines.masks import masks
-from pipelines.separate import background_frames, foreground_frames, low_rank_product
+from pipelines.separate import (
+    background_frames,
+    foreground_block,
+    foreground_frames,
+    low_rank_product,
+    to_storage_foreground,
+)
 from storage.errors import InvalidParameterError
 from tests.helpers import moving_square_frames
 
@@ -45,7 +51,7 @@ def _float_path(
 def test_the_tiled_masks_are_the_masks_of_the_float_path(
     k: int, per_pixel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(factor_masks, "TILE_BYTES", 4096)  # many tiles, and a last short one
+    monkeypatch.setattr(separate_kernels, "TILE_BYTES", 4096)  # many tiles, and a last short one
     frames = _scene(seed=k)
     u, s, vt = _factors(frames, k)
     threshold: float | np.ndarray = 18.0
@@ -64,6 +70,22 @@ def test_the_tiled_masks_are_the_masks_of_the_float_path(
         np.testing.assert_array_equal(got, expected)  # the same float32 arithmetic, element by element
     else:  # BLAS may add the k terms in another order: a pixel at the threshold may flip
         assert np.mean(got != expected) < 1e-4
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_tiled_int16_foreground_is_the_float_paths(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(separate_kernels, "TILE_BYTES", 4096)
+    frames = _scene(seed=10 + k)
+    u, s, vt = _factors(frames, k)
+    lazy = da.from_array(frames, chunks=(16, -1, -1))
+    background = background_frames(u, s, vt, rank=k, height=HEIGHT, width=WIDTH, frame_chunks=lazy.chunks[0])
+    expected = np.asarray(to_storage_foreground(foreground_frames(lazy, background)).compute())
+    got = foreground_block(frames, u, s, vt)
+    assert got.dtype == np.int16 and got.shape == frames.shape
+    if k == 1:
+        np.testing.assert_array_equal(got, expected)
+    else:  # the k terms in another order: a value at .5 may round the other way
+        assert np.abs(got.astype(np.int32) - expected).max() <= 1 and np.mean(got != expected) < 1e-3
 
 
 def test_a_block_without_cleanup_is_the_bare_comparison() -> None:
