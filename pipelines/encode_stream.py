@@ -77,7 +77,8 @@ def write_videos(
         start = 0
         for original, fg, mask in blocks:
             ctrl_c.raise_if_pressed()
-            side_by_side = compare_panels(original, fg, mask)
+            visible = visible_foreground(fg)  # foreground.mp4's frames, also a panel
+            side_by_side = compare_panels(original, fg, mask, visible=visible)
             for offset in range(len(fg)):
                 if start + offset in samples:
                     name = OutputFolder.sample_name(start + offset)
@@ -86,7 +87,7 @@ def write_videos(
             for encoder, frames in zip(side, (side_by_side, mask), strict=False):
                 encoder.hand_over(frames, ctrl_c=ctrl_c)
             start += len(fg)
-            yield visible_foreground(fg)
+            yield visible
         ctrl_c.raise_if_pressed()  # an encoder or the decoder may have ended on the same Ctrl-C
 
     folder.prepare()

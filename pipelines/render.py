@@ -103,6 +103,7 @@ def compare_panels(
     *,
     max_width: int = COMPARE_MAX_WIDTH,
     labels: bool = True,
+    visible: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Original | background | visible foreground | mask, side by side, labelled.
 
@@ -115,12 +116,15 @@ def compare_panels(
         them at most this wide.
     labels : bool
         Write :data:`COMPARE_LABELS` on the panels (see :func:`label_panels`).
+    visible : ndarray of uint8, optional
+        ``visible_foreground(foreground)``, when the caller has made it already.
 
     Returns
     -------
     ndarray of uint8, shape (frame, y // f, 4 * (x // f))
     """
-    panels = (original, background_from(original, foreground), visible_foreground(foreground), mask)
+    shown = visible_foreground(foreground) if visible is None else visible
+    panels = (original, background_from(original, foreground), shown, mask)
     factor = math.ceil(len(panels) * original.shape[2] / max_width)
     side_by_side = np.concatenate([shrink(panel, factor) for panel in panels], axis=2)
     return label_panels(side_by_side, panel_width=original.shape[2] // factor) if labels else side_by_side

@@ -61,6 +61,8 @@ def test_panels_are_labelled_in_their_corner_and_nowhere_else() -> None:
     mask = np.where(rng.random((3, 120, 200)) > 0.5, 255, 0).astype(np.uint8)
     plain = compare_panels(original, foreground, mask, labels=False)
     labelled = compare_panels(original, foreground, mask)
+    given = compare_panels(original, foreground, mask, visible=visible_foreground(foreground))
+    np.testing.assert_array_equal(given, labelled)  # the caller's visible foreground is that panel
     changed = np.any(labelled != plain, axis=0)  # (y, 4 * x)
     rows, columns = np.nonzero(changed)
     assert rows.max() < 20  # one line of text at the top
