@@ -39,6 +39,7 @@ __all__ = [
     "dashboard_link",
     "describe",
     "peak_worker_memory",
+    "scheduler_workers",
     "worker_memory_limit",
 ]
 
@@ -125,10 +126,17 @@ def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> 
 
 
 def _scheduler_info(client: distributed.Client) -> dict[str, Any]:
+    """The scheduler's identity with every worker, asked for now.
+
+    Not ``Client.scheduler_info``: that returns the Client's cached identity, which the
+    Client's own periodic update (every 2 s, without the workers since distributed
+    2025) may replace between the fetch and the return.  A command once planned a
+    cluster of 0 workers that way.
+    """
     try:
-        info = client.scheduler_info(n_workers=-1)
+        info = client.sync(client.scheduler.identity, n_workers=-1)
     except TypeError:  # distributed before n_workers was a parameter reports all workers
-        info = client.scheduler_info()
+        info = client.sync(client.scheduler.identity)
     return dict(info)
 
 
@@ -137,7 +145,8 @@ def _address(client: distributed.Client) -> str:
     return str(scheduler.address) if scheduler is not None else "(closed client)"
 
 
-def _workers(client: distributed.Client) -> dict[str, dict[str, Any]]:
+def scheduler_workers(client: distributed.Client) -> dict[str, dict[str, Any]]:
+    """Every worker the scheduler knows now, by address: its threads, memory limit, metrics."""
     return dict(_scheduler_info(client).get("workers", {}))
 
 
@@ -147,7 +156,7 @@ def describe(client: distributed.Client) -> str:
     Example: ``dask scheduler tcp://127.0.0.1:40331: 2 workers, 4 threads, 14.00 GiB
     memory``.  Workers without a memory limit make the total ``unlimited``.
     """
-    workers = _workers(client).values()
+    workers = scheduler_workers(client).values()
     threads = sum(int(w.get("nthreads", 0)) for w in workers)
     limits = [int(w.get("memory_limit") or 0) for w in workers]
     unlimited = any(limit <= 0 for limit in limits)
@@ -187,7 +196,7 @@ def worker_memory_limit(client: distributed.Client) -> int:
     NoWorkersError
         The scheduler has no workers yet.
     """
-    workers = _workers(client)
+    workers = scheduler_workers(client)
     if not workers:
         raise _no_workers(client)
     limits = {addr: int(w.get("memory_limit") or 0) for addr, w in workers.items()}
@@ -213,7 +222,7 @@ def peak_worker_memory(client: distributed.Client) -> int | None:
     int or None
         None when there are no workers or none has reported its memory yet.
     """
-    samples = [w.get("metrics", {}).get("memory") for w in _workers(client).values()]
+    samples = [w.get("metrics", {}).get("memory") for w in scheduler_workers(client).values()]
     values = [int(v) for v in samples if isinstance(v, int | float) and not isinstance(v, bool)]
     return max(values) if values else None
 

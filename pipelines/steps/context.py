@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import distributed
 
-from cluster.client import connect, dashboard_link, describe, worker_memory_limit
+from cluster.client import connect, dashboard_link, describe, scheduler_workers, worker_memory_limit
 from cluster.options import ClusterOptions
 from cluster.progress import wait_with_progress
 from pipelines.planning import ClusterSize, keeps_in_memory
@@ -138,7 +138,7 @@ class JobContext:
     def cluster_size(self) -> ClusterSize:
         """The workers, their threads and the smallest worker memory limit, as the planners need them."""
         client = self.client()
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        workers = scheduler_workers(client).values()
         return ClusterSize(
             n_workers=len(workers),
             threads=sum(int(worker.get("nthreads", 1)) for worker in workers),

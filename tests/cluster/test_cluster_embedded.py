@@ -19,7 +19,14 @@ import numpy as np
 import psutil
 import pytest
 
-from cluster.client import connect, dashboard_link, describe, peak_worker_memory, worker_memory_limit
+from cluster.client import (
+    connect,
+    dashboard_link,
+    describe,
+    peak_worker_memory,
+    scheduler_workers,
+    worker_memory_limit,
+)
 from cluster.embedded import WORKER_MALLOC_ENVIRONMENT
 from cluster.options import ClusterOptions
 
@@ -165,6 +172,17 @@ def test_a_users_own_nanny_environment_is_kept(tmp_path: Path) -> None:
 
 
 def test_worker_memory_limit_is_the_per_worker_limit(client: distributed.Client) -> None:
+    assert worker_memory_limit(client) == 512 * MiB
+
+
+def test_the_workers_are_asked_of_the_scheduler_not_of_the_clients_cache(
+    client: distributed.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Client's periodic update may leave its cached identity without workers at any moment."""
+    monkeypatch.setattr(client, "scheduler_info", lambda *args, **kwargs: {"workers": {}, "services": {}})
+    workers = scheduler_workers(client)
+    assert len(workers) == 2 and all(worker["nthreads"] == 1 for worker in workers.values())
+    assert "2 workers, 2 threads" in describe(client)
     assert worker_memory_limit(client) == 512 * MiB
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cluster.client import connect
+from cluster.client import connect, scheduler_workers
 from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
@@ -257,7 +257,7 @@ def mixed_cluster(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
         with connect(ClusterOptions(scheduler=cluster.address)) as client:
             client.wait_for_workers(2, timeout=START_TIMEOUT_S)
-            workers = client.scheduler_info(n_workers=-1)["workers"]
+            workers = scheduler_workers(client)
         yield MixedCluster(
             cluster=cluster,
             hidden=hidden,

@@ -30,7 +30,7 @@ import numpy as np
 import psutil
 import pytest
 
-from cluster.client import connect
+from cluster.client import connect, scheduler_workers
 from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
@@ -296,7 +296,7 @@ def test_ctrl_c_on_a_shared_cluster_cancels_the_work_and_leaves_the_cluster(
             while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) > 0:
                 assert time.monotonic() < deadline, "the interrupted job's tasks stayed on the scheduler"
                 time.sleep(0.1)
-            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+            assert len(scheduler_workers(client)) == 2
             assert all(process.poll() is None for process in cluster.processes)
             assert _no_complete_factors(store)
             assert main([*decompose, "--quiet"]) == 0

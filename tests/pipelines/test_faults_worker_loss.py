@@ -38,7 +38,7 @@ import numpy as np
 import psutil
 import pytest
 
-from cluster.client import connect
+from cluster.client import connect, scheduler_workers
 from cluster.options import ClusterOptions
 from pipelines.cli import main
 from pipelines.synthetic import SceneSpec, write_scene
@@ -252,7 +252,7 @@ def _run_and_kill(
         )
         expected = 2 if how == "group" else 3
         client.wait_for_workers(expected, timeout=START_TIMEOUT_S)  # the nanny's new worker, if any
-        workers_after = client.scheduler_info(n_workers=-1)["workers"]
+        workers_after = scheduler_workers(client)
         assert victim.address not in workers_after
     assert not watcher.errors, watcher.errors
     scheduler_log = (cluster.folder / "scheduler.log").read_text()
