@@ -130,8 +130,8 @@ def _scheduler_info(client: distributed.Client) -> dict[str, Any]:
 
     Not ``Client.scheduler_info``: that returns the Client's cached identity, which the
     Client's own periodic update (every 2 s, without the workers since distributed
-    2025) may replace between the fetch and the return.  A command once planned a
-    cluster of 0 workers that way.
+    2025) may replace between the fetch and the return: a test once read 0 workers
+    that way, just after waiting for 3.
     """
     try:
         info = client.sync(client.scheduler.identity, n_workers=-1)

@@ -205,7 +205,7 @@ def background_tiles(
     kernel that subtracts, compares or rounds works in cache, and touches no fresh
     memory per block.  O(P k n) flops in all.
     """
-    weights = np.ascontiguousarray((vt * s[:, np.newaxis]).T, dtype=np.float32)  # (n, k)
+    weights = _frame_weights(s, vt)
     basis = np.ascontiguousarray(np.asarray(u, dtype=np.float32).T)  # (k, P): tiles of whole rows
     n_frames, n_pixels = weights.shape[0], basis.shape[1]
     tile_pixels = max(1024, TILE_BYTES // (4 * max(n_frames, 1)))
@@ -382,9 +382,13 @@ def _background_block(
     Computed frame-major, ``(Vt^T diag(s)) U^T``, so the (n, P) result is made in its
     final layout (no transposed copy of it).
     """
-    weights = np.ascontiguousarray((vt * s[:, np.newaxis]).T, dtype=np.float32)  # (n, k)
-    frames = low_rank_product(weights, np.asarray(u, dtype=np.float32).T)  # (n, P)
+    frames = low_rank_product(_frame_weights(s, vt), np.asarray(u, dtype=np.float32).T)  # (n, P)
     return frames.reshape((vt.shape[1], *image_shape))
+
+
+def _frame_weights(s: npt.NDArray[np.float32], vt: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """(k,), (k, n) -> (n, k) float32 C-ordered: each frame's weights ``diag(s) Vt[:, t]``."""
+    return np.ascontiguousarray((vt * s[:, np.newaxis]).T, dtype=np.float32)
 
 
 def low_rank_product(

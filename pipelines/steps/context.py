@@ -162,14 +162,12 @@ class JobContext:
         dask.array.Array
             ``video.frames``, or the same array (same keys and chunks) persisted.
         """
-        held = self._held.get((video.location.url, video.fingerprint))
-        if held is not None:
-            return held
-        if not keeps_in_memory(matrix_bytes=4 * int(video.frames.nbytes), cluster=self.cluster_size()):
-            return video.frames
-        held = self.client().persist(video.frames)
-        self._held[(video.location.url, video.fingerprint)] = held
-        return held
+        key = (video.location.url, video.fingerprint)
+        if key not in self._held:
+            if not keeps_in_memory(matrix_bytes=4 * int(video.frames.nbytes), cluster=self.cluster_size()):
+                return video.frames
+            self._held[key] = self.client().persist(video.frames)
+        return self._held[key]
 
     def wait(self, futures: Collection[Any], *, description: str, frames: int | None = None) -> None:
         """Wait for ``futures`` of the Client with a progress bar (when shown), in frames if given."""

@@ -75,7 +75,7 @@ def report(
         )
     folder = OutputFolder.at(out)
     folder.prepare()  # an unusable --out fails before any computing
-    n_pixels, n_frames = (int(n) for n in video_columns(video.frames).shape)
+    n_pixels, n_frames = int(np.prod(video.frames.shape[1:], dtype=np.int64)), video.n_frames
     with step_context(context) as job:
         client = job.computing_on(video.location)
         matrix = video_columns(job.frames_to_read(video))  # uint8: converted a tile at a time
