@@ -27,7 +27,7 @@ import distributed
 import distributed.system
 
 from cluster.batch import start_batch_cluster, wait_for_first_worker
-from cluster.embedded import sigint_blocked, start_embedded
+from cluster.embedded import plan_embedded, sigint_blocked, single_threaded_blas, start_embedded
 from cluster.errors import (
     NoWorkersError,
 )
@@ -51,9 +51,9 @@ _WITHOUT_DASHBOARD: weakref.WeakSet[distributed.Client] = weakref.WeakSet()
 def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> Iterator[distributed.Client]:
     """Open a Client on an embedded, existing or batch cluster; close all on exit.
 
-    Without ``options.scheduler`` this starts a :class:`distributed.LocalCluster` of
-    worker *processes* sized by :func:`plan_embedded`, whose scheduler, workers and
-    dashboard listen on 127.0.0.1 only, with distributed's log output limited to
+    Without ``options.scheduler`` this starts a :class:`distributed.LocalCluster`
+    sized by :func:`plan_embedded` (one worker in this process, or worker processes),
+    whose scheduler, workers and dashboard listen on 127.0.0.1 only, with distributed's log output limited to
     warnings.  With a scheduler address it connects to it, over TLS when the address
     is ``tls://``, waiting at most ``options.connect_timeout_s``.  With
     ``options.batch`` it starts a scheduler on the batch interface, submits the
@@ -99,7 +99,7 @@ def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> 
 
     Memory: the embedded workers together may use the machine's memory minus the
     headroom of :func:`plan_embedded`; this process holds the client and the scheduler
-    (tens of MB plus the results it gathers).
+    (tens of MB plus the results it gathers), and the worker when it runs in process.
     """
     options.validate()
     with ExitStack() as opened:  # closes in reverse order: the client, then any cluster
@@ -111,8 +111,11 @@ def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> 
                 cluster = start_batch_cluster(options.batch, dashboard=options.dashboard)
                 opened.callback(cluster.close)
             else:
+                plan = plan_embedded(options)
+                if plan.in_process:
+                    opened.enter_context(single_threaded_blas())
                 with sigint_blocked():
-                    cluster = start_embedded(options, import_on_start=import_on_start)
+                    cluster = start_embedded(plan, options, import_on_start=import_on_start)
                     opened.callback(cluster.close)
                 # a Ctrl-C pressed while the cluster started is raised on leaving the
                 # block above, once the cluster is registered for closing

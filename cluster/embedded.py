@@ -1,8 +1,10 @@
-"""The embedded cluster: a LocalCluster of worker processes on 127.0.0.1, sized to the machine.
+"""The embedded cluster: a LocalCluster on 127.0.0.1, sized to the machine.
 
-:func:`plan_embedded` is a pure planner (cores and memory in, workers, threads and
-memory limit out); :func:`start_embedded` starts the cluster it plans, with SIGINT
-blocked in the workers so that Ctrl-C reaches only the command.
+:func:`plan_embedded` is a pure planner (cores and memory in, workers, threads,
+memory limit and whether the one worker runs in this process out); :func:`start_embedded`
+starts the cluster it plans, with SIGINT blocked in the workers so that Ctrl-C
+reaches only the command, and :func:`single_threaded_blas` keeps an in-process
+worker's BLAS to one thread per task, as distributed does for worker processes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import dask.system
 import dask.utils
 import distributed
 import distributed.system
+import threadpoolctl
 from distributed.core import Status
 
 from cluster.errors import (
@@ -36,6 +39,7 @@ __all__ = [
     "EmbeddedPlan",
     "plan_embedded",
     "sigint_blocked",
+    "single_threaded_blas",
     "start_embedded",
 ]
 
@@ -72,16 +76,20 @@ class EmbeddedPlan:
     Attributes
     ----------
     n_workers : int
-        Worker processes.
+        Workers.
     threads_per_worker : int
         Threads of each worker.
     memory_limit : int
         Memory limit of each worker in bytes.
+    in_process : bool
+        The one worker runs in this process, beside the scheduler and the client;
+        otherwise each worker is a process of its own, under a nanny.
     """
 
     n_workers: int
     threads_per_worker: int
     memory_limit: int
+    in_process: bool = False
 
 
 def plan_embedded(
@@ -92,12 +100,14 @@ def plan_embedded(
 ) -> EmbeddedPlan:
     """Size the embedded cluster: fill the gaps the options leave from the machine's size.
 
-    With neither count given, one worker process takes up to
-    :data:`MAX_THREADS_PER_WORKER` cores as threads, and more cores get more workers
-    of equal threads (see :func:`_split_cores` for why not dask's one process per core).
-    With one count given, the other divides the cores by it.  Without a memory limit,
-    each worker gets ``(memory - headroom) / n_workers``, where the headroom left to
-    this process and the OS is 10% of the memory, at least 1 GiB, at most a quarter.
+    With neither count given, one worker takes up to :data:`MAX_THREADS_PER_WORKER`
+    cores as threads, and more cores get more worker processes of equal threads (see
+    :func:`_split_cores` for why not dask's one process per core).  A single worker
+    planned so runs in this process (see :func:`_in_process`).  With a count given,
+    the other divides the cores by it, and every worker is a process of its own.
+    Without a memory limit, each worker gets ``(memory - headroom) / n_workers``,
+    where the headroom left to this process and the OS is 10% of the memory, at least
+    1 GiB, at most a quarter.
 
     Parameters
     ----------
@@ -132,7 +142,29 @@ def plan_embedded(
             f" this machine's {dask.utils.format_bytes(total)}; lower --memory-limit or"
             " --workers"
         )
-    return EmbeddedPlan(n_workers=n_workers, threads_per_worker=threads, memory_limit=limit)
+    return EmbeddedPlan(
+        n_workers=n_workers,
+        threads_per_worker=threads,
+        memory_limit=limit,
+        in_process=_in_process(options, n_workers=n_workers),
+    )
+
+
+def _in_process(options: ClusterOptions, *, n_workers: int) -> bool:
+    """True when the one worker of an unsized cluster should run in this process.
+
+    vidsvd's tasks are zstd, numpy casts and BLAS, which release the GIL, the case
+    for which dask advises ``processes=False``.  A worker process costs its start and
+    its imports (about 1 s of a core), and every result gathered, every partial sent
+    to this process, is serialised through a socket.  On the notebook's case (19,200 x
+    6,806) the whole ``decompose --rank 10`` took 3.4-3.7 s with a worker process and
+    2.2-2.4 s in this process; ``run --no-videos`` on 341 frames of 720p 16.5-18.8 s
+    against 16.1-17.5 s; the 3,000-frame 720p decompose 27 s against 25-28 s (the
+    same, measured on two cores).  Workers the user counts (``--workers``,
+    ``--threads-per-worker``) stay processes, each under a nanny that restarts it if it
+    dies or outgrows its memory limit.
+    """
+    return options.n_workers is None and options.threads_per_worker is None and n_workers == 1
 
 
 def _split_cores(cores: int) -> tuple[int, int]:
@@ -180,17 +212,35 @@ def sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS and OpenMP pools of this process limited to one thread for the block.
+
+    distributed starts worker processes with ``OMP_NUM_THREADS=1`` and the like, so
+    that each task's BLAS call takes one core and the worker's threads take the
+    others.  A worker in this process (:attr:`EmbeddedPlan.in_process`) gets the same
+    through threadpoolctl: with OpenBLAS's own threads beside the worker's,
+    ``run --no-videos`` on 341 frames of 720p took 18.2-18.5 s against 16.4 s
+    (measured on two cores).  Kernels that split their own work into threads
+    (the SVD's orthonormalisation) still use every core.
+    """
+    with threadpoolctl.threadpool_limits(limits=1):
+        yield
+
+
 def start_embedded(
-    options: ClusterOptions, *, import_on_start: Sequence[str] = ()
+    plan: EmbeddedPlan, options: ClusterOptions, *, import_on_start: Sequence[str] = ()
 ) -> distributed.LocalCluster:
-    """Start the LocalCluster :func:`plan_embedded` sizes, listening on 127.0.0.1 only.
+    """Start the LocalCluster of ``plan`` (from :func:`plan_embedded`), listening on 127.0.0.1 only.
+
+    Its workers are processes unless the plan runs its one worker in this process;
+    the caller then limits BLAS to a thread per task (:func:`single_threaded_blas`).
 
     ``import_on_start``: modules each worker imports as it starts, before it takes a
     task, so that the first tasks do not pay for them (dask.array, zarr and vidsvd's
     kernels: about 0.9 s per worker process).  A module that fails to import is left
     to the task that needs it, which reports the error.
     """
-    plan = plan_embedded(options)
     # read by each nanny when it is made, and used again when it restarts its worker
     environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
     for handler in logging.getLogger("distributed").handlers:
@@ -221,7 +271,7 @@ def _local_cluster(
         n_workers=plan.n_workers,
         threads_per_worker=plan.threads_per_worker,
         memory_limit=plan.memory_limit,
-        processes=True,
+        processes=not plan.in_process,
         host=_LOOPBACK,
         scheduler_port=0,
         # distributed always serves HTTP (health checks, metrics); keep it on loopback

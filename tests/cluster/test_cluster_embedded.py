@@ -14,10 +14,12 @@ from urllib.parse import urlparse
 
 import dask.array as da
 import dask.config
+import dask.system
 import distributed
 import numpy as np
 import psutil
 import pytest
+import threadpoolctl
 
 from cluster.client import (
     connect,
@@ -94,6 +96,56 @@ def test_embedded_cluster_computes_binds_loopback_and_closes(tmp_path: Path) -> 
     assert client.status == "closed"
     assert cluster.status == distributed.core.Status.closed
     _assert_gone(worker_pids)
+
+
+def _blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine as the default plan sees it: two cores, so one worker of two threads."""
+    monkeypatch.setattr(dask.system, "cpu_count", lambda: 2)
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_the_default_cluster_runs_its_worker_in_this_process_with_one_blas_thread_per_task(
+    tmp_path: Path,
+) -> None:
+    blas_before = _blas_threads()
+    with connect(ClusterOptions(local_directory=str(tmp_path))) as client:
+        cluster = client.cluster
+        assert client.submit(os.getpid, pure=False).result() == os.getpid()
+        assert set(client.submit(_blas_threads, pure=False).result()) == {1}
+        assert da.arange(10_000, chunks=1_000).sum().compute() == sum(range(10_000))
+        workers = scheduler_workers(client)
+        assert len(workers) == 1 and [w["nthreads"] for w in workers.values()] == [2]
+        assert all(address.startswith("tcp://127.0.0.1:") for address in workers)
+        assert set(_listening(psutil.Process())) == {"127.0.0.1"}
+        assert not [p for p in psutil.Process().children(recursive=True) if "spawn" in " ".join(p.cmdline())]
+    assert client.status == "closed"
+    assert cluster.status == distributed.core.Status.closed
+    assert _blas_threads() == blas_before
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_a_keyboard_interrupt_closes_the_in_process_cluster_and_gives_blas_its_threads_back(
+    tmp_path: Path,
+) -> None:
+    blas_before = _blas_threads()
+    with pytest.raises(KeyboardInterrupt), connect(ClusterOptions(local_directory=str(tmp_path))) as client:
+        cluster = client.cluster
+        assert client.submit(os.getpid, pure=False).result() == os.getpid()
+        raise KeyboardInterrupt
+    assert client.status == "closed"
+    assert cluster.status == distributed.core.Status.closed
+    assert _blas_threads() == blas_before
+
+
+def test_counted_workers_are_processes(tmp_path: Path) -> None:
+    options = ClusterOptions(n_workers=1, threads_per_worker=2, local_directory=str(tmp_path))
+    with connect(options) as client:
+        assert client.submit(os.getpid, pure=False).result() != os.getpid()
 
 
 def test_keyboard_interrupt_closes_client_and_cluster(tmp_path: Path) -> None:

@@ -222,6 +222,23 @@ def test_embedded_plan_splits_the_cores(
     assert (plan.n_workers, plan.threads_per_worker) == expected
 
 
+@pytest.mark.parametrize(
+    ("cores", "n_workers", "threads", "in_process"),
+    [
+        (2, None, None, True),
+        (8, None, None, True),
+        (12, None, None, False),  # two workers: processes
+        (2, 1, None, False),  # counted workers are processes
+        (2, None, 2, False),
+    ],
+)
+def test_an_unsized_single_worker_runs_in_process(
+    cores: int, n_workers: int | None, threads: int | None, in_process: bool
+) -> None:
+    options = ClusterOptions(n_workers=n_workers, threads_per_worker=threads)
+    assert plan_embedded(options, cores=cores, memory_bytes=64 * GiB).in_process is in_process
+
+
 def test_embedded_plan_divides_memory_with_headroom() -> None:
     plan = plan_embedded(ClusterOptions(n_workers=4), cores=8, memory_bytes=64 * GiB)
     assert plan.memory_limit * 4 <= 64 * GiB * 0.9

@@ -266,6 +266,26 @@ def test_ctrl_c_during_decompose(reference: Reference, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_ctrl_c_during_decompose_on_the_default_cluster(reference: Reference, tmp_path: Path) -> None:
+    """Without cluster options the one worker may run in the command's own process."""
+    store = tmp_path / "store.zarr"
+    shutil.copytree(reference.video_only, store)
+    video_before = tree_digest(store / "video")
+    decompose = ["decompose", "--store", str(store), "--rank", RANK]
+
+    interrupted = _interrupt(
+        decompose, when=lambda c: _past(c, "decompose (randomized)", 0.1), what="a tenth of the tasks"
+    )
+    assert message_lines(interrupted.stderr)[-1] == INTERRUPTED
+    assert tree_digest(store / "video") == video_before
+    assert _no_complete_factors(store)
+
+    assert main([*decompose, "--quiet"]) == 0
+    _assert_same_factors(store, reference.factored)
+    assert tree_digest(store / "video") == video_before
+
+
+@pytest.mark.slow
 def test_ctrl_c_on_a_shared_cluster_cancels_the_work_and_leaves_the_cluster(
     reference: Reference, tmp_path: Path
 ) -> None:
