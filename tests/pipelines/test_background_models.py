@@ -40,6 +40,21 @@ def test_the_median_is_exactly_the_lower_median(n_frames: int, chunk: int) -> No
     np.testing.assert_array_equal(_median(frames, chunk), expected)
 
 
+@pytest.mark.parametrize("n_frames", [1, 255, 256, 600])
+def test_counts_are_exact_across_uint8_sums_and_pixel_tiles(n_frames: int) -> None:
+    """Chunks of more than 255 frames and frames of more pixels than one counting tile."""
+    rng = np.random.default_rng(n_frames)
+    frames = rng.integers(0, 256, size=(n_frames, 40, 100), dtype=np.uint8)
+    frames[:, 0, 0] = 255  # one pixel with every frame in the top bin
+    lazy = da.from_array(frames, chunks=(n_frames, 40, 100))
+    flat = frames.reshape(n_frames, -1).astype(np.int64)
+    coarse_bin = rng.integers(0, 16, size=flat.shape[1], dtype=np.uint8)
+    expected_coarse = np.stack([np.sum(flat >> 4 == j, axis=0) for j in range(16)], axis=1)
+    expected_fine = np.stack([np.sum(flat == 16 * coarse_bin + j, axis=0) for j in range(16)], axis=1)
+    np.testing.assert_array_equal(coarse_counts(lazy).compute(), expected_coarse)
+    np.testing.assert_array_equal(fine_counts(lazy, coarse_bin).compute(), expected_fine)
+
+
 def test_the_median_ignores_what_passes_through_less_than_half_the_time() -> None:
     spec = SceneSpec(width=64, height=48, n_frames=60, n_objects=4, seed=3, noise_sigma=0.0)
     rendered = list(render_scene(spec))
