@@ -271,7 +271,7 @@ def _summed_counts(
         )
         for group in chunk_groups(whole.chunks[0], frames_per_task=frames_per_task)
     ]
-    return sum_partials(partials, shape=(n_pixels, _BINS), dtype=np.uint32)
+    return sum_partials(partials, shape=(n_pixels, _BINS), dtype=np.uint32, in_place=True)
 
 
 def _chunk_divisors(gains: npt.NDArray[np.floating] | da.Array, frame_chunks: tuple[int, ...]) -> list[Any]:

@@ -82,20 +82,38 @@ def chain_groups(
     return ends
 
 
-def sum_partials(partials: list[Delayed], *, shape: tuple[int, ...], dtype: npt.DTypeLike) -> da.Array:
+def sum_partials(
+    partials: list[Delayed], *, shape: tuple[int, ...], dtype: npt.DTypeLike, in_place: bool = False
+) -> da.Array:
     """The groups' partials -> their sum, a dask array of one chunk of ``shape`` and ``dtype``.
 
-    A tree of tasks adding :data:`SPLIT_EVERY` partials each into a copy of the first:
-    no concatenation of the partials (dask's ``sum`` would stack them first).  Memory
-    per task: :data:`SPLIT_EVERY` partials and their sum.
+    A tree of tasks adding :data:`SPLIT_EVERY` partials each into the first (a copy of
+    it unless ``in_place``): no concatenation of the partials (dask's ``sum`` would
+    stack them first).  Memory per task: :data:`SPLIT_EVERY` partials and, without
+    ``in_place``, their sum.
+
+    ``in_place``: the partials are results of tasks made for this sum alone, which
+    adds into them; one that arrives read-only (deserialised from another worker's
+    bytes) is still copied.  The copy of a fresh 184 MB partial cost the first
+    orthonormalisation of a 720p decompose 0.41 s of page faults (measured).
     """
+    add = _add_into_first_in_place if in_place else _add_into_first
     level = partials
     while len(level) > 1:
         level = [
-            dask.delayed(_add_into_first, pure=True)(*level[start : start + SPLIT_EVERY])
+            dask.delayed(add, pure=True)(*level[start : start + SPLIT_EVERY])
             for start in range(0, len(level), SPLIT_EVERY)
         ]
     return da.from_delayed(level[0], shape=shape, dtype=np.dtype(dtype))
+
+
+def _add_into_first_in_place(*partials: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+    first = partials[0]
+    if not (first.flags.writeable and first.flags.c_contiguous):
+        return _add_into_first(*partials)
+    for partial in partials[1:]:
+        np.add(first, partial, out=first)
+    return first
 
 
 def _add_into_first(*partials: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:

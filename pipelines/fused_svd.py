@@ -138,14 +138,14 @@ def fused_randomized_svd(
         [([blocks[i] for i in group], [omegas[i] for i in group]) for group in groups],
         per_chain=groups_per_chain,
     )
-    basis = _orthonormal(sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32))
+    basis = _orthonormal(sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32, in_place=True))
     for _ in range(params.power_iters):
         blocks = list(read(after=basis).to_delayed().ravel())
         q = basis.to_delayed().ravel()[0]
         powered = chain_groups(
             _power_group, [([blocks[i] for i in group], q) for group in groups], per_chain=groups_per_chain
         )
-        basis = _orthonormal(sum_partials(powered, shape=(n_pixels, width), dtype=np.float32))
+        basis = _orthonormal(sum_partials(powered, shape=(n_pixels, width), dtype=np.float32, in_place=True))
     # B^T = M^T Q, (T, l), a task per group of chunks: a GEMM of a group's frames ran at
     # 50-53 GFLOP/s per thread at 720p against 35-38 chunk by chunk (measured).  Not a
     # blockwise contraction over (y, x): that concatenates its single blocks into fresh

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dask
 import numpy as np
 import pytest
@@ -35,6 +37,28 @@ def test_sum_partials_adds_every_partial_once_and_keeps_the_dtype(count: int) ->
     np.testing.assert_array_equal(computed, np.full((3, 4), count * (count + 1) // 2))
     assert computed.dtype == np.uint32
     np.testing.assert_array_equal(parts[0], np.ones((3, 4)))  # the first partial is not added into
+
+
+def _fresh(value: int) -> np.ndarray:
+    return np.full((3, 4), value, dtype=np.uint32)
+
+
+def _read_only(value: int) -> np.ndarray:
+    array = _fresh(value)
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 8])
+@pytest.mark.parametrize("make", [_fresh, _read_only])
+def test_sum_partials_in_place_adds_into_task_results_and_copies_read_only_ones(
+    count: int, make: Callable[[int], np.ndarray]
+) -> None:
+    inputs = [dask.delayed(make, pure=True)(i + 1) for i in range(count)]
+    total = sum_partials(inputs, shape=(3, 4), dtype=np.uint32, in_place=True)
+    computed = total.compute(scheduler="sync")
+    np.testing.assert_array_equal(computed, np.full((3, 4), count * (count + 1) // 2))
+    assert computed.dtype == np.uint32
 
 
 def _add_group(values: list[int], into: np.ndarray | None) -> np.ndarray:
