@@ -157,7 +157,8 @@ def describe(client: distributed.Client) -> str:
     """One line about the cluster: scheduler address, workers, threads, total memory.
 
     Example: ``dask scheduler tcp://127.0.0.1:40331: 2 workers, 4 threads, 14.00 GiB
-    memory``.  Workers without a memory limit make the total ``unlimited``.
+    memory``; an embedded worker in this process is ``1 worker in this process``.
+    Workers without a memory limit make the total ``unlimited``.
     """
     workers = scheduler_workers(client).values()
     threads = sum(int(w.get("nthreads", 0)) for w in workers)
@@ -165,8 +166,9 @@ def describe(client: distributed.Client) -> str:
     unlimited = any(limit <= 0 for limit in limits)
     memory = "unlimited" if unlimited else dask.utils.format_bytes(sum(limits))
     n = len(limits)
+    here = " in this process" if getattr(client.cluster, "processes", True) is False else ""
     return (
-        f"dask scheduler {_address(client)}: {n} worker{'s' if n != 1 else ''},"
+        f"dask scheduler {_address(client)}: {n} worker{'s' if n != 1 else ''}{here},"
         f" {threads} thread{'s' if threads != 1 else ''}, {memory} memory"
     )
 

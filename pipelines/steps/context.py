@@ -57,7 +57,8 @@ class JobContext:
     Parameters
     ----------
     cluster : ClusterOptions
-        The cluster to open on first use (default: an embedded LocalCluster).
+        The cluster to open on first use (default: an embedded LocalCluster, whose one
+        worker may run in this process: see :func:`cluster.embedded.plan_embedded`).
     progress : bool
         Show progress bars on stderr.
     log : callable or None

@@ -122,6 +122,7 @@ def test_the_default_cluster_runs_its_worker_in_this_process_with_one_blas_threa
         assert len(workers) == 1 and [w["nthreads"] for w in workers.values()] == [2]
         assert all(address.startswith("tcp://127.0.0.1:") for address in workers)
         assert set(_listening(psutil.Process())) == {"127.0.0.1"}
+        assert ": 1 worker in this process, 2 threads," in describe(client)
         assert not [p for p in psutil.Process().children(recursive=True) if "spawn" in " ".join(p.cmdline())]
     assert client.status == "closed"
     assert cluster.status == distributed.core.Status.closed
