@@ -10,6 +10,7 @@ from pipelines.planning import (
     GROUPS_PER_CHAIN,
     KEEP_IN_MEMORY_SHARE,
     ClusterSize,
+    chain_length,
     keeps_in_memory,
     merged_frames_per_chunk,
     plan_decomposition,
@@ -88,9 +89,23 @@ def test_only_the_randomized_method_merges_and_merges_fit_an_eighth_of_a_worker(
     assert _plan(worker_memory=tight).frames_per_chunk == 72
 
 
-def test_three_groups_per_chain_whatever_the_cluster() -> None:
-    for threads in (1, 2, 64):
-        assert _plan(worker_memory=0, threads=threads).groups_per_chain == GROUPS_PER_CHAIN == 3
+@pytest.mark.parametrize(
+    ("n_groups", "threads", "expected"),
+    [(12, 2, 3), (34, 1, 3), (4, 2, 2), (5, 2, 3), (10, 4, 3), (4, 4, 1), (3, 8, 1), (1, 1, 3), (12, 64, 1)],
+)
+def test_chains_are_the_longest_up_to_three_groups_that_end_the_pass_soonest(
+    n_groups: int, threads: int, expected: int
+) -> None:
+    assert GROUPS_PER_CHAIN == 3
+    assert chain_length(n_groups=n_groups, threads=threads) == expected
+
+
+def test_the_plan_chains_its_groups_for_the_cluster_threads() -> None:
+    # 34 chunks of 36 frames, at least two groups per thread: 2 groups of 17 chunks
+    # for one thread, 5 of 8 for two, one chunk each (34) for 64
+    assert _plan(worker_memory=0, threads=1).groups_per_chain == 3
+    assert _plan(worker_memory=0, threads=2).groups_per_chain == 3
+    assert _plan(worker_memory=0, threads=64).groups_per_chain == 1
 
 
 def test_format_bytes() -> None:
