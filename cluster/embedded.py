@@ -159,7 +159,7 @@ def _in_process(options: ClusterOptions, *, n_workers: int) -> bool:
     to this process, is serialised through a socket.  On the notebook's case (19,200 x
     6,806) the whole ``decompose --rank 10`` took 3.4-3.7 s with a worker process and
     2.2-2.4 s in this process; ``run --no-videos`` on 341 frames of 720p 16.5-18.8 s
-    against 16.1-17.5 s; the 3,000-frame 720p decompose 27 s against 25-28 s (the
+    against 16.4-17.5 s; the 3,000-frame 720p decompose 27 s against 25-28 s (the
     same, measured on two cores).  Workers the user counts (``--workers``,
     ``--threads-per-worker``) stay processes, each under a nanny that restarts it if it
     dies or outgrows its memory limit.
