@@ -53,12 +53,12 @@ def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> 
 
     Without ``options.scheduler`` this starts a :class:`distributed.LocalCluster`
     sized by :func:`plan_embedded` (one worker in this process, or worker processes),
-    whose scheduler, workers and dashboard listen on 127.0.0.1 only, with distributed's log output limited to
-    warnings.  With a scheduler address it connects to it, over TLS when the address
-    is ``tls://``, waiting at most ``options.connect_timeout_s``.  With
-    ``options.batch`` it starts a scheduler on the batch interface, submits the
-    worker jobs and waits until the first worker joins, at most the batch start
-    timeout.
+    whose scheduler, workers and dashboard listen on 127.0.0.1 only, with
+    distributed's log output limited to warnings.  With a scheduler address it
+    connects to it, over TLS when the address is ``tls://``, waiting at most
+    ``options.connect_timeout_s``.  With ``options.batch`` it starts a scheduler on
+    the batch interface, submits the worker jobs and waits until the first worker
+    joins, at most the batch start timeout.
 
     The client is dask's default scheduler inside the ``with`` block.  On exit, also
     through an exception or Ctrl-C, the client and any embedded or batch cluster are

@@ -155,14 +155,11 @@ def _in_process(options: ClusterOptions, *, n_workers: int) -> bool:
 
     vidsvd's tasks are zstd, numpy casts and BLAS, which release the GIL, the case
     for which dask advises ``processes=False``.  A worker process costs its start and
-    its imports (about 1 s of a core), and every result gathered, every partial sent
-    to this process, is serialised through a socket.  On the notebook's case (19,200 x
-    6,806) the whole ``decompose --rank 10`` took 3.4-3.7 s with a worker process and
-    2.2-2.4 s in this process; ``run --no-videos`` on 341 frames of 720p 16.5-18.8 s
-    against 16.4-17.5 s; the 3,000-frame 720p decompose 27 s against 25-28 s (the
-    same, measured on two cores).  Workers the user counts (``--workers``,
-    ``--threads-per-worker``) stay processes, each under a nanny that restarts it if it
-    dies or outgrows its memory limit.
+    its imports, paid by every command, and every result gathered is serialised
+    through a socket; small jobs are dominated by both (README, "Embedded": the
+    notebook's decompose a third faster in process, large ones the same).  Workers
+    the user counts (``--workers``, ``--threads-per-worker``) stay processes, each
+    under a nanny that restarts it if it dies or outgrows its memory limit.
     """
     return options.n_workers is None and options.threads_per_worker is None and n_workers == 1
 
@@ -219,10 +216,9 @@ def single_threaded_blas() -> Iterator[None]:
     distributed starts worker processes with ``OMP_NUM_THREADS=1`` and the like, so
     that each task's BLAS call takes one core and the worker's threads take the
     others.  A worker in this process (:attr:`EmbeddedPlan.in_process`) gets the same
-    through threadpoolctl: with OpenBLAS's own threads beside the worker's,
-    ``run --no-videos`` on 341 frames of 720p took 18.2-18.5 s against 16.4 s
-    (measured on two cores).  Kernels that split their own work into threads
-    (the SVD's orthonormalisation) still use every core.
+    through threadpoolctl: OpenBLAS's own threads beside the worker's oversubscribe
+    the cores (``run`` was about 10 % slower without the limit).  Kernels that split
+    their own work into threads (the SVD's orthonormalisation) still use every core.
     """
     with threadpoolctl.threadpool_limits(limits=1):
         yield

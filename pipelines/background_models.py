@@ -145,11 +145,11 @@ def _counts_below_edges(
     Each bin's count is the difference of two counts of frames below an edge, each
     a comparison of the tile with the edge and a sum over frames in uint8 (blocks of
     255 frames): numpy releases the GIL for both, so the worker's threads count in
-    parallel, where ``np.bincount`` holds it.  On 36-frame chunks of 720p: 70-75 ms
-    per chunk on one thread and 38-51 ms per chunk on each of two, against 156 and
-    112-121 ms for a bincount of ``pixel * 16 + bin`` (measured).  Tiles hold about
-    :data:`_COUNT_TILE_BYTES` of frames: 2,048-pixel tiles of the same chunks took
-    111 ms on one thread and 162 ms on two, the calls' own cost under the GIL.
+    parallel, where ``np.bincount`` of ``pixel * 16 + bin`` holds it (2-3x faster
+    per chunk on two threads, README).  Work: 16 comparisons and sums per value.
+    Tiles hold about :data:`_COUNT_TILE_BYTES` of frames, so that each call's work
+    outweighs its own cost under the GIL (with 2,048-pixel tiles two threads were
+    slower than one).  Memory: a bool and a uint8 tile, and (17, tile) uint32 counts.
     """
     n_frames, n_pixels = values.shape
     edges = [_BINS * (j + 1) for j in range(n_bins)] if bin_starts is None else list(range(1, n_bins + 1))

@@ -254,9 +254,10 @@ def chain_length(*, n_groups: int, threads: int) -> int:
     Chains run whole on one thread, in order, each on the first thread free.  Of the
     lengths 1 to :data:`GROUPS_PER_CHAIN`, the one whose pass ends first (in group
     times) wins, the longest on a tie (fewer partials to allocate and sum).  The
-    notebook's store (4 groups, 2 threads) ran a chain of 3 beside a chain of 1, the
-    threads busy 1.17 of 2 on average; chains of 2 took its warm decompose from 1.16
-    to 0.93 s (measured).  With three or more groups per thread the length stays 3.
+    notebook's store (4 groups, 2 threads) ran a chain of 3 beside a chain of 1, one
+    thread idle for a third of each pass; chains of 2 balance it.  With three or
+    more groups per thread the length stays 3.  Cost: ``GROUPS_PER_CHAIN * n_groups``
+    steps of a loop over the threads, at planning time.
     """
     threads = max(threads, 1)
 
