@@ -154,9 +154,10 @@ class JobContext:
         workers, read once from the store with their checksums; every later pass of
         this context (the SVD's, the background fit's, the separation's, the report's)
         takes them from there until the context closes.  A video that does not fit is
-        read from the store at every pass.  Held frames are found again by the store's
-        URL and the video's fingerprint, so another video at the same place is read
-        anew.  A worker lost with held chunks reads them again when a task needs them.
+        read from the store at every pass; the cluster is asked once per video.  Held
+        frames are found again by the store's URL and the video's fingerprint, so
+        another video at the same place is read anew.  A worker lost with held chunks
+        reads them again when a task needs them.
 
         Returns
         -------
@@ -164,10 +165,9 @@ class JobContext:
             ``video.frames``, or the same array (same keys and chunks) persisted.
         """
         key = (video.location.url, video.fingerprint)
-        if key not in self._held:
-            if not keeps_in_memory(matrix_bytes=4 * int(video.frames.nbytes), cluster=self.cluster_size()):
-                return video.frames
-            self._held[key] = self.client().persist(video.frames)
+        if key not in self._held:  # decided once per context: every later step reads the same way
+            fits = keeps_in_memory(matrix_bytes=4 * int(video.frames.nbytes), cluster=self.cluster_size())
+            self._held[key] = self.client().persist(video.frames) if fits else video.frames
         return self._held[key]
 
     def wait(self, futures: Collection[Any], *, description: str, frames: int | None = None) -> None:
