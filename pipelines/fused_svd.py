@@ -42,8 +42,7 @@ import dask.array as da
 import dask.system
 import numpy as np
 import numpy.typing as npt
-from dask.array.linalg import compression_level, tsqr
-from dask.array.utils import svd_flip
+from dask.array.linalg import compression_level
 
 from pipelines.chunk_groups import chain_groups, chunk_groups, sum_partials
 from pipelines.decompose import Decomposition, SvdParameters
@@ -99,8 +98,9 @@ def fused_randomized_svd(
     Returns
     -------
     Decomposition
-        U (P, k), s (k,), Vt (k, T), float32, lazy, signs fixed by
-        :func:`dask.array.utils.svd_flip`; deterministic for a seed and chunking.
+        U (P, k), s (k,), Vt (k, T), float32, lazy, signs as
+        :func:`dask.array.utils.svd_flip` fixes them (each row of Vt sums to 0 or
+        more); deterministic for a seed and chunking.
         The sketch Omega is the one :func:`pipelines.decompose.randomized_svd` draws
         for the same seed and chunking.
 
@@ -108,8 +108,10 @@ def fused_randomized_svd(
     -----
     ``power_iters + 2`` reads of the video.  Per pass: ``4 P T l`` flops (2 for the
     sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
-    one task).  Memory per task: the group's uint8 chunks (converted a tile at a
-    time), one (P, l) float32 partial and Q;
+    one task).  After the last pass, the SVD of B^T (T, l) from its float64 Gram
+    matrix (``2 T l^2`` flops, an (l + 1, l) partial per group).  Memory per task:
+    the group's uint8 chunks (converted a tile at a time), one (P, l) float32 partial
+    and Q;
     :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
@@ -153,31 +155,89 @@ def fused_randomized_svd(
     # decompose, measured)
     q = basis.to_delayed().ravel()[0]
     blocks = list(read(after=basis).to_delayed().ravel())
-    projected = da.concatenate(
-        [
-            da.from_delayed(
-                dask.delayed(_project_group, pure=True)([blocks[i] for i in group], q),
-                shape=(sum(frames.chunks[0][i] for i in group), width),
-                dtype=np.float32, meta=np.empty((0, 0), np.float32),
-            )
-            for group in groups
-        ]
+    projected = [dask.delayed(_project_group, pure=True)([blocks[i] for i in group], q) for group in groups]
+    # the SVD of B^T from its (l, l) Gram matrix: four levels of tasks from the last
+    # pass to the factors, where dask's TSQR and svd_flip took about fifteen of tiny
+    # tasks, each waiting on the scheduler (0.15 s of a 2 s decompose, measured)
+    stats = sum_partials(
+        [dask.delayed(_projection_stats, pure=True)(part) for part in projected],
+        shape=(width + 1, width), dtype=np.float64, in_place=True,
     )  # fmt: skip
-    v_small, s, u_small = tsqr(projected, compute_svd=True)
     k = params.rank
-    # U = Q W[:, :k] in one numpy product: dask's dot of the single-chunk Q with W and
-    # then [:, :k] took 0.7 s at 720p, this 0.03 s (measured)
+    small = dask.delayed(_small_svd, pure=True)(stats.to_delayed().ravel()[0], k)
     u = da.from_delayed(
-        dask.delayed(_lift, pure=True)(q, u_small.to_delayed().ravel()[0], k),
+        dask.delayed(_lift, pure=True)(q, small),
         shape=(n_pixels, k), dtype=np.float32, meta=np.empty((0, 0), np.float32),
     )  # fmt: skip
-    u, vt = svd_flip(u, v_small.T[:k, :])
-    return Decomposition(u, s[:k], vt)
+    s = da.from_delayed(
+        dask.delayed(_singular_values, pure=True)(small),
+        shape=(k,), dtype=np.float32, meta=np.empty((0,), np.float32),
+    )  # fmt: skip
+    vt = da.concatenate(
+        [
+            da.from_delayed(
+                dask.delayed(_right_vectors, pure=True)(part, small),
+                shape=(k, sum(frames.chunks[0][i] for i in group)),
+                dtype=np.float32, meta=np.empty((0, 0), np.float32),
+            )
+            for part, group in zip(projected, groups, strict=True)
+        ],
+        axis=1,
+    )  # fmt: skip
+    return Decomposition(u, s, vt)
 
 
-def _lift(basis: npt.NDArray[np.float32], w_t: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
-    """Q (P, l) times the first k columns of W, given W^T (l, l): (P, k) float32."""
-    lifted: npt.NDArray[np.float32] = np.matmul(basis, np.ascontiguousarray(w_t[:k].T, dtype=np.float32))
+def _projection_stats(projected: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """(l + 1, l) float64 of a block of B^T (n, l): its Gram matrix, then its column sums."""
+    as_float64 = projected.astype(np.float64)
+    stats = np.empty((projected.shape[1] + 1, projected.shape[1]), dtype=np.float64)
+    np.matmul(as_float64.T, as_float64, out=stats[:-1])
+    stats[-1] = as_float64.sum(axis=0)
+    return stats
+
+
+def _small_svd(stats: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:
+    """The SVD of B^T from its Gram matrix G = B B^T and column sums: (l + 1, k) float64.
+
+    G = W diag(s^2) W^T (eigh, largest first), so B^T = V diag(s) W^T with
+    V = B^T W diag(1/s).  Rows 0..l-1 hold W[:, :k] and row l holds s[:k].  Signs as
+    :func:`dask.array.utils.svd_flip` chooses them from V: each column of V is flipped
+    so that its sum, ``(column sums of B^T) W diag(1/s)``, is not negative.  Directions
+    with s^2 below ``_DROP_RATIO`` of the largest (a black video, fewer independent
+    frames than k) get s = 0 and a zero column of V and U instead of a division by 0.
+    """
+    gram, sums = stats[:-1], stats[-1]
+    lam, vectors = np.linalg.eigh(gram)
+    order = np.argsort(lam)[::-1][:k]
+    lam, vectors = lam[order], vectors[:, order]
+    keep = lam > _DROP_RATIO * max(float(lam.max(initial=0.0)), 0.0)
+    singular = np.where(keep, np.sqrt(np.where(keep, lam, 1.0)), 0.0)
+    signs = np.where(sums @ vectors >= 0, 1.0, -1.0)  # the sign of V's column sums (s > 0)
+    small = np.empty((gram.shape[0] + 1, k), dtype=np.float64)
+    small[:-1] = vectors * np.where(keep, signs, 0.0)
+    small[-1] = singular
+    return small
+
+
+def _singular_values(small: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """s[:k] of :func:`_small_svd`'s result, (k,) float32."""
+    singular: npt.NDArray[np.float32] = small[-1].astype(np.float32)
+    return singular
+
+
+def _right_vectors(
+    projected: npt.NDArray[np.float32], small: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
+    """Vt's columns for a block of B^T (n, l): (W diag(1/s))^T B_block, (k, n) float32."""
+    singular = small[-1]
+    scale = np.divide(1.0, singular, out=np.zeros_like(singular), where=singular > 0)
+    right = (small[:-1] * scale).astype(np.float32)
+    return np.ascontiguousarray((projected @ right).T)
+
+
+def _lift(basis: npt.NDArray[np.float32], small: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """U = Q W[:, :k]: Q (P, l) times the signed eigenvectors of :func:`_small_svd`, (P, k) float32."""
+    lifted: npt.NDArray[np.float32] = np.matmul(basis, small[:-1].astype(np.float32))
     return lifted
 
 

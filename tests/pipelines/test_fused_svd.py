@@ -126,6 +126,24 @@ def test_a_black_video_gives_zeros_not_nan() -> None:
     np.testing.assert_array_equal(s, 0)
 
 
+def test_signs_follow_svd_flip_and_missing_directions_are_zeros_not_nan() -> None:
+    """Three independent frames asked for rank 5: two zero singular values, finite factors."""
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (3, 12, 16), dtype=np.uint8)
+    video = images[rng.integers(0, 3, 90)]
+    matrix = video.reshape(90, -1).T.astype(np.float64)
+    lazy = da.from_array(video, chunks=(25, 12, 16))
+    u, s, vt = dask.compute(*fused_randomized_svd(lazy, SvdParameters(rank=5, iteration="fused")))
+    assert np.all(np.isfinite(u)) and np.all(np.isfinite(vt))
+    np.testing.assert_allclose(s[:3], np.linalg.svd(matrix, compute_uv=False)[:3], rtol=1e-5)
+    assert s[3] == s[4] == 0
+    np.testing.assert_array_equal(vt[3:], 0)
+    np.testing.assert_array_equal(u[:, 3:], 0)
+    np.testing.assert_allclose((u[:, :3] * s[:3]) @ vt[:3], matrix, atol=0.05)
+    # dask's svd_flip convention: every row of Vt sums to 0 or more
+    assert np.all(vt[:3].sum(axis=1) >= 0)
+
+
 def test_svqb_drops_directions_that_are_not_there() -> None:
     rng = np.random.default_rng(0)
     y = rng.standard_normal((500, 6))
