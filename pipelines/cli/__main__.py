@@ -1,5 +1,5 @@
 """``python -m pipelines.cli``: the ``vidsvd`` command."""
 
-from pipelines.cli import main
+from pipelines.cli import console_main
 
-raise SystemExit(main())
+console_main()

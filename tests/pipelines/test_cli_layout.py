@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import pipelines.cli
 from cluster.batch_options import SYSTEMS
 from cluster.errors import BatchSubmitError, InvalidClusterOptionError, SchedulerUnreachableError
-from pipelines.cli import build_parser
+from pipelines.cli import build_parser, console_main
 from pipelines.cli.cluster_flags import BATCH_SYSTEMS
 from pipelines.cli.evaluate import BASELINE_FRAMES as HELP_BASELINE_FRAMES
 from pipelines.cli.exit_status import environment_fault, exit_status
@@ -127,6 +129,30 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run_cli(capsys, "--version")
     assert status == 0
     assert out.startswith("vidsvd ")
+
+
+def test_the_executable_exits_with_the_commands_status_and_skips_the_last_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipelines.cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            console_main()
+        assert exited.value.code == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_the_installed_command_is_the_executable_entry() -> None:
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert 'vidsvd = "pipelines.cli:console_main"' in pyproject
+    run = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "decompose", "--store", str(REPO / "no-such-store"), "--rank", "1"],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert_one_line_error(run.stderr, "no-such-store")
 
 
 def test_every_option_of_every_command_has_a_help_text() -> None:
