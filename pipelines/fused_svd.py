@@ -164,7 +164,9 @@ def fused_randomized_svd(
         shape=(width + 1, width), dtype=np.float64, in_place=True,
     )  # fmt: skip
     k = params.rank
-    small = dask.delayed(_small_svd, pure=True)(stats.to_delayed().ravel()[0], k)
+    # unoptimised: optimising the sum's graph alone would fuse each projection into its
+    # Gram task under a new key, and Vt's blocks would compute the projections again
+    small = dask.delayed(_small_svd, pure=True)(stats.to_delayed(optimize_graph=False).ravel()[0], k)
     u = da.from_delayed(
         dask.delayed(_lift, pure=True)(q, small),
         shape=(n_pixels, k), dtype=np.float32, meta=np.empty((0, 0), np.float32),

@@ -6,6 +6,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from dask.callbacks import Callback
 
 from pipelines.decompose import SvdParameters, randomized_svd
 from pipelines.fused_svd import fused_randomized_svd, svqb_transform
@@ -124,6 +125,17 @@ def test_a_black_video_gives_zeros_not_nan() -> None:
     u, s, vt = dask.compute(*fused_randomized_svd(lazy, SvdParameters(rank=2, iteration="fused")))
     assert np.all(np.isfinite(u)) and np.all(np.isfinite(vt))
     np.testing.assert_array_equal(s, 0)
+
+
+def test_the_last_pass_projects_each_group_once(frames: np.ndarray) -> None:
+    """U, s and Vt share one projection task per group of chunks, persisted together."""
+    lazy = da.from_array(frames, chunks=(20, H, W))  # 12 chunks, 6 groups of 2
+    factors = fused_randomized_svd(lazy, SvdParameters(rank=RANK, iteration="fused"), frames_per_task=40)
+    ran: list[str] = []
+    with Callback(pretask=lambda key, *_: ran.append(str(key))):
+        dask.compute(*factors, scheduler="sync")
+    projections = [key for key in ran if "project_group" in key]
+    assert len(projections) == 6
 
 
 def test_signs_follow_svd_flip_and_missing_directions_are_zeros_not_nan() -> None:
