@@ -138,6 +138,23 @@ def test_the_last_pass_projects_each_group_once(frames: np.ndarray) -> None:
     assert len(projections) == 6
 
 
+@pytest.mark.parametrize("chunk", [40, 300])
+def test_a_bright_still_scene_keeps_both_bases_orthonormal(chunk: int) -> None:
+    """s_1 / s_4 near 500 (a bright still background, faint changes): U and Vt stay orthonormal."""
+    rng = np.random.default_rng(0)
+    n_frames, height, width = 300, 60, 80
+    changes = rng.standard_normal((3, n_frames)).T * [3.0, 1.5, 0.7] @ rng.uniform(-1, 1, (3, height * width))
+    noisy = 200 + changes + rng.normal(0, 0.3, changes.shape)
+    video = np.clip(np.rint(noisy), 0, 255).astype(np.uint8).reshape(n_frames, height, width)
+    s_ref = np.linalg.svd(video.reshape(n_frames, -1).T.astype(np.float64), compute_uv=False)
+    assert s_ref[0] / s_ref[3] > 400
+    lazy = da.from_array(video, chunks=(chunk, height, width))
+    u, s, vt = dask.compute(*fused_randomized_svd(lazy, SvdParameters(rank=4, iteration="fused")))
+    np.testing.assert_allclose(s, s_ref[:4], rtol=1e-3)
+    np.testing.assert_allclose(u.T @ u, np.eye(4), atol=1e-6)
+    np.testing.assert_allclose(vt @ vt.T, np.eye(4), atol=1e-6)
+
+
 def test_signs_follow_svd_flip_and_missing_directions_are_zeros_not_nan() -> None:
     """Three independent frames asked for rank 5: two zero singular values, finite factors."""
     rng = np.random.default_rng(2)
