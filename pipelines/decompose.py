@@ -230,8 +230,9 @@ def auto_iteration(*, params: SvdParameters) -> Iteration:
 
     Both iterations do the same products; they differ in reads of the video (``qr``
     2q + 2, ``fused`` q + 2) and in how Q (P x l) is orthonormalised after each
-    product (``qr``: dask's TSQR, 2q + 1 times; ``fused``: SVQB, q + 1 times, four
-    (P x l) x (l x l) products).  Out of core the reads decide.  With M held in
+    product (``qr``: dask's TSQR, 2q + 1 times; ``fused``: SVQB, q + 1 times, two
+    (P x l) x (l x l) products per step, one step between power iterations and two
+    for the last basis).  Out of core the reads decide.  With M held in
     memory reads are nearly free, and ``qr`` used to win for a small basis; since the
     fused passes multiply chunk by chunk it no longer does (``decompose --rank 10``
     on a running cluster, M in memory, medians of 4 alternating runs): the notebook's

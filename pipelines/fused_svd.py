@@ -13,10 +13,12 @@ algorithm reads the video ``power_iters + 2`` times instead of ``2 power_iters +
 and spans the same subspace ``(M M^T)^q M Omega`` as the QR iterator in exact
 arithmetic.  In floating point the T-side basis is not re-orthonormalised between
 the two products, so directions whose squared singular value ratio to the first falls
-below float32's resolution (``s_i / s_1 < 3e-4``) are lost within a pass; video
-spectra at the ranks used here sit far above that, and the accuracy contract (error
-within 1 % of optimal, singular values within 1e-3) is checked by the tests and the
-bench.
+below float32's resolution are lost within a pass: each pass's basis holds them at
+``(s_i / s_1)^4`` of the first, and below about ``s_i / s_1 = 5e-4`` they come back
+as zero columns with s_i = 0 (the decompose step warns, naming the exact method,
+which resolves them).  Video spectra at the ranks used here usually sit far above
+that; a bright, nearly still scene may not.  The accuracy contract (error within 1 %
+of optimal, singular values within 1e-3) is checked by the tests and the bench.
 
 The kernels read uint8 frames and convert them to float32 a tile of pixels at a time
 (a tile of ``n x tile`` values, a few MB), so no float32 copy of a chunk is ever
@@ -140,14 +142,20 @@ def fused_randomized_svd(
         [([blocks[i] for i in group], [omegas[i] for i in group]) for group in groups],
         per_chain=groups_per_chain,
     )
-    basis = _orthonormal(sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32, in_place=True))
-    for _ in range(params.power_iters):
+    basis = _orthonormal(
+        sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32, in_place=True),
+        steps=1 if params.power_iters else 2,
+    )
+    for iteration in range(params.power_iters):
         blocks = list(read(after=basis).to_delayed().ravel())
         q = basis.to_delayed().ravel()[0]
         powered = chain_groups(
             _power_group, [([blocks[i] for i in group], q) for group in groups], per_chain=groups_per_chain
         )
-        basis = _orthonormal(sum_partials(powered, shape=(n_pixels, width), dtype=np.float32, in_place=True))
+        basis = _orthonormal(
+            sum_partials(powered, shape=(n_pixels, width), dtype=np.float32, in_place=True),
+            steps=2 if iteration == params.power_iters - 1 else 1,
+        )
     # B^T = M^T Q, (T, l), a task per group of chunks: a GEMM of a group's frames ran at
     # 50-53 GFLOP/s per thread at 720p against 35-38 chunk by chunk (measured).  Not a
     # blockwise contraction over (y, x): that concatenates its single blocks into fresh
@@ -247,24 +255,28 @@ def _lift(basis: npt.NDArray[np.float32], small: npt.NDArray[np.float64]) -> npt
     return lifted
 
 
-def _orthonormal(y: da.Array) -> da.Array:
+def _orthonormal(y: da.Array, *, steps: int) -> da.Array:
     """An orthonormal basis of the columns of y (P, l), float32, one chunk; lazy.
 
-    SVQB twice (Stathopoulos and Wu 2002): G = Y^T Y in float64, G = V diag(lam) V^T,
-    Y <- Y V diag(lam)^-1/2.  One task, its :data:`_BANDS` bands of rows in threads
-    (the cluster has nothing else to do meanwhile): G in float64 a tile of rows at a
-    time (no float64 copy of Y), Y times the (l, l) transform in float32, as Y is
-    stored; four (P, l) x (l, l) products, where Householder QR of the same tall
-    matrix runs at a small fraction of the GEMM rate.  Applying the transform in
-    float64 took twice as long for the same float32 basis.  This task is the step
-    between passes that nothing overlaps (0.9 s of the 7.6 s decompose of 341 frames
-    of 720p, three times, on one thread; 0.3-0.4 s in bands on two).  The first step
-    leaves an orthogonality error of about cond(Y)^2 * 1e-16 plus float32 rounding,
-    the second removes it down to float32 rounding (6e-8 at 921,600 x 50); directions
-    with lam below ``_DROP_RATIO * max(lam)`` (noise, or a video with fewer than l
-    independent frames) become zero columns instead of being amplified.
+    ``steps`` SVQB steps (Stathopoulos and Wu 2002): G = Y^T Y in float64,
+    G = V diag(lam) V^T, Y <- Y V diag(lam)^-1/2.  One task, its :data:`_BANDS` bands
+    of rows in threads (the cluster has nothing else to do meanwhile): G in float64 a
+    tile of rows at a time (no float64 copy of Y), Y times the (l, l) transform in
+    float32, as Y is stored; two (P, l) x (l, l) products per step, where Householder
+    QR of the same tall matrix runs at a small fraction of the GEMM rate.  Applying the
+    transform in float64 took twice as long for the same float32 basis.  This task is
+    the step between passes that nothing overlaps.  One step leaves an orthogonality
+    error of about cond(Y)^2 * 1e-16 plus float32 rounding times cond(Y); a second
+    removes it down to float32 rounding (6e-8 at 921,600 x 50).  Only the basis the
+    last pass projects on must be orthonormal to that level (U = Q W): a basis the
+    next power iteration multiplies needs only to keep its directions apart, and one
+    step does that, so :func:`fused_randomized_svd` takes two steps for the last basis
+    and one for the others (the same errors and singular values to the digits of
+    :mod:`pipelines.decompose`'s table on Video_003 and pets-campus, seeds 0-4).
+    Directions with lam below ``_DROP_RATIO * max(lam)`` (noise, or a video with fewer
+    than l independent frames) become zero columns instead of being amplified.
     """
-    return y.map_blocks(_svqb_twice, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    return y.map_blocks(_svqb, steps=steps, dtype=np.float32, meta=np.empty((0, 0), np.float32))
 
 
 _DROP_RATIO: Final = 1e-13
@@ -278,8 +290,8 @@ _BANDS: Final = 4
 matrix is summed in the same order on every machine (results do not depend on cores)."""
 
 
-def _svqb_twice(y: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Y orthonormalised by two SVQB steps, in place.
+def _svqb(y: npt.NDArray[np.float32], *, steps: int) -> npt.NDArray[np.float32]:
+    """Y orthonormalised by ``steps`` SVQB steps, in place.
 
     Y is the sum of the pass's partials, which this task alone consumes; it is copied
     first only when it arrived read-only or is not float32 C-contiguous.
@@ -290,7 +302,7 @@ def _svqb_twice(y: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     # the whole cluster waits for this task between passes: its row bands run on the
     # cores, numpy releasing the GIL; the bands, hence the sums, do not depend on them
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in range(2):
+        for _ in range(steps):
             _svqb_step(q, bands=bands, pool=pool)
     return q
 
