@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,10 +166,34 @@ def decompose(
         }
         write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)
         singular_values = [float(v) for v in s.compute()]
+        if parameters.method == "randomized":
+            _warn_of_zero_components(singular_values)
     return DecomposeSummary(
         name=factors_name,
         reused=False,
         rank=parameters.rank,
         wall_time_s=time.perf_counter() - started,
         singular_values=singular_values,
+    )
+
+
+def _warn_of_zero_components(singular_values: list[float]) -> None:
+    """Warn when components after a non-zero first one came back as exact zeros.
+
+    The randomized SVD returns zeros for directions it cannot tell from float32
+    rounding: none are left (fewer independent frames than the rank), or they are
+    weaker than about 5e-4 of the first after the power iterations (a bright, nearly
+    still scene: each pass's basis holds them at (s_i / s_1)^4 of the first).  The
+    exact method resolves the second kind.  The factors are written either way; the
+    report measures their true error.
+    """
+    zeros = [index for index, value in enumerate(singular_values) if value == 0.0]
+    if not zeros or singular_values[0] <= 0.0:
+        return
+    warnings.warn(
+        f"components {zeros[0] + 1}-{len(singular_values)} of {len(singular_values)} came back as zeros: "
+        "the video has no more independent directions, or they are below about 5e-4 of the first, "
+        "which the randomized method cannot resolve in float32; use --method exact or a lower --rank",
+        RuntimeWarning,
+        stacklevel=2,
     )

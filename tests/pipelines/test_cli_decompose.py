@@ -329,3 +329,33 @@ def test_name_problems_are_refused_before_computing(
     assert code != 0
     # without --quiet, a refusal before any work is the error line alone
     assert_one_line_error(stderr, "--name" if extra[0] == "--name" else "already exist")
+
+
+def bright_still_frames() -> np.ndarray:
+    """A bright, nearly still scene: faint changes at 1e-3 to 2e-4 of the first component."""
+    rng = np.random.default_rng(0)
+    changes = (
+        rng.standard_normal((N_FRAMES, 3)) * [0.5, 0.25, 0.125] @ rng.uniform(-1, 1, (3, HEIGHT * WIDTH))
+    )
+    return np.clip(np.rint(250 + changes), 0, 255).astype(np.uint8).reshape(N_FRAMES, HEIGHT, WIDTH)
+
+
+def test_components_the_randomized_method_cannot_resolve_are_zeros_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = bright_still_frames()
+    store = _make_store(tmp_path, "bright", frames)
+    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "4", "--quiet", *CLUSTER)
+    assert status == 0
+    warning = [line for line in stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "came back as zeros" in warning[0] and "--method exact" in warning[0]
+    s = open_factors(store, "randomized-k4").s[:].compute()
+    assert s[0] > 0 and s[-1] == 0
+    # the exact method resolves them, and says nothing
+    status, stderr = _run(
+        capsys, "decompose", "--store", str(store), "--rank", "4", "--method", "exact", "--quiet", *CLUSTER
+    )
+    assert status == 0 and "warning" not in stderr
+    exact = open_factors(store, "exact-k4").s[:].compute()
+    reference = np.linalg.svd(frames.reshape(N_FRAMES, -1).T.astype(np.float64), compute_uv=False)[:4]
+    np.testing.assert_allclose(exact, reference, rtol=1e-3)
