@@ -165,8 +165,8 @@ def fused_randomized_svd(
     blocks = list(read(after=basis).to_delayed().ravel())
     projected = [dask.delayed(_project_group, pure=True)([blocks[i] for i in group], q) for group in groups]
     # the SVD of B^T from its (l, l) Gram matrix: four levels of tasks from the last
-    # pass to the factors, where dask's TSQR and svd_flip took about fifteen of tiny
-    # tasks, each waiting on the scheduler (0.15 s of a 2 s decompose, measured)
+    # pass to the factors, where dask's TSQR and svd_flip took about fifteen levels of
+    # tiny tasks, each waiting on the scheduler (figures in the README)
     stats = sum_partials(
         [dask.delayed(_projection_stats, pure=True)(part) for part in projected],
         shape=(width + 1, width), dtype=np.float64, in_place=True,
