@@ -109,8 +109,8 @@ def fused_randomized_svd(
     Notes
     -----
     ``power_iters + 2`` reads of the video.  Per pass: ``4 P T l`` flops (2 for the
-    sketch and the last pass) and the orthonormalisation of Y (``8 P l^2`` flops in
-    one task).  After the last pass, the SVD of B^T (T, l) from its float64 Gram
+    sketch and the last pass) and the orthonormalisation of Y in one task (``4 P l^2``
+    flops per SVQB step: one step between power iterations, two for the last basis).  After the last pass, the SVD of B^T (T, l) from its float64 Gram
     matrix (``2 T l^2`` flops, an (l + 1, l) partial per group).  Memory per task:
     the group's uint8 chunks (converted a tile at a time), one (P, l) float32 partial
     and Q;
