@@ -110,11 +110,11 @@ def fused_randomized_svd(
     -----
     ``power_iters + 2`` reads of the video.  Per pass: ``4 P T l`` flops (2 for the
     sketch and the last pass) and the orthonormalisation of Y in one task (``4 P l^2``
-    flops per SVQB step: one step between power iterations, two for the last basis).  After the last pass, the SVD of B^T (T, l) from its float64 Gram
-    matrix (``2 T l^2`` flops, an (l + 1, l) partial per group).  Memory per task:
-    the group's uint8 chunks (converted a tile at a time), one (P, l) float32 partial
-    and Q;
-    :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
+    flops per SVQB step: one step between power iterations, two for the last basis).
+    After the last pass, the SVD of B^T (T, l) from its float64 Gram matrix
+    (``2 T l^2`` flops, an (l + 1, l) partial per group).  Memory per task: the
+    group's uint8 chunks (converted a tile at a time), one (P, l) float32 partial and
+    Q; :data:`pipelines.chunk_groups.SPLIT_EVERY` partials per summing task.
     """
     if frames.dtype not in (np.uint8, np.float32) or not (frames.ndim == 3 or frames.shape[-1:] == (3,)):
         raise InvalidParameterError(
