@@ -61,6 +61,9 @@ __all__ = [
 THRESHOLD_SAMPLE_FRAMES = 24
 """Frames whose foreground decides the ``auto`` threshold."""
 
+SAMPLE_FRAMES_PER_TASK = 6
+"""Sampled frames per task of the threshold's sample: four tasks for the 24 frames."""
+
 CLEANUP = "median 3x3, holes filled"
 """The mask clean-up :func:`pipelines.separate.masks` applies, as recorded in the store."""
 
@@ -173,8 +176,13 @@ def separate(
             picked = sample_frames(video.n_frames, THRESHOLD_SAMPLE_FRAMES)
             # the sample's frames first, then their background: a read of the picked
             # frames, not the foreground of every chunk that holds one
-            sample_background = background_frames(u, s, vt[:, picked], rank=k, height=height, width=width)
-            sample = foreground_frames(frames[picked], sample_background)
+            # a few frames per task, so that their backgrounds and differences (fresh
+            # float32 arrays of 88 MB for 24 frames of 720p) are made on every thread
+            picked_frames = frames[picked].rechunk({0: SAMPLE_FRAMES_PER_TASK})
+            sample_background = background_frames(
+                u, s, vt[:, picked], rank=k, height=height, width=width, frame_chunks=picked_frames.chunks[0]
+            )
+            sample = foreground_frames(picked_frames, sample_background)
             firsts = noise_pair_frames(video.n_frames)
             # one graph: a chunk that holds sampled frames and noise pairs is read once
             wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]
