@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from pipelines.matrix import video_matrix
 from storage.errors import InvalidParameterError
 from storage.video_array import open_video
 
-__all__ = ["Contender", "Floors", "compare_decompositions", "format_comparison"]
+__all__ = ["Contender", "Floors", "compare_decompositions", "format_comparison", "startup_note"]
 
 _FACTORS = "bench-side-by-side"
 """Name of the factors vidsvd writes here (kept apart from the store's own)."""
@@ -161,6 +161,24 @@ def _gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
         a @ a
         best = min(best, time.perf_counter() - started)
     return 2.0 * size**3 / best / 1e9
+
+
+def startup_note(*, installed: Callable[[str], bool] | None = None) -> str | None:
+    """A line on what this installation adds to vidsvd's start, or None.
+
+    ``dask.array`` imports xarray (and with it pandas) at its own import whenever
+    xarray is installed, which the quick start's plain install does not do: vidsvd's
+    time is its whole command, imports included, while the other contenders are timed
+    after theirs.  ``installed`` answers whether a module can be imported (default:
+    :func:`importlib.util.find_spec`).
+    """
+    found = installed or (lambda module: importlib.util.find_spec(module) is not None)
+    if not found("xarray"):
+        return None
+    return (
+        "note: xarray is installed here, so dask.array imports it and pandas at its own import,"
+        " a part of every vidsvd command (pip install -e . alone does not install them)"
+    )
 
 
 def format_comparison(contenders: Sequence[Contender], floors: Floors) -> str:

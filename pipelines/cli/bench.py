@@ -135,6 +135,9 @@ def _side_by_side(args: argparse.Namespace) -> int:
     open_video(args.store)  # a missing or damaged store is refused before any run
     contenders, floors = side_by_side.compare_decompositions(Path(args.store), rounds=args.rounds)
     print(side_by_side.format_comparison(contenders, floors))
+    note = side_by_side.startup_note()
+    if note is not None:
+        print(note)
     return 0
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-from pipelines.bench.side_by_side import Contender, Floors, format_comparison
+from pipelines.bench.side_by_side import Contender, Floors, format_comparison, startup_note
 from tests.helpers import assert_one_line_error, run_cli
 
 
@@ -58,6 +59,7 @@ def test_the_benchmark_runs_all_three_on_one_store(
     for name in ("dask", "sklearn"):  # the same top 10 singular values as vidsvd's factors
         assert float(rows[name][-1]) < 1e-2
     assert "floors: one threaded read of M" in out
+    assert ("note: xarray is installed here" in out) == (importlib.util.find_spec("xarray") is not None)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +77,9 @@ def test_bad_input_is_one_line(
     assert code == status
     assert out == ""
     assert_one_line_error(err, *fragments)
+
+
+def test_the_table_says_when_dask_imports_xarray_with_itself() -> None:
+    note = startup_note(installed=lambda module: module == "xarray")
+    assert note is not None and "xarray" in note and "pandas" in note and "pip install -e ." in note
+    assert startup_note(installed=lambda module: False) is None
