@@ -217,10 +217,8 @@ def _small_svd(stats: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64
     frames than k) get s = 0 and a zero column of V and U instead of a division by 0.
     """
     gram, sums = stats[:-1], stats[-1]
-    lam, vectors = np.linalg.eigh(gram)
-    order = np.argsort(lam)[::-1][:k]
-    lam, vectors = lam[order], vectors[:, order]
-    keep = lam > _DROP_RATIO * max(float(lam.max(initial=0.0)), 0.0)
+    lam, vectors, keep = _eigen_descending(gram)
+    lam, vectors, keep = lam[:k], vectors[:, :k], keep[:k]
     singular = np.where(keep, np.sqrt(np.where(keep, lam, 1.0)), 0.0)
     signs = np.where(sums @ vectors >= 0, 1.0, -1.0)  # the sign of V's column sums (s > 0)
     small = np.empty((gram.shape[0] + 1, k), dtype=np.float64)
@@ -367,13 +365,23 @@ def svqb_transform(gram: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     Columns for directions with lam below ``_DROP_RATIO * max(lam)`` are zero;
     columns are ordered by decreasing lam.
     """
-    lam, vectors = np.linalg.eigh(gram)
-    keep = lam > _DROP_RATIO * max(float(lam.max()), 0.0)
+    lam, vectors, keep = _eigen_descending(gram)  # largest first, as QR orders a well-conditioned sketch
     scale = np.zeros_like(lam)
     scale[keep] = 1.0 / np.sqrt(lam[keep])
-    # largest first, as QR would order a well-conditioned sketch
+    return np.asarray(vectors * scale)
+
+
+def _eigen_descending(
+    gram: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Eigenvalues and eigenvectors (columns) of a Gram matrix, largest first, and which to keep.
+
+    Kept: eigenvalues above ``_DROP_RATIO`` of the largest.
+    """
+    lam, vectors = np.linalg.eigh(gram)
     order = np.argsort(lam)[::-1]
-    return np.asarray((vectors * scale)[:, order])
+    lam, vectors = lam[order], vectors[:, order]
+    return lam, vectors, lam > _DROP_RATIO * max(float(lam[0]), 0.0)
 
 
 def _tile_pixels(n_frames: int) -> int:
