@@ -45,6 +45,14 @@ def _listening(process: psutil.Process) -> list[str]:
     return [c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN]
 
 
+def _command_line(process: psutil.Process) -> str:
+    """The process's command line; empty for one that ended (a zombie another test left)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
+
+
 def _assert_gone(pids: list[int], within_s: float = 15.0) -> None:
     deadline = time.monotonic() + within_s
     alive = pids
@@ -123,7 +131,7 @@ def test_the_default_cluster_runs_its_worker_in_this_process_with_one_blas_threa
         assert all(address.startswith("tcp://127.0.0.1:") for address in workers)
         assert set(_listening(psutil.Process())) == {"127.0.0.1"}
         assert ": 1 worker in this process, 2 threads," in describe(client)
-        assert not [p for p in psutil.Process().children(recursive=True) if "spawn" in " ".join(p.cmdline())]
+        assert not [p for p in psutil.Process().children(recursive=True) if "spawn" in _command_line(p)]
     assert client.status == "closed"
     assert cluster.status == distributed.core.Status.closed
     assert _blas_threads() == blas_before
