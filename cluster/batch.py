@@ -26,13 +26,10 @@ Needs the ``hpc`` extra (``pip install 'vidsvd[hpc]'``, i.e. dask-jobqueue).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
-import signal
-import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from typing import Any, Final
 
 from cluster.batch_options import (
     DASHBOARD_PORT,
@@ -43,10 +40,14 @@ from cluster.batch_options import (
     config_value,
     interface_address,
 )
+from cluster.ctrl_c import CtrlCAtBoundaries
 from cluster.errors import BatchSubmitError, InvalidClusterOptionError, NoWorkersError
 from cluster.jobqueue import import_jobqueue
 
 __all__ = ["job_script", "start_batch_cluster", "wait_for_first_worker"]
+
+WAIT_SLICE_S: Final = 0.5
+"""Seconds of one wait for the first worker; a Ctrl-C is acted on within one."""
 
 
 def job_script(options: BatchOptions, *, scheduler: str = PLACEHOLDER_SCHEDULER) -> str:
@@ -117,8 +118,7 @@ def start_batch_cluster(options: BatchOptions, *, dashboard: bool = True) -> Any
             " give a folder you can write to"
         ) from None
     try:
-        with _sigint_deferred():
-            cluster.sync(_submit, cluster, plan.jobs)
+        cluster.sync(_submit, cluster, plan.jobs)
     except (RuntimeError, ValueError) as exc:  # the command failed, or printed no job id
         cluster.close()
         raise BatchSubmitError(
@@ -131,45 +131,39 @@ def start_batch_cluster(options: BatchOptions, *, dashboard: bool = True) -> Any
     return cluster
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back until the block ends (the main thread only).
-
-    A KeyboardInterrupt in the middle of the submissions leaves jobs that dask-jobqueue
-    has not finished registering, which closing the cluster cannot cancel; held back,
-    it is raised once every job is submitted, and closing the cluster cancels them all.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def wait_for_first_worker(client: Any, options: BatchOptions) -> None:
+def wait_for_first_worker(client: Any, options: BatchOptions, *, ctrl_c: CtrlCAtBoundaries) -> None:
     """Wait until a worker of the jobs joined the scheduler, at most the start timeout.
+
+    The wait asks the scheduler in slices of :data:`WAIT_SLICE_S` seconds, and a
+    Ctrl-C noted by ``ctrl_c`` is raised between two slices (see
+    :mod:`cluster.ctrl_c`): never inside dask's waiting code.
 
     Raises
     ------
     NoWorkersError
         No worker joined in time (the caller then closes the cluster, which cancels
         the jobs).
+    KeyboardInterrupt
+        Ctrl-C was pressed.
     """
     plan = options.plan()
-    try:
-        client.wait_for_workers(1, timeout=plan.start_timeout_s)
-    except TimeoutError:
-        system = plan.system
-        logs = f" in {plan.job_directory}" if plan.job_directory else ""
-        jobs = f"{plan.jobs} {system.title} job{'s' if plan.jobs != 1 else ''}"
-        raise NoWorkersError(
-            f"no dask worker of the {jobs} joined within {plan.start_timeout_s:g} s, so they were"
-            f" cancelled; they may have waited in the queue (`{system.status}`) or failed (see their"
-            f" logs{logs}); raise --job-start-timeout or fix the job"
-        ) from None
+    deadline = time.monotonic() + plan.start_timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        ctrl_c.raise_if_pressed()
+        try:
+            client.wait_for_workers(1, timeout=min(WAIT_SLICE_S, remaining))
+        except TimeoutError:
+            continue
+        return
+    ctrl_c.raise_if_pressed()
+    system = plan.system
+    logs = f" in {plan.job_directory}" if plan.job_directory else ""
+    jobs = f"{plan.jobs} {system.title} job{'s' if plan.jobs != 1 else ''}"
+    raise NoWorkersError(
+        f"no dask worker of the {jobs} joined within {plan.start_timeout_s:g} s, so they were"
+        f" cancelled; they may have waited in the queue (`{system.status}`) or failed (see their"
+        f" logs{logs}); raise --job-start-timeout or fix the job"
+    )
 
 
 async def _submit(cluster: Any, jobs: int) -> None:

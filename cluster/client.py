@@ -27,6 +27,7 @@ import distributed
 import distributed.system
 
 from cluster.batch import start_batch_cluster, wait_for_first_worker
+from cluster.ctrl_c import CtrlCAtBoundaries
 from cluster.embedded import plan_embedded, sigint_blocked, single_threaded_blas, start_embedded
 from cluster.errors import (
     NoWorkersError,
@@ -106,26 +107,35 @@ def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> 
         if options.scheduler is not None:
             client = connect_existing(options)
             opened.callback(client.close)
-        else:
-            if options.batch is not None:
+        elif options.batch is not None:
+            # Ctrl-C while the jobs are submitted and awaited is raised between dask's
+            # calls, once what was started is registered for closing (cluster.ctrl_c)
+            with CtrlCAtBoundaries() as ctrl_c:
                 cluster = start_batch_cluster(options.batch, dashboard=options.dashboard)
                 opened.callback(cluster.close)
-            else:
-                plan = plan_embedded(options)
-                if plan.in_process:
-                    opened.enter_context(single_threaded_blas())
-                with sigint_blocked():
-                    cluster = start_embedded(plan, options, import_on_start=import_on_start)
-                    opened.callback(cluster.close)
-                # a Ctrl-C pressed while the cluster started is raised on leaving the
-                # block above, once the cluster is registered for closing
-            client = distributed.Client(cluster)
-            opened.callback(client.close)
-            if not options.dashboard:
-                _WITHOUT_DASHBOARD.add(client)
-            if options.batch is not None:
-                wait_for_first_worker(client, options.batch)
+                ctrl_c.raise_if_pressed()
+                client = _client_of(cluster, opened, dashboard=options.dashboard)
+                wait_for_first_worker(client, options.batch, ctrl_c=ctrl_c)
+        else:
+            plan = plan_embedded(options)
+            if plan.in_process:
+                opened.enter_context(single_threaded_blas())
+            with sigint_blocked():
+                cluster = start_embedded(plan, options, import_on_start=import_on_start)
+                opened.callback(cluster.close)
+            # a Ctrl-C pressed while the cluster started is raised on leaving the
+            # block above, once the cluster is registered for closing
+            client = _client_of(cluster, opened, dashboard=options.dashboard)
         yield client
+
+
+def _client_of(cluster: Any, opened: ExitStack, *, dashboard: bool) -> distributed.Client:
+    """A Client of ``cluster``, registered in ``opened`` for closing."""
+    client = distributed.Client(cluster)
+    opened.callback(client.close)
+    if not dashboard:
+        _WITHOUT_DASHBOARD.add(client)
+    return client
 
 
 def _scheduler_info(client: distributed.Client) -> dict[str, Any]:

@@ -10,11 +10,10 @@ written as PNG on the way.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType, TracebackType
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +25,7 @@ from storage.derived import write_file_atomic
 from storage.output_folder import OutputFolder
 from storage.video_encoder import write_video
 
-__all__ = ["Blocks", "write_videos"]
+__all__ = ["Blocks", "CtrlCPoint", "write_videos"]
 
 Blocks = Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int16], npt.NDArray[np.uint8]]]
 """Chunks of (original uint8, foreground int16, mask uint8), each (frame, y, x)."""
@@ -38,8 +37,21 @@ _QUEUE_BLOCKS = 2
 """Blocks of frames waiting for each side encoder at most."""
 
 
+class CtrlCPoint(Protocol):
+    """Where a noted Ctrl-C is raised (``cluster.ctrl_c.CtrlCAtBoundaries`` in the steps)."""
+
+    def raise_if_pressed(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C was pressed."""
+
+
 def write_videos(
-    blocks: Blocks, folder: OutputFolder, *, n_frames: int, fps: float, masks_video: bool = False
+    blocks: Blocks,
+    folder: OutputFolder,
+    *,
+    n_frames: int,
+    fps: float,
+    ctrl_c: CtrlCPoint,
+    masks_video: bool = False,
 ) -> list[str]:
     """Stream ``foreground.mp4``, ``compare.mp4`` and sample frames (PNG) from ``blocks``.
 
@@ -53,6 +65,11 @@ def write_videos(
         Frames the blocks hold in all (where the sample frames fall).
     fps : float
         Frame rate of the videos.
+    ctrl_c : CtrlCPoint
+        Raises a Ctrl-C noted by the caller.  Run the call where SIGINT only notes
+        the press: raised asynchronously, a KeyboardInterrupt can land inside a
+        queue's lock handling and leave an encoder thread waiting forever.  Here it is
+        raised between blocks, and each encoder is then stopped and joined.
     masks_video : bool
         Also write ``masks.mp4``, the masks as a video (white foreground on black).
 
@@ -91,19 +108,18 @@ def write_videos(
         ctrl_c.raise_if_pressed()  # an encoder or the decoder may have ended on the same Ctrl-C
 
     folder.prepare()
-    with _CtrlCAtBlockBoundaries() as ctrl_c:
+    for encoder in side:
+        encoder.start()
+    try:
+        write_video(folder.foreground_mp4, visible_stream(), fps=fps, odd_size="pad")
+    except BaseException as exc:
         for encoder in side:
-            encoder.start()
-        try:
-            write_video(folder.foreground_mp4, visible_stream(), fps=fps, odd_size="pad")
-        except BaseException as exc:
-            for encoder in side:
-                encoder.hand_over(RuntimeError(f"foreground.mp4 failed: {exc}"), ctrl_c=ctrl_c)
-                encoder.join()
-            raise
-        for encoder in side:
-            encoder.hand_over(None, ctrl_c=ctrl_c)
+            encoder.hand_over(RuntimeError(f"foreground.mp4 failed: {exc}"), ctrl_c=ctrl_c)
             encoder.join()
+        raise
+    for encoder in side:
+        encoder.hand_over(None, ctrl_c=ctrl_c)
+        encoder.join()
     for encoder in side:
         encoder.raise_if_failed()
     return [folder.foreground_mp4.name, *(encoder.path.name for encoder in side), *sorted(sample_files)]
@@ -132,9 +148,7 @@ class _SideEncoder:
         if self._errors:
             raise self._errors[0]
 
-    def hand_over(
-        self, item: npt.NDArray[np.uint8] | BaseException | None, *, ctrl_c: _CtrlCAtBlockBoundaries
-    ) -> None:
+    def hand_over(self, item: npt.NDArray[np.uint8] | BaseException | None, *, ctrl_c: CtrlCPoint) -> None:
         """Queue a block (or an error, or None for the end) while the encoder lives."""
         while self._thread.is_alive():
             if item is not None and not isinstance(item, BaseException):
@@ -156,44 +170,3 @@ class _SideEncoder:
             write_video(self.path, self._frames(), fps=fps, odd_size="pad")
         except BaseException as exc:  # reported by the main thread
             self._errors.append(exc)
-
-
-class _CtrlCAtBlockBoundaries:
-    """Turn Ctrl-C into a KeyboardInterrupt raised between blocks (main thread only).
-
-    Raised asynchronously, a KeyboardInterrupt can land inside the queue's lock
-    handling and leave the encoder thread waiting forever.  Here SIGINT only sets a
-    flag; :meth:`raise_if_pressed` raises at a block boundary, and leaving the block
-    raises it whatever else went wrong (an encoder that ended on the same signal fails
-    with a broken pipe, which is the interrupt, not a fault).  Elsewhere than in the
-    main thread, signals cannot be handled and the block runs as is.
-    """
-
-    def __init__(self) -> None:
-        self.pressed = False
-        self._previous: object = None
-        self._installed = False
-
-    def __enter__(self) -> _CtrlCAtBlockBoundaries:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._note)
-            self._installed = True
-        return self
-
-    def _note(self, signum: int, frame: FrameType | None) -> None:
-        self.pressed = True
-
-    def raise_if_pressed(self) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
-        if self.pressed and not isinstance(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt from None

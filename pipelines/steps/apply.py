@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS
 from pipelines.encode_stream import write_videos
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
@@ -123,7 +124,9 @@ def apply(
             yield frames, storage_foreground_block(foreground), frame_masks
         bar.close()
 
-    outputs = write_videos(blocks(), folder, n_frames=max(total, 1), fps=options.fps or info.fps)
+    with CtrlCAtBoundaries() as ctrl_c:
+        fps = options.fps or info.fps
+        outputs = write_videos(blocks(), folder, n_frames=max(total, 1), fps=fps, ctrl_c=ctrl_c)
     return SeparateSummary(
         factors=chosen.name,
         rank=k,

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
@@ -238,7 +239,10 @@ def separate(
         n_frames, blocks = stored_blocks(video, factors=background_factors, progress=job.progress)
         if not masks_video:
             folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
-        outputs += write_videos(blocks, folder, n_frames=n_frames, fps=video.fps, masks_video=masks_video)
+        with CtrlCAtBoundaries() as ctrl_c:
+            outputs += write_videos(
+                blocks, folder, n_frames=n_frames, fps=video.fps, ctrl_c=ctrl_c, masks_video=masks_video
+            )
     else:
         folder.remove_videos()
     encode_s = time.perf_counter() - started - arrays_s

@@ -14,9 +14,12 @@ that a real queue accepts the directives (see the job-script tests for those).
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,6 +181,32 @@ def test_a_refused_submission_is_one_line_and_leaves_no_job(
     assert fake_slurm.jobs() == []
 
 
+def test_ctrl_c_while_the_jobs_are_awaited_is_raised_between_waits_and_cancels_them(
+    fake_slurm: FakeBatch, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("FAKE_BATCH_HOLD", "1")
+    options = ClusterOptions(batch=_small_jobs("slurm", start_timeout_s=120.0))
+
+    def press_ctrl_c_once_submitted() -> None:
+        deadline = time.monotonic() + 60
+        while len(fake_slurm.jobs()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    presser = threading.Thread(target=press_ctrl_c_once_submitted, daemon=True)
+    started = time.monotonic()
+    presser.start()
+    with caplog.at_level(logging.ERROR), pytest.raises(KeyboardInterrupt), connect(options):
+        pytest.fail("connect must not yield without a worker")
+    presser.join()
+    assert time.monotonic() - started < 60, "the start timeout ran out: Ctrl-C was lost"
+    assert signal.getsignal(signal.SIGINT) is handler_before
+    jobs = fake_slurm.jobs()
+    assert len(jobs) == 2 and all(job.cancelled for job in jobs)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
 def test_jobs_that_never_start_time_out_and_are_cancelled(
     fake_slurm: FakeBatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,17 +239,25 @@ def test_ctrl_c_while_jobs_wait_in_the_queue_cancels_them(
         sys.executable, "-m", "pipelines.cli", "run", str(video), "--out", str(tmp_path / "out"), "--quiet", "--rank", "2",
         "--cluster", "slurm", "--jobs", "2", "--job-cores", "1", "--job-memory", "1GiB", "--interface", "lo",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # with the fault handler on, SIGABRT makes a hung command print every thread's stack
+    environment = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment)
     try:
         deadline = time.monotonic() + 60
         while len(fake_slurm.jobs()) < 2 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
         assert len(fake_slurm.jobs()) == 2, "vidsvd did not submit its jobs"
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=30)
+            pytest.fail(f"vidsvd still ran 60 s after Ctrl-C; its threads then:\n{err[-8000:]}")
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()  # no zombie left for later tests
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "vidsvd: interrupted; complete outputs are intact, rerun to finish"
     assert "Traceback" not in err
