@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 import subprocess
 import sys
@@ -98,3 +99,22 @@ def test_a_handled_interrupt_exits_130_even_after_cpython_saw_it_unhandled(tmp_p
         timeout=60,
     )
     assert done.returncode == 130, done.stderr
+
+
+def test_only_the_leftover_tasks_of_a_stopped_gather_go_unreported(caplog: pytest.LogCaptureFixture) -> None:
+    from distributed.client import AllExit
+
+    asyncio_log = logging.getLogger("asyncio")
+    never_retrieved = "Task exception was never retrieved"
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with interrupts_raised_again():
+            asyncio_log.error(never_retrieved, exc_info=(AllExit, AllExit(), None))
+            asyncio_log.error(never_retrieved, exc_info=(ValueError, ValueError("a real failure"), None))
+            asyncio_log.error("no exception attached")
+        asyncio_log.error(never_retrieved, exc_info=(AllExit, AllExit(), None))  # outside a command's run
+    reported = [(r.getMessage(), r.exc_info[0] if r.exc_info else None) for r in caplog.records]
+    assert reported == [
+        (never_retrieved, ValueError),
+        ("no exception attached", None),
+        (never_retrieved, AllExit),
+    ]
