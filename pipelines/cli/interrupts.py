@@ -100,8 +100,10 @@ class DroppedInterrupts:
 
 @contextmanager
 def interrupts_raised_again() -> Iterator[DroppedInterrupts]:
-    """While the block runs, interrupts dropped in callbacks are raised again, and a stopped
-    gather's leftover tasks are not reported (see the module)."""
+    """Raise again the interrupts dropped in callbacks while the block runs (see the module).
+
+    A stopped gather's leftover tasks are not reported meanwhile.
+    """
     previous = sys.unraisablehook
     dropped = DroppedInterrupts(previous)
     sys.unraisablehook = dropped.hook
