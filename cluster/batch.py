@@ -155,8 +155,7 @@ def wait_for_first_worker(client: Any, options: BatchOptions, *, ctrl_c: CtrlCAt
         except TimeoutError:
             continue
         return
-    ctrl_c.raise_if_pressed()
-    system = plan.system
+    system = plan.system  # a Ctrl-C pressed in the last slice wins on leaving ctrl_c's block
     logs = f" in {plan.job_directory}" if plan.job_directory else ""
     jobs = f"{plan.jobs} {system.title} job{'s' if plan.jobs != 1 else ''}"
     raise NoWorkersError(
