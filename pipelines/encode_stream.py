@@ -9,9 +9,10 @@ written as PNG on the way.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -27,8 +28,11 @@ from storage.video_encoder import write_video
 
 __all__ = ["Blocks", "CtrlCPoint", "write_videos"]
 
-Blocks = Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int16], npt.NDArray[np.uint8]]]
-"""Chunks of (original uint8, foreground int16, mask uint8), each (frame, y, x)."""
+Blocks = Generator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int16], npt.NDArray[np.uint8]], None, None]
+"""Chunks of (original uint8, foreground int16, mask uint8), each (frame, y, x).
+
+A generator, so that it can be closed: its reads ahead and decoders end with it.
+"""
 
 _SAMPLE_PNGS = 4
 """Frames of compare.mp4 also written as PNG, spread evenly over the video."""
@@ -57,8 +61,10 @@ def write_videos(
 
     Parameters
     ----------
-    blocks : iterator of (original, foreground, mask)
-        Consecutive blocks of frames; consumed once.
+    blocks : generator of (original, foreground, mask)
+        Consecutive blocks of frames; consumed once, and closed before this returns or
+        raises, so that whatever it reads ahead (a dask computation, a decoder) has
+        ended before the caller closes the cluster.
     folder : OutputFolder
         Where the files go (created).
     n_frames : int
@@ -111,7 +117,8 @@ def write_videos(
     for encoder in side:
         encoder.start()
     try:
-        write_video(folder.foreground_mp4, visible_stream(), fps=fps, odd_size="pad")
+        with contextlib.closing(blocks):
+            write_video(folder.foreground_mp4, visible_stream(), fps=fps, odd_size="pad")
     except BaseException as exc:
         for encoder in side:
             encoder.hand_over(RuntimeError(f"foreground.mp4 failed: {exc}"), ctrl_c=ctrl_c)

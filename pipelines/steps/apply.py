@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS
-from pipelines.encode_stream import write_videos
+from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.separate import project_out_block, storage_foreground_block
 from pipelines.steps.context import JobContext
@@ -106,7 +105,7 @@ def apply(
     total = info.estimated_frames(options.fps)
     state: dict[str, Any] = {}
 
-    def blocks() -> Iterator[Any]:
+    def blocks() -> Blocks:
         bar = tqdm(total=total or None, unit="frame", desc="apply", disable=not job.progress, file=sys.stderr)
         for frames in decode_blocks(info, options, block_frames=chunk):
             foreground = project_out_block(frames, basis)  # x - U_k (U_k^T x), float32

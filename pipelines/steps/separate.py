@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -314,7 +314,7 @@ def stored_blocks(
         original, mask = dask.compute(frames[start:stop], frame_masks[start:stop])
         return original, mask
 
-    def blocks() -> Iterator[Any]:
+    def blocks() -> Blocks:
         bar = tqdm(total=n_frames, unit="frame", desc="encode", disable=not progress, file=sys.stderr)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsvd-read-ahead") as reader:
             ahead = reader.submit(read, *bounds[0]) if bounds else None
