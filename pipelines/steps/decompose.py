@@ -17,6 +17,7 @@ from pipelines.background_models import FITTED_MODELS
 from pipelines.decompose import SvdParameters, auto_iteration
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.fused_svd import fused_randomized_svd
+from pipelines.gram_svd import GRAM_PASSES, gram_exact_svd, gram_fits, gram_frames_per_task
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
 from pipelines.planning import plan_decomposition
 from pipelines.steps.context import JobContext, step_context
@@ -123,7 +124,22 @@ def decompose(
             cluster=cluster,
         )
         parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
-        if parameters.method == "randomized" and parameters.iteration == "fused":
+        algorithm: str = parameters.method
+        if parameters.method == "exact":
+            # the Gram where it fits (held frames, few of them), dask's TSQR of M otherwise
+            held = plan.keep_in_memory
+            fits = gram_fits(n_pixels=n_pixels, n_frames=n_frames, frames_held=held, dtype=video.frames.dtype)
+            algorithm = "gram" if fits else "tsqr"
+        if algorithm == "gram":
+            # held frames, few of them: the exact SVD from M^T M, computed exactly (two reads)
+            u, s, vt = gram_exact_svd(
+                job.frames_to_read(video),
+                parameters,
+                frames_per_task=gram_frames_per_task(
+                    n_frames=n_frames, video_chunk_frames=int(video.frames.chunks[0][0]), threads=threads
+                ),
+            )
+        elif parameters.method == "randomized" and parameters.iteration == "fused":
             # M fits (plan.keep_in_memory, the same rule): the stored uint8 frames held after
             # one read, for this pass and the later steps' (a quarter of float32's memory;
             # the kernels convert a tile at a time in cache, which is faster than reading
@@ -146,14 +162,16 @@ def decompose(
                 keep_in_memory=plan.keep_in_memory,
             )
         u, s, vt = client.persist([u, s, vt])
+        passes = GRAM_PASSES if algorithm == "gram" else parameters.passes
         if parameters.method == "randomized":
-            job.say(
-                f"randomized SVD, {parameters.iteration} iteration: {parameters.passes} reads of the video"
-            )
+            job.say(f"randomized SVD, {parameters.iteration} iteration: {passes} reads of the video")
+        elif algorithm == "gram":
+            job.say(f"exact SVD from the frames' Gram matrix: {passes} reads of the video")
         job.wait(futures_of([u, s, vt]), description=f"decompose ({parameters.method})")
         provenance: dict[str, Any] = {
             **parameters.as_attrs(),
-            "passes": parameters.passes,
+            "passes": passes,
+            "algorithm": algorithm,
             "video_fingerprint": video.fingerprint,
             "n_pixels": n_pixels,
             "n_frames": n_frames,
