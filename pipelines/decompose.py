@@ -98,8 +98,10 @@ class SvdParameters:
     method : {"randomized", "exact"}
         ``randomized``: Halko et al.'s randomized SVD with QR-orthonormalised power
         iterations, any chunking, ``2 * power_iters + 2`` passes over M.
-        ``exact``: the thin SVD by TSQR, exact to float32 rounding; needs memory for a
-        float32 copy of M (see :func:`estimate_exact_memory`).
+        ``exact``: the thin SVD, exact to float32 rounding: here by TSQR, which needs
+        memory for a float32 copy of M (see :func:`estimate_exact_memory`); the
+        decompose step takes it from the frames' Gram matrix instead where
+        :func:`pipelines.gram_svd.gram_fits` (two reads, no copy of M).
     rank : int
         Components kept, between 1 and min(P, T).
     power_iters : int

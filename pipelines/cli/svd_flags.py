@@ -37,7 +37,10 @@ def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> No
         "--method",
         choices=("randomized", "exact"),
         default="randomized",
-        help="randomized SVD (default) or exact tall-and-skinny SVD (TSQR)",
+        help=(
+            "randomized SVD (default) or exact SVD: from the frames' Gram matrix for up to "
+            "8192 frames held in memory, tall-and-skinny (TSQR) otherwise"
+        ),
     )
     parser.add_argument(
         "--power-iters",

@@ -78,9 +78,12 @@ def decompose(
     -----
     Memory: the workers hold one chunk of M per task (merged video chunks, see
     :func:`pipelines.planning.plan_decomposition`) plus the (P, rank + oversample)
-    panels of the randomized method; the exact method needs about
-    ``n_blocks * T**2 * 8`` bytes and is refused when that exceeds the cluster's
-    memory.  This process holds only s.
+    panels of the randomized method.  The exact method takes the frames' Gram matrix
+    where :func:`pipelines.gram_svd.gram_fits` (held frames, at most
+    :data:`pipelines.gram_svd.GRAM_MAX_FRAMES`): two groups of frames and an 8 T^2-byte
+    block per task; otherwise TSQR, which needs about ``n_blocks * T**2 * 8`` bytes
+    and a float32 copy of M, and is refused when that exceeds the cluster's memory.
+    This process holds only s.
     """
     started = time.perf_counter()
     video = open_video(store)
