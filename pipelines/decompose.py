@@ -76,8 +76,8 @@ __all__ = [
     "singular_value_accuracy",
 ]
 
-Method = Literal["randomized", "exact"]
-METHODS: tuple[Method, ...] = ("randomized", "exact")
+Method = Literal["auto", "randomized", "exact"]
+METHODS: tuple[Method, ...] = ("auto", "randomized", "exact")
 
 Iteration = Literal["auto", "fused", "qr"]
 ITERATIONS: tuple[Iteration, ...] = ("auto", "fused", "qr")
@@ -95,7 +95,12 @@ class SvdParameters:
 
     Attributes
     ----------
-    method : {"randomized", "exact"}
+    method : {"auto", "randomized", "exact"}
+        ``auto`` (default): the decompose step takes ``exact`` where the frames' Gram
+        matrix is the cheaper (short videos, :func:`pipelines.gram_svd.choose_method`)
+        and ``randomized`` otherwise, before anything is named or computed; the
+        factors record the method taken.  Given a matrix (:func:`decompose`), ``auto``
+        is ``randomized``.
         ``randomized``: Halko et al.'s randomized SVD with QR-orthonormalised power
         iterations, any chunking, ``2 * power_iters + 2`` passes over M.
         ``exact``: the thin SVD, exact to float32 rounding: here by TSQR, which needs
@@ -119,7 +124,7 @@ class SvdParameters:
         :func:`auto_iteration`), ``qr`` for a matrix held in memory (:func:`decompose`).
     """
 
-    method: Method = "randomized"
+    method: Method = "auto"
     rank: int
     power_iters: int = DEFAULT_POWER_ITERS
     oversample: int = DEFAULT_OVERSAMPLE
@@ -128,7 +133,7 @@ class SvdParameters:
 
     @property
     def passes(self) -> int:
-        """Reads of the video: 1 for ``exact``; for ``auto``, as ``qr`` (the most)."""
+        """Reads of the video: 1 for ``exact`` (TSQR), else the randomized method's (the most)."""
         if self.method == "exact":
             return 1
         return self.power_iters + 2 if self.iteration == "fused" else 2 * self.power_iters + 2
@@ -143,7 +148,7 @@ class SvdParameters:
             oversample, or a negative seed.
         """
         if self.method not in METHODS:
-            raise InvalidParameterError(f"--method must be 'randomized' or 'exact', got {self.method!r}")
+            raise InvalidParameterError(f"--method must be auto, randomized or exact, got {self.method!r}")
         limit = min(n_pixels, n_frames)
         if not 1 <= self.rank <= limit:
             raise InvalidParameterError(
@@ -242,7 +247,7 @@ def auto_iteration(*, params: SvdParameters) -> Iteration:
     Video_003 at 320x240 (794 frames), 0.98 s against 1.97 s.  An iteration given
     explicitly is kept.
     """
-    if params.method != "randomized" or params.iteration != "auto":
+    if params.method == "exact" or params.iteration != "auto":
         return params.iteration
     return "fused"
 

@@ -15,19 +15,20 @@ Two reads of the frames, ``P T^2`` flops for G (half of the pairs of frame group
 by symmetry) and ``2 P T k`` for U, against ``2 P T^2`` and a float32 copy of M held
 in memory for TSQR, and ``12 P T l`` (l sketch columns, 50 at rank 10) for the
 randomized method's defaults: the Gram is the cheaper for T below about 12 l (600 at
-rank 10), and it is exact.  Its cost grows with T^2, so it is for short videos: the
-tasks take pairs of frame groups, and each group is read by as many tasks as there are
-groups, which is why the frames must be held in worker memory
-(:meth:`pipelines.steps.context.JobContext.frames_to_read`).
+rank 10), and it is exact.  Its cost grows with T^2, so it is for short videos.  The
+tasks take pairs of G frame groups, so each group is read by G tasks: G + 1 reads of
+the frames in all unless they are held in worker memory
+(:meth:`pipelines.steps.context.JobContext.frames_to_read`), then one.
 
-Memory: per pair task, two groups of uint8 frames (held anyway), two float32 tiles of
-a few MB and the pair's block of G (float64); the task that solves holds G (8 T^2
-bytes) and its eigenvectors; per U task, a (P, k) float64 partial.  Communication:
-each group goes to every task of its row and column of pairs.
+Memory: per pair task, two groups of uint8 frames, two float32 tiles of a few MB and
+the pair's block of G (float64); the task that solves holds G (8 T^2 bytes) and its
+eigenvectors; per U task, a (P, k) float64 partial.  Communication: each group goes to
+every task of its row and column of pairs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from itertools import combinations_with_replacement
 from typing import Final
 
@@ -36,6 +37,7 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
+from dask.array.linalg import compression_level
 
 from pipelines.chunk_groups import chunk_groups, sum_partials
 from pipelines.decompose import Decomposition, SvdParameters
@@ -45,6 +47,7 @@ __all__ = [
     "EXACT_PIXELS",
     "GRAM_MAX_FRAMES",
     "GRAM_PASSES",
+    "choose_method",
     "gram_exact_svd",
     "gram_fits",
     "gram_frames_per_task",
@@ -69,39 +72,82 @@ _DROP_RATIO: Final = 1e-13
 """Eigenvalues below this share of the largest are dropped (s = 0, zero U and Vt rows)."""
 
 
-def gram_fits(*, n_pixels: int, n_frames: int, frames_held: bool, dtype: npt.DTypeLike) -> bool:
+def gram_fits(*, n_pixels: int, n_frames: int, dtype: npt.DTypeLike) -> bool:
     """Whether :func:`gram_exact_svd` takes this video (the exact method uses TSQR otherwise).
 
     Parameters
     ----------
     n_pixels, n_frames : int
         P and T of M.
-    frames_held : bool
-        The frames are held in worker memory (each group is read once per pair).
     dtype : dtype
         The frames' dtype: uint8 only (G is exact for integers up to 255).
 
     Returns
     -------
     bool
-        True for uint8 frames held in memory, at most :data:`GRAM_MAX_FRAMES` frames and
-        no more frames than pixels.
+        True for uint8 frames, at most :data:`GRAM_MAX_FRAMES` of them and no more than
+        pixels.
     """
-    return frames_held and np.dtype(dtype) == np.uint8 and 1 <= n_frames <= min(GRAM_MAX_FRAMES, n_pixels)
+    return np.dtype(dtype) == np.uint8 and 1 <= n_frames <= min(GRAM_MAX_FRAMES, n_pixels)
 
 
-def gram_frames_per_task(*, n_frames: int, video_chunk_frames: int, threads: int) -> int:
+def choose_method(
+    params: SvdParameters, *, n_pixels: int, n_frames: int, dtype: npt.DTypeLike
+) -> SvdParameters:
+    """``params`` with the method ``auto`` resolved: ``exact`` where the Gram is the cheaper.
+
+    Parameters
+    ----------
+    params : SvdParameters
+        Returned as they are unless their method is ``auto``.  Randomized options other
+        than the defaults (power iterations, oversampling, seed, iteration) ask for the
+        randomized method.
+    n_pixels, n_frames, dtype
+        As for :func:`gram_fits`: the choice depends on the video alone, not on the
+        cluster, so a command names the same factors wherever it runs.
+
+    Returns
+    -------
+    SvdParameters
+        Method ``exact`` when :func:`gram_fits` and the Gram's ``4/3 P T^2`` flops (three
+        or more groups) are at most the randomized method's ``4 P T l (q + 1)`` (sketch
+        and last pass ``2 P T l`` each, ``4 P T l`` per power iteration; l sketch
+        columns, q power iterations), that is ``T <= 3 l (q + 1)``: 450 frames at rank
+        10 and the defaults.  ``randomized`` otherwise.  The Gram's products also run
+        closer to the GEMM rate (the README's sizing section), so near the bound it is
+        the faster; the bound counts flops alone, and the Gram is exact.
+    """
+    if params.method != "auto":
+        return params
+    defaults = SvdParameters(rank=params.rank)
+    options = ("power_iters", "oversample", "seed", "iteration")
+    if any(getattr(params, option) != getattr(defaults, option) for option in options):
+        return dataclasses.replace(params, method="randomized")
+    width = compression_level(min(n_pixels, n_frames), params.rank, n_oversamples=params.oversample)
+    cheaper = n_frames <= 3 * width * (params.power_iters + 1)
+    fits = gram_fits(n_pixels=n_pixels, n_frames=n_frames, dtype=dtype)
+    return dataclasses.replace(params, method="exact" if fits and cheaper else "randomized")
+
+
+def gram_frames_per_task(
+    *, n_frames: int, video_chunk_frames: int, threads: int, max_group_frames: int | None = None
+) -> int:
     """Frames per group for :func:`gram_exact_svd`: the fewest groups giving 2 pair tasks per thread.
 
     G groups make G (G + 1) / 2 pair tasks and cost (G + 1) / G times ``P T^2`` flops
     (a diagonal pair computes its whole block), and a pair's products run closer to the
     GEMM rate with more frames per group (the README's sizing section), so G is the
-    smallest that keeps every thread busy.  At least one video chunk per group.
+    smallest that keeps every thread busy, and no group is larger than
+    ``max_group_frames`` (a pair task holds two groups).  At least one video chunk per
+    group.
     """
     groups = 1
     while groups * (groups + 1) // 2 < 2 * max(threads, 1) and groups < n_frames:
         groups += 1
-    return max(video_chunk_frames, -(-n_frames // groups))
+    per_group = -(-n_frames // groups)
+    if max_group_frames is not None:
+        per_group = min(per_group, max_group_frames)
+    return max(video_chunk_frames, per_group)
 
 
 def gram_exact_svd(
@@ -141,7 +187,7 @@ def gram_exact_svd(
     n_frames = int(frames.shape[0])
     n_pixels = int(np.prod(frames.shape[1:], dtype=np.int64))
     params.validate(n_pixels, n_frames)
-    if not gram_fits(n_pixels=n_pixels, n_frames=n_frames, frames_held=True, dtype=frames.dtype):
+    if not gram_fits(n_pixels=n_pixels, n_frames=n_frames, dtype=frames.dtype):
         raise InvalidParameterError(
             f"the Gram method takes at most min({GRAM_MAX_FRAMES}, pixels) frames, got {n_frames} frames "
             f"of {n_pixels} values; use the TSQR (exact_svd) or the randomized method"

@@ -162,7 +162,8 @@ def _answering(
 ) -> FactorsSummary | None:
     """The set :func:`find_reusable_factors` and :func:`answering_factors` choose.
 
-    Complete, the same method and options, a rank at least the wanted one and (unless
+    Complete, the same method and options (for ``auto``: exact factors, or randomized
+    ones of the same options), a rank at least the wanted one and (unless
     ``video_fingerprint`` is None) of that video: the smallest rank, then the first name.
     """
     candidates = []
@@ -174,11 +175,14 @@ def _answering(
             continue
         if video_fingerprint is not None and attrs.get("video_fingerprint") != video_fingerprint:
             continue
-        if attrs.get("method") != wanted["method"] or summary.rank < wanted["rank"]:
-            continue
-        if wanted["method"] != "exact" and any(
-            attrs.get(option) != wanted[option] for option in RANDOMIZED_OPTIONS
+        method = attrs.get("method")
+        if method != wanted["method"] and not (
+            wanted["method"] == "auto" and method in ("exact", "randomized")
         ):
+            continue  # ``auto`` is answered by exact factors, or randomized ones of the same options
+        if summary.rank < wanted["rank"]:
+            continue
+        if method != "exact" and any(attrs.get(option) != wanted[option] for option in RANDOMIZED_OPTIONS):
             continue
         candidates.append(summary)
     if not candidates:

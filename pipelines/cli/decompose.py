@@ -9,7 +9,13 @@ from pipelines.cli.arguments import BACKGROUND_MODELS, Commands
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
 from pipelines.cli.early_workers import early_workers
-from pipelines.cli.svd_flags import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS, add_svd_flags, svd_parameters
+from pipelines.cli.svd_flags import (
+    DEFAULT_OVERSAMPLE,
+    DEFAULT_POWER_ITERS,
+    add_svd_flags,
+    requested_method,
+    svd_parameters,
+)
 
 __all__ = ["add_parser"]
 
@@ -70,13 +76,15 @@ def _will_compute(args: argparse.Namespace) -> bool:
     from storage.factor_lookup import answering_factors, list_factors
     from storage.layout import default_factors_name
 
-    name = args.name or default_factors_name(args.method, args.rank)
-    if name in BACKGROUND_MODELS:
+    method = requested_method(args)
+    methods = ("exact", "randomized") if method == "auto" else (method,)
+    names = [args.name] if args.name else [default_factors_name(m, args.rank) for m in methods]
+    if any(name in BACKGROUND_MODELS for name in names):
         return False  # the fitted models' names are refused by the step
     if args.force:
         return True
     try:
-        if any(summary.name == name for summary in list_factors(args.store)):
+        if any(summary.name in names for summary in list_factors(args.store)):
             return False
         found = answering_factors(
             args.store, parameters=_Request.of(args), video_fingerprint=None, name=args.name
@@ -99,9 +107,9 @@ class _Request:
     @classmethod
     def of(cls, args: argparse.Namespace) -> _Request:
         return cls(
-            method=args.method,
+            method=requested_method(args),
             rank=args.rank,
             power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
             oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
-            seed=args.seed,
+            seed=0 if args.seed is None else args.seed,
         )

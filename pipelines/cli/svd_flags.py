@@ -10,7 +10,14 @@ from pipelines.cli.arguments import non_negative_int, positive_int
 if TYPE_CHECKING:
     from pipelines.decompose import SvdParameters
 
-__all__ = ["DEFAULT_OVERSAMPLE", "DEFAULT_POWER_ITERS", "DEFAULT_RUN_RANK", "add_svd_flags", "svd_parameters"]
+__all__ = [
+    "DEFAULT_OVERSAMPLE",
+    "DEFAULT_POWER_ITERS",
+    "DEFAULT_RUN_RANK",
+    "add_svd_flags",
+    "requested_method",
+    "svd_parameters",
+]
 
 DEFAULT_POWER_ITERS: Final = 2
 """Equal to :data:`pipelines.decompose.DEFAULT_POWER_ITERS` (a test keeps them equal),
@@ -35,11 +42,13 @@ def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> No
     )
     parser.add_argument(
         "--method",
-        choices=("randomized", "exact"),
-        default="randomized",
+        choices=("auto", "randomized", "exact"),
+        default="auto",
         help=(
-            "randomized SVD (default) or exact SVD: from the frames' Gram matrix for up to "
-            "8192 frames held in memory, tall-and-skinny (TSQR) otherwise"
+            "exact SVD (from the frames' Gram matrix for up to 8192 frames held in memory, "
+            "tall-and-skinny TSQR otherwise), randomized SVD, or auto (default): exact where "
+            "its Gram matrix costs fewer flops than the randomized method (short videos), "
+            "randomized otherwise or when a randomized flag is given"
         ),
     )
     parser.add_argument(
@@ -54,9 +63,7 @@ def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> No
         metavar="P",
         help=f"randomized: extra columns of the sketch (default {DEFAULT_OVERSAMPLE})",
     )
-    parser.add_argument(
-        "--seed", type=non_negative_int("--seed"), default=0, help="randomized: random seed (default 0)"
-    )
+    parser.add_argument("--seed", type=non_negative_int("--seed"), help="randomized: random seed (default 0)")
     parser.add_argument(
         "--iteration",
         choices=("auto", "fused", "qr"),
@@ -68,15 +75,25 @@ def add_svd_flags(parser: argparse.ArgumentParser, *, rank_required: bool) -> No
     )
 
 
+def requested_method(args: argparse.Namespace) -> str:
+    """``--method``, where ``auto`` with a flag of the randomized method means ``randomized``."""
+    randomized_flags = (args.power_iters, args.oversample, args.seed)
+    if args.method == "auto" and (
+        any(flag is not None for flag in randomized_flags) or args.iteration != "auto"
+    ):
+        return "randomized"
+    return str(args.method)
+
+
 def svd_parameters(args: argparse.Namespace) -> SvdParameters:
     """The :class:`pipelines.decompose.SvdParameters` of the parsed flags."""
     from pipelines.decompose import SvdParameters
 
     return SvdParameters(
-        method=args.method,
+        method=requested_method(args),  # type: ignore[arg-type]  # argparse's choices
         rank=DEFAULT_RUN_RANK if args.rank is None else args.rank,
         power_iters=DEFAULT_POWER_ITERS if args.power_iters is None else args.power_iters,
         oversample=DEFAULT_OVERSAMPLE if args.oversample is None else args.oversample,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         iteration=args.iteration,
     )

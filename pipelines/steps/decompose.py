@@ -17,9 +17,9 @@ from pipelines.background_models import FITTED_MODELS
 from pipelines.decompose import SvdParameters, auto_iteration
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.fused_svd import fused_randomized_svd
-from pipelines.gram_svd import GRAM_PASSES, gram_exact_svd, gram_fits, gram_frames_per_task
+from pipelines.gram_svd import GRAM_PASSES, choose_method, gram_exact_svd, gram_fits, gram_frames_per_task
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
-from pipelines.planning import plan_decomposition
+from pipelines.planning import merged_chunk_limit, plan_decomposition
 from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import find_reusable_factors
@@ -79,17 +79,21 @@ def decompose(
     Memory: the workers hold one chunk of M per task (merged video chunks, see
     :func:`pipelines.planning.plan_decomposition`) plus the (P, rank + oversample)
     panels of the randomized method.  The exact method takes the frames' Gram matrix
-    where :func:`pipelines.gram_svd.gram_fits` (held frames, at most
-    :data:`pipelines.gram_svd.GRAM_MAX_FRAMES`): two groups of frames and an 8 T^2-byte
-    block per task; otherwise TSQR, which needs about ``n_blocks * T**2 * 8`` bytes
-    and a float32 copy of M, and is refused when that exceeds the cluster's memory.
-    This process holds only s.
+    where :func:`pipelines.gram_svd.gram_fits` (uint8, at most
+    :data:`pipelines.gram_svd.GRAM_MAX_FRAMES` frames): two groups of frames and a block
+    of G per task, groups of at most half a merged chunk's bytes; otherwise TSQR,
+    which needs about ``n_blocks * T**2 * 8`` bytes and a float32 copy of M, and is
+    refused when that exceeds the cluster's memory.  This process holds only s.
     """
     started = time.perf_counter()
     video = open_video(store)
     matrix = video_matrix(video.frames)
     n_pixels, n_frames = (int(n) for n in matrix.shape)
     parameters.validate(n_pixels=n_pixels, n_frames=n_frames)
+    # ``auto`` is answered by stored exact factors or randomized ones of its options, and
+    # computes the exact method where the frames' Gram matrix is the cheaper (short videos)
+    requested = parameters
+    parameters = choose_method(parameters, n_pixels=n_pixels, n_frames=n_frames, dtype=video.frames.dtype)
     factors_name = name or default_factors_name(parameters.method, parameters.rank)
     if factors_name in FITTED_MODELS:
         raise InvalidParameterError(
@@ -99,12 +103,17 @@ def decompose(
     with step_context(context) as job, writer_lock(video.location, step="decompose"):
         if not force:
             found = find_reusable_factors(
-                video.location, parameters=parameters, video_fingerprint=video.fingerprint, name=name
+                video.location, parameters=requested, video_fingerprint=video.fingerprint, name=name
             )
             if found is not None:
+                answers = (
+                    "same method and parameters"
+                    if requested.method != "auto"
+                    else f"{found.method} answers auto"
+                )
                 job.say(
-                    f"reusing factors {found.name!r} (rank {found.rank} >= {parameters.rank}, same method "
-                    "and parameters): nothing to compute; pass --force to recompute"
+                    f"reusing factors {found.name!r} (rank {found.rank} >= {parameters.rank}, {answers}): "
+                    "nothing to compute; pass --force to recompute"
                 )
                 return DecomposeSummary(
                     name=found.name,
@@ -129,17 +138,21 @@ def decompose(
         parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
         algorithm: str = parameters.method
         if parameters.method == "exact":
-            # the Gram where it fits (held frames, few of them), dask's TSQR of M otherwise
-            held = plan.keep_in_memory
-            fits = gram_fits(n_pixels=n_pixels, n_frames=n_frames, frames_held=held, dtype=video.frames.dtype)
+            # the Gram where it fits (uint8, few frames), dask's TSQR of M otherwise
+            fits = gram_fits(n_pixels=n_pixels, n_frames=n_frames, dtype=video.frames.dtype)
             algorithm = "gram" if fits else "tsqr"
         if algorithm == "gram":
-            # held frames, few of them: the exact SVD from M^T M, computed exactly (two reads)
+            # the exact SVD from M^T M, computed exactly; a pair task holds two uint8 groups
+            frame_bytes = int(np.prod(video.frames.shape[1:], dtype=np.int64))
+            group_limit = merged_chunk_limit(cluster.worker_memory_bytes) // 2 // max(frame_bytes, 1)
             u, s, vt = gram_exact_svd(
                 job.frames_to_read(video),
                 parameters,
                 frames_per_task=gram_frames_per_task(
-                    n_frames=n_frames, video_chunk_frames=int(video.frames.chunks[0][0]), threads=threads
+                    n_frames=n_frames,
+                    video_chunk_frames=int(video.frames.chunks[0][0]),
+                    threads=threads,
+                    max_group_frames=max(group_limit, 1),
                 ),
             )
         elif parameters.method == "randomized" and parameters.iteration == "fused":

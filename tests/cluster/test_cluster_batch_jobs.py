@@ -138,7 +138,7 @@ def test_cli_decompose_runs_on_slurm_jobs_and_releases_them(
     )  # fmt: skip
     assert status == 0, err
     assert "computing on dask scheduler tcp://127.0.0.1:" in err
-    factors = open_factors(str(tmp_path / "clip.zarr"), "randomized-k3")
+    factors = open_factors(str(tmp_path / "clip.zarr"), "exact-k3")
     assert factors.rank == 3
     _assert_released(fake_slurm, 2)
     for job in fake_slurm.jobs():

@@ -23,6 +23,7 @@ from storage.video_encoder import write_video
 from tests.helpers import assert_one_line_error, run_cli, tree_digest
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
+RANDOMIZED = ("--method", "randomized")  # these videos are short: the default takes the exact method
 HEIGHT, WIDTH, N_FRAMES = 48, 64, 60
 
 
@@ -105,7 +106,9 @@ def _assert_same_up_to_sign(a: np.ndarray, b: np.ndarray, *, axis: int, rtol: fl
 def test_decompose_writes_factors_reuses_them_and_force_recomputes(
     store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER)
+    status, stderr = _run(
+        capsys, "decompose", "--store", str(store), "--rank", "3", *RANDOMIZED, "--quiet", *CLUSTER
+    )
     assert (status, stderr) == (0, "")
     folder = store / "factors" / "randomized-k3"
     assert folder.is_dir()
@@ -140,7 +143,7 @@ def test_decompose_writes_factors_reuses_them_and_force_recomputes(
     # a smaller rank with the same parameters reuses rank 3: no cluster, nothing written
     before = tree_digest(store / "factors")
     started = time.monotonic()
-    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "2", *CLUSTER)
+    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "2", *RANDOMIZED, *CLUSTER)
     assert status == 0
     assert "reusing" in stderr and "randomized-k3" in stderr
     assert "computing on" not in stderr
@@ -149,7 +152,9 @@ def test_decompose_writes_factors_reuses_them_and_force_recomputes(
     assert sorted(p.name for p in (store / "factors").iterdir() if p.is_dir()) == ["randomized-k3"]
 
     # --force recomputes (new provenance on disk) and the same seed gives the same bytes
-    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--force", *CLUSTER)
+    status, stderr = _run(
+        capsys, "decompose", "--store", str(store), "--rank", "3", "--force", *RANDOMIZED, *CLUSTER
+    )
     assert status == 0
     assert "reusing" not in stderr
     assert "factors 'randomized-k3' (rank 3) written" in stderr
@@ -173,9 +178,11 @@ def test_workers_start_early_only_when_decompose_will_compute(
         warm_up(self)
 
     monkeypatch.setattr(JobContext, "warm_up", recording_warm_up)
-    assert _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER) == (0, "")
+    decompose = ("decompose", "--store", str(store), "--rank", "3")
+    assert _run(capsys, *decompose, *RANDOMIZED, "--quiet", *CLUSTER) == (0, "")
     assert started == ["early"]
-    # a smaller rank is answered by the stored factors: nothing starts
+    # a smaller rank is answered by the stored factors (the default, auto, takes randomized
+    # ones of the default options too): nothing starts
     status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "2", *CLUSTER)
     assert status == 0 and "reusing" in stderr
     # the name exists with another seed: refused without --force, and nothing starts first
@@ -187,9 +194,7 @@ def test_workers_start_early_only_when_decompose_will_compute(
     assert started == ["early"]
     # --force computes, so it starts early again, and still writes the same factors
     s_before = open_factors(store, "randomized-k3").s.compute()
-    assert _run(
-        capsys, "decompose", "--store", str(store), "--rank", "3", "--force", "--quiet", *CLUSTER
-    ) == (0, "")
+    assert _run(capsys, *decompose, "--force", *RANDOMIZED, "--quiet", *CLUSTER) == (0, "")
     assert started == ["early", "early"]
     np.testing.assert_array_equal(open_factors(store, "randomized-k3").s.compute(), s_before)
 
@@ -294,12 +299,12 @@ def test_factors_of_another_video_under_the_default_name_are_refused(
 
     code, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--quiet", *CLUSTER)
     assert code == 1
-    assert_one_line_error(stderr, "'randomized-k3' already exist", "--force", "--name")
+    assert_one_line_error(stderr, "'exact-k3' already exist", "--force", "--name")
     assert tree_digest(store) == before
 
     out = tmp_path / "out"
     code, stderr = _run(
-        capsys, "separate", "--store", str(store), "--factors", "randomized-k3", "--out", str(out), "--quiet",
+        capsys, "separate", "--store", str(store), "--factors", "exact-k3", "--out", str(out), "--quiet",
         *CLUSTER,
     )  # fmt: skip
     assert code == 1
@@ -317,7 +322,7 @@ def test_factors_of_another_video_under_the_default_name_are_refused(
     "extra",
     [
         ["--name", "bad/name"],
-        ["--seed", "1"],  # default name randomized-k3 is taken by the seed-0 factors
+        ["--method", "randomized", "--name", "exact-k3"],  # taken by the default's exact factors
     ],
     ids=["invalid-name", "name-in-use"],
 )
@@ -347,7 +352,9 @@ def test_components_the_randomized_method_cannot_resolve_are_zeros_with_a_warnin
 ) -> None:
     frames = bright_still_frames()
     store = _make_store(tmp_path, "bright", frames)
-    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "4", "--quiet", *CLUSTER)
+    status, stderr = _run(
+        capsys, "decompose", "--store", str(store), "--rank", "4", *RANDOMIZED, "--quiet", *CLUSTER
+    )
     assert status == 0
     warning = [line for line in stderr.splitlines() if "warning" in line]
     assert len(warning) == 1 and "came back as zeros" in warning[0] and "--method exact" in warning[0]
@@ -361,3 +368,29 @@ def test_components_the_randomized_method_cannot_resolve_are_zeros_with_a_warnin
     exact = open_factors(store, "exact-k4").s[:].compute()
     reference = np.linalg.svd(frames.reshape(N_FRAMES, -1).T.astype(np.float64), compute_uv=False)[:4]
     np.testing.assert_allclose(exact, reference, rtol=1e-3)
+
+
+def test_the_default_takes_the_exact_method_for_a_short_video_and_reuses_what_answers_it(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """60 frames at rank 3: the Gram matrix costs fewer flops than the randomized passes."""
+    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", *CLUSTER)
+    assert status == 0
+    assert "exact SVD from the frames' Gram matrix: 2 reads" in stderr
+    factors = open_factors(store, "exact-k3")
+    assert (factors.attrs["method"], factors.attrs["algorithm"], factors.attrs["passes"]) == (
+        "exact",
+        "gram",
+        2,
+    )
+    reference = np.linalg.svd(_matrix(store).astype(np.float64), compute_uv=False)[:3]
+    np.testing.assert_allclose(factors.s.compute(), reference, rtol=1e-6)
+    before = tree_digest(store / "factors")
+    # a smaller rank: answered by those factors, nothing computed
+    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "2", *CLUSTER)
+    assert status == 0 and "reusing factors 'exact-k3'" in stderr and "computing on" not in stderr
+    assert tree_digest(store / "factors") == before
+    # a randomized flag asks for the randomized method, which exact factors do not answer
+    status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--seed", "0", *CLUSTER)
+    assert status == 0 and "reusing" not in stderr
+    assert open_factors(store, "randomized-k3").attrs["method"] == "randomized"

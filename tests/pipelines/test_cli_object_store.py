@@ -119,7 +119,7 @@ def test_pipeline_on_s3_equals_the_local_one(runs: Runs) -> None:
     remote, local = open_video(runs.url), open_video(runs.local_store)
     assert remote.fingerprint == local.fingerprint
     np.testing.assert_array_equal(remote.frames.compute(), local.frames.compute())
-    _assert_same_factors(runs.url, runs.local_store, f"randomized-k{RANK}")
+    _assert_same_factors(runs.url, runs.local_store, f"exact-k{RANK}")
 
     fg_remote, fg_local = (open_derived(s, "foreground") for s in (runs.url, runs.local_store))
     assert fg_remote.record.threshold == pytest.approx(fg_local.record.threshold, abs=0.05)
@@ -177,13 +177,11 @@ def test_run_puts_its_store_at_the_url(
     assert (out / "report.html").is_file() and (out / "compare.mp4").is_file()
     assert not (out / "store.zarr").exists()
     assert open_video(url).fingerprint == open_video(runs.local_store).fingerprint
-    _assert_same_factors(url, runs.local_store, f"randomized-k{RANK}")
+    _assert_same_factors(url, runs.local_store, f"exact-k{RANK}")
 
     code, _, stderr = run_cli(capsys, *argv)
     assert code == 0, stderr
-    assert (
-        "ingest: skipped (complete), decompose: reused randomized-k4, separate: skipped (complete)" in stderr
-    )
+    assert "ingest: skipped (complete), decompose: reused exact-k4, separate: skipped (complete)" in stderr
 
 
 def test_embedded_workers_inherit_the_credentials_and_endpoint(s3: S3Server, runs: Runs) -> None:
@@ -349,7 +347,10 @@ def test_workers_without_credentials_are_named(
         "AWS_ACCESS_KEY_ID",
     )
     assert seconds < ERROR_WITHIN_S
-    assert [f.name for f in list_factors(runs.url) if f.method == "randomized"] == [f"randomized-k{RANK}"]
+    # the seed asked for randomized factors: none were written beside the pipeline's exact ones
+    assert [f.name for f in list_factors(runs.url) if f.method in ("randomized", "exact")] == [
+        f"exact-k{RANK}"
+    ]
 
 
 @pytest.mark.timeout(240)
@@ -374,4 +375,4 @@ def test_external_workers_write_to_s3_with_their_own_credentials(
     finally:
         cluster.stop()
     assert len(counters) == 2 and all(count > 0 for count in counters.values()), counters
-    _assert_same_factors(url, runs.local_store, f"randomized-k{RANK}")
+    _assert_same_factors(url, runs.local_store, f"exact-k{RANK}")

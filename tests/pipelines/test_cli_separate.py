@@ -295,7 +295,7 @@ def test_report_measures_every_rank_like_numpy(
     frames = open_video(separated.store).frames.compute()
     matrix = frames.reshape(len(frames), -1).T.astype(np.float64)
     n_pixels, n_frames = matrix.shape
-    factors = open_factors(separated.store, "randomized-k3")
+    factors = open_factors(separated.store, "exact-k3")
     u, s, vt = (np.asarray(a.compute(), np.float64) for a in (factors.U, factors.s, factors.Vt))
     rows = result["ranks"]
     assert [row["rank"] for row in rows] == [1, 2, 3]

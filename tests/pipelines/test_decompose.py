@@ -210,13 +210,13 @@ def test_randomized_rank_up_to_min_side() -> None:
 def test_defaults_are_the_measured_ones() -> None:
     params = SvdParameters(rank=10)
     assert (params.method, params.power_iters, params.oversample, params.seed) == (
-        "randomized",
+        "auto",
         DEFAULT_POWER_ITERS,
         DEFAULT_OVERSAMPLE,
         0,
     )
     assert params.as_attrs() == {
-        "method": "randomized",
+        "method": "auto",
         "rank": 10,
         "power_iters": DEFAULT_POWER_ITERS,
         "oversample": DEFAULT_OVERSAMPLE,
@@ -316,7 +316,10 @@ def test_default_block_rows() -> None:
         (SvdParameters(rank=5, power_iters=-1), "--power-iters must be 0 or more"),
         (SvdParameters(rank=5, oversample=-2), "--oversample must be 0 or more"),
         (SvdParameters(rank=5, seed=-1), "--seed must be 0 or more"),
-        (SvdParameters(method="lanczos", rank=5), "--method must be 'randomized' or 'exact', got 'lanczos'"),  # type: ignore[arg-type]
+        (
+            SvdParameters(method="lanczos", rank=5),
+            "--method must be auto, randomized or exact, got 'lanczos'",
+        ),  # type: ignore[arg-type]
     ],
 )
 def test_parameter_validation(params: SvdParameters, message: str) -> None:

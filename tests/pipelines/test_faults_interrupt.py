@@ -51,6 +51,7 @@ SCENE = SceneSpec(width=160, height=120, n_frames=300, n_objects=3, seed=5)
 CHUNK_FRAMES = "10"
 RANK = "5"
 FACTORS = "randomized-k5"
+RANDOMIZED = ("--method", "randomized")  # the passes under test (the default takes the Gram here)
 CLUSTER = ("--workers", "1", "--threads-per-worker", "1")
 INTERRUPTED = "vidsvd: interrupted; complete outputs are intact, rerun to finish"
 DASK_WORKER = "multiprocessing.spawn"  # how an embedded dask worker process is started
@@ -85,7 +86,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     ingest = ["ingest", str(video), "--store", str(ref.video_only), "--chunk-frames", CHUNK_FRAMES, quiet]
     assert main(ingest) == 0
     shutil.copytree(ref.video_only, ref.factored)
-    assert main(["decompose", "--store", str(ref.factored), "--rank", RANK, quiet, *CLUSTER]) == 0
+    assert (
+        main(["decompose", "--store", str(ref.factored), "--rank", RANK, *RANDOMIZED, quiet, *CLUSTER]) == 0
+    )
     shutil.copytree(ref.factored, ref.separated)
     assert main(["separate", "--store", str(ref.separated), "--out", str(ref.out), quiet, *CLUSTER]) == 0
     assert main(["report", "--store", str(ref.separated), "--out", str(ref.out), quiet, *CLUSTER]) == 0
@@ -250,7 +253,7 @@ def test_ctrl_c_during_decompose(reference: Reference, tmp_path: Path) -> None:
     store = tmp_path / "store.zarr"
     shutil.copytree(reference.video_only, store)
     video_before = tree_digest(store / "video")
-    decompose = ["decompose", "--store", str(store), "--rank", RANK, *CLUSTER]
+    decompose = ["decompose", "--store", str(store), "--rank", RANK, *RANDOMIZED, *CLUSTER]
 
     interrupted = _interrupt(
         decompose, when=lambda c: _past(c, "decompose (randomized)", 0.1), what="a tenth of the tasks"
@@ -271,7 +274,7 @@ def test_ctrl_c_during_decompose_on_the_default_cluster(reference: Reference, tm
     store = tmp_path / "store.zarr"
     shutil.copytree(reference.video_only, store)
     video_before = tree_digest(store / "video")
-    decompose = ["decompose", "--store", str(store), "--rank", RANK]
+    decompose = ["decompose", "--store", str(store), "--rank", RANK, *RANDOMIZED]
 
     interrupted = _interrupt(
         decompose, when=lambda c: _past(c, "decompose (randomized)", 0.1), what="a tenth of the tasks"
@@ -300,7 +303,8 @@ def test_ctrl_c_on_a_shared_cluster_cancels_the_work_and_leaves_the_cluster(
             cluster.start_worker(name, "600MiB")
         with connect(ClusterOptions(scheduler=cluster.address)) as client:
             client.wait_for_workers(2, timeout=60)
-            decompose = ["decompose", "--store", str(store), "--rank", RANK, "--scheduler", cluster.address]
+            decompose = ["decompose", "--store", str(store), "--rank", RANK, *RANDOMIZED]
+            decompose += ["--scheduler", cluster.address]
             command = CliProcess(decompose)
             try:
                 command.wait_until(
@@ -428,7 +432,7 @@ def test_ctrl_c_during_run_then_rerun(
     store = job / "store.zarr"
     shutil.copytree(reference.video_only, store)
     video_before = tree_digest(store / "video")
-    run = ["run", str(reference.video), "--out", str(job), "--rank", RANK, *CLUSTER]
+    run = ["run", str(reference.video), "--out", str(job), "--rank", RANK, *RANDOMIZED, *CLUSTER]
 
     interrupted = _interrupt(
         run, when=lambda c: _past(c, "decompose (randomized)", 0.1), what="a tenth of the decomposition"

@@ -54,6 +54,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SCENE = SceneSpec(width=160, height=120, n_frames=300, n_objects=3, seed=11)
 CHUNK_FRAMES = "10"
 FACTORS = "randomized-k5"
+RANDOMIZED = ("--method", "randomized")  # the passes under test (the default takes the Gram here)
 START_TIMEOUT_S = 60.0
 
 
@@ -89,7 +90,10 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> References:
     try:
         shutil.copytree(video_only, factored)
         scheduler = ("--scheduler", cluster.address)
-        assert main(["decompose", "--store", str(factored), "--rank", "5", "--quiet", *scheduler]) == 0
+        assert (
+            main(["decompose", "--store", str(factored), "--rank", "5", *RANDOMIZED, "--quiet", *scheduler])
+            == 0
+        )
         shutil.copytree(factored, separated)
         out = folder / "out"
         separate = ["separate", "--store", str(separated), "--out", str(out), "--foreground", "--quiet"]
@@ -300,7 +304,11 @@ def test_decompose_survives_losing_a_worker(
         return next((address for address in addresses if _involved(client, address)), None)
 
     result = _run_and_kill(
-        cluster, ["decompose", "--store", str(store), "--rank", "5"], how=how, watcher=watcher, choose=mid_run
+        cluster,
+        ["decompose", "--store", str(store), "--rank", "5", *RANDOMIZED],
+        how=how,
+        watcher=watcher,
+        choose=mid_run,
     )
     _assert_clean_success(result)
     assert "computing on dask scheduler" in result.stderr and ": 3 workers" in result.stderr

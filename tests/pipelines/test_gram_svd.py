@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.decompose import SvdParameters
-from pipelines.gram_svd import GRAM_MAX_FRAMES, gram_exact_svd, gram_fits, gram_frames_per_task
+from pipelines.gram_svd import GRAM_MAX_FRAMES, choose_method, gram_exact_svd, gram_fits, gram_frames_per_task
 from storage.errors import InvalidParameterError
 
 T, HEIGHT, WIDTH = 90, 37, 53  # P = 1,961 values, not a multiple of the tiles
@@ -95,18 +95,52 @@ def test_what_it_cannot_take_is_refused(frames: np.ndarray, message: str) -> Non
         )
 
 
-def test_gram_fits_held_uint8_videos_of_few_frames() -> None:
-    assert gram_fits(n_pixels=921_600, n_frames=341, frames_held=True, dtype=np.uint8)
-    assert not gram_fits(n_pixels=921_600, n_frames=341, frames_held=False, dtype=np.uint8)
-    assert not gram_fits(n_pixels=921_600, n_frames=341, frames_held=True, dtype=np.float32)
-    assert not gram_fits(n_pixels=921_600, n_frames=GRAM_MAX_FRAMES + 1, frames_held=True, dtype=np.uint8)
-    assert not gram_fits(n_pixels=100, n_frames=101, frames_held=True, dtype=np.uint8)
+def test_gram_fits_uint8_videos_of_few_frames() -> None:
+    assert gram_fits(n_pixels=921_600, n_frames=341, dtype=np.uint8)
+    assert not gram_fits(n_pixels=921_600, n_frames=341, dtype=np.float32)
+    assert not gram_fits(n_pixels=921_600, n_frames=GRAM_MAX_FRAMES + 1, dtype=np.uint8)
+    assert not gram_fits(n_pixels=100, n_frames=101, dtype=np.uint8)
 
 
 @pytest.mark.parametrize(
-    ("threads", "chunk", "expected"),
-    [(1, 36, 171), (2, 36, 114), (8, 36, 57), (2, 200, 200), (2, 1, 114)],
+    ("frames", "rank", "extra", "expected"),
+    [
+        (341, 10, {}, "exact"),  # 341 <= 3 x 50 x 3
+        (450, 10, {}, "exact"),
+        (451, 10, {}, "randomized"),
+        (794, 10, {}, "randomized"),  # Video_003 at 320x240
+        (341, 10, {"seed": 1}, "randomized"),  # an option of the randomized method asks for it
+        (341, 10, {"iteration": "fused"}, "randomized"),
+        (341, 10, {"method": "exact"}, "exact"),
+        (200, 10, {"method": "randomized"}, "randomized"),
+    ],
 )
-def test_groups_give_each_thread_two_pairs(threads: int, chunk: int, expected: int) -> None:
-    # 341 frames: 1 thread -> 2 groups (3 pairs), 2 -> 3 (6 pairs), 8 -> 6 (21 pairs)
-    assert gram_frames_per_task(n_frames=341, video_chunk_frames=chunk, threads=threads) == expected
+def test_auto_takes_the_gram_where_it_costs_fewer_flops(
+    frames: int, rank: int, extra: dict[str, object], expected: str
+) -> None:
+    params = SvdParameters(rank=rank, **extra)  # type: ignore[arg-type]
+    chosen = choose_method(params, n_pixels=921_600, n_frames=frames, dtype=np.uint8)
+    assert chosen.method == expected
+    assert chosen.rank == rank
+
+
+def test_auto_is_randomized_for_what_the_gram_does_not_take() -> None:
+    params = SvdParameters(rank=3)
+    assert choose_method(params, n_pixels=921_600, n_frames=100, dtype=np.float32).method == "randomized"
+    assert choose_method(params, n_pixels=90, n_frames=100, dtype=np.uint8).method == "randomized"
+
+
+@pytest.mark.parametrize(
+    ("threads", "chunk", "limit", "expected"),
+    [(1, 36, None, 171), (2, 36, None, 114), (8, 36, None, 57), (2, 200, None, 200), (2, 1, None, 114),
+     (2, 10, 50, 50), (2, 60, 50, 60)],
+)  # fmt: skip
+def test_groups_give_each_thread_two_pairs(
+    threads: int, chunk: int, limit: int | None, expected: int
+) -> None:
+    # 341 frames: 1 thread -> 2 groups (3 pairs), 2 -> 3 (6 pairs), 8 -> 6 (21 pairs); a
+    # memory limit makes the groups smaller, but never smaller than a chunk
+    per_task = gram_frames_per_task(
+        n_frames=341, video_chunk_frames=chunk, threads=threads, max_group_frames=limit
+    )
+    assert per_task == expected

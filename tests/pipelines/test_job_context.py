@@ -52,7 +52,7 @@ def test_run_opens_exactly_one_client_for_all_of_its_steps(
     status, _, err = run_cli(capsys, "run", str(video), "--out", str(out), "--rank", "3")
     assert status == 0, err
     assert len(connections) == 1, "a rerun with every step complete starts no cluster"
-    assert "decompose: reused randomized-k3, separate: skipped (complete), report: skipped" in err
+    assert "decompose: reused exact-k3, separate: skipped (complete), report: skipped" in err
 
 
 def test_a_step_without_context_closes_the_one_it_made() -> None:

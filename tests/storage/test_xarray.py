@@ -48,7 +48,7 @@ def test_every_array_opens_with_xarray_without_a_warning(store: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # consolidated metadata: no fallback warning
         frames = xr.open_zarr(store)
-        factors = {name: xr.open_zarr(store, group=f"factors/{name}") for name in ("randomized-k3", "robust")}
+        factors = {name: xr.open_zarr(store, group=f"factors/{name}") for name in ("exact-k3", "robust")}
     assert set(frames.data_vars) == {"video", "masks", "foreground"}
     for name in frames.data_vars:
         assert frames[name].dims == ("frame", "y", "x")
