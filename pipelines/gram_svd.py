@@ -29,8 +29,9 @@ every task of its row and column of pairs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from itertools import combinations_with_replacement
-from typing import Final
+from typing import Any, Final
 
 import dask
 import dask.array as da
@@ -41,6 +42,7 @@ from dask.array.linalg import compression_level
 
 from pipelines.chunk_groups import chunk_groups, sum_partials
 from pipelines.decompose import Decomposition, SvdParameters
+from pipelines.graph_copy import fresh_copies
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -151,7 +153,11 @@ def gram_frames_per_task(
 
 
 def gram_exact_svd(
-    frames: da.Array, params: SvdParameters, *, frames_per_task: int | None = None
+    frames: da.Array,
+    params: SvdParameters,
+    *,
+    frames_per_task: int | None = None,
+    keep_in_memory: bool = True,
 ) -> Decomposition:
     """The exact truncated SVD of M = the frames as columns, from M^T M; lazy.
 
@@ -166,6 +172,11 @@ def gram_exact_svd(
     frames_per_task : int, optional
         Consecutive chunks are grouped into groups of at least this many frames; a task
         computes one pair of groups' block of G.  None: one chunk per group.
+    keep_in_memory : bool
+        True: one graph, so each chunk is read once and kept until its pairs are done
+        (frames persisted on the workers, or small).  False: each pair task and the
+        pass for U read their chunks from a fresh copy of the frames' graph, so only
+        the running tasks' groups are in memory: G + 1 reads of the video for G groups.
 
     Returns
     -------
@@ -194,18 +205,23 @@ def gram_exact_svd(
         )
     k = params.rank
     groups = chunk_groups(frames.chunks[0], frames_per_task=frames_per_task)
-    blocks = list(frames.to_delayed().ravel())
-    group_blocks = [[blocks[i] for i in group] for group in groups]
+    read: Callable[[], da.Array] = (lambda: frames) if keep_in_memory else fresh_copies(frames)
+
+    def group_blocks() -> list[list[Any]]:
+        blocks = list(read().to_delayed().ravel())
+        return [[blocks[i] for i in group] for group in groups]
+
     pairs = list(combinations_with_replacement(range(len(groups)), 2))
-    gram_blocks = [
-        dask.delayed(_gram_block, pure=True)(group_blocks[a], None if a == b else group_blocks[b])
-        for a, b in pairs
-    ]
+    gram_blocks = []
+    for a, b in pairs:
+        held = group_blocks()
+        gram_blocks.append(dask.delayed(_gram_block, pure=True)(held[a], None if a == b else held[b]))
     sizes = [sum(frames.chunks[0][i] for i in group) for group in groups]
     solved = dask.delayed(_solve, pure=True)(gram_blocks, pairs, sizes, k)
     firsts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    held = group_blocks()
     lifted = [
-        dask.delayed(_lift_group, pure=True)(group_blocks[index], solved, int(firsts[index]))
+        dask.delayed(_lift_group, pure=True)(held[index], solved, int(firsts[index]))
         for index in range(len(groups))
     ]
     u = sum_partials(lifted, shape=(n_pixels, k), dtype=np.float64, in_place=True).astype(np.float32)

@@ -148,6 +148,7 @@ def decompose(
             u, s, vt = gram_exact_svd(
                 job.frames_to_read(video),
                 parameters,
+                keep_in_memory=plan.keep_in_memory,  # held frames; else each pair reads its own
                 frames_per_task=gram_frames_per_task(
                     n_frames=n_frames,
                     video_chunk_frames=int(video.frames.chunks[0][0]),

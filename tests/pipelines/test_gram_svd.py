@@ -28,12 +28,18 @@ def _frames(seed: int = 0) -> np.ndarray:
 
 
 def _factors(
-    frames: np.ndarray, *, chunk: int, frames_per_task: int | None, rank: int = RANK
+    frames: np.ndarray,
+    *,
+    chunk: int,
+    frames_per_task: int | None,
+    rank: int = RANK,
+    keep_in_memory: bool = True,
 ) -> list[np.ndarray]:
     lazy = gram_exact_svd(
         da.from_array(frames, chunks=(chunk, *frames.shape[1:])),
         SvdParameters(method="exact", rank=rank),
         frames_per_task=frames_per_task,
+        keep_in_memory=keep_in_memory,
     )
     return [np.asarray(a) for a in dask.compute(*lazy)]
 
@@ -62,6 +68,15 @@ def test_the_gram_matrix_is_exact_whatever_the_grouping() -> None:
         _, s, vt = _factors(frames, chunk=chunk, frames_per_task=per_task)
         np.testing.assert_array_equal(s, one_group[1])
         np.testing.assert_array_equal(vt, one_group[2])
+
+
+def test_frames_read_anew_for_each_pair_give_the_same_factors() -> None:
+    frames = _frames(seed=3)
+    held = _factors(frames, chunk=20, frames_per_task=30)
+    read_anew = _factors(frames, chunk=20, frames_per_task=30, keep_in_memory=False)
+    np.testing.assert_array_equal(read_anew[1], held[1])
+    np.testing.assert_array_equal(read_anew[2], held[2])
+    np.testing.assert_allclose(read_anew[0], held[0], rtol=0, atol=1e-7)
 
 
 def test_a_white_video_has_one_exact_component_and_zeros() -> None:
