@@ -74,7 +74,7 @@ class FactorParameters(Protocol):
 
     @property
     def method(self) -> str:
-        """``"randomized"`` or ``"exact"``."""
+        """``"auto"``, ``"randomized"`` or ``"exact"``."""
 
     @property
     def rank(self) -> int:

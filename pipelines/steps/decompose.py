@@ -30,6 +30,9 @@ from storage.writer_lock import writer_lock
 
 __all__ = ["DecomposeSummary", "decompose"]
 
+_RANDOMIZED_ONLY = ("power_iters", "oversample", "seed", "iteration")
+"""Options of the randomized method, not recorded with exact factors."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class DecomposeSummary:
@@ -149,11 +152,13 @@ def decompose(
                 job.frames_to_read(video),
                 parameters,
                 keep_in_memory=plan.keep_in_memory,  # held frames; else each pair reads its own
-                frames_per_task=gram_frames_per_task(
-                    n_frames=n_frames,
-                    video_chunk_frames=int(video.frames.chunks[0][0]),
-                    threads=threads,
-                    max_group_frames=max(group_limit, 1),
+                frames_per_task=(
+                    frames_per_group := gram_frames_per_task(
+                        n_frames=n_frames,
+                        video_chunk_frames=int(video.frames.chunks[0][0]),
+                        threads=threads,
+                        max_group_frames=max(group_limit, 1),
+                    )
                 ),
             )
         elif parameters.method == "randomized" and parameters.iteration == "fused":
@@ -185,8 +190,21 @@ def decompose(
         elif algorithm == "gram":
             job.say(f"exact SVD from the frames' Gram matrix: {passes} reads of the video")
         job.wait(futures_of([u, s, vt]), description=f"decompose ({parameters.method})")
+        # what ran: the randomized method's options and task layout only where they applied
+        applied = {
+            key: value
+            for key, value in parameters.as_attrs().items()
+            if parameters.method == "randomized" or key not in _RANDOMIZED_ONLY
+        }
+        layout: dict[str, Any] = {
+            "matrix_frames_per_chunk": plan.frames_per_chunk or int(video.frames.chunks[0][0])
+        }
+        if parameters.method == "randomized":
+            layout["groups_per_chain"] = plan.groups_per_chain
+        if algorithm == "gram":
+            layout = {"frames_per_group": frames_per_group}
         provenance: dict[str, Any] = {
-            **parameters.as_attrs(),
+            **applied,
             "passes": passes,
             "algorithm": algorithm,
             "video_fingerprint": video.fingerprint,
@@ -195,8 +213,7 @@ def decompose(
             "wall_time_s": round(time.perf_counter() - started, 3),
             "peak_worker_memory": peak_worker_memory(client),
             "kept_in_memory": plan.keep_in_memory,
-            "matrix_frames_per_chunk": plan.frames_per_chunk or int(video.frames.chunks[0][0]),
-            "groups_per_chain": plan.groups_per_chain,
+            **layout,
             "cluster": describe(client),
         }
         write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)
