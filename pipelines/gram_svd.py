@@ -47,8 +47,10 @@ from storage.errors import InvalidParameterError
 
 __all__ = [
     "EXACT_PIXELS",
+    "GRAM_EIGENVALUES_ATTR",
     "GRAM_MAX_FRAMES",
     "GRAM_PASSES",
+    "GRAM_TRACE_ATTR",
     "choose_method",
     "gram_exact_svd",
     "gram_fits",
@@ -69,6 +71,12 @@ that solves it, whose reduction to tridiagonal form costs about 4/3 T^3 flops.""
 
 GRAM_PASSES: Final = 2
 """Reads of the frames: one for G, one for U."""
+
+GRAM_TRACE_ATTR: Final = "gram_trace"
+"""Attribute of factors from the Gram matrix: ``trace(G) = ||M||_F^2``, exact."""
+
+GRAM_EIGENVALUES_ATTR: Final = "gram_eigenvalues"
+"""Attribute of factors from the Gram matrix: the k eigenvalues ``s_i^2`` in float64."""
 
 _DROP_RATIO: Final = 1e-13
 """Eigenvalues below this share of the largest are dropped (s = 0, zero U and Vt rows)."""
@@ -158,7 +166,7 @@ def gram_exact_svd(
     *,
     frames_per_task: int | None = None,
     keep_in_memory: bool = True,
-) -> Decomposition:
+) -> tuple[Decomposition, da.Array]:
     """The exact truncated SVD of M = the frames as columns, from M^T M; lazy.
 
     Parameters
@@ -184,6 +192,11 @@ def gram_exact_svd(
         U (P, k), s (k,), Vt (k, T), float32, lazy, signs as
         :func:`dask.array.utils.svd_flip` fixes them (each row of Vt sums to 0 or
         more).  Deterministic: G is exact, so the result depends on nothing but M.
+    dask.array.Array
+        The energies, (k + 1,) float64, lazy: ``trace(G) = ||M||_F^2`` (exact), then
+        the eigenvalues ``s_i^2`` (0 where dropped).  ``trace(G) - sum(s_i^2, i <= r)``
+        is the squared error of the best rank-r approximation, r <= k, to float64
+        rounding of G's eigendecomposition: the report needs no pass over M for it.
 
     Raises
     ------
@@ -233,7 +246,12 @@ def gram_exact_svd(
         dask.delayed(_right_vectors, pure=True)(solved),
         shape=(k, n_frames), dtype=np.float32, meta=np.empty((0, 0), np.float32),
     )  # fmt: skip
-    return Decomposition(u, s, vt)
+    diagonal = [block for block, (a, b) in zip(gram_blocks, pairs, strict=True) if a == b]
+    energies = da.from_delayed(
+        dask.delayed(_energies, pure=True)(diagonal, solved),
+        shape=(k + 1,), dtype=np.float64, meta=np.empty((0,), np.float64),
+    )  # fmt: skip
+    return Decomposition(u, s, vt), energies
 
 
 def _values(blocks: list[npt.NDArray[np.uint8]]) -> list[npt.NDArray[np.uint8]]:
@@ -350,6 +368,16 @@ def _lift_group(
             first += values.shape[0]
         np.matmul(stacked.T, weights, out=out[start:stop])
     return out
+
+
+def _energies(
+    diagonal_blocks: list[npt.NDArray[np.float64]], solved: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """trace(G) from the diagonal blocks of G, then s_i^2: (k + 1,) float64."""
+    energies = np.empty(solved.shape[1] + 1, dtype=np.float64)
+    energies[0] = sum(float(np.trace(block)) for block in diagonal_blocks)
+    energies[1:] = solved[-1] ** 2
+    return energies
 
 
 def _singular_values(solved: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:

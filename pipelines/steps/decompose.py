@@ -17,7 +17,15 @@ from pipelines.background_models import FITTED_MODELS
 from pipelines.decompose import SvdParameters, auto_iteration
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.fused_svd import fused_randomized_svd
-from pipelines.gram_svd import GRAM_PASSES, choose_method, gram_exact_svd, gram_fits, gram_frames_per_task
+from pipelines.gram_svd import (
+    GRAM_EIGENVALUES_ATTR,
+    GRAM_PASSES,
+    GRAM_TRACE_ATTR,
+    choose_method,
+    gram_exact_svd,
+    gram_fits,
+    gram_frames_per_task,
+)
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
 from pipelines.planning import merged_chunk_limit, plan_decomposition
 from pipelines.steps.context import JobContext, step_context
@@ -148,7 +156,7 @@ def decompose(
             # the exact SVD from M^T M, computed exactly; a pair task holds two uint8 groups
             frame_bytes = int(np.prod(video.frames.shape[1:], dtype=np.int64))
             group_limit = merged_chunk_limit(cluster.worker_memory_bytes) // 2 // max(frame_bytes, 1)
-            u, s, vt = gram_exact_svd(
+            (u, s, vt), energies = gram_exact_svd(
                 job.frames_to_read(video),
                 parameters,
                 keep_in_memory=plan.keep_in_memory,  # held frames; else each pair reads its own
@@ -184,6 +192,8 @@ def decompose(
                 keep_in_memory=plan.keep_in_memory,
             )
         u, s, vt = client.persist([u, s, vt])
+        if algorithm == "gram":
+            energies = client.persist(energies)
         passes = GRAM_PASSES if algorithm == "gram" else parameters.passes
         if parameters.method == "randomized":
             job.say(f"randomized SVD, {parameters.iteration} iteration: {passes} reads of the video")
@@ -216,6 +226,10 @@ def decompose(
             **layout,
             "cluster": describe(client),
         }
+        if algorithm == "gram":
+            # ||M||^2 and s_i^2 in float64: the report's errors without a pass over M
+            trace, *eigenvalues = (float(value) for value in energies.compute())
+            provenance[GRAM_TRACE_ATTR], provenance[GRAM_EIGENVALUES_ATTR] = trace, eigenvalues
         write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)
         singular_values = [float(v) for v in s.compute()]
         if parameters.method == "randomized":

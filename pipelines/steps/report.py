@@ -17,6 +17,7 @@ from distributed import futures_of
 
 from pipelines.activity import activity_csv, busiest_frames, foreground_fraction
 from pipelines.background_models import FITTED_MODELS
+from pipelines.gram_svd import GRAM_EIGENVALUES_ATTR, GRAM_TRACE_ATTR
 from pipelines.matrix import video_columns
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
 from pipelines.plots import activity_png, background_png, components_png, energy_png, image_png, spectrum_png
@@ -57,7 +58,8 @@ def report(
     factors' rank, plus that rank): the stored fraction k(P+1+T)/(PT), the factors'
     bytes against the uint8 video's raw and stored bytes and against the source
     files, the exact relative error ||M - M_k||_F / ||M||_F and PSNR (computed out of
-    core, chunk by chunk, all ranks in one pass over M).  Writes ``report.json`` and a
+    core, chunk by chunk, all ranks in one pass over M; for factors of the Gram method,
+    from the ||M||^2 and s_i^2 they recorded in float64, without reading M).  Writes ``report.json`` and a
     self-contained ``report.html`` in ``out`` and returns the report.
 
     Notes
@@ -78,16 +80,24 @@ def report(
     n_pixels, n_frames = int(np.prod(video.frames.shape[1:], dtype=np.int64)), video.n_frames
     with step_context(context) as job:
         client = job.computing_on(video.location)
-        matrix = video_columns(job.frames_to_read(video))  # uint8: converted a tile at a time
-        job.say(f"measuring ranks {', '.join(map(str, wanted))}")
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
         require_finite_factors(chosen)
-        # ||M - M_k||_F^2 for every rank and ||M||_F^2, in one pass over M
-        sums = client.persist(squared_residuals(matrix, u, s, vt, wanted))
-        job.wait(futures_of([sums]), description="report", frames=n_frames)
-        sum_values, s_values = client.compute([sums, s], sync=True)
-        residuals = np.asarray(sum_values[:-1], dtype=np.float64)
-        total_energy = float(sum_values[-1])
+        recorded = _recorded_energies(chosen)
+        if recorded is None:
+            job.say(f"measuring ranks {', '.join(map(str, wanted))}")
+            matrix = video_columns(job.frames_to_read(video))  # uint8: converted a tile at a time
+            # ||M - M_k||_F^2 for every rank and ||M||_F^2, in one pass over M
+            sums = client.persist(squared_residuals(matrix, u, s, vt, wanted))
+            job.wait(futures_of([sums]), description="report", frames=n_frames)
+            sum_values, s_values = client.compute([sums, s], sync=True)
+            residuals = np.asarray(sum_values[:-1], dtype=np.float64)
+            total_energy = float(sum_values[-1])
+        else:
+            # the exact SVD's own figures: ||M||^2 - sum of the first k s_i^2, no pass over M
+            job.say(f"ranks {', '.join(map(str, wanted))} from the exact SVD's eigenvalues")
+            total_energy, eigenvalues = recorded
+            residuals = np.array([max(total_energy - math.fsum(eigenvalues[:k]), 0.0) for k in wanted])
+            s_values = client.compute(s, sync=True)
         error_values, mse_values = _errors(residuals, total_energy, n_values=n_pixels * n_frames)
         if not (np.isfinite(error_values).all() and math.isfinite(total_energy)):
             raise StoreDamagedError(
@@ -292,6 +302,26 @@ def _fitted_backgrounds(location: StoreLocation, *, video_fingerprint: str) -> l
         for summary in complete_factors(location, video_fingerprint=video_fingerprint)
         if summary.method in FITTED_MODELS
     ]
+
+
+def _recorded_energies(factors: StoredFactors) -> tuple[float, list[float]] | None:
+    """``||M||^2`` and the first ``rank`` s_i^2, float64, where the Gram method recorded them.
+
+    Their differences are the exact truncated SVD's squared errors, to float64 rounding
+    of an exact Gram matrix's eigendecomposition (:func:`pipelines.gram_svd.gram_exact_svd`);
+    the stored float32 factors reproduce that approximation to float32 rounding.  None
+    for any other factors, or attributes that are not finite numbers for every rank.
+    """
+    trace = factors.attrs.get(GRAM_TRACE_ATTR)
+    eigenvalues = factors.attrs.get(GRAM_EIGENVALUES_ATTR)
+    if not isinstance(trace, (int, float)) or not isinstance(eigenvalues, list):
+        return None
+    values = [float(value) for value in eigenvalues if isinstance(value, (int, float))]
+    if len(values) != len(eigenvalues) or len(values) < factors.rank:
+        return None
+    if not all(math.isfinite(value) for value in [float(trace), *values]):
+        return None
+    return float(trace), values[: factors.rank]
 
 
 def report_is_current(folder: OutputFolder, *, factors_id: str, ranks: Sequence[int] | None) -> bool:

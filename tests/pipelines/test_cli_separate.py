@@ -280,6 +280,26 @@ def test_evaluate_bad_input_is_one_line(
     assert_one_line_error(stderr, *fragments)
 
 
+def test_the_report_of_exact_factors_takes_their_errors_from_the_eigenvalues(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Gram method's factors recorded ||M||^2 and s_i^2: the optimal errors, no pass."""
+    out = tmp_path / "report"
+    status, stdout, stderr = _run(
+        capsys, "report", "--store", str(separated.store), "--ranks", "1,2,3", "--out", str(out), "--json",
+        *CLUSTER,
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert "from the exact SVD's eigenvalues" in stderr and "measuring" not in stderr
+    frames = open_video(separated.store).frames.compute()
+    matrix = frames.reshape(len(frames), -1).T.astype(np.float64)
+    s = np.linalg.svd(matrix, compute_uv=False)
+    total = float(np.sum(matrix**2))
+    for row in json.loads(stdout)["ranks"]:
+        optimal = np.sqrt(max(total - float(np.sum(s[: row["rank"]] ** 2)), 0.0) / total)
+        assert row["relative_error"] == pytest.approx(optimal, rel=1e-9)
+
+
 def test_report_measures_every_rank_like_numpy(
     separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

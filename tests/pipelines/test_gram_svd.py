@@ -35,7 +35,7 @@ def _factors(
     rank: int = RANK,
     keep_in_memory: bool = True,
 ) -> list[np.ndarray]:
-    lazy = gram_exact_svd(
+    lazy, _ = gram_exact_svd(
         da.from_array(frames, chunks=(chunk, *frames.shape[1:])),
         SvdParameters(method="exact", rank=rank),
         frames_per_task=frames_per_task,
@@ -58,6 +58,22 @@ def test_factors_match_numpy_in_float64(chunk: int, frames_per_task: int | None)
     np.testing.assert_allclose(u * signs, u_ref[:, :RANK], atol=1e-6)
     np.testing.assert_allclose(u.T.astype(np.float64) @ u, np.eye(RANK), atol=1e-6)
     assert np.all(vt.sum(axis=1) >= 0)  # svd_flip's signs: each row of Vt sums to 0 or more
+
+
+def test_the_energies_give_the_optimal_errors_without_a_pass() -> None:
+    frames = _frames(seed=4)
+    _, energies = gram_exact_svd(
+        da.from_array(frames, chunks=(20, HEIGHT, WIDTH)),
+        SvdParameters(method="exact", rank=RANK),
+        frames_per_task=40,
+    )
+    values = np.asarray(energies.compute())
+    matrix = frames.reshape(T, -1).T.astype(np.float64)
+    assert values[0] == float(np.sum(matrix**2))  # ||M||_F^2, an integer, exactly
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    for r in range(1, RANK + 1):
+        optimal = np.linalg.norm(matrix - (u[:, :r] * s[:r]) @ vt[:r]) ** 2
+        np.testing.assert_allclose(values[0] - np.sum(values[1 : r + 1]), optimal, rtol=1e-9)
 
 
 def test_the_gram_matrix_is_exact_whatever_the_grouping() -> None:
