@@ -47,10 +47,8 @@ from storage.errors import InvalidParameterError
 
 __all__ = [
     "EXACT_PIXELS",
-    "GRAM_EIGENVALUES_ATTR",
     "GRAM_MAX_FRAMES",
     "GRAM_PASSES",
-    "GRAM_TRACE_ATTR",
     "choose_method",
     "gram_exact_svd",
     "gram_fits",
@@ -72,11 +70,6 @@ that solves it, whose reduction to tridiagonal form costs about 4/3 T^3 flops.""
 GRAM_PASSES: Final = 2
 """Reads of the frames: one for G, one for U."""
 
-GRAM_TRACE_ATTR: Final = "gram_trace"
-"""Attribute of factors from the Gram matrix: ``trace(G) = ||M||_F^2``, exact."""
-
-GRAM_EIGENVALUES_ATTR: Final = "gram_eigenvalues"
-"""Attribute of factors from the Gram matrix: the k eigenvalues ``s_i^2`` in float64."""
 
 _DROP_RATIO: Final = 1e-13
 """Eigenvalues below this share of the largest are dropped (s = 0, zero U and Vt rows)."""

@@ -46,6 +46,8 @@ from storage.layout import (
     FACTOR_VT,
     FACTORS_CHUNK_BYTES,
     FACTORS_GROUP,
+    GRAM_EIGENVALUES_ATTR,
+    GRAM_TRACE_ATTR,
     S_DIMS,
     U_DIMS,
     VT_DIMS,
@@ -152,6 +154,26 @@ class StoredFactors:
         """Seconds the decomposition took, when recorded."""
         seconds = self.attrs.get("wall_time_s")
         return None if seconds is None else float(seconds)
+
+    @property
+    def recorded_energies(self) -> tuple[float, list[float]] | None:
+        """``||M||_F^2`` and the first ``rank`` values s_i^2 (float64), where recorded.
+
+        Factors of the Gram method record them (:data:`GRAM_TRACE_ATTR`,
+        :data:`GRAM_EIGENVALUES_ATTR`): their differences are the exact truncated SVD's
+        squared errors.  None for other factors, or values that are not finite numbers
+        for every rank.
+        """
+        trace = self.attrs.get(GRAM_TRACE_ATTR)
+        eigenvalues = self.attrs.get(GRAM_EIGENVALUES_ATTR)
+        if not isinstance(trace, (int, float)) or not isinstance(eigenvalues, list):
+            return None
+        values = [float(value) for value in eigenvalues if isinstance(value, (int, float))]
+        if len(values) != len(eigenvalues) or len(values) < self.rank:
+            return None
+        if not all(math.isfinite(value) for value in [float(trace), *values]):
+            return None
+        return float(trace), values[: self.rank]
 
     @property
     def versions(self) -> dict[str, str]:

@@ -33,6 +33,10 @@ FACTOR_S: Final = "s"
 FACTOR_VT: Final = "Vt"
 RANDOMIZED_OPTIONS: Final = ("power_iters", "oversample", "seed")
 """Attributes of randomized factors that must match a request for the factors to answer it."""
+GRAM_TRACE_ATTR: Final = "gram_trace"
+"""Attribute of factors of the Gram method: ``trace(M^T M) = ||M||_F^2``, exact."""
+GRAM_EIGENVALUES_ATTR: Final = "gram_eigenvalues"
+"""Attribute of factors of the Gram method: the eigenvalues ``s_i^2`` of M^T M, float64."""
 FACTORS_CHUNK_BYTES: Final = 32 * 2**20
 """Target size of one chunk of U or Vt: 32 MiB of float32, every component in a chunk."""
 

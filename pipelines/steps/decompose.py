@@ -18,9 +18,7 @@ from pipelines.decompose import SvdParameters, auto_iteration
 from pipelines.decompose import decompose as decompose_matrix
 from pipelines.fused_svd import fused_randomized_svd
 from pipelines.gram_svd import (
-    GRAM_EIGENVALUES_ATTR,
     GRAM_PASSES,
-    GRAM_TRACE_ATTR,
     choose_method,
     gram_exact_svd,
     gram_fits,
@@ -32,6 +30,7 @@ from pipelines.steps.context import JobContext, step_context
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import find_reusable_factors
 from storage.factors import check_factors_name, default_factors_name, write_factors
+from storage.layout import GRAM_EIGENVALUES_ATTR, GRAM_TRACE_ATTR
 from storage.store import StoreLocation
 from storage.video_array import open_video
 from storage.writer_lock import writer_lock

@@ -17,7 +17,6 @@ from distributed import futures_of
 
 from pipelines.activity import activity_csv, busiest_frames, foreground_fraction
 from pipelines.background_models import FITTED_MODELS
-from pipelines.gram_svd import GRAM_EIGENVALUES_ATTR, GRAM_TRACE_ATTR
 from pipelines.matrix import video_columns
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
 from pipelines.plots import activity_png, background_png, components_png, energy_png, image_png, spectrum_png
@@ -82,7 +81,7 @@ def report(
         client = job.computing_on(video.location)
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
         require_finite_factors(chosen)
-        recorded = _recorded_energies(chosen)
+        recorded = chosen.recorded_energies
         if recorded is None:
             job.say(f"measuring ranks {', '.join(map(str, wanted))}")
             matrix = video_columns(job.frames_to_read(video))  # uint8: converted a tile at a time
@@ -302,26 +301,6 @@ def _fitted_backgrounds(location: StoreLocation, *, video_fingerprint: str) -> l
         for summary in complete_factors(location, video_fingerprint=video_fingerprint)
         if summary.method in FITTED_MODELS
     ]
-
-
-def _recorded_energies(factors: StoredFactors) -> tuple[float, list[float]] | None:
-    """``||M||^2`` and the first ``rank`` s_i^2, float64, where the Gram method recorded them.
-
-    Their differences are the exact truncated SVD's squared errors, to float64 rounding
-    of an exact Gram matrix's eigendecomposition (:func:`pipelines.gram_svd.gram_exact_svd`);
-    the stored float32 factors reproduce that approximation to float32 rounding.  None
-    for any other factors, or attributes that are not finite numbers for every rank.
-    """
-    trace = factors.attrs.get(GRAM_TRACE_ATTR)
-    eigenvalues = factors.attrs.get(GRAM_EIGENVALUES_ATTR)
-    if not isinstance(trace, (int, float)) or not isinstance(eigenvalues, list):
-        return None
-    values = [float(value) for value in eigenvalues if isinstance(value, (int, float))]
-    if len(values) != len(eigenvalues) or len(values) < factors.rank:
-        return None
-    if not all(math.isfinite(value) for value in [float(trace), *values]):
-        return None
-    return float(trace), values[: factors.rank]
 
 
 def report_is_current(folder: OutputFolder, *, factors_id: str, ranks: Sequence[int] | None) -> bool:
