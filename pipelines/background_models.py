@@ -50,7 +50,7 @@ from pipelines.chunk_groups import chunk_groups, sum_partials
 from pipelines.frame_gains import MIN_GAIN
 from pipelines.masks import sample_frames
 from pipelines.shapes import require_gray_video
-from storage.errors import InvalidParameterError
+from storage.errors import InconsistentResultError, InvalidParameterError
 
 __all__ = [
     "BACKGROUND_MODELS",
@@ -310,8 +310,25 @@ def _count_group(
 
 
 def median_bin(coarse: npt.NDArray[np.uint32], *, n_frames: int) -> npt.NDArray[np.uint8]:
-    """The coarse bin (value >> 4) holding each pixel's median, from :func:`coarse_counts`."""
+    """The coarse bin (value >> 4) holding each pixel's median, from :func:`coarse_counts`.
+
+    Raises
+    ------
+    InconsistentResultError
+        A pixel's counts do not add up to ``n_frames``: a partial count was lost or
+        added twice (the counts are summed in place).
+    """
+    _require_frames_counted(np.asarray(coarse).sum(axis=1, dtype=np.int64), n_frames, what="coarse counts")
     return _bin_and_below(coarse, rank=(n_frames - 1) // 2)[0]
+
+
+def _require_frames_counted(counted: npt.NDArray[np.int64], expected: Any, *, what: str) -> None:
+    """Raise InconsistentResultError unless every pixel counted the frames expected of it."""
+    if not np.array_equal(counted, np.broadcast_to(np.asarray(expected, dtype=np.int64), counted.shape)):
+        raise InconsistentResultError(
+            f"the background's {what} do not add up to the frames counted: a partial count was lost or "
+            "added twice (a worker failure?); nothing was written, run the command again"
+        )
 
 
 def median_from_counts(
@@ -322,9 +339,18 @@ def median_from_counts(
     Memory and time: a few (P,) vectors, a bin at a time (0.2 s at 1280x720 against
     0.7 s for cumulative sums over (P, 16) int64 copies, measured); this process runs
     it between passes while the cluster waits.
+
+    Raises
+    ------
+    InconsistentResultError
+        A pixel's fine counts are not the frames of its coarse bin: a partial count was
+        lost or added twice.
     """
     rank = (n_frames - 1) // 2
     coarse_bin, frames_below = _bin_and_below(coarse, rank=rank)
+    # the fine counts of each pixel are the frames of its coarse bin, once each
+    in_bin = np.take_along_axis(np.asarray(coarse), coarse_bin[:, None].astype(np.intp), axis=1)[:, 0]
+    _require_frames_counted(np.asarray(fine).sum(axis=1, dtype=np.int64), in_bin, what="fine counts")
     columns = np.ascontiguousarray(np.asarray(fine, dtype=np.uint32).T)  # (16, P): a bin per row
     offset = np.zeros(columns.shape[1], dtype=np.uint8)
     for value in columns[:-1]:

@@ -27,7 +27,9 @@ import numpy as np
 import numpy.typing as npt
 from dask.delayed import Delayed
 
-__all__ = ["SPLIT_EVERY", "chain_groups", "chunk_groups", "sum_partials"]
+from storage.errors import InconsistentResultError
+
+__all__ = ["SPLIT_EVERY", "chain_groups", "checked_count", "chunk_groups", "sum_partials"]
 
 SPLIT_EVERY: Final = 2
 """Partials summed per task of the tree: a sum runs as soon as two partials exist.
@@ -105,6 +107,43 @@ def sum_partials(
             for start in range(0, len(level), SPLIT_EVERY)
         ]
     return da.from_delayed(level[0], shape=shape, dtype=np.dtype(dtype))
+
+
+def checked_count(total: npt.NDArray[Any], *, expected: int, what: str) -> npt.NDArray[Any]:
+    """The rows of a summed partial above its count row, once the count row says ``expected``.
+
+    Partials added into in place carry, in a last row, the number of frames added into
+    them (every entry).  Their sum must hold every frame once: a partial lost, or added
+    twice (a task run again on an input it had already added into, as after a worker
+    failure), would leave a wrong sum that nothing else notices.
+
+    Parameters
+    ----------
+    total : ndarray
+        Shape (n + 1, ...): the sum, its last row the count.
+    expected : int
+        Frames the sum must hold (exact in float32 up to 2^24).
+    what : str
+        What was summed, for the error.
+
+    Returns
+    -------
+    ndarray
+        ``total[:-1]``, a view (C-contiguous and writable when ``total`` is).
+
+    Raises
+    ------
+    InconsistentResultError
+        The count row is not ``expected`` everywhere.
+    """
+    counted = total[-1]
+    if not np.all(counted == expected):
+        raise InconsistentResultError(
+            f"the {what} added up {float(np.max(counted)):g} frames instead of {expected}: a partial "
+            "result was lost or added twice (a worker failure?); nothing was written, run the command again"
+        )
+    rows: npt.NDArray[Any] = total[:-1]
+    return rows
 
 
 def _add_into_first_in_place(*partials: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:

@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from dask.array.linalg import compression_level
 
-from pipelines.chunk_groups import chain_groups, chunk_groups, sum_partials
+from pipelines.chunk_groups import chain_groups, checked_count, chunk_groups, sum_partials
 from pipelines.decompose import Decomposition, SvdParameters
 from pipelines.graph_copy import fresh_copies
 from storage.errors import InvalidParameterError
@@ -142,9 +142,11 @@ def fused_randomized_svd(
         [([blocks[i] for i in group], [omegas[i] for i in group]) for group in groups],
         per_chain=groups_per_chain,
     )
+    # partials carry a count row (frames added): a sum that is not every frame once is refused
     basis = _orthonormal(
-        sum_partials(sketched, shape=(n_pixels, width), dtype=np.float32, in_place=True),
+        sum_partials(sketched, shape=(n_pixels + 1, width), dtype=np.float32, in_place=True),
         steps=1 if params.power_iters else 2,
+        n_frames=n_frames,
     )
     for iteration in range(params.power_iters):
         blocks = list(read(after=basis).to_delayed().ravel())
@@ -153,14 +155,12 @@ def fused_randomized_svd(
             _power_group, [([blocks[i] for i in group], q) for group in groups], per_chain=groups_per_chain
         )
         basis = _orthonormal(
-            sum_partials(powered, shape=(n_pixels, width), dtype=np.float32, in_place=True),
+            sum_partials(powered, shape=(n_pixels + 1, width), dtype=np.float32, in_place=True),
             steps=2 if iteration == params.power_iters - 1 else 1,
+            n_frames=n_frames,
         )
-    # B^T = M^T Q, (T, l), a task per group of chunks: a GEMM of a group's frames ran at
-    # 50-53 GFLOP/s per thread at 720p against 35-38 chunk by chunk (measured).  Not a
-    # blockwise contraction over (y, x): that concatenates its single blocks into fresh
-    # copies, the chunk and Q for every chunk (6 % of the worker time of a 720p
-    # decompose, measured)
+    # B^T = M^T Q, (T, l), a task per group of chunks (faster GEMMs than chunk by chunk);
+    # not a blockwise contraction, which copied each chunk and Q (6 % of the worker time)
     q = basis.to_delayed().ravel()[0]
     blocks = list(read(after=basis).to_delayed().ravel())
     projected = [dask.delayed(_project_group, pure=True)([blocks[i] for i in group], q) for group in groups]
@@ -169,12 +169,14 @@ def fused_randomized_svd(
     # tiny tasks, each waiting on the scheduler (figures in the README)
     stats = sum_partials(
         [dask.delayed(_projection_stats, pure=True)(part) for part in projected],
-        shape=(width + 1, width), dtype=np.float64, in_place=True,
+        shape=(width + 2, width), dtype=np.float64, in_place=True,
     )  # fmt: skip
     k = params.rank
     # unoptimised: optimising the sum's graph alone would fuse each projection into its
     # Gram task under a new key, and Vt's blocks would compute the projections again
-    small = dask.delayed(_small_svd, pure=True)(stats.to_delayed(optimize_graph=False).ravel()[0], k)
+    small = dask.delayed(_small_svd, pure=True)(
+        stats.to_delayed(optimize_graph=False).ravel()[0], k, n_frames
+    )
     u = da.from_delayed(
         dask.delayed(_lift, pure=True)(q, small),
         shape=(n_pixels, k), dtype=np.float32, meta=np.empty((0, 0), np.float32),
@@ -198,15 +200,16 @@ def fused_randomized_svd(
 
 
 def _projection_stats(projected: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """(l + 1, l) float64 of a block of B^T (n, l): its Gram matrix, then its column sums."""
+    """(l + 2, l) float64 of a block of B^T (n, l): its Gram matrix, its column sums, then n (a count row)."""
     as_float64 = projected.astype(np.float64)
-    stats = np.empty((projected.shape[1] + 1, projected.shape[1]), dtype=np.float64)
-    np.matmul(as_float64.T, as_float64, out=stats[:-1])
-    stats[-1] = as_float64.sum(axis=0)
+    stats = np.empty((projected.shape[1] + 2, projected.shape[1]), dtype=np.float64)
+    np.matmul(as_float64.T, as_float64, out=stats[:-2])
+    stats[-2] = as_float64.sum(axis=0)
+    stats[-1] = projected.shape[0]
     return stats
 
 
-def _small_svd(stats: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:
+def _small_svd(stats: npt.NDArray[np.float64], k: int, n_frames: int) -> npt.NDArray[np.float64]:
     """The SVD of B^T from its Gram matrix G = B B^T and column sums: (l + 1, k) float64.
 
     G = W diag(s^2) W^T (eigh, largest first), so B^T = V diag(s) W^T with
@@ -216,7 +219,8 @@ def _small_svd(stats: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64
     with s^2 below ``_DROP_RATIO`` of the largest (a black video, fewer independent
     frames than k) get s = 0 and a zero column of V and U instead of a division by 0.
     """
-    gram, sums = stats[:-1], stats[-1]
+    counted = checked_count(stats, expected=n_frames, what="last pass's Gram matrices")
+    gram, sums = counted[:-1], counted[-1]
     lam, vectors, keep = _eigen_descending(gram)
     lam, vectors, keep = lam[:k], vectors[:, :k], keep[:k]
     singular = np.where(keep, np.sqrt(np.where(keep, lam, 1.0)), 0.0)
@@ -253,7 +257,7 @@ def _lift(basis: npt.NDArray[np.float32], small: npt.NDArray[np.float64]) -> npt
     return lifted
 
 
-def _orthonormal(y: da.Array, *, steps: int) -> da.Array:
+def _orthonormal(y: da.Array, *, steps: int, n_frames: int) -> da.Array:
     """An orthonormal basis of the columns of y (P, l), float32, one chunk; lazy.
 
     ``steps`` SVQB steps (Stathopoulos and Wu 2002): G = Y^T Y in float64,
@@ -274,7 +278,14 @@ def _orthonormal(y: da.Array, *, steps: int) -> da.Array:
     Directions with lam below ``_DROP_RATIO * max(lam)`` (noise, or a video with fewer
     than l independent frames) become zero columns instead of being amplified.
     """
-    return y.map_blocks(_svqb, steps=steps, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    return y.map_blocks(
+        _svqb,
+        steps=steps,
+        n_frames=n_frames,
+        chunks=((y.shape[0] - 1,), (y.shape[1],)),
+        dtype=np.float32,
+        meta=np.empty((0, 0), np.float32),
+    )
 
 
 _DROP_RATIO: Final = 1e-13
@@ -288,12 +299,13 @@ _BANDS: Final = 4
 matrix is summed in the same order on every machine (results do not depend on cores)."""
 
 
-def _svqb(y: npt.NDArray[np.float32], *, steps: int) -> npt.NDArray[np.float32]:
-    """Y orthonormalised by ``steps`` SVQB steps, in place.
+def _svqb(y: npt.NDArray[np.float32], *, steps: int, n_frames: int) -> npt.NDArray[np.float32]:
+    """Y orthonormalised by ``steps`` SVQB steps, in place; Y arrives with its count row (checked, dropped).
 
     Y is the sum of the pass's partials, which this task alone consumes; it is copied
     first only when it arrived read-only or is not float32 C-contiguous.
     """
+    y = checked_count(y, expected=n_frames, what="pass's products")
     q = y if _writable_float32(y) else np.array(y, dtype=np.float32, order="C", copy=True)
     bands = _row_bands(q.shape[0])
     threads = max(1, min(len(bands), dask.system.CPU_COUNT))
@@ -454,8 +466,9 @@ def _sketch_group(
 ) -> npt.NDArray[np.float32]:
     """Sum over the group's chunks of M_j Omega_j, added into ``into``: (P, l) float32."""
     tiles = _Tiles(blocks, width=omegas[0].shape[1])
-    out = _partial_into(into, shape=(tiles.n_pixels, omegas[0].shape[1]))
-    tiles.accumulate(np.concatenate(omegas, axis=0).astype(np.float32, copy=False), out)
+    out = _partial_into(into, shape=(tiles.n_pixels + 1, omegas[0].shape[1]))
+    tiles.accumulate(np.concatenate(omegas, axis=0).astype(np.float32, copy=False), out[:-1])
+    out[-1] += tiles.n_frames  # the count row
     return out
 
 
@@ -464,8 +477,9 @@ def _power_group(
 ) -> npt.NDArray[np.float32]:
     """Sum over the group's chunks of M_j (M_j^T Q), added into ``into``: (P, l) float32, two sweeps."""
     tiles = _Tiles(blocks, width=basis.shape[1])
-    out = _partial_into(into, shape=basis.shape)
-    tiles.accumulate(tiles.project(basis), out)
+    out = _partial_into(into, shape=(basis.shape[0] + 1, basis.shape[1]))
+    tiles.accumulate(tiles.project(basis), out[:-1])
+    out[-1] += tiles.n_frames  # the count row
     return out
 
 

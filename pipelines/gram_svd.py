@@ -230,7 +230,8 @@ def gram_exact_svd(
         dask.delayed(_lift_group, pure=True)(held[index], solved, int(firsts[index]))
         for index in range(len(groups))
     ]
-    u = sum_partials(lifted, shape=(n_pixels, k), dtype=np.float64, in_place=True).astype(np.float32)
+    # summed into copies: a task run again (a worker failure) finds its inputs as they were
+    u = sum_partials(lifted, shape=(n_pixels, k), dtype=np.float64).astype(np.float32)
     s = da.from_delayed(
         dask.delayed(_singular_values, pure=True)(solved),
         shape=(k,), dtype=np.float32, meta=np.empty((0,), np.float32),

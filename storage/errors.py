@@ -84,6 +84,10 @@ class StoreDamagedError(VidsvdError, RuntimeError):
     """What the store holds is not what was written: a chunk missing, corrupt, or NaN in factors."""
 
 
+class InconsistentResultError(VidsvdError, RuntimeError):
+    """Partial results of a computation did not add up (one lost or added twice): nothing is written."""
+
+
 class StoreBusyError(VidsvdError, RuntimeError):
     """Another process is writing the store (its writer lock is held)."""
 

@@ -20,7 +20,7 @@ from pipelines.background_models import (
 )
 from pipelines.frame_gains import frame_gains
 from pipelines.synthetic import SceneSpec, render_background, render_scene
-from storage.errors import InvalidParameterError
+from storage.errors import InconsistentResultError, InvalidParameterError
 from tests.helpers import raise_if_dask_computes
 
 
@@ -53,6 +53,26 @@ def test_counts_are_exact_across_uint8_sums_and_pixel_tiles(n_frames: int) -> No
     expected_fine = np.stack([np.sum(flat == 16 * coarse_bin + j, axis=0) for j in range(16)], axis=1)
     np.testing.assert_array_equal(coarse_counts(lazy).compute(), expected_coarse)
     np.testing.assert_array_equal(fine_counts(lazy, coarse_bin).compute(), expected_fine)
+
+
+@pytest.mark.parametrize("fault", ["coarse lost", "coarse twice", "fine twice"])
+def test_counts_that_do_not_add_up_are_refused(fault: str) -> None:
+    """A partial count lost or added twice (summed in place, a task run again) is an error, not a plate."""
+    frames = np.random.default_rng(0).integers(0, 256, size=(20, 6, 7), dtype=np.uint8)
+    lazy = da.from_array(frames, chunks=(5, 6, 7))
+    coarse = coarse_counts(lazy).compute()
+    fine = fine_counts(lazy, median_bin(coarse, n_frames=20)).compute()
+    part = coarse_counts(lazy[:5]).compute()
+    if fault == "coarse lost":
+        with pytest.raises(InconsistentResultError, match="coarse counts"):
+            median_bin(coarse - part, n_frames=20)
+    elif fault == "coarse twice":
+        with pytest.raises(InconsistentResultError, match="lost or added twice"):
+            median_bin(coarse + part, n_frames=20)
+    else:
+        extra = fine_counts(lazy[:5], median_bin(coarse, n_frames=20)).compute()
+        with pytest.raises(InconsistentResultError, match="fine counts"):
+            median_from_counts(coarse, fine + extra, n_frames=20)
 
 
 def test_the_median_ignores_what_passes_through_less_than_half_the_time() -> None:

@@ -8,7 +8,8 @@ import dask
 import numpy as np
 import pytest
 
-from pipelines.chunk_groups import chain_groups, chunk_groups, sum_partials
+from pipelines.chunk_groups import chain_groups, checked_count, chunk_groups, sum_partials
+from storage.errors import InconsistentResultError
 
 
 @pytest.mark.parametrize(
@@ -78,3 +79,26 @@ def test_chains_of_consecutive_groups_add_every_group_once(per_chain: int | None
     assert [int(end.compute(scheduler="sync")[0, 0]) for end in chained] == sums
     total = sum_partials(chained, shape=(2, 3), dtype=np.int64).compute(scheduler="sync")
     np.testing.assert_array_equal(total, np.full((2, 3), 28))
+
+
+def _counted_partial(frames: int, value: float) -> np.ndarray:
+    """A (3 + 1, 2) partial: a product of ``frames`` frames, then its count row."""
+    partial = np.full((4, 2), value, dtype=np.float32)
+    partial[-1] = frames
+    return partial
+
+
+def test_a_count_row_that_holds_every_frame_once_is_dropped() -> None:
+    parts = [dask.delayed(_counted_partial)(n, float(n)) for n in (3, 4, 5)]
+    total = sum_partials(parts, shape=(4, 2), dtype=np.float32, in_place=True).compute()
+    rows = checked_count(total, expected=12, what="test products")
+    np.testing.assert_array_equal(rows, np.full((3, 2), 12.0, np.float32))
+    assert rows.flags.c_contiguous and rows.flags.writeable
+
+
+@pytest.mark.parametrize("frames", [[3, 4], [3, 4, 5, 5]], ids=["lost", "added twice"])
+def test_a_partial_lost_or_added_twice_is_refused(frames: list[int]) -> None:
+    parts = [dask.delayed(_counted_partial)(n, float(n)) for n in frames]
+    total = sum_partials(parts, shape=(4, 2), dtype=np.float32).compute()
+    with pytest.raises(InconsistentResultError, match=r"test products added up .* instead of 12"):
+        checked_count(total, expected=12, what="test products")
