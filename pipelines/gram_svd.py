@@ -37,7 +37,6 @@ import dask
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
-import scipy.linalg
 from dask.array.linalg import compression_level
 
 from pipelines.chunk_groups import chunk_groups, sum_partials
@@ -325,7 +324,10 @@ def _solve(
         rows, cols = slice(firsts[a], firsts[a + 1]), slice(firsts[b], firsts[b + 1])
         gram[rows, cols] = block
         gram[cols, rows] = block.T
-    # only the top k eigenpairs (LAPACK's MRRR): a few times faster than all of them
+    # only the top k eigenpairs (LAPACK's MRRR): a few times faster than all of them;
+    # imported here, on the worker, not by every command that imports this module
+    import scipy.linalg
+
     lam, vectors = scipy.linalg.eigh(gram, subset_by_index=[n_frames - k, n_frames - 1], driver="evr")
     lam, vectors = lam[::-1], vectors[:, ::-1]
     keep = lam > _DROP_RATIO * max(float(lam[0]), 0.0)
