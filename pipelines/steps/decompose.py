@@ -205,13 +205,11 @@ def decompose(
             for key, value in parameters.as_attrs().items()
             if parameters.method == "randomized" or key not in _RANDOMIZED_ONLY
         }
-        layout: dict[str, Any] = {
-            "matrix_frames_per_chunk": plan.frames_per_chunk or int(video.frames.chunks[0][0])
-        }
+        layout: dict[str, Any] = {"frames_per_group": frames_per_group} if algorithm == "gram" else {}
+        if algorithm != "gram":
+            layout["matrix_frames_per_chunk"] = plan.frames_per_chunk or int(video.frames.chunks[0][0])
         if parameters.method == "randomized":
             layout["groups_per_chain"] = plan.groups_per_chain
-        if algorithm == "gram":
-            layout = {"frames_per_group": frames_per_group}
         provenance: dict[str, Any] = {
             **applied,
             "passes": passes,
