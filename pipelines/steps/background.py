@@ -23,6 +23,7 @@ from pipelines.background_models import (
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
 from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.recompute import recomputed_if_inconsistent
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import complete_factors
 from storage.factors import StoredFactors, open_factors, write_factors
@@ -84,68 +85,81 @@ def _fit(
     ):
         return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
     with step_context(context) as job:
-        client = job.computing_on(video.location)
-        job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video)")
-        plates, gains = [], []
-        held = job.frames_to_read(video)
-        for number, (start, stop) in enumerate(video.segments):
-            frames = held[start:stop]
-            label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
-            n_frames = stop - start
-            passes = iter(range(1, _PASSES[model] + 1))
-            per_task = merged_frames_per_chunk(
-                video_chunk_frames=max(frames.chunks[0]),  # a segment may start inside a chunk
-                n_video_chunks=len(frames.chunks[0]),
-                frame_pixels=video.height * video.width,
-                min_chunks=2 * max(sum(client.nthreads().values()), 1),
-                max_chunk_bytes=merged_chunk_limit(worker_memory_limit(client)),
-            )
-            divide_by = None
-            if model == "robust":
-                first_plate = client.compute(sample_plate(frames))
-                job.wait([first_plate], description=f"{label}: sample plate", frames=None)
-                # one read: each chunk's gains, and its counts divided by them
-                lazy_gains = frame_gains(frames, np.asarray(first_plate.result()))
-                measured, counted = client.compute(
-                    [lazy_gains, coarse_counts(frames, gains=lazy_gains, frames_per_task=per_task)]
-                )
-                job.wait([measured, counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
-                divide_by = np.asarray(measured.result(), dtype=np.float64)
-            else:
-                counted = client.compute(coarse_counts(frames, frames_per_task=per_task))
-                job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
-            coarse = np.asarray(counted.result())
-            counted = client.compute(
-                fine_counts(
-                    frames, median_bin(coarse, n_frames=n_frames), gains=divide_by, frames_per_task=per_task
-                )
-            )
-            job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
-            plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames)
-            if model == "robust":
-                gains.append(_gains(client, job, frames, plate, f"{label}: pass {next(passes)}"))
-            else:
-                gains.append(np.ones(n_frames))
-            plates.append(plate)
-        factors = segment_factors(plates, gains, video.segments, n_frames=video.n_frames)
-        write_factors(
-            video.location,
-            name=model,
-            U=factors.U,
-            s=factors.s,
-            Vt=factors.Vt,
-            attrs={
-                "method": model,
-                "model": model,
-                "passes": _PASSES[model],
-                "fit": _FITS[model],
-                "video_fingerprint": video.fingerprint,
-                "wall_time_s": round(time.perf_counter() - started, 3),
-                "cluster": describe(client),
-            },
-            overwrite=True,
+        recomputed_if_inconsistent(
+            lambda: _fit_and_write(job, video, model=model, started=started),
+            what=f"the {model} background",
+            say=job.say,
         )
     return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
+
+
+def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: float) -> None:
+    """Fit the background and write its factors (the writer lock is held).
+
+    Raises :class:`storage.errors.InconsistentResultError`, having written nothing,
+    when the counts do not add up.
+    """
+    client = job.computing_on(video.location)
+    job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video)")
+    plates, gains = [], []
+    held = job.frames_to_read(video)
+    for number, (start, stop) in enumerate(video.segments):
+        frames = held[start:stop]
+        label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
+        n_frames = stop - start
+        passes = iter(range(1, _PASSES[model] + 1))
+        per_task = merged_frames_per_chunk(
+            video_chunk_frames=max(frames.chunks[0]),  # a segment may start inside a chunk
+            n_video_chunks=len(frames.chunks[0]),
+            frame_pixels=video.height * video.width,
+            min_chunks=2 * max(sum(client.nthreads().values()), 1),
+            max_chunk_bytes=merged_chunk_limit(worker_memory_limit(client)),
+        )
+        divide_by = None
+        if model == "robust":
+            first_plate = client.compute(sample_plate(frames))
+            job.wait([first_plate], description=f"{label}: sample plate", frames=None)
+            # one read: each chunk's gains, and its counts divided by them
+            lazy_gains = frame_gains(frames, np.asarray(first_plate.result()))
+            measured, counted = client.compute(
+                [lazy_gains, coarse_counts(frames, gains=lazy_gains, frames_per_task=per_task)]
+            )
+            job.wait([measured, counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+            divide_by = np.asarray(measured.result(), dtype=np.float64)
+        else:
+            counted = client.compute(coarse_counts(frames, frames_per_task=per_task))
+            job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+        coarse = np.asarray(counted.result())
+        counted = client.compute(
+            fine_counts(
+                frames, median_bin(coarse, n_frames=n_frames), gains=divide_by, frames_per_task=per_task
+            )
+        )
+        job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+        plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames)
+        if model == "robust":
+            gains.append(_gains(client, job, frames, plate, f"{label}: pass {next(passes)}"))
+        else:
+            gains.append(np.ones(n_frames))
+        plates.append(plate)
+    factors = segment_factors(plates, gains, video.segments, n_frames=video.n_frames)
+    write_factors(
+        video.location,
+        name=model,
+        U=factors.U,
+        s=factors.s,
+        Vt=factors.Vt,
+        attrs={
+            "method": model,
+            "model": model,
+            "passes": _PASSES[model],
+            "fit": _FITS[model],
+            "video_fingerprint": video.fingerprint,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "cluster": describe(client),
+        },
+        overwrite=True,
+    )
 
 
 def _gains(

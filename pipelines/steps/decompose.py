@@ -27,12 +27,13 @@ from pipelines.gram_svd import (
 from pipelines.matrix import matrix_chunk_bytes, video_matrix
 from pipelines.planning import merged_chunk_limit, plan_decomposition
 from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.recompute import recomputed_if_inconsistent
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import find_reusable_factors
 from storage.factors import check_factors_name, default_factors_name, write_factors
 from storage.layout import GRAM_EIGENVALUES_ATTR, GRAM_TRACE_ATTR
 from storage.store import StoreLocation
-from storage.video_array import open_video
+from storage.video_array import StoredVideo, open_video
 from storage.writer_lock import writer_lock
 
 __all__ = ["DecomposeSummary", "decompose"]
@@ -133,104 +134,13 @@ def decompose(
                     singular_values=[float(v) for v in found.s[: parameters.rank].compute()],
                 )
         check_factors_name(video.location, factors_name, overwrite=force)
-        client = job.computing_on(video.location)
-        cluster = job.cluster_size()
-        threads = max(cluster.threads, 1)
-        plan = plan_decomposition(
-            method=parameters.method,
-            video_chunk_frames=int(video.frames.chunks[0][0]),
-            n_video_chunks=len(video.frames.chunks[0]),
-            frame_pixels=int(np.prod(video.frames.shape[1:], dtype=np.int64)),
-            matrix_chunk_bytes=matrix_chunk_bytes(matrix),
-            matrix_bytes=int(matrix.nbytes),
-            cluster=cluster,
+        singular_values = recomputed_if_inconsistent(
+            lambda: _compute_and_write(
+                job, video, parameters=parameters, factors_name=factors_name, force=force, started=started
+            ),
+            what="the SVD",
+            say=job.say,
         )
-        parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
-        algorithm: str = parameters.method
-        if parameters.method == "exact":
-            # the Gram where it fits (uint8, few frames), dask's TSQR of M otherwise
-            fits = gram_fits(n_pixels=n_pixels, n_frames=n_frames, dtype=video.frames.dtype)
-            algorithm = "gram" if fits else "tsqr"
-        if algorithm == "gram":
-            # the exact SVD from M^T M, computed exactly; a pair task holds two uint8 groups
-            frame_bytes = int(np.prod(video.frames.shape[1:], dtype=np.int64))
-            group_limit = merged_chunk_limit(cluster.worker_memory_bytes) // 2 // max(frame_bytes, 1)
-            (u, s, vt), energies = gram_exact_svd(
-                job.frames_to_read(video),
-                parameters,
-                keep_in_memory=plan.keep_in_memory,  # held frames; else each pair reads its own
-                frames_per_task=(
-                    frames_per_group := gram_frames_per_task(
-                        n_frames=n_frames,
-                        video_chunk_frames=int(video.frames.chunks[0][0]),
-                        threads=threads,
-                        max_group_frames=max(group_limit, 1),
-                    )
-                ),
-            )
-        elif parameters.method == "randomized" and parameters.iteration == "fused":
-            # M fits (plan.keep_in_memory, the same rule): the stored uint8 frames held after
-            # one read, for this pass and the later steps' (a quarter of float32's memory;
-            # the kernels convert a tile at a time in cache, which is faster than reading
-            # float32: 0.17 against 0.19 s for 68 frames of 720p, measured)
-            u, s, vt = fused_randomized_svd(
-                job.frames_to_read(video),
-                parameters,
-                keep_in_memory=plan.keep_in_memory,
-                frames_per_task=plan.frames_per_chunk,  # chunks grouped per task, not merged
-                groups_per_chain=plan.groups_per_chain,
-            )
-        else:
-            if plan.frames_per_chunk is not None:
-                matrix = video_matrix(video.frames, frames_per_chunk=plan.frames_per_chunk)
-            u, s, vt = decompose_matrix(
-                matrix,
-                parameters,
-                memory_limit_bytes=plan.cluster_memory_bytes,
-                threads=threads,
-                keep_in_memory=plan.keep_in_memory,
-            )
-        u, s, vt = client.persist([u, s, vt])
-        if algorithm == "gram":
-            energies = client.persist(energies)
-        passes = GRAM_PASSES if algorithm == "gram" else parameters.passes
-        if parameters.method == "randomized":
-            job.say(f"randomized SVD, {parameters.iteration} iteration: {passes} reads of the video")
-        elif algorithm == "gram":
-            job.say(f"exact SVD from the frames' Gram matrix: {passes} reads of the video")
-        job.wait(futures_of([u, s, vt]), description=f"decompose ({parameters.method})")
-        # what ran: the randomized method's options and task layout only where they applied
-        applied = {
-            key: value
-            for key, value in parameters.as_attrs().items()
-            if parameters.method == "randomized" or key not in _RANDOMIZED_ONLY
-        }
-        layout: dict[str, Any] = {"frames_per_group": frames_per_group} if algorithm == "gram" else {}
-        if algorithm != "gram":
-            layout["matrix_frames_per_chunk"] = plan.frames_per_chunk or int(video.frames.chunks[0][0])
-        if parameters.method == "randomized":
-            layout["groups_per_chain"] = plan.groups_per_chain
-        provenance: dict[str, Any] = {
-            **applied,
-            "passes": passes,
-            "algorithm": algorithm,
-            "video_fingerprint": video.fingerprint,
-            "n_pixels": n_pixels,
-            "n_frames": n_frames,
-            "wall_time_s": round(time.perf_counter() - started, 3),
-            "peak_worker_memory": peak_worker_memory(client),
-            "kept_in_memory": plan.keep_in_memory,
-            **layout,
-            "cluster": describe(client),
-        }
-        if algorithm == "gram":
-            # ||M||^2 and s_i^2 in float64: the report's errors without a pass over M
-            trace, *eigenvalues = (float(value) for value in energies.compute())
-            provenance[GRAM_TRACE_ATTR], provenance[GRAM_EIGENVALUES_ATTR] = trace, eigenvalues
-        write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)
-        singular_values = [float(v) for v in s.compute()]
-        if parameters.method == "randomized":
-            _warn_of_zero_components(singular_values)
     return DecomposeSummary(
         name=factors_name,
         reused=False,
@@ -238,6 +148,123 @@ def decompose(
         wall_time_s=time.perf_counter() - started,
         singular_values=singular_values,
     )
+
+
+def _compute_and_write(
+    job: JobContext,
+    video: StoredVideo,
+    *,
+    parameters: SvdParameters,
+    factors_name: str,
+    force: bool,
+    started: float,
+) -> list[float]:
+    """Plan, compute and write the factors (the writer lock is held); their singular values.
+
+    Raises :class:`storage.errors.InconsistentResultError`, having written nothing,
+    when a pass's partial sums do not add up.
+    """
+    matrix = video_matrix(video.frames)
+    n_pixels, n_frames = (int(n) for n in matrix.shape)
+    client = job.computing_on(video.location)
+    cluster = job.cluster_size()
+    threads = max(cluster.threads, 1)
+    plan = plan_decomposition(
+        method=parameters.method,
+        video_chunk_frames=int(video.frames.chunks[0][0]),
+        n_video_chunks=len(video.frames.chunks[0]),
+        frame_pixels=int(np.prod(video.frames.shape[1:], dtype=np.int64)),
+        matrix_chunk_bytes=matrix_chunk_bytes(matrix),
+        matrix_bytes=int(matrix.nbytes),
+        cluster=cluster,
+    )
+    parameters = dataclasses.replace(parameters, iteration=auto_iteration(params=parameters))
+    algorithm: str = parameters.method
+    if parameters.method == "exact":
+        # the Gram where it fits (uint8, few frames), dask's TSQR of M otherwise
+        fits = gram_fits(n_pixels=n_pixels, n_frames=n_frames, dtype=video.frames.dtype)
+        algorithm = "gram" if fits else "tsqr"
+    if algorithm == "gram":
+        # the exact SVD from M^T M, computed exactly; a pair task holds two uint8 groups
+        frame_bytes = int(np.prod(video.frames.shape[1:], dtype=np.int64))
+        group_limit = merged_chunk_limit(cluster.worker_memory_bytes) // 2 // max(frame_bytes, 1)
+        (u, s, vt), energies = gram_exact_svd(
+            job.frames_to_read(video),
+            parameters,
+            keep_in_memory=plan.keep_in_memory,  # held frames; else each pair reads its own
+            frames_per_task=(
+                frames_per_group := gram_frames_per_task(
+                    n_frames=n_frames,
+                    video_chunk_frames=int(video.frames.chunks[0][0]),
+                    threads=threads,
+                    max_group_frames=max(group_limit, 1),
+                )
+            ),
+        )
+    elif parameters.method == "randomized" and parameters.iteration == "fused":
+        # M fits (plan.keep_in_memory, the same rule): the stored uint8 frames held after
+        # one read, for this pass and the later steps' (a quarter of float32's memory;
+        # the kernels convert a tile at a time in cache, which is faster than reading
+        # float32: 0.17 against 0.19 s for 68 frames of 720p, measured)
+        u, s, vt = fused_randomized_svd(
+            job.frames_to_read(video),
+            parameters,
+            keep_in_memory=plan.keep_in_memory,
+            frames_per_task=plan.frames_per_chunk,  # chunks grouped per task, not merged
+            groups_per_chain=plan.groups_per_chain,
+        )
+    else:
+        if plan.frames_per_chunk is not None:
+            matrix = video_matrix(video.frames, frames_per_chunk=plan.frames_per_chunk)
+        u, s, vt = decompose_matrix(
+            matrix,
+            parameters,
+            memory_limit_bytes=plan.cluster_memory_bytes,
+            threads=threads,
+            keep_in_memory=plan.keep_in_memory,
+        )
+    u, s, vt = client.persist([u, s, vt])
+    if algorithm == "gram":
+        energies = client.persist(energies)
+    passes = GRAM_PASSES if algorithm == "gram" else parameters.passes
+    if parameters.method == "randomized":
+        job.say(f"randomized SVD, {parameters.iteration} iteration: {passes} reads of the video")
+    elif algorithm == "gram":
+        job.say(f"exact SVD from the frames' Gram matrix: {passes} reads of the video")
+    job.wait(futures_of([u, s, vt]), description=f"decompose ({parameters.method})")
+    # what ran: the randomized method's options and task layout only where they applied
+    applied = {
+        key: value
+        for key, value in parameters.as_attrs().items()
+        if parameters.method == "randomized" or key not in _RANDOMIZED_ONLY
+    }
+    layout: dict[str, Any] = {"frames_per_group": frames_per_group} if algorithm == "gram" else {}
+    if algorithm != "gram":
+        layout["matrix_frames_per_chunk"] = plan.frames_per_chunk or int(video.frames.chunks[0][0])
+    if parameters.method == "randomized":
+        layout["groups_per_chain"] = plan.groups_per_chain
+    provenance: dict[str, Any] = {
+        **applied,
+        "passes": passes,
+        "algorithm": algorithm,
+        "video_fingerprint": video.fingerprint,
+        "n_pixels": n_pixels,
+        "n_frames": n_frames,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "peak_worker_memory": peak_worker_memory(client),
+        "kept_in_memory": plan.keep_in_memory,
+        **layout,
+        "cluster": describe(client),
+    }
+    if algorithm == "gram":
+        # ||M||^2 and s_i^2 in float64: the report's errors without a pass over M
+        trace, *eigenvalues = (float(value) for value in energies.compute())
+        provenance[GRAM_TRACE_ATTR], provenance[GRAM_EIGENVALUES_ATTR] = trace, eigenvalues
+    write_factors(video.location, name=factors_name, U=u, s=s, Vt=vt, attrs=provenance, overwrite=force)
+    singular_values = [float(v) for v in s.compute()]
+    if parameters.method == "randomized":
+        _warn_of_zero_components(singular_values)
+    return singular_values
 
 
 def _warn_of_zero_components(singular_values: list[float]) -> None:
