@@ -29,7 +29,16 @@ from dask.delayed import Delayed
 
 from storage.errors import InconsistentResultError
 
-__all__ = ["SPLIT_EVERY", "chain_groups", "checked_count", "chunk_groups", "sum_partials"]
+__all__ = [
+    "SPLIT_EVERY",
+    "chain_groups",
+    "chain_partial",
+    "checked_count",
+    "chunk_groups",
+    "open_count_row",
+    "sum_counted_partials",
+    "sum_partials",
+]
 
 SPLIT_EVERY: Final = 2
 """Partials summed per task of the tree: a sum runs as soon as two partials exist.
@@ -59,9 +68,10 @@ def chain_groups(
     """Tasks ``kernel(*arguments[i], into)`` in chains of ``per_chain`` consecutive tasks.
 
     Each task is given its chain's partial so far as ``into`` (None for a chain's
-    first), which it may add into in place, being its only consumer.  Returns the
-    chains' last partials, in order, to sum with :func:`sum_partials`.  ``None`` (or
-    1): a chain per task, every partial fresh.
+    first), which it may add into in place, being its only consumer (see
+    :func:`chain_partial`).  Returns the chains' last partials, in order, to sum with
+    :func:`sum_partials` or :func:`sum_counted_partials`.  ``None`` (or 1): a chain
+    per task, every partial fresh.
 
     Notes
     -----
@@ -84,6 +94,21 @@ def chain_groups(
     return ends
 
 
+def chain_partial(
+    into: npt.NDArray[np.float32] | None, *, shape: tuple[int, ...]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """A chain's float32 partial to add into (zeros of ``shape`` for a chain's first task), and its count.
+
+    ``into`` is the chain's previous task's result, which the calling task alone
+    consumes (:func:`chain_groups`): it is added into in place (a copy only when it
+    arrived read-only, deserialised from another worker's bytes), its count row (the
+    last) NaN until the caller writes the new count, last (:func:`open_count_row`).
+    """
+    out = np.zeros(shape, dtype=np.float32) if into is None else into
+    out = out if out.flags.writeable else np.array(out, dtype=np.float32, copy=True)
+    return out, open_count_row(out)
+
+
 def sum_partials(
     partials: list[Delayed], *, shape: tuple[int, ...], dtype: npt.DTypeLike, in_place: bool = False
 ) -> da.Array:
@@ -100,13 +125,38 @@ def sum_partials(
     720p and l = 50, 184 MB per pass before its orthonormalisation).
     """
     add = _add_into_first_in_place if in_place else _add_into_first
-    level = partials
-    while len(level) > 1:
-        level = [
-            dask.delayed(add, pure=True)(*level[start : start + SPLIT_EVERY])
-            for start in range(0, len(level), SPLIT_EVERY)
-        ]
-    return da.from_delayed(level[0], shape=shape, dtype=np.dtype(dtype))
+    return _summed_by(add, partials, shape=shape, dtype=dtype)
+
+
+def sum_counted_partials(
+    partials: list[Delayed], *, shape: tuple[int, ...], dtype: npt.DTypeLike
+) -> da.Array:
+    """:func:`sum_partials` in place, of float partials whose last row counts their frames.
+
+    Each summing task adds the partials' rows into the first's and writes the sum of
+    their count rows last, the first's count row held at NaN meanwhile
+    (:func:`open_count_row`): a copy of it taken while it is being added into cannot
+    pass :func:`checked_count`.  Memory per task: :data:`SPLIT_EVERY` partials.
+    """
+    return _summed_by(_add_counted_into_first, partials, shape=shape, dtype=dtype)
+
+
+def open_count_row(partial: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+    """A copy of ``partial``'s count row (its last), which is set to NaN: call before adding into it.
+
+    Adding into a task's input in place is safe while that task runs once and alone
+    consumes it.  After a worker failure dask.distributed may cancel a running task
+    (it cannot stop its thread) and run it again, possibly on another worker that
+    copies the input from this one while the first run is still adding into it.  The
+    count row is written last, so such a copy shows either the old count with
+    nothing added (rows are copied in order, the count row last), or NaN, or the new
+    count, which the second run's addition doubles: :func:`checked_count` refuses the
+    last two, and a second run on an input the first run finished adding into.
+    Write ``count + frames added`` into the row once the rows are added.
+    """
+    count: npt.NDArray[np.floating] = partial[-1].copy()
+    partial[-1] = np.nan
+    return count
 
 
 def checked_count(total: npt.NDArray[Any], *, expected: int, what: str) -> npt.NDArray[Any]:
@@ -140,10 +190,36 @@ def checked_count(total: npt.NDArray[Any], *, expected: int, what: str) -> npt.N
     if not np.all(counted == expected):
         raise InconsistentResultError(
             f"the {what} added up {float(np.max(counted)):g} frames instead of {expected}: a partial "
-            "result was lost or added twice (a worker failure?); nothing was written, run the command again"
+            "result was lost, added twice or copied while being added into (a worker failure?); "
+            "nothing was written, run the command again"
         )
     rows: npt.NDArray[Any] = total[:-1]
     return rows
+
+
+def _summed_by(
+    add: Callable[..., Any], partials: list[Delayed], *, shape: tuple[int, ...], dtype: npt.DTypeLike
+) -> da.Array:
+    """A binary tree of ``add`` tasks over ``partials``: their sum, one chunk."""
+    level = partials
+    while len(level) > 1:
+        level = [
+            dask.delayed(add, pure=True)(*level[start : start + SPLIT_EVERY])
+            for start in range(0, len(level), SPLIT_EVERY)
+        ]
+    return da.from_delayed(level[0], shape=shape, dtype=np.dtype(dtype))
+
+
+def _add_counted_into_first(*partials: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+    first = partials[0]
+    if not (first.flags.writeable and first.flags.c_contiguous):
+        first = np.array(first, copy=True)
+    counts = [partial[-1].copy() for partial in partials]  # NaN in any makes the sum NaN
+    open_count_row(first)
+    for partial in partials[1:]:
+        np.add(first[:-1], partial[:-1], out=first[:-1])
+    first[-1] = np.asarray(counts).sum(axis=0)
+    return first
 
 
 def _add_into_first_in_place(*partials: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:

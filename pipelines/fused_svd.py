@@ -46,7 +46,13 @@ import numpy as np
 import numpy.typing as npt
 from dask.array.linalg import compression_level
 
-from pipelines.chunk_groups import chain_groups, checked_count, chunk_groups, sum_partials
+from pipelines.chunk_groups import (
+    chain_groups,
+    chain_partial,
+    checked_count,
+    chunk_groups,
+    sum_counted_partials,
+)
 from pipelines.decompose import Decomposition, SvdParameters
 from pipelines.graph_copy import fresh_copies
 from storage.errors import InvalidParameterError
@@ -144,7 +150,7 @@ def fused_randomized_svd(
     )
     # partials carry a count row (frames added): a sum that is not every frame once is refused
     basis = _orthonormal(
-        sum_partials(sketched, shape=(n_pixels + 1, width), dtype=np.float32, in_place=True),
+        sum_counted_partials(sketched, shape=(n_pixels + 1, width), dtype=np.float32),
         steps=1 if params.power_iters else 2,
         n_frames=n_frames,
     )
@@ -155,7 +161,7 @@ def fused_randomized_svd(
             _power_group, [([blocks[i] for i in group], q) for group in groups], per_chain=groups_per_chain
         )
         basis = _orthonormal(
-            sum_partials(powered, shape=(n_pixels + 1, width), dtype=np.float32, in_place=True),
+            sum_counted_partials(powered, shape=(n_pixels + 1, width), dtype=np.float32),
             steps=2 if iteration == params.power_iters - 1 else 1,
             n_frames=n_frames,
         )
@@ -167,9 +173,9 @@ def fused_randomized_svd(
     # the SVD of B^T from its (l, l) Gram matrix: four levels of tasks from the last
     # pass to the factors, where dask's TSQR and svd_flip took about fifteen levels of
     # tiny tasks, each waiting on the scheduler (figures in the README)
-    stats = sum_partials(
+    stats = sum_counted_partials(
         [dask.delayed(_projection_stats, pure=True)(part) for part in projected],
-        shape=(width + 2, width), dtype=np.float64, in_place=True,
+        shape=(width + 2, width), dtype=np.float64,
     )  # fmt: skip
     k = params.rank
     # unoptimised: optimising the sum's graph alone would fuse each projection into its
@@ -466,9 +472,9 @@ def _sketch_group(
 ) -> npt.NDArray[np.float32]:
     """Sum over the group's chunks of M_j Omega_j, added into ``into``: (P, l) float32."""
     tiles = _Tiles(blocks, width=omegas[0].shape[1])
-    out = _partial_into(into, shape=(tiles.n_pixels + 1, omegas[0].shape[1]))
+    out, count = chain_partial(into, shape=(tiles.n_pixels + 1, omegas[0].shape[1]))
     tiles.accumulate(np.concatenate(omegas, axis=0).astype(np.float32, copy=False), out[:-1])
-    out[-1] += tiles.n_frames  # the count row
+    out[-1] = count + tiles.n_frames  # the count row, last
     return out
 
 
@@ -477,22 +483,10 @@ def _power_group(
 ) -> npt.NDArray[np.float32]:
     """Sum over the group's chunks of M_j (M_j^T Q), added into ``into``: (P, l) float32, two sweeps."""
     tiles = _Tiles(blocks, width=basis.shape[1])
-    out = _partial_into(into, shape=(basis.shape[0] + 1, basis.shape[1]))
+    out, count = chain_partial(into, shape=(basis.shape[0] + 1, basis.shape[1]))
     tiles.accumulate(tiles.project(basis), out[:-1])
-    out[-1] += tiles.n_frames  # the count row
+    out[-1] = count + tiles.n_frames  # the count row, last
     return out
-
-
-def _partial_into(into: npt.NDArray[np.float32] | None, *, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
-    """The chain's partial to add into, or zeros of ``shape`` for a chain's first task.
-
-    The partial is the chain's previous task's result, which this task alone consumes
-    (:func:`pipelines.chunk_groups.chain_groups`), so it is added into in place; a copy
-    only when it arrived read-only (deserialised from another worker's bytes).
-    """
-    if into is None:
-        return np.zeros(shape, dtype=np.float32)
-    return into if into.flags.writeable else np.array(into, dtype=np.float32, copy=True)
 
 
 def _project_group(blocks: list[npt.NDArray[Any]], basis: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

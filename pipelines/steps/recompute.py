@@ -5,7 +5,8 @@ place (:func:`pipelines.chunk_groups.sum_partials`), and each sum carries a coun
 is checked before the result is used (:func:`pipelines.chunk_groups.checked_count`).
 A count that is off means a partial was lost or added twice: the likely cause is a
 task that dask.distributed ran again after a worker failure, on an input an earlier,
-cancelled run of the same task had already added into.  The check turns that into
+cancelled run of the same task had already added into (or was adding into:
+:func:`pipelines.chunk_groups.open_count_row`).  The check turns that into
 :class:`storage.errors.InconsistentResultError` before anything is written; this
 module computes the result once more, from the start (under the same keys, once the
 failed attempt's are released), which a rare worker failure does not repeat.

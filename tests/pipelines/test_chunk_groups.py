@@ -8,7 +8,15 @@ import dask
 import numpy as np
 import pytest
 
-from pipelines.chunk_groups import chain_groups, checked_count, chunk_groups, sum_partials
+from pipelines.chunk_groups import (
+    chain_groups,
+    chain_partial,
+    checked_count,
+    chunk_groups,
+    open_count_row,
+    sum_counted_partials,
+    sum_partials,
+)
 from storage.errors import InconsistentResultError
 
 
@@ -102,3 +110,46 @@ def test_a_partial_lost_or_added_twice_is_refused(frames: list[int]) -> None:
     total = sum_partials(parts, shape=(4, 2), dtype=np.float32).compute()
     with pytest.raises(InconsistentResultError, match=r"test products added up .* instead of 12"):
         checked_count(total, expected=12, what="test products")
+
+
+def test_counted_partials_add_their_rows_and_their_counts() -> None:
+    parts = [dask.delayed(_counted_partial)(n, float(n)) for n in (3, 4, 5)]
+    total = sum_counted_partials(parts, shape=(4, 2), dtype=np.float32).compute(scheduler="sync")
+    np.testing.assert_array_equal(
+        checked_count(total, expected=12, what="test products"), np.full((3, 2), 12.0)
+    )
+
+
+def test_a_counted_partial_copied_while_being_added_into_is_refused() -> None:
+    # a task cancelled after a worker failure still runs; meanwhile its second run, on
+    # another worker, copies the input the first run is adding into
+    first_run_input = _counted_partial(3, 3.0)
+    count = open_count_row(first_run_input)
+    copied = first_run_input.copy()  # what the other worker reads: the count row is NaN
+    first_run_input[:-1] += 4.0
+    first_run_input[-1] = count + 4
+    second_run, second_count = chain_partial(copied, shape=(4, 2))
+    second_run[:-1] += 4.0
+    second_run[-1] = second_count + 4
+    with pytest.raises(InconsistentResultError, match="added up nan frames instead of 7"):
+        checked_count(second_run, expected=7, what="test products")
+    # a copy taken once the first run had finished counts its frames twice
+    second_run, second_count = chain_partial(first_run_input.copy(), shape=(4, 2))
+    second_run[-1] = second_count + 4
+    with pytest.raises(InconsistentResultError, match="added up 11 frames instead of 7"):
+        checked_count(second_run, expected=7, what="test products")
+
+
+def test_a_chain_partial_starts_at_zero_and_copies_what_it_may_not_write() -> None:
+    fresh, count = chain_partial(None, shape=(4, 2))
+    assert not fresh[:-1].any() and np.isnan(fresh[-1]).all()  # zeros; the count row NaN until written
+    np.testing.assert_array_equal(count, np.zeros(2))
+    read_only = _counted_partial(3, 1.0)
+    read_only.flags.writeable = False
+    written, count = chain_partial(read_only, shape=(4, 2))
+    assert written is not read_only and np.isnan(written[-1]).all()
+    np.testing.assert_array_equal(read_only[-1], [3.0, 3.0])  # the input is untouched
+    np.testing.assert_array_equal(count, [3.0, 3.0])
+    a_count_poisoned = [dask.delayed(_counted_partial)(3, 1.0), dask.delayed(lambda: written)()]
+    total = sum_counted_partials(a_count_poisoned, shape=(4, 2), dtype=np.float32).compute(scheduler="sync")
+    assert np.isnan(total[-1]).all()  # NaN in any count makes the sum's NaN
