@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import imageio_ffmpeg
 import numpy as np
@@ -46,11 +46,18 @@ from storage.errors import InvalidParameterError, StoreExistsError, VidsvdError
 
 __all__ = [
     "CONTAINERS",
+    "PRESETS",
     "VideoEncodeError",
     "write_video",
 ]
 
 Codec = Literal["h264", "ffv1"]
+Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+]
+
+PRESETS: Final[tuple[str, ...]] = get_args(Preset)
+"""x264's presets, fastest first: each spends more time for a smaller file at the same crf."""
 
 CONTAINERS: Final[dict[str, dict[str, str]]] = {
     "h264": {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"},
@@ -102,6 +109,7 @@ def write_video(
     fps: float,
     codec: Codec = "h264",
     crf: int = 18,
+    preset: Preset = "superfast",
     color: bool | None = None,
     odd_size: Literal["error", "pad"] = "error",
     overwrite: bool = True,
@@ -128,6 +136,10 @@ def write_video(
     crf : int
         libx264 constant rate factor, 0-51: lower is better and bigger, 18 is visually
         transparent for most content, 23 is x264's default.  Ignored by ``ffv1``.
+    preset : str
+        x264's trade of encoding time for file size at a given crf, one of
+        :data:`PRESETS`: each step towards ``veryslow`` takes longer for a smaller
+        file.  ``superfast`` by default.  Ignored by ``ffv1``.
     color : bool, optional
         ``None`` (default): as the frames are.  ``True``: write colour; gray frames are
         repeated into three equal channels.  ``False``: write gray; RGB frames are
@@ -149,7 +161,7 @@ def write_video(
     Raises
     ------
     InvalidParameterError
-        A bad option (fps <= 0, crf outside 0-51, unknown codec, wrong suffix), a frame
+        A bad option (fps <= 0, crf outside 0-51, unknown codec or preset, wrong suffix), a frame
         that is not uint8, has the wrong number of dimensions or a different shape than
         the first one, an odd size for h264 without padding, or no frames at all.
     StoreExistsError
@@ -169,7 +181,7 @@ def write_video(
     temporary file is removed and ``path`` is left as it was.
     """
     target = Path(path).absolute()  # never a leading "-" that ffmpeg would read as an option
-    muxer = _check_options(target, fps=fps, codec=codec, crf=crf, overwrite=overwrite)
+    muxer = _check_options(target, fps=fps, codec=codec, crf=crf, preset=preset, overwrite=overwrite)
     items = iter(frames)
     first = next(items, None)
     if first is None:
@@ -187,6 +199,7 @@ def write_video(
             fps=fps,
             codec=codec,
             crf=crf,
+            preset=preset,
             muxer=muxer,
         )
         if not overwrite and target.exists():
@@ -199,7 +212,7 @@ def write_video(
     return written
 
 
-def _check_options(target: Path, *, fps: float, codec: str, crf: int, overwrite: bool) -> str:
+def _check_options(target: Path, *, fps: float, codec: str, crf: int, preset: str, overwrite: bool) -> str:
     """Validate the options; return ffmpeg's muxer name for the target's suffix."""
     if codec not in CONTAINERS:
         raise InvalidParameterError(f"codec must be 'h264' or 'ffv1', got {codec!r}")
@@ -211,6 +224,8 @@ def _check_options(target: Path, *, fps: float, codec: str, crf: int, overwrite:
         raise InvalidParameterError(
             f"crf must be an integer in 0-{_MAX_CRF} (18: visually lossless), got {crf!r}"
         )
+    if preset not in PRESETS:
+        raise InvalidParameterError(f"preset must be one of x264's ({', '.join(PRESETS)}), got {preset!r}")
     suffixes = CONTAINERS[codec]
     muxer = suffixes.get(target.suffix.lower())
     if muxer is None:
@@ -323,7 +338,7 @@ def _as_block(item: npt.NDArray[np.uint8], *, index: int, geometry: _Geometry) -
 
 
 def ffmpeg_encode_command(
-    output: Path, *, geometry: _Geometry, fps: float, codec: str, crf: int, muxer: str
+    output: Path, *, geometry: _Geometry, fps: float, codec: str, crf: int, preset: str, muxer: str
 ) -> list[str]:
     """Return the ffmpeg command line that reads raw frames on stdin and writes ``output``."""
     width, height = geometry.encoded_size
@@ -355,13 +370,8 @@ def ffmpeg_encode_command(
             _H264_FILTERS,
             "-c:v",
             "libx264",
-            # superfast: the videos are previews, encoded while the user waits (two per
-            # separate and apply, on the cores that computed them).  Same crf, so the
-            # same quality; on the 720p clip's two videos (341 frames each) x264 took
-            # 8.5 CPU-s at veryfast (8.3 MB), 5.7 at superfast (15.4 MB) and 3.0 at
-            # ultrafast (21.9 MB); the default preset, about 3x veryfast's time.
             "-preset",
-            "superfast",
+            preset,
             "-crf",
             str(int(crf)),
             "-pix_fmt",
@@ -394,11 +404,14 @@ def _encode(
     fps: float,
     codec: str,
     crf: int,
+    preset: str,
     muxer: str,
 ) -> int:
     """Run ffmpeg, feed it every frame, wait for it; return the frames written."""
     process = subprocess.Popen(  # fixed argv, no shell
-        ffmpeg_encode_command(output, geometry=geometry, fps=fps, codec=codec, crf=crf, muxer=muxer),
+        ffmpeg_encode_command(
+            output, geometry=geometry, fps=fps, codec=codec, crf=crf, preset=preset, muxer=muxer
+        ),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

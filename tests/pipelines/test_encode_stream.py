@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.encode_stream import Blocks, write_videos
+from pipelines.encode_stream import PREVIEW_CRF, Blocks, write_videos
 from storage.errors import InvalidParameterError
 from storage.output_folder import OutputFolder
 
@@ -58,7 +58,10 @@ def test_all_blocks_are_encoded_and_the_generator_ends(tmp_path: Path) -> None:
     )
     assert events == ["block 0", "block 1", "block 2", "exhausted", "closed"]
     assert folder.foreground_mp4.name in written and folder.compare_mp4.name in written
-    assert folder.foreground_mp4.stat().st_size > 0 and folder.compare_mp4.stat().st_size > 0
+    for video in (folder.foreground_mp4, folder.compare_mp4):
+        settings = video.read_bytes()  # x264 writes its options into the stream
+        assert f"crf={PREVIEW_CRF}.0".encode() in settings
+        assert b"cabac=0" in settings and b"deblock=0" in settings  # what ultrafast leaves out
 
 
 def test_a_ctrl_c_between_blocks_closes_the_blocks_before_it_is_raised(tmp_path: Path) -> None:

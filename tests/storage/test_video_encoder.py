@@ -116,6 +116,19 @@ def test_higher_crf_gives_a_smaller_file(tmp_path: Path) -> None:
     assert (tmp_path / "small.mp4").stat().st_size < (tmp_path / "good.mp4").stat().st_size
 
 
+def test_a_faster_preset_writes_the_same_frames_and_says_so_in_the_stream(tmp_path: Path) -> None:
+    frames = gray_frames()
+    for preset in ("ultrafast", "veryfast"):
+        path = tmp_path / f"{preset}.mp4"
+        assert write_video(path, frames, fps=10.0, crf=18, preset=preset) == len(frames)
+        decoded = decode_all(path)
+        assert decoded.shape == frames.shape
+        assert np.abs(decoded.astype(np.int16) - frames.astype(np.int16)).mean() < 2.0
+    # x264 writes its options into the stream: ultrafast drops CABAC, veryfast keeps it
+    assert b"cabac=0" in (tmp_path / "ultrafast.mp4").read_bytes()
+    assert b"cabac=1" in (tmp_path / "veryfast.mp4").read_bytes()
+
+
 def test_blocks_and_single_frames_can_be_mixed(tmp_path: Path) -> None:
     frames = gray_frames(30)
     items = [frames[0:7], frames[7], frames[8:20], frames[20], frames[21:30]]
@@ -246,6 +259,7 @@ GOOD = gray_frames(3)
         (GOOD, {"crf": 52}, "crf"),
         (GOOD, {"crf": -1}, "crf"),
         (GOOD, {"crf": 20.5}, "crf"),
+        (GOOD, {"preset": "turbo"}, "preset must be one of x264's"),
         (GOOD, {"fps": "10"}, "fps"),
         (GOOD, {"fps": True}, "fps"),
         (GOOD, {"codec": "vp9"}, "codec"),
