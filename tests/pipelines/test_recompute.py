@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dask.system
 import numpy as np
 import pytest
 
@@ -57,6 +58,12 @@ def store(source_store: Path, tmp_path: Path) -> Iterator[Path]:
     yield copy
 
 
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded cluster of a two-core machine: one worker, in this process, whose tasks see patches."""
+    monkeypatch.setattr(dask.system, "cpu_count", lambda: 2)
+
+
 def _context(messages: list[str]) -> JobContext:
     return JobContext(progress=False, log=messages.append)
 
@@ -87,19 +94,20 @@ def test_other_errors_are_not_retried() -> None:
     assert calls == [1]
 
 
+@pytest.mark.usefixtures("two_cores")
 def test_decompose_computes_again_after_an_inconsistent_sum(
-    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     messages: list[str] = []
     with _context(messages) as job:
         decompose(store=store, parameters=RANDOMIZED, name="clean", context=job)
     clean = open_factors(store, "clean")
 
-    # the embedded cluster's worker runs in this process: its tasks see the patch
     monkeypatch.setattr(fused_svd_module, "checked_count", _failing(1, fused_svd_module.checked_count))
     messages.clear()
     with _context(messages) as job:
         summary = decompose(store=store, parameters=RANDOMIZED, name="again", context=job)
+    assert any("1 worker in this process" in message for message in messages), messages
     assert any("the partial sums of the SVD did not add up" in message for message in messages), messages
     again = open_factors(store, "again")
     np.testing.assert_array_equal(again.s.compute(), clean.s.compute())  # same seed and chunks: same bits
@@ -107,6 +115,7 @@ def test_decompose_computes_again_after_an_inconsistent_sum(
     assert summary.singular_values == [float(v) for v in clean.s.compute()]
 
 
+@pytest.mark.usefixtures("two_cores")
 def test_decompose_writes_nothing_when_every_attempt_is_inconsistent(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +128,7 @@ def test_decompose_writes_nothing_when_every_attempt_is_inconsistent(
     assert "never" not in [factors.name for factors in list_factors(store)]
 
 
+@pytest.mark.usefixtures("two_cores")
 def test_the_robust_fit_computes_again_after_counts_that_do_not_add_up(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,6 +145,7 @@ def test_the_robust_fit_computes_again_after_counts_that_do_not_add_up(
     np.testing.assert_array_equal(again.U.compute(), clean_u)
 
 
+@pytest.mark.usefixtures("two_cores")
 def test_the_robust_fit_writes_nothing_when_every_attempt_is_inconsistent(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
