@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
@@ -236,7 +237,12 @@ def separate(
         background_factors = [np.asarray(a, dtype=np.float32) for a in client.compute([u, s, vt], sync=True)]
     arrays_s = time.perf_counter() - started
     if make_videos:
-        n_frames, blocks = stored_blocks(video, factors=background_factors, progress=job.progress)
+        # the frames held in the workers' memory while the caller's context is open (a
+        # context of this step's own closed above, and its held frames with it)
+        originals = frames if context is not None else video.frames
+        n_frames, blocks = stored_blocks(
+            video, frames=originals, factors=background_factors, progress=job.progress
+        )
         if not masks_video:
             folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
         with CtrlCAtBoundaries() as ctrl_c:
@@ -289,14 +295,19 @@ def write_backgrounds(folder: OutputFolder, images: Sequence[npt.NDArray[Any]]) 
 
 
 def stored_blocks(
-    video: StoredVideo, *, factors: Sequence[npt.NDArray[np.float32]], progress: bool
+    video: StoredVideo,
+    *,
+    frames: da.Array,
+    factors: Sequence[npt.NDArray[np.float32]],
+    progress: bool,
 ) -> tuple[int, Blocks]:
     """The frame count and (original, foreground, mask), chunk by chunk.
 
-    The original and the mask are read from the store (the masks must be complete);
-    the int16 foreground is computed from the original and the background's
-    ``factors`` (U (P, k), s (k,), Vt (k, T)) with :func:`foreground_block`, so the
-    store need not hold it.
+    The originals are ``frames``: ``video.frames``, or the same frames held in the
+    workers' memory by an open :class:`JobContext` (nothing to decompress again).
+    The masks are read from the store (they must be complete); the int16 foreground
+    is computed from the original and the background's ``factors`` (U (P, k), s (k,),
+    Vt (k, T)) with :func:`foreground_block`, so the store need not hold it.
 
     The next chunk's original and mask are read while the current one is rendered
     and encoded (one thread), so the cluster's reads overlap the caller's work.
@@ -304,7 +315,6 @@ def stored_blocks(
     Memory: two chunks of each of the three arrays at a time, plus the factors.
     """
     u, s, vt = factors
-    frames = video.frames
     frame_masks = open_derived(video.location, MASKS_ARRAY).data
     n_frames = int(frames.shape[0])
     step = int(frames.chunks[0][0])
