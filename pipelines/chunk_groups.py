@@ -214,11 +214,11 @@ def _add_counted_into_first(*partials: npt.NDArray[np.floating]) -> npt.NDArray[
     first = partials[0]
     if not (first.flags.writeable and first.flags.c_contiguous):
         first = np.array(first, copy=True)
-    counts = [partial[-1].copy() for partial in partials]  # NaN in any makes the sum NaN
-    open_count_row(first)
+    count = open_count_row(first)
     for partial in partials[1:]:
         np.add(first[:-1], partial[:-1], out=first[:-1])
-    first[-1] = np.asarray(counts).sum(axis=0)
+        count += partial[-1]  # NaN in any makes the sum NaN
+    first[-1] = count
     return first
 
 

@@ -1,8 +1,10 @@
 """Computing a step's result again when its partial sums did not add up.
 
 The SVD's passes and the background's counts add partials into the first of them in
-place (:func:`pipelines.chunk_groups.sum_partials`), and each sum carries a count that
-is checked before the result is used (:func:`pipelines.chunk_groups.checked_count`).
+place (:func:`pipelines.chunk_groups.sum_counted_partials`,
+:func:`pipelines.chunk_groups.sum_partials`), and each sum carries a count that is
+checked before the result is used (:func:`pipelines.chunk_groups.checked_count`, the
+background's per-pixel sums).
 A count that is off means a partial was lost or added twice: the likely cause is a
 task that dask.distributed ran again after a worker failure, on an input an earlier,
 cancelled run of the same task had already added into (or was adding into:
