@@ -1,8 +1,8 @@
 """Passes over the frames a group of chunks per task, partials summed in a tree.
 
 The pass machinery the fused SVD (:mod:`pipelines.fused_svd`) and the background
-models' counts (:mod:`pipelines.background_models`) share.  A pass that reduces the
-whole video to one array (a (P, l) product, (P, 16) counts) makes one partial of that
+models' counts (:mod:`pipelines.median_counts`) share.  A pass that reduces the
+whole video to one array (a (P, l) product, (16, P) counts) makes one partial of that
 size per task.  With one stored chunk per task a 1280x720 video in 36-frame chunks
 makes a 59-184 MB partial per 36 frames, and adding and moving them costs more than
 the pass's own arithmetic; a task that takes a group of consecutive chunks and adds

@@ -2,7 +2,8 @@
 
 The robust background model (:mod:`pipelines.background_models`) is a plate b times a
 gain g_t per frame.  :func:`frame_gains` measures g_t as the ratio ``x_t[p] / b[p]``
-most well-lit pixels agree on, lazily, a task per chunk of frames.
+most well-lit pixels agree on, lazily, a task per chunk of frames;
+:func:`normalized_frames` divides the frames by their gains.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ from __future__ import annotations
 import math
 from typing import Final
 
+import cv2
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
 from pipelines.shapes import require_gray_video
+from storage.errors import InvalidParameterError
 
-__all__ = ["GAIN_MIN_BACKGROUND", "GAIN_RULE", "MIN_GAIN", "frame_gains"]
+__all__ = [
+    "GAIN_MIN_BACKGROUND",
+    "GAIN_RULE",
+    "MIN_GAIN",
+    "divide_frames",
+    "frame_gains",
+    "gain_divisors",
+    "normalized_frames",
+]
 
 GAIN_MIN_BACKGROUND: Final = 16
 """Pixels of the median darker than this do not vote for a frame's gain: their ratio
@@ -24,7 +35,7 @@ is dominated by noise and compression."""
 
 MIN_GAIN: Final = 1 / 16
 """Frames darker than this fraction of the plate (a fade to black) are counted as they
-are by the robust model's median (:func:`pipelines.background_models.normalized_frames`):
+are by the robust model's median (:func:`normalized_frames`):
 dividing them would blow noise up."""
 _GAIN_STRIDE: Final = 7
 """Every 7th pixel (at least) votes for a frame's gain: 11,000 votes for 320x240."""
@@ -107,3 +118,61 @@ def frame_gains(frames: da.Array, plate: npt.NDArray[np.generic]) -> da.Array:
         dtype=np.float32,
         meta=np.empty((0,), dtype=np.float32),
     )
+
+
+def normalized_frames(frames: da.Array, gains: npt.NDArray[np.floating]) -> da.Array:
+    """The frames divided by their gains, rounded to uint8; lazy, the frames' shape and chunks.
+
+    ``gains`` (T,) as from :func:`pipelines.frame_gains.frame_gains`; frames whose
+    gain is below 1/16 are left as they are.  Per task one uint8 copy of a chunk of frames.  The counts
+    divide the frames themselves when given ``gains``.
+    """
+    require_gray_video(frames)
+    divisors = gain_divisors(gains, n_frames=int(frames.shape[0]))
+    lazy_divisors = da.from_array(divisors, chunks=(frames.chunks[0],))
+    return da.map_blocks(
+        divide_frames,
+        frames,
+        lazy_divisors[:, None, None],
+        dtype=np.uint8,
+        meta=np.empty((0, 0, 0), np.uint8),
+    )
+
+
+def gain_divisors(gains: npt.ArrayLike, *, n_frames: int | None = None) -> npt.NDArray[np.float32]:
+    """The gains as divisors: float32, 1 where a gain is below :data:`MIN_GAIN` (a fade to black).
+
+    With ``n_frames``, ``gains`` must hold one gain per frame, (T,).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``gains`` of another shape than ``(n_frames,)``.
+    """
+    values = np.asarray(gains, dtype=np.float32)
+    if n_frames is not None:
+        values = values.ravel()
+        if values.shape != (n_frames,):
+            raise InvalidParameterError(f"gains must have shape ({n_frames},), got {values.shape}")
+    divisors: npt.NDArray[np.float32] = np.where(values >= MIN_GAIN, values, np.float32(1))
+    return divisors
+
+
+def divide_frames(block: npt.NDArray[np.uint8], divisors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """(n, y, x) uint8 frames / (n, 1, 1) divisors, rounded and clipped to uint8.
+
+    Each frame is divided by one number, so its 256 possible values are divided once
+    into a table (the same float32 arithmetic as dividing the frame: the same bytes)
+    and the frame is looked up in it with OpenCV's LUT: no float32 copy of the block.
+    """
+    frames = np.ascontiguousarray(block)
+    out = np.empty_like(frames)
+    if frames.size == 0:
+        return out
+    levels = np.arange(256, dtype=np.uint8)
+    for index, divisor in enumerate(np.asarray(divisors, dtype=np.float32).reshape(-1)):
+        table = levels / divisor
+        np.rint(table, out=table)
+        np.clip(table, 0, 255, out=table)
+        cv2.LUT(frames[index], table.astype(np.uint8), dst=out[index])
+    return out

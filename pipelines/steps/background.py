@@ -11,16 +11,18 @@ import numpy as np
 import numpy.typing as npt
 
 from cluster.client import describe, worker_memory_limit
-from pipelines.background_models import (
-    FITTED_MODELS,
+from pipelines.background_models import FITTED_MODELS, sample_plate, segment_factors
+from pipelines.frame_gains import GAIN_RULE, frame_gains
+from pipelines.median_counts import (
     coarse_counts,
     fine_counts,
     median_bin,
     median_from_counts,
-    sample_plate,
-    segment_factors,
+    median_in_windows,
+    pixel_columns,
+    window_counts,
+    window_starts,
 )
-from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.recompute import recomputed_if_inconsistent
@@ -33,7 +35,7 @@ from storage.writer_lock import writer_lock
 
 __all__ = ["fit_background"]
 
-_PASSES = {"median": 2, "robust": 3}  # reads of the video, per model of FITTED_MODELS
+_PASSES = {"median": 1, "robust": 2}  # reads of the video, per model of FITTED_MODELS, beyond its sample
 ROBUST_FIT = f"median of the frames divided by their gains, then the gains against it ({GAIN_RULE})"
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""
@@ -61,10 +63,13 @@ def fit_background(
 
     Notes
     -----
-    Reads the uint8 video 2 (median) or 4 (robust) times, plus 64 frames for the robust
-    model's first plate.  A counting task holds a group of consecutive chunks (grouped
-    as the fused SVD groups them, :func:`pipelines.planning.merged_frames_per_chunk`),
-    counts them one at a time (robust: through a float32 copy of each) into one (P, 16)
+    Reads 64 frames for the first guess of the plate, then the uint8 video once
+    (median) or twice (robust), and twice more the columns of the pixels whose median
+    lies outside the window counted around that guess (:mod:`pipelines.median_counts`;
+    a few hundredths of a percent of the pixels on real footage).  A counting task
+    holds a group of consecutive chunks (grouped as the fused SVD groups them,
+    :func:`pipelines.planning.merged_frames_per_chunk`), counts them one at a time
+    (robust: through a uint8 copy of each, divided by its gains) into one (P, 18)
     uint32 partial; this process holds the plate and the gains.
     """
     if model not in FITTED_MODELS:
@@ -102,12 +107,12 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
     client = job.computing_on(video.location)
     job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video)")
     plates, gains = [], []
+    reads = 0
     held = job.frames_to_read(video)
     for number, (start, stop) in enumerate(video.segments):
         frames = held[start:stop]
         label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
         n_frames = stop - start
-        passes = iter(range(1, _PASSES[model] + 1))
         per_task = merged_frames_per_chunk(
             video_chunk_frames=max(frames.chunks[0]),  # a segment may start inside a chunk
             n_video_chunks=len(frames.chunks[0]),
@@ -115,30 +120,33 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
             min_chunks=2 * max(sum(client.nthreads().values()), 1),
             max_chunk_bytes=merged_chunk_limit(worker_memory_limit(client)),
         )
+        first_plate = client.compute(sample_plate(frames))
+        job.wait([first_plate], description=f"{label}: sample plate", frames=None)
+        guess = np.asarray(first_plate.result())
+        starts = window_starts(guess)
         divide_by = None
         if model == "robust":
-            first_plate = client.compute(sample_plate(frames))
-            job.wait([first_plate], description=f"{label}: sample plate", frames=None)
             # one read: each chunk's gains, and its counts divided by them
-            lazy_gains = frame_gains(frames, np.asarray(first_plate.result()))
+            lazy_gains = frame_gains(frames, guess)
             measured, counted = client.compute(
-                [lazy_gains, coarse_counts(frames, gains=lazy_gains, frames_per_task=per_task)]
+                [lazy_gains, window_counts(frames, starts, gains=lazy_gains, frames_per_task=per_task)]
             )
-            job.wait([measured, counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
+            job.wait([measured, counted], description=f"{label}: pass 1", frames=n_frames)
             divide_by = np.asarray(measured.result(), dtype=np.float64)
         else:
-            counted = client.compute(coarse_counts(frames, frames_per_task=per_task))
-            job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
-        coarse = np.asarray(counted.result())
-        counted = client.compute(
-            fine_counts(
-                frames, median_bin(coarse, n_frames=n_frames), gains=divide_by, frames_per_task=per_task
+            counted = client.compute(window_counts(frames, starts, frames_per_task=per_task))
+            job.wait([counted], description=f"{label}: pass 1", frames=n_frames)
+        reads += 1
+        plate, missed = median_in_windows(np.asarray(counted.result()), starts, n_frames=n_frames)
+        if missed.any():
+            pixels = np.flatnonzero(missed)
+            plate[pixels] = _median_of_pixels(
+                client, job, frames, pixels, gains=divide_by, frames_per_task=per_task, label=label
             )
-        )
-        job.wait([counted], description=f"{label}: pass {next(passes)}", frames=n_frames)
-        plate = median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames)
+            reads += 2
         if model == "robust":
-            gains.append(_gains(client, job, frames, plate, f"{label}: pass {next(passes)}"))
+            gains.append(_gains(client, job, frames, plate, f"{label}: gains against the plate"))
+            reads += 1
         else:
             gains.append(np.ones(n_frames))
         plates.append(plate)
@@ -152,7 +160,7 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
         attrs={
             "method": model,
             "model": model,
-            "passes": _PASSES[model],
+            "passes": reads,
             "fit": _FITS[model],
             "video_fingerprint": video.fingerprint,
             "wall_time_s": round(time.perf_counter() - started, 3),
@@ -160,6 +168,32 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
         },
         overwrite=True,
     )
+
+
+def _median_of_pixels(
+    client: distributed.Client,
+    job: JobContext,
+    frames: da.Array,
+    pixels: npt.NDArray[np.intp],
+    *,
+    gains: npt.NDArray[np.float64] | None,
+    frames_per_task: int | None,
+    label: str,
+) -> npt.NDArray[np.uint8]:
+    """The exact medians of ``pixels`` (m,) by coarse and fine counts: two reads of their columns."""
+    columns = pixel_columns(frames, pixels)
+    n_frames = int(frames.shape[0])
+    description = f"{label}: {len(pixels)} pixels outside their window"
+    counted = client.compute(coarse_counts(columns, gains=gains, frames_per_task=frames_per_task))
+    job.wait([counted], description=f"{description}, 1/2", frames=n_frames)
+    coarse = np.asarray(counted.result())
+    counted = client.compute(
+        fine_counts(
+            columns, median_bin(coarse, n_frames=n_frames), gains=gains, frames_per_task=frames_per_task
+        )
+    )
+    job.wait([counted], description=f"{description}, 2/2", frames=n_frames)
+    return median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames)
 
 
 def _gains(

@@ -137,7 +137,7 @@ def test_the_robust_fit_computes_again_after_counts_that_do_not_add_up(
         clean = fit_background(store=store, model="robust", context=job)
     clean_u = clean.U.compute()
 
-    monkeypatch.setattr(background_step, "median_bin", _failing(1, background_step.median_bin))
+    monkeypatch.setattr(background_step, "median_in_windows", _failing(1, background_step.median_in_windows))
     messages.clear()
     with _context(messages) as job:
         again = fit_background(store=store, model="robust", force=True, context=job)
@@ -149,7 +149,9 @@ def test_the_robust_fit_computes_again_after_counts_that_do_not_add_up(
 def test_the_robust_fit_writes_nothing_when_every_attempt_is_inconsistent(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(background_step, "median_bin", _failing(10 * ATTEMPTS, background_step.median_bin))
+    monkeypatch.setattr(
+        background_step, "median_in_windows", _failing(10 * ATTEMPTS, background_step.median_in_windows)
+    )
     with JobContext(progress=False) as job, pytest.raises(InconsistentResultError):
         fit_background(store=store, model="robust", context=job)
     assert "robust" not in [factors.name for factors in list_factors(store)]
