@@ -54,15 +54,13 @@ ZSTD_LEVEL: Final = 3
 float32, which no zstd level shrinks much; the masks are mostly zeros, which any level
 shrinks well."""
 
-VIDEO_ZSTD_LEVEL: Final = 5
-"""zstd level of the stored video.  The video is written once and read at every step
-(ten or more times per ``run``), and it is most of a store.  On real 720p gray footage
-level 5 stores it in 15% fewer bytes than level 3 (39% fewer than level 1), and reading
-it back is 15% faster (fewer bytes, the same decompression rate).  The price is paid once:
-ingest compresses in two threads beside ffmpeg's decoding, and from level 4 on the
-compression, not the decoding, is the slower part, so ingest takes 1.5 times as long as
-at level 3 (README, "Storage").  Existing stores keep their level: a reader takes
-any."""
+VIDEO_ZSTD_LEVEL: Final = 4
+"""zstd level of the stored video.  The video is written once and read by every step,
+and it is most of a store.  On real 720p gray footage level 4 stores it in 10 % fewer
+bytes than level 3 for a tenth more ingest time, and level 5 in 6 % fewer than level 4
+for a fifth more; zstd decompresses every level at the same rate, and a ``run`` on a
+clip that fits the cluster's memory reads the store once (README, "Storage").
+Existing stores keep their level: a reader takes any."""
 
 
 def default_factors_name(method: str, rank: int) -> str:
