@@ -16,7 +16,7 @@ coarse and fine (two reads)
     for every pixel; the models use it for the few pixels whose median fell outside
     their window (:func:`pixel_columns` takes those pixels' frames).
 
-On real footage 0.0002-0.5 % of the pixels miss their window (a guess from 64 frames,
+On real footage 0.003-0.4 % of the pixels miss their window (a guess from 64 frames,
 the README's "Background models"), so the median costs one read of the video and two
 reads of a few columns.  Per task the counts of a group of chunks, (16, P) or (18, P)
 uint32 (59-66 MB at 1280x720), whatever the number of frames; no float copy.  The
@@ -350,7 +350,7 @@ def _bin_and_below(
 WINDOW_VALUES: Final = _BINS
 """Values of each pixel's window, centred on the first guess of its median.  A wider
 window misses fewer medians at one more comparison per value and per frame; with 16,
-on five real videos, 0.0002-0.5 % of the pixels missed (README, "Background models")."""
+on seven real videos, 0.003-0.4 % of the pixels missed (README, "Background models")."""
 
 
 def window_starts(guess: npt.ArrayLike) -> npt.NDArray[np.uint8]:
