@@ -13,12 +13,16 @@ coarse and fine (two reads)
     :func:`coarse_counts` counts each pixel's frames in 16 coarse bins (value >> 4);
     :func:`median_bin` finds the bin that holds the median; :func:`fine_counts` counts
     the 16 values inside it; :func:`median_from_counts` gives the median.  This holds
-    for every pixel; the models use it for the few pixels whose median fell outside
-    their window (:func:`pixel_columns` takes those pixels' frames).
+    for every pixel.
+value by value (one read of a few pixels)
+    :func:`value_counts` counts each of the 256 values for a few thousand pixels;
+    :func:`median_of_values` gives their medians.  The models count the pixels whose
+    median fell outside their window so (:func:`pixel_columns` takes those pixels'
+    frames), or, when more than :data:`VALUE_COUNT_PIXELS` missed, coarse and fine.
 
 On real footage 0.003-0.4 % of the pixels miss their window (a guess from 64 frames,
-the README's "Background models"), so the median costs one read of the video and two
-reads of a few columns.  Per task the counts of a group of chunks, (16, P) or (18, P)
+the README's "Background models"), so the median costs one read of the video and one
+read of a few columns.  Per task the counts of a group of chunks, (16, P) or (18, P)
 uint32 (59-66 MB at 1280x720), whatever the number of frames; no float copy.  The
 frames may be divided by a gain per frame first
 (:func:`pipelines.frame_gains.normalized_frames`), in the
@@ -37,117 +41,31 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.chunk_groups import chunk_groups, sum_partials
+from pipelines.count_kernels import BINS, counts_below_edges, value_counts_block
 from pipelines.frame_gains import divide_frames, gain_divisors
 from pipelines.shapes import require_gray_video
 from storage.errors import InconsistentResultError, InvalidParameterError
 
 __all__ = [
+    "VALUE_COUNT_PIXELS",
     "WINDOW_VALUES",
     "coarse_counts",
     "fine_counts",
     "median_bin",
     "median_from_counts",
     "median_in_windows",
+    "median_of_values",
     "pixel_columns",
+    "value_counts",
     "window_counts",
     "window_starts",
 ]
-
-_BINS: Final = 16
-_COUNT_TILE_BYTES: Final = 1 << 21
-"""uint8 frame values per tile of the counting kernel (2 MiB: 58,000 pixels of 36 frames)."""
-_UINT8_SUM_FRAMES: Final = 255
-"""Frames summed in uint8 at a time: a count of at most 255 cannot overflow."""
-
-
-def _counts_below_edges(
-    values: npt.NDArray[np.uint8],
-    *,
-    n_bins: int,
-    bin_starts: npt.NDArray[np.uint8] | None = None,
-    outside: bool = False,
-    into: npt.NDArray[np.uint32] | None = None,
-) -> npt.NDArray[np.uint32]:
-    """(n, P) uint8 frames -> (16, P) counts per pixel of 16 bins, a tile of pixels at a time.
-
-    Without ``bin_starts`` the bins are the coarse ones, ``value >> 4``.  With
-    ``bin_starts`` (P,) the bins are the 16 values ``bin_starts[p] + j``: each tile is
-    first mapped to ``value - bin_starts`` (the uint8 difference wraps around below the
-    start, so values on both sides of the bins map to 16 or more, which no edge counts).
-    With ``outside`` too, the result is (18, P): the frames below ``bin_starts``
-    (one more comparison per value), the 16 bins, and the frames above the last bin,
-    so that each pixel's column adds up to n.  With ``into`` (the result's shape), the
-    counts are added into it and it is returned: a group of chunks counts into one
-    partial without a fresh (16, P) array per chunk, whose pages the OS would zero.
-    A bin per row, so that each tile's counts are written as contiguous rows.
-
-    Each bin's count is the difference of two counts of frames below an edge, each
-    a comparison of the tile with the edge and a sum over frames in uint8 (blocks of
-    255 frames): numpy releases the GIL for both, so the worker's threads count in
-    parallel, where ``np.bincount`` of ``pixel * 16 + bin`` holds it (2-3x faster
-    per chunk on two threads, README).  Work: 16 comparisons and sums per value.
-    Tiles hold about :data:`_COUNT_TILE_BYTES` of frames, so that each call's work
-    outweighs its own cost under the GIL (with 2,048-pixel tiles two threads were
-    slower than one).  Memory: a bool and a uint8 tile, and (17, tile) uint32 counts.
-    """
-    n_frames, n_pixels = values.shape
-    edges = [_BINS * (j + 1) for j in range(n_bins)] if bin_starts is None else list(range(1, n_bins + 1))
-    tile = min(n_pixels, max(1, _COUNT_TILE_BYTES // max(n_frames, 1)))
-    window = outside and bin_starts is not None
-    n_columns = n_bins + 2 if window else n_bins
-    out = np.empty((n_columns, n_pixels), dtype=np.uint32) if into is None else into
-    if out.shape != (n_columns, n_pixels):
-        raise InvalidParameterError(f"counts must add into shape {(n_columns, n_pixels)}, got {out.shape}")
-    scratch = np.empty((n_columns, tile), dtype=np.uint32)
-    below = np.empty((n_frames, tile), dtype=np.bool_)
-    shifted = None if bin_starts is None else np.empty((n_frames, tile), dtype=np.uint8)
-    cumulative = np.empty((n_bins + 1, tile), dtype=np.uint32)
-    block_sum = np.empty(tile, dtype=np.uint8)
-    for start in range(0, n_pixels, tile):
-        width = min(tile, n_pixels - start)
-        tile_values = values[:, start : start + width]
-        rows = out[:, start : start + width] if into is None else scratch[:, :width]
-        if bin_starts is not None and shifted is not None:
-            starts_row = bin_starts[None, start : start + width]
-            if window:
-                np.less(tile_values, starts_row, out=below[:, :width])
-                _count_true(below[:, :width], out=cumulative[0, :width], block_sum=block_sum[:width])
-                rows[0] = cumulative[0, :width]
-            offsets = shifted[:, :width]
-            np.subtract(tile_values, starts_row, out=offsets)  # values outside: n_bins and more
-            tile_values = offsets
-        counts_below = cumulative[:, :width]
-        counts_below[0] = 0
-        for index, edge in enumerate(edges, start=1):
-            if edge > np.iinfo(np.uint8).max:  # every uint8 value is below 256
-                counts_below[index] = n_frames
-                continue
-            is_below = below[:, :width]
-            np.less(tile_values, np.uint8(edge), out=is_below)
-            _count_true(is_below, out=counts_below[index], block_sum=block_sum[:width])
-        np.subtract(counts_below[1:], counts_below[:-1], out=rows[1:-1] if window else rows)
-        if window:
-            np.subtract(n_frames - rows[0], counts_below[-1], out=rows[-1])
-        if into is not None:
-            out[:, start : start + width] += rows
-    return out
-
-
-def _count_true(
-    flags: npt.NDArray[np.bool_], *, out: npt.NDArray[np.uint32], block_sum: npt.NDArray[np.uint8]
-) -> None:
-    """``out`` = the true flags of each column of ``flags`` (n, width), summed in uint8 blocks."""
-    out[...] = 0
-    for first in range(0, flags.shape[0], _UINT8_SUM_FRAMES):
-        rows = flags[first : first + _UINT8_SUM_FRAMES].view(np.uint8)
-        np.add.reduce(rows, axis=0, out=block_sum)
-        out += block_sum
 
 
 def _coarse_block(
     block: npt.NDArray[np.uint8], *, into: npt.NDArray[np.uint32] | None = None
 ) -> npt.NDArray[np.uint32]:
-    return _counts_below_edges(block.reshape(block.shape[0], -1), n_bins=_BINS, into=into)
+    return counts_below_edges(block.reshape(block.shape[0], -1), n_bins=BINS, into=into)
 
 
 def _fine_block(
@@ -157,8 +75,8 @@ def _fine_block(
     into: npt.NDArray[np.uint32] | None = None,
 ) -> npt.NDArray[np.uint32]:
     bin_starts = np.left_shift(coarse_bin.astype(np.uint8), 4)
-    return _counts_below_edges(
-        block.reshape(block.shape[0], -1), n_bins=_BINS, bin_starts=bin_starts, into=into
+    return counts_below_edges(
+        block.reshape(block.shape[0], -1), n_bins=BINS, bin_starts=bin_starts, into=into
     )
 
 
@@ -224,7 +142,7 @@ def _summed_counts(
     *args: Any,
     gains: npt.NDArray[np.floating] | da.Array | None,
     frames_per_task: int | None,
-    n_columns: int = _BINS,
+    n_columns: int = BINS,
 ) -> da.Array:
     """``count_block`` on every chunk of whole frames, summed per group of chunks, then in a tree.
 
@@ -327,7 +245,7 @@ def median_from_counts(
     for value in columns[:-1]:
         frames_below += value
         offset += frames_below <= rank  # the median lies above this value
-    median: npt.NDArray[np.uint8] = coarse_bin * np.uint8(_BINS) + offset
+    median: npt.NDArray[np.uint8] = coarse_bin * np.uint8(BINS) + offset
     return median
 
 
@@ -347,7 +265,7 @@ def _bin_and_below(
     return coarse_bin, frames_below
 
 
-WINDOW_VALUES: Final = _BINS
+WINDOW_VALUES: Final = BINS
 """Values of each pixel's window, centred on the first guess of its median.  A wider
 window misses fewer medians at one more comparison per value and per frame; with 16,
 on seven real videos, 0.003-0.4 % of the pixels missed (README, "Background models")."""
@@ -397,7 +315,7 @@ def window_counts(
         raise InvalidParameterError(f"starts must have shape ({n_pixels},), got {starts.shape}")
     shared = dask.delayed(np.asarray(starts, dtype=np.uint8), pure=True)  # one copy in the graph
     return _summed_counts(
-        frames, _window_block, shared, gains=gains, frames_per_task=frames_per_task, n_columns=_BINS + 2
+        frames, _window_block, shared, gains=gains, frames_per_task=frames_per_task, n_columns=BINS + 2
     )
 
 
@@ -407,8 +325,8 @@ def _window_block(
     *,
     into: npt.NDArray[np.uint32] | None = None,
 ) -> npt.NDArray[np.uint32]:
-    return _counts_below_edges(
-        block.reshape(block.shape[0], -1), n_bins=_BINS, bin_starts=starts, outside=True, into=into
+    return counts_below_edges(
+        block.reshape(block.shape[0], -1), n_bins=BINS, bin_starts=starts, outside=True, into=into
     )
 
 
@@ -438,7 +356,7 @@ def median_in_windows(
     missed: npt.NDArray[np.bool_] = (columns[0] > rank) | (n_frames - columns[-1] <= rank)
     frames_so_far = columns[0].copy()
     offset = np.zeros(columns.shape[1], dtype=np.uint8)
-    for value in columns[1:_BINS]:  # the median lies beyond a value with frames_so_far <= rank
+    for value in columns[1:BINS]:  # the median lies beyond a value with frames_so_far <= rank
         frames_so_far += value
         offset += frames_so_far <= rank
     median = np.asarray(starts, dtype=np.uint8) + offset
@@ -456,3 +374,63 @@ def pixel_columns(frames: da.Array, pixels: npt.NDArray[np.integer]) -> da.Array
     require_gray_video(frames)
     flat = frames.rechunk({1: -1, 2: -1}).reshape(int(frames.shape[0]), -1)
     return flat[:, np.asarray(pixels, dtype=np.intp)][:, None, :]
+
+
+VALUE_COUNT_PIXELS: Final = 1 << 16
+"""Most pixels :func:`value_counts` counts at once: 256 counts per pixel make a 64 MiB
+partial.  The models count more missed pixels by coarse and fine counts instead."""
+
+
+def value_counts(
+    frames: da.Array,
+    *,
+    gains: npt.NDArray[np.floating] | da.Array | None = None,
+    frames_per_task: int | None = None,
+) -> da.Array:
+    """Per pixel, how many frames take each of the 256 values; lazy.
+
+    For a few pixels (:func:`pixel_columns`, at most :data:`VALUE_COUNT_PIXELS`): one
+    read of their columns gives their exact medians (:func:`median_of_values`), where
+    coarse and fine counts take two.  ``gains`` and ``frames_per_task`` as for
+    :func:`coarse_counts`.
+
+    Returns
+    -------
+    dask.array.Array
+        (256, P) uint32, a value per row.
+
+    Raises
+    ------
+    InvalidParameterError
+        More pixels than :data:`VALUE_COUNT_PIXELS`.
+    """
+    require_gray_video(frames)
+    n_pixels = int(frames.shape[1]) * int(frames.shape[2])
+    if n_pixels > VALUE_COUNT_PIXELS:
+        raise InvalidParameterError(
+            f"value counts take at most {VALUE_COUNT_PIXELS} pixels, got {n_pixels};"
+            " count them coarse and fine"
+        )
+    return _summed_counts(frames, _value_block, gains=gains, frames_per_task=frames_per_task, n_columns=256)
+
+
+def _value_block(
+    block: npt.NDArray[np.uint8], *, into: npt.NDArray[np.uint32] | None = None
+) -> npt.NDArray[np.uint32]:
+    return value_counts_block(block.reshape(block.shape[0], -1), into=into)
+
+
+def median_of_values(counts: npt.NDArray[np.uint32], *, n_frames: int) -> npt.NDArray[np.uint8]:
+    """Each pixel's median, the value of rank ``(n_frames - 1) // 2``, from :func:`value_counts`.
+
+    Raises
+    ------
+    InconsistentResultError
+        A pixel's counts do not add up to ``n_frames``: a partial count was lost or
+        added twice.
+    """
+    table = np.asarray(counts, dtype=np.uint32)
+    _require_frames_counted(table.sum(axis=0, dtype=np.int64), n_frames, what="value counts")
+    frames_so_far = np.cumsum(table, axis=0, dtype=np.int64)  # (256, m): frames at or below each value
+    median: npt.NDArray[np.uint8] = np.argmax(frames_so_far > (n_frames - 1) // 2, axis=0).astype(np.uint8)
+    return median

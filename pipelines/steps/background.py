@@ -14,12 +14,15 @@ from cluster.client import describe, worker_memory_limit
 from pipelines.background_models import FITTED_MODELS, sample_plate, segment_factors
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.median_counts import (
+    VALUE_COUNT_PIXELS,
     coarse_counts,
     fine_counts,
     median_bin,
     median_from_counts,
     median_in_windows,
+    median_of_values,
     pixel_columns,
+    value_counts,
     window_counts,
     window_starts,
 )
@@ -64,9 +67,9 @@ def fit_background(
     Notes
     -----
     Reads 64 frames for the first guess of the plate, then the uint8 video once
-    (median) or twice (robust), and twice more the columns of the pixels whose median
+    (median) or twice (robust), and once more the columns of the pixels whose median
     lies outside the window counted around that guess (:mod:`pipelines.median_counts`;
-    a few hundredths of a percent of the pixels on real footage).  A counting task
+    0.003-0.4 % of the pixels on real footage; twice when more than 65,536 missed).  A counting task
     holds a group of consecutive chunks (grouped as the fused SVD groups them,
     :func:`pipelines.planning.merged_frames_per_chunk`), counts them one at a time
     (robust: through a uint8 copy of each, divided by its gains) into one (P, 18)
@@ -107,7 +110,7 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
     client = job.computing_on(video.location)
     job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video)")
     plates, gains = [], []
-    reads = 0
+    reads = 0  # of the video: the most any of its source segments took
     held = job.frames_to_read(video)
     for number, (start, stop) in enumerate(video.segments):
         frames = held[start:stop]
@@ -136,20 +139,21 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
         else:
             counted = client.compute(window_counts(frames, starts, frames_per_task=per_task))
             job.wait([counted], description=f"{label}: pass 1", frames=n_frames)
-        reads += 1
+        segment_reads = 1
         plate, missed = median_in_windows(np.asarray(counted.result()), starts, n_frames=n_frames)
         if missed.any():
             pixels = np.flatnonzero(missed)
-            plate[pixels] = _median_of_pixels(
+            plate[pixels], more_reads = _median_of_pixels(
                 client, job, frames, pixels, gains=divide_by, frames_per_task=per_task, label=label
             )
-            reads += 2
+            segment_reads += more_reads
         if model == "robust":
             gains.append(_gains(client, job, frames, plate, f"{label}: gains against the plate"))
-            reads += 1
+            segment_reads += 1
         else:
             gains.append(np.ones(n_frames))
         plates.append(plate)
+        reads = max(reads, segment_reads)
     factors = segment_factors(plates, gains, video.segments, n_frames=video.n_frames)
     write_factors(
         video.location,
@@ -179,11 +183,19 @@ def _median_of_pixels(
     gains: npt.NDArray[np.float64] | None,
     frames_per_task: int | None,
     label: str,
-) -> npt.NDArray[np.uint8]:
-    """The exact medians of ``pixels`` (m,) by coarse and fine counts: two reads of their columns."""
+) -> tuple[npt.NDArray[np.uint8], int]:
+    """The exact medians of ``pixels`` (m,), and the reads of their columns it took.
+
+    One read counting each value when they are few (:data:`VALUE_COUNT_PIXELS`), else
+    two: coarse, then fine counts.
+    """
     columns = pixel_columns(frames, pixels)
     n_frames = int(frames.shape[0])
     description = f"{label}: {len(pixels)} pixels outside their window"
+    if len(pixels) <= VALUE_COUNT_PIXELS:
+        counted = client.compute(value_counts(columns, gains=gains, frames_per_task=frames_per_task))
+        job.wait([counted], description=description, frames=n_frames)
+        return median_of_values(np.asarray(counted.result()), n_frames=n_frames), 1
     counted = client.compute(coarse_counts(columns, gains=gains, frames_per_task=frames_per_task))
     job.wait([counted], description=f"{description}, 1/2", frames=n_frames)
     coarse = np.asarray(counted.result())
@@ -193,7 +205,7 @@ def _median_of_pixels(
         )
     )
     job.wait([counted], description=f"{description}, 2/2", frames=n_frames)
-    return median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames)
+    return median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames), 2
 
 
 def _gains(

@@ -12,13 +12,16 @@ import pytest
 from pipelines.background_models import sample_plate
 from pipelines.frame_gains import frame_gains, normalized_frames
 from pipelines.median_counts import (
+    VALUE_COUNT_PIXELS,
     WINDOW_VALUES,
     coarse_counts,
     fine_counts,
     median_bin,
     median_from_counts,
     median_in_windows,
+    median_of_values,
     pixel_columns,
+    value_counts,
     window_counts,
     window_starts,
 )
@@ -245,3 +248,33 @@ def test_pixel_columns_are_those_pixels_frames() -> None:
     got = pixel_columns(da.from_array(frames, chunks=(4, 4, 5)), pixels)
     assert got.shape == (9, 1, 3)
     np.testing.assert_array_equal(got.compute()[:, 0], frames.reshape(9, -1)[:, pixels])
+
+
+@pytest.mark.parametrize(("n_frames", "chunk", "per_task"), [(1, 1, None), (7, 3, None), (300, 32, 64)])
+def test_value_counts_give_the_exact_median(n_frames: int, chunk: int, per_task: int | None) -> None:
+    rng = np.random.default_rng(n_frames)
+    frames = rng.integers(0, 256, size=(n_frames, 3, 5), dtype=np.uint8)
+    frames[:, 0, :2] = [0, 255]
+    lazy = da.from_array(frames, chunks=(chunk, 3, 5))
+    counts = value_counts(lazy, frames_per_task=per_task).compute()
+    assert counts.shape == (256, 15) and counts.dtype == np.uint32
+    flat = frames.reshape(n_frames, -1)
+    np.testing.assert_array_equal(counts, [np.sum(flat == value, axis=0) for value in range(256)])
+    np.testing.assert_array_equal(median_of_values(counts, n_frames=n_frames), _lower_median(frames))
+
+
+def test_value_counts_of_divided_frames_and_their_faults() -> None:
+    frames = np.random.default_rng(4).integers(60, 200, size=(20, 2, 3), dtype=np.uint8)
+    lazy = da.from_array(frames, chunks=(5, 2, 3))
+    gains = np.random.default_rng(5).uniform(0.8, 1.2, size=20)
+    counts = value_counts(lazy, gains=gains).compute()
+    np.testing.assert_array_equal(counts, value_counts(normalized_frames(lazy, gains)).compute())
+    part = value_counts(lazy[:5], gains=gains[:5]).compute()
+    with pytest.raises(InconsistentResultError, match="value counts"):
+        median_of_values(counts + part, n_frames=20)
+
+
+def test_value_counts_refuse_more_pixels_than_their_partial_holds() -> None:
+    too_many = da.zeros((2, 1, VALUE_COUNT_PIXELS + 1), dtype=np.uint8)
+    with pytest.raises(InvalidParameterError, match="at most 65536 pixels"):
+        value_counts(too_many)

@@ -10,6 +10,7 @@ import pytest
 from pipelines.background_models import GAIN_SAMPLE_FRAMES
 from pipelines.cli import main
 from pipelines.masks import sample_frames
+from pipelines.steps import background as background_step
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext
 from storage.video_array import open_video
@@ -35,14 +36,20 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return location
 
 
+@pytest.mark.parametrize("counted", ["value by value", "coarse and fine"])
 @pytest.mark.parametrize("model", ["median", "robust"])
-def test_pixels_outside_their_window_get_their_exact_median(store: Path, model: str) -> None:
+def test_pixels_outside_their_window_get_their_exact_median(
+    store: Path, model: str, counted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if counted == "coarse and fine":  # as when more pixels miss than value counts take
+        monkeypatch.setattr(background_step, "VALUE_COUNT_PIXELS", 0)
     stored = open_video(store).frames.compute().reshape(N_FRAMES, -1)
     dark_frame = int(np.flatnonzero(stored[:, 0] < 100)[0])
     with JobContext(progress=False) as job:
         factors = fit_background(store=store, model=model, force=True, context=job)
         background = (factors.U.compute() * factors.s.compute()) @ factors.Vt.compute()[:, dark_frame]
-    assert factors.passes == {"median": 1, "robust": 2}[model] + 2  # two more reads for the patch
+    more_reads = 1 if counted == "value by value" else 2  # of the patch's columns
+    assert factors.passes == {"median": 1, "robust": 2}[model] + more_reads
     patch = np.zeros((24, 32), dtype=bool)
     patch[:6, :8] = True
     if model == "median":
