@@ -35,7 +35,7 @@ def store(make_video, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
 
 def test_chunks_carry_zstd_checksums(store: Path) -> None:
     codecs = json.loads((store / "video" / "zarr.json").read_text())["codecs"]
-    assert {"name": "zstd", "configuration": {"level": 4, "checksum": True}} in codecs
+    assert {"name": "zstd", "configuration": {"level": 5, "checksum": True}} in codecs
     time_codecs = json.loads((store / "time" / "zarr.json").read_text())["codecs"]
     assert {"name": "zstd", "configuration": {"level": 3, "checksum": True}} in time_codecs
 
@@ -65,7 +65,7 @@ def test_a_missing_video_chunk_is_refused_on_open(store: Path, capsys: pytest.Ca
 @pytest.mark.parametrize("seed", range(20))
 def test_a_flipped_bit_in_a_video_chunk_never_gives_wrong_frames(store: Path, seed: int) -> None:
     """Damage is an error; a bit that zstd never reads (padding of an entropy-coded
-    stream: seen at level 4 for one of these seeds) changes nothing read, and the
+    stream: seen at zstd level 4 for one of these seeds) changes nothing read, and the
     content checksum proves the frames are the stored ones."""
     clean = open_video(store).frames[:10].compute(scheduler="sync")
     chunk = _chunk_files(store / "video")[0]
