@@ -51,7 +51,8 @@ def counts_below_edges(
     per chunk on two threads, README).  Work: 16 comparisons and sums per value.
     Tiles hold about :data:`_COUNT_TILE_BYTES` of frames, so that each call's work
     outweighs its own cost under the GIL (with 2,048-pixel tiles two threads were
-    slower than one).  Memory: a bool and a uint8 tile, and (17, tile) uint32 counts.
+    slower than one).  Memory: a bool and a uint8 tile, (17, tile) uint32 counts, and
+    with ``into`` a tile of the result.
     """
     n_frames, n_pixels = values.shape
     edges = [BINS * (j + 1) for j in range(n_bins)] if bin_starts is None else list(range(1, n_bins + 1))

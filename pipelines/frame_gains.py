@@ -123,9 +123,8 @@ def frame_gains(frames: da.Array, plate: npt.NDArray[np.generic]) -> da.Array:
 def normalized_frames(frames: da.Array, gains: npt.NDArray[np.floating]) -> da.Array:
     """The frames divided by their gains, rounded to uint8; lazy, the frames' shape and chunks.
 
-    ``gains`` (T,) as from :func:`pipelines.frame_gains.frame_gains`; frames whose
-    gain is below 1/16 are left as they are.  Per task one uint8 copy of a chunk of frames.  The counts
-    divide the frames themselves when given ``gains``.
+    ``gains`` (T,) as from :func:`frame_gains`; frames whose gain is below
+    :data:`MIN_GAIN` are left as they are.  Per task one uint8 copy of a chunk of frames.
     """
     require_gray_video(frames)
     divisors = gain_divisors(gains, n_frames=int(frames.shape[0]))

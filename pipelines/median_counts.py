@@ -128,12 +128,17 @@ def fine_counts(
     dask.array.Array
         (16, P) uint32: row j counts the frames whose value is ``16 * coarse_bin + j``.
     """
+    shared_bin = _per_pixel(frames, coarse_bin, name="coarse_bin")
+    return _summed_counts(frames, _fine_block, shared_bin, gains=gains, frames_per_task=frames_per_task)
+
+
+def _per_pixel(frames: da.Array, values: npt.NDArray[np.uint8], *, name: str) -> Any:
+    """``values`` (P,) uint8 checked against the frames' pixels, as one delayed copy in the graph."""
     require_gray_video(frames)
     n_pixels = int(frames.shape[1]) * int(frames.shape[2])
-    if coarse_bin.shape != (n_pixels,):
-        raise InvalidParameterError(f"coarse_bin must have shape ({n_pixels},), got {coarse_bin.shape}")
-    shared_bin = dask.delayed(np.asarray(coarse_bin, dtype=np.uint8), pure=True)  # one copy in the graph
-    return _summed_counts(frames, _fine_block, shared_bin, gains=gains, frames_per_task=frames_per_task)
+    if values.shape != (n_pixels,):
+        raise InvalidParameterError(f"{name} must have shape ({n_pixels},), got {values.shape}")
+    return dask.delayed(np.asarray(values, dtype=np.uint8), pure=True)
 
 
 def _summed_counts(
@@ -240,11 +245,7 @@ def median_from_counts(
     # the fine counts of each pixel are the frames of its coarse bin, once each
     in_bin = np.take_along_axis(np.asarray(coarse), coarse_bin[None, :].astype(np.intp), axis=0)[0]
     _require_frames_counted(np.asarray(fine).sum(axis=0, dtype=np.int64), in_bin, what="fine counts")
-    columns = np.asarray(fine, dtype=np.uint32)  # (16, P): a bin per row
-    offset = np.zeros(columns.shape[1], dtype=np.uint8)
-    for value in columns[:-1]:
-        frames_below += value
-        offset += frames_below <= rank  # the median lies above this value
+    offset, _ = _bins_before_rank(np.asarray(fine, dtype=np.uint32), frames_below, rank=rank)
     median: npt.NDArray[np.uint8] = coarse_bin * np.uint8(BINS) + offset
     return median
 
@@ -254,15 +255,28 @@ def _bin_and_below(
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
     """Per pixel, the coarse bin holding the frame of ``rank``, and the frames in the bins below it."""
     columns = np.asarray(coarse, dtype=np.uint32)  # (16, P): a bin per row
-    frames_so_far = np.zeros(columns.shape[1], dtype=np.uint32)
-    frames_below = np.zeros_like(frames_so_far)
-    coarse_bin = np.zeros(columns.shape[1], dtype=np.uint8)
-    for counts in columns[:-1]:
+    return _bins_before_rank(columns, np.zeros(columns.shape[1], dtype=np.uint32), rank=rank)
+
+
+def _bins_before_rank(
+    bins: npt.NDArray[np.uint32], frames_below: npt.NDArray[np.uint32], *, rank: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
+    """Per pixel, how many of ``bins`` (n, P) lie wholly below the frame of ``rank``.
+
+    ``frames_below`` (P,) are the frames below the first bin.  Returns that number of
+    bins (so the bin holding the frame of ``rank`` is the next one; the last bin when
+    every other lies below) and the frames below that bin.  A bin at a time, in place
+    of cumulative sums over (n, P) int64 copies.
+    """
+    frames_so_far = frames_below.copy()
+    below_it = frames_below.copy()
+    passed = np.zeros(bins.shape[1], dtype=np.uint8)
+    for counts in bins[:-1]:
         frames_so_far += counts
         beyond = frames_so_far <= rank  # the frame of that rank lies in a later bin
-        coarse_bin += beyond
-        np.copyto(frames_below, frames_so_far, where=beyond)
-    return coarse_bin, frames_below
+        passed += beyond
+        np.copyto(below_it, frames_so_far, where=beyond)
+    return passed, below_it
 
 
 WINDOW_VALUES: Final = BINS
@@ -309,11 +323,7 @@ def window_counts(
         frames above it; each pixel's column adds up to T.  One read of the video; 17 comparisons
         and sums per value.
     """
-    require_gray_video(frames)
-    n_pixels = int(frames.shape[1]) * int(frames.shape[2])
-    if starts.shape != (n_pixels,):
-        raise InvalidParameterError(f"starts must have shape ({n_pixels},), got {starts.shape}")
-    shared = dask.delayed(np.asarray(starts, dtype=np.uint8), pure=True)  # one copy in the graph
+    shared = _per_pixel(frames, starts, name="starts")
     return _summed_counts(
         frames, _window_block, shared, gains=gains, frames_per_task=frames_per_task, n_columns=BINS + 2
     )
@@ -349,16 +359,11 @@ def median_in_windows(
         A pixel's counts do not add up to ``n_frames``: a partial count was lost or
         added twice.
     """
-    table = np.asarray(counts, dtype=np.uint32)
+    table = np.asarray(counts, dtype=np.uint32)  # (18, P): below, the window's values, above
     _require_frames_counted(table.sum(axis=0, dtype=np.int64), n_frames, what="window counts")
     rank = (n_frames - 1) // 2
-    columns = table  # (18, P): below, the window's values, above
-    missed: npt.NDArray[np.bool_] = (columns[0] > rank) | (n_frames - columns[-1] <= rank)
-    frames_so_far = columns[0].copy()
-    offset = np.zeros(columns.shape[1], dtype=np.uint8)
-    for value in columns[1:BINS]:  # the median lies beyond a value with frames_so_far <= rank
-        frames_so_far += value
-        offset += frames_so_far <= rank
+    missed: npt.NDArray[np.bool_] = (table[0] > rank) | (n_frames - table[-1] <= rank)
+    offset, _ = _bins_before_rank(table[1:-1], table[0], rank=rank)
     median = np.asarray(starts, dtype=np.uint8) + offset
     median[missed] = 0
     return median, missed
