@@ -45,16 +45,14 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.scene_objects import make_objects, shadow_cover
 from pipelines.scene_textures import (
     BACKGROUND_RANGE,
     BRIGHT_RANGE,
     DARK_RANGE,
-    ellipse,
     noise_sigma_map,
-    object_texture,
     render_background,
     sway_region,
-    toward_grey,
 )
 from pipelines.shapes import is_int
 from storage.errors import InvalidParameterError
@@ -65,7 +63,9 @@ __all__ = [
     "BACKGROUND_RANGE",
     "BRIGHT_RANGE",
     "DARK_RANGE",
+    "MAX_SHADOW",
     "MIN_CONTRAST",
+    "SHADOW_TRUTH",
     "SceneSpec",
     "SceneTruth",
     "illumination_gain",
@@ -79,6 +79,9 @@ MIN_CONTRAST: Final = min(BACKGROUND_RANGE[0] - DARK_RANGE[1], BRIGHT_RANGE[0] -
 
 
 MAX_DRIFT: Final = 0.5
+MAX_SHADOW: Final = 0.8
+SHADOW_TRUTH: Final = 50
+"""Truth value of a pixel in an object's cast shadow, not under an object (CDnet's hard shadow)."""
 MAX_SWAYING: Final = 0.5
 SWAY_PIXELS: Final = 2
 """Largest shift of swaying foliage, pixels in each direction, per frame."""
@@ -86,9 +89,7 @@ _MIN_SIDE: Final = 16
 _DEFAULT_MAX_MASKS: Final = 1000
 
 # Independent random streams, keyed by (seed, stream[, index]).
-_OBJECT_STREAM: Final = 2
 _NOISE_STREAM: Final = 3
-_PAUSE_STREAM: Final = 4
 _SWAY_STREAM: Final = 7
 
 
@@ -135,6 +136,12 @@ class SceneSpec:
         :data:`SWAY_PIXELS` pixels in each direction, a new random shift per frame.
         It is background in the truth masks; a threshold that ignores how much each
         pixel varies marks it as foreground.
+    shadow_strength : float
+        In [0, 0.8): each object casts a shadow (its own shape, shifted down and
+        right by :data:`pipelines.scene_objects.SHADOW_OFFSET` of its size, with a
+        soft edge) that dims the background it falls on to ``1 - shadow_strength``
+        of its light (a sunny day: 0.4-0.6).  Truth marks it :data:`SHADOW_TRUTH`,
+        which CDnet scores as background; 0 casts no shadows.
     seed : int
         Seed of every random choice, >= 0.
     """
@@ -151,6 +158,7 @@ class SceneSpec:
     noise_spread: float = 0.0
     object_contrast: float = 1.0
     swaying_fraction: float = 0.0
+    shadow_strength: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -184,6 +192,10 @@ class SceneSpec:
         if not _is_finite(self.swaying_fraction) or not 0 <= self.swaying_fraction < MAX_SWAYING:
             raise InvalidParameterError(
                 f"swaying_fraction must be in [0, {MAX_SWAYING}), got {self.swaying_fraction!r}"
+            )
+        if not _is_finite(self.shadow_strength) or not 0 <= self.shadow_strength < MAX_SHADOW:
+            raise InvalidParameterError(
+                f"shadow_strength must be in [0, {MAX_SHADOW}), got {self.shadow_strength!r}"
             )
         if not is_int(self.seed) or self.seed < 0:
             raise InvalidParameterError(f"seed must be an integer >= 0, got {self.seed!r}")
@@ -232,43 +244,6 @@ class SceneTruth:
     foreground_fraction: float
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
-class _MovingObject:
-    """One object: its texture and shape, where it starts and how it moves."""
-
-    texture: npt.NDArray[np.uint8]  # (h, w)
-    shape: npt.NDArray[np.bool_]  # (h, w), True on the object's pixels
-    crosses: bool  # True: leaves the frame and comes back; False: bounces inside
-    y0: float
-    x0: float
-    vy: float  # pixels per frame
-    vx: float
-    gap: float  # crossers: distance travelled off-screen before re-entering
-    pause_start: int = 0  # first frame it stands still
-    pause_length: int = 0  # frames it stands still
-
-    def top_left(self, t: int, *, height: int, width: int) -> tuple[int, int]:
-        """Return the integer (y, x) of the object's top-left pixel at frame ``t``."""
-        if t >= self.pause_start:  # the clock stops while it stands still
-            t = max(self.pause_start, t - self.pause_length)
-        h, w = self.shape.shape
-        y = _bounce(self.y0 + self.vy * t, height - h)
-        if self.crosses:
-            period = width + w + self.gap
-            x = (self.x0 + self.vx * t) % period - (w + self.gap)
-        else:
-            x = _bounce(self.x0 + self.vx * t, width - w)
-        return math.floor(y + 0.5), math.floor(x + 0.5)
-
-
-def _bounce(position: float, extent: int) -> float:
-    """Fold an unbounded coordinate into [0, extent], reflecting at both ends."""
-    if extent <= 0:
-        return 0.0
-    folded = position % (2 * extent)
-    return folded if folded <= extent else 2 * extent - folded
-
-
 class _Scene:
     """A scene's fixed parts, built once: backgrounds (uint8) and objects."""
 
@@ -276,7 +251,7 @@ class _Scene:
         self.spec = spec
         self.swaying = sway_region(spec, spec.swaying_fraction)
         self.backgrounds = [render_background(spec, s) for s in range(spec.n_segments)]
-        self.objects = _make_objects(spec)
+        self.objects = make_objects(spec)
         self.noise_map = noise_sigma_map(spec, sigma=spec.noise_sigma, spread=spec.noise_spread)
 
     def frame(self, t: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
@@ -289,6 +264,10 @@ class _Scene:
                 -SWAY_PIXELS, SWAY_PIXELS + 1, 2
             )
             clean[self.swaying] = np.roll(background, tuple(int(v) for v in shift), axis=(0, 1))[self.swaying]
+        shade = None
+        if spec.shadow_strength > 0:
+            shade = shadow_cover(self.objects, t, height=spec.height, width=spec.width)
+            clean = np.rint(clean * (1 - np.float32(spec.shadow_strength) * shade)).astype(np.uint8)
         mask = np.zeros((spec.height, spec.width), dtype=bool)
         for obj in self.objects:
             y, x = obj.top_left(t, height=spec.height, width=spec.width)
@@ -311,7 +290,10 @@ class _Scene:
             else:
                 image += noise_rng.standard_normal(image.shape).astype(np.float32) * self.noise_map
         frame = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-        return frame, mask.astype(np.uint8) * np.uint8(255)
+        truth = mask.astype(np.uint8) * np.uint8(255)
+        if shade is not None:
+            truth[(shade >= 0.5) & ~mask] = SHADOW_TRUTH
+        return frame, truth
 
 
 def illumination_gain(spec: SceneSpec, frame: int) -> float:
@@ -319,59 +301,6 @@ def illumination_gain(spec: SceneSpec, frame: int) -> float:
     if spec.illumination_drift == 0:
         return 1.0
     return 1.0 + spec.illumination_drift * math.sin(2 * math.pi * frame / spec.n_frames)
-
-
-def _pause(spec: SceneSpec, index: int) -> tuple[int, int]:
-    """(first frame, length) of object ``index``'s stop: walkers only, none without pauses."""
-    length = round(spec.pause_fraction * spec.n_frames)
-    if length == 0 or index % 2 == 0:
-        return 0, 0
-    rng = np.random.default_rng([spec.seed, _PAUSE_STREAM, index])
-    return int(rng.integers(0, spec.n_frames - length + 1)), length
-
-
-def _make_objects(spec: SceneSpec) -> list[_MovingObject]:
-    rng = np.random.default_rng([spec.seed, _OBJECT_STREAM])
-    height, width = spec.height, spec.width
-    side = min(height, width)
-    objects = []
-    for index in range(spec.n_objects):
-        crosses = index % 2 == 0
-        if crosses:  # vehicles: wide, fast, across the frame
-            h = round(rng.uniform(0.12, 0.25) * height)
-            w = round(rng.uniform(0.18, 0.35) * width)
-            speed_x = max(1.0, rng.uniform(0.015, 0.05) * width)
-            vx = speed_x * rng.choice([-1.0, 1.0])
-            vy = rng.uniform(-0.1, 0.1) * speed_x
-            gap = rng.uniform(0.0, 0.5) * width
-        else:  # people: tall, slower, wandering inside the frame
-            h = round(rng.uniform(0.2, 0.4) * height)
-            w = round(rng.uniform(0.07, 0.15) * width)
-            speed = max(1.0, rng.uniform(0.01, 0.03) * side)
-            direction = rng.uniform(0, 2 * np.pi)
-            vy, vx = speed * np.sin(direction), speed * np.cos(direction)
-            gap = 0.0
-        h, w = max(3, h), max(3, w)
-        y0 = rng.uniform(0, height - h)
-        x0 = rng.uniform(0, width + w + gap) if crosses else rng.uniform(0, width - w)
-        rounded = bool(rng.random() < 0.5)
-        pause_start, pause_length = _pause(spec, index)
-        bright = index % 4 in (1, 2)  # dark, bright, bright, dark, ...
-        objects.append(
-            _MovingObject(
-                texture=toward_grey(object_texture(rng, h, w, bright=bright), spec.object_contrast),
-                shape=ellipse(h, w) if rounded else np.ones((h, w), dtype=bool),
-                crosses=crosses,
-                y0=float(y0),
-                x0=float(x0),
-                vy=float(vy),
-                vx=float(vx),
-                gap=float(gap),
-                pause_start=pause_start,
-                pause_length=pause_length,
-            )
-        )
-    return objects
 
 
 def render_scene(
@@ -459,7 +388,7 @@ def write_scene(
     def frames() -> Iterator[npt.NDArray[np.uint8]]:
         nonlocal foreground
         for t, (frame, mask) in enumerate(render_scene(spec)):
-            foreground += int(np.count_nonzero(mask))
+            foreground += int(np.count_nonzero(mask == 255))
             if truth is not None and t % every == 0:
                 truth.add(t, mask)
             yield frame

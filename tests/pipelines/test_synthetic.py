@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from pipelines.scene_objects import SHADOW_OFFSET, make_objects, shadow_cover
 from pipelines.scene_textures import sway_region
 from pipelines.synthetic import (
     BACKGROUND_RANGE,
     MIN_CONTRAST,
+    SHADOW_TRUTH,
     SceneSpec,
     illumination_gain,
     render_background,
@@ -77,6 +79,52 @@ def test_mask_is_exactly_the_object_pixels_with_enough_contrast() -> None:
         difference = np.abs(frame.astype(np.int16) - background)[~still]
         assert difference.size > 0
         assert difference.min() >= MIN_CONTRAST >= 40
+
+
+def test_shadows_dim_the_background_and_are_scored_as_background() -> None:
+    """Each object's shadow darkens the ground beside it; truth marks it 50, not 255."""
+    strength = 0.5
+    spec = SceneSpec(width=96, height=72, n_frames=12, noise_sigma=0.0, shadow_strength=strength, seed=3)
+    plain = SceneSpec(width=96, height=72, n_frames=12, noise_sigma=0.0, seed=3)
+    frames, masks = render(spec)
+    plain_frames, plain_masks = render(plain)
+    background = render_background(spec).astype(np.float32)
+    objects = make_objects(spec)
+    np.testing.assert_array_equal(masks == 255, plain_masks == 255)  # objects unchanged
+    assert set(np.unique(masks).tolist()) == {0, SHADOW_TRUTH, 255}
+    for t, (frame, mask) in enumerate(zip(frames, masks, strict=True)):
+        cover = shadow_cover(objects, t, height=72, width=96)
+        ground = mask != 255
+        expected = np.rint(background * (1 - strength * cover)).astype(np.uint8)
+        np.testing.assert_array_equal(frame[ground], expected[ground])
+        np.testing.assert_array_equal(mask == SHADOW_TRUTH, (cover >= 0.5) & ground)
+        np.testing.assert_array_equal(frame[mask == 255], plain_frames[t][mask == 255])
+    assert (masks == SHADOW_TRUTH).mean() > 0.02
+
+
+def test_a_shadow_falls_down_and_right_of_its_object() -> None:
+    spec = SceneSpec(
+        width=96, height=72, n_frames=1, noise_sigma=0.0, n_objects=1, shadow_strength=0.4, seed=2
+    )
+    (obj,) = make_objects(spec)
+    y, x = obj.top_left(0, height=72, width=96)
+    h, w = obj.shape.shape
+    cover = shadow_cover([obj], 0, height=72, width=96)
+    ys, xs = np.nonzero(cover >= 0.5)
+    assert ys.size > 0
+    assert ys.min() == max(y + round(SHADOW_OFFSET[0] * h), 0)
+    assert xs.min() == max(x + round(SHADOW_OFFSET[1] * w), 0)
+    assert np.all((cover >= 0) & (cover <= 1))
+
+
+def test_shadows_are_not_counted_as_foreground(tmp_path: Path) -> None:
+    shaded = SceneSpec(width=64, height=48, n_frames=10, shadow_strength=0.6)
+    plain = SceneSpec(width=64, height=48, n_frames=10)
+    written = write_scene(shaded, tmp_path / "shaded.mkv", codec="ffv1", truth_dir=tmp_path / "gt")
+    reference = write_scene(plain, tmp_path / "plain.mkv", codec="ffv1")
+    assert written.foreground_fraction == reference.foreground_fraction > 0
+    stored = np.stack([np.asarray(Image.open(tmp_path / "gt" / f"{t:06d}.png")) for t in range(10)])
+    assert np.any(stored == SHADOW_TRUTH)
 
 
 def test_noise_has_the_requested_sigma() -> None:
@@ -191,6 +239,9 @@ def test_render_scene_streams() -> None:
         {"swaying_fraction": 0.5},
         {"swaying_fraction": -0.1},
         {"swaying_fraction": float("nan")},
+        {"shadow_strength": 0.8},
+        {"shadow_strength": -0.1},
+        {"shadow_strength": float("inf")},
     ],
 )
 def test_bad_spec_raises(options: dict[str, object]) -> None:
