@@ -32,6 +32,10 @@ _OBJECT_STREAM: Final = 2
 """The objects' random stream, keyed by (seed, stream)."""
 _PAUSE_STREAM: Final = 4
 """The walkers' stops' random streams, keyed by (seed, stream, object)."""
+_CAMOUFLAGE_STREAM: Final = 8
+"""Where each object's camouflaged patch lies, keyed by (seed, stream, object)."""
+_CAMOUFLAGE_MARGIN: Final = 1
+"""Pixels of the object kept between its camouflaged patch and its edge, where it fits."""
 
 
 class ObjectScene(Protocol):
@@ -51,6 +55,8 @@ class ObjectScene(Protocol):
     def pause_fraction(self) -> float: ...
     @property
     def object_contrast(self) -> float: ...
+    @property
+    def camouflage(self) -> float: ...
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -59,6 +65,7 @@ class MovingObject:
 
     texture: npt.NDArray[np.uint8]  # (h, w)
     shape: npt.NDArray[np.bool_]  # (h, w), True on the object's pixels
+    see_through: npt.NDArray[np.bool_]  # (h, w), True where the ground behind shows (camouflage)
     crosses: bool  # True: leaves the frame and comes back; False: bounces inside
     y0: float
     x0: float
@@ -99,6 +106,27 @@ def _pause(spec: ObjectScene, index: int) -> tuple[int, int]:
     return int(rng.integers(0, spec.n_frames - length + 1)), length
 
 
+def _camouflaged_patch(spec: ObjectScene, index: int, shape: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The part of object ``index`` that looks like the ground behind it: (h, w) bool.
+
+    An ellipse ``spec.camouflage`` of the object's height and width, at a random place
+    inside it (a margin of :data:`_CAMOUFLAGE_MARGIN` pixels where it fits), cut to
+    the object's shape: a windscreen or a grey roof on a grey road, a coat the colour
+    of the floor.  Empty without camouflage.
+    """
+    h, w = shape.shape
+    patch = np.zeros((h, w), dtype=bool)
+    ph, pw = round(spec.camouflage * h), round(spec.camouflage * w)
+    if ph < 1 or pw < 1:
+        return patch
+    rng = np.random.default_rng([spec.seed, _CAMOUFLAGE_STREAM, index])
+    margin = _CAMOUFLAGE_MARGIN
+    top = int(rng.integers(min(margin, h - ph), max(h - ph - margin, min(margin, h - ph)) + 1))
+    left = int(rng.integers(min(margin, w - pw), max(w - pw - margin, min(margin, w - pw)) + 1))
+    patch[top : top + ph, left : left + pw] = ellipse(ph, pw)
+    return patch & shape
+
+
 def make_objects(spec: ObjectScene) -> list[MovingObject]:
     """The scene's ``spec.n_objects`` objects: crossers at even indices, walkers at odd ones.
 
@@ -132,10 +160,12 @@ def make_objects(spec: ObjectScene) -> list[MovingObject]:
         rounded = bool(rng.random() < 0.5)
         pause_start, pause_length = _pause(spec, index)
         bright = index % 4 in (1, 2)  # dark, bright, bright, dark, ...
+        shape = ellipse(h, w) if rounded else np.ones((h, w), dtype=bool)
         objects.append(
             MovingObject(
                 texture=toward_grey(object_texture(rng, h, w, bright=bright), spec.object_contrast),
-                shape=ellipse(h, w) if rounded else np.ones((h, w), dtype=bool),
+                shape=shape,
+                see_through=_camouflaged_patch(spec, index, shape),
                 crosses=crosses,
                 y0=float(y0),
                 x0=float(x0),

@@ -63,6 +63,7 @@ __all__ = [
     "BACKGROUND_RANGE",
     "BRIGHT_RANGE",
     "DARK_RANGE",
+    "MAX_CAMOUFLAGE",
     "MAX_SHADOW",
     "MIN_CONTRAST",
     "SHADOW_TRUTH",
@@ -80,6 +81,7 @@ MIN_CONTRAST: Final = min(BACKGROUND_RANGE[0] - DARK_RANGE[1], BRIGHT_RANGE[0] -
 
 MAX_DRIFT: Final = 0.5
 MAX_SHADOW: Final = 0.8
+MAX_CAMOUFLAGE: Final = 0.8
 SHADOW_TRUTH: Final = 50
 """Truth value of a pixel in an object's cast shadow, not under an object (CDnet's hard shadow)."""
 MAX_SWAYING: Final = 0.5
@@ -136,6 +138,12 @@ class SceneSpec:
         :data:`SWAY_PIXELS` pixels in each direction, a new random shift per frame.
         It is background in the truth masks; a threshold that ignores how much each
         pixel varies marks it as foreground.
+    camouflage : float
+        In [0, 0.8): a patch of each object, an ellipse this fraction of its height and
+        width at a random place inside it, shows the ground behind it (a windscreen or
+        a grey roof on a grey road, a coat the colour of the floor) but is part of the
+        object in the truth.  Only filling the holes of a mask recovers it; where the
+        object is cut by the frame's edge, the hole may open onto that edge.
     shadow_strength : float
         In [0, 0.8): each object casts a shadow (its own shape, shifted down and
         right by :data:`pipelines.scene_objects.SHADOW_OFFSET` of its size, with a
@@ -158,6 +166,7 @@ class SceneSpec:
     noise_spread: float = 0.0
     object_contrast: float = 1.0
     swaying_fraction: float = 0.0
+    camouflage: float = 0.0
     shadow_strength: float = 0.0
     seed: int = 0
 
@@ -192,6 +201,10 @@ class SceneSpec:
         if not _is_finite(self.swaying_fraction) or not 0 <= self.swaying_fraction < MAX_SWAYING:
             raise InvalidParameterError(
                 f"swaying_fraction must be in [0, {MAX_SWAYING}), got {self.swaying_fraction!r}"
+            )
+        if not _is_finite(self.camouflage) or not 0 <= self.camouflage < MAX_CAMOUFLAGE:
+            raise InvalidParameterError(
+                f"camouflage must be in [0, {MAX_CAMOUFLAGE}), got {self.camouflage!r}"
             )
         if not _is_finite(self.shadow_strength) or not 0 <= self.shadow_strength < MAX_SHADOW:
             raise InvalidParameterError(
@@ -277,7 +290,8 @@ class _Scene:
             if ys >= ye or xs >= xe:
                 continue
             inside = obj.shape[ys - y : ye - y, xs - x : xe - x]
-            clean[ys:ye, xs:xe][inside] = obj.texture[ys - y : ye - y, xs - x : xe - x][inside]
+            painted = inside & ~obj.see_through[ys - y : ye - y, xs - x : xe - x]
+            clean[ys:ye, xs:xe][painted] = obj.texture[ys - y : ye - y, xs - x : xe - x][painted]
             mask[ys:ye, xs:xe] |= inside
         image = clean.astype(np.float32)
         gain = illumination_gain(spec, t)

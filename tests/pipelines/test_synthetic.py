@@ -127,6 +127,25 @@ def test_shadows_are_not_counted_as_foreground(tmp_path: Path) -> None:
     assert np.any(stored == SHADOW_TRUTH)
 
 
+def test_camouflaged_patches_show_the_ground_but_belong_to_the_object() -> None:
+    """One object, so that what its patch shows is the ground (with several, it may be another)."""
+    spec = SceneSpec(width=96, height=72, n_frames=12, n_objects=1, noise_sigma=0.0, camouflage=0.5, seed=4)
+    plain = SceneSpec(width=96, height=72, n_frames=12, n_objects=1, noise_sigma=0.0, seed=4)
+    frames, masks = render(spec)
+    plain_frames, plain_masks = render(plain)
+    np.testing.assert_array_equal(masks, plain_masks)  # the truth is the same objects
+    background = render_background(spec)
+    objects = masks == 255
+    shows_ground = objects & (frames == background) & (plain_frames != background)
+    assert shows_ground.sum() > 0.1 * objects.sum()  # patches of about a quarter of each object
+    painted = objects & ~shows_ground
+    np.testing.assert_array_equal(frames[painted], plain_frames[painted])
+    np.testing.assert_array_equal(frames[~objects], plain_frames[~objects])
+    for obj in make_objects(spec):
+        assert obj.see_through.any() and not obj.see_through[~obj.shape].any()
+    assert not any(obj.see_through.any() for obj in make_objects(plain))
+
+
 def test_noise_has_the_requested_sigma() -> None:
     spec = SceneSpec(width=64, height=48, n_frames=10, noise_sigma=3.0, n_objects=0)
     frames, _ = render(spec)
@@ -240,6 +259,9 @@ def test_render_scene_streams() -> None:
         {"swaying_fraction": -0.1},
         {"swaying_fraction": float("nan")},
         {"shadow_strength": 0.8},
+        {"camouflage": 0.8},
+        {"camouflage": -0.2},
+        {"camouflage": float("nan")},
         {"shadow_strength": -0.1},
         {"shadow_strength": float("inf")},
     ],
