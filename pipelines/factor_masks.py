@@ -19,7 +19,8 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.masks import MASK_VALUE, checked_threshold, fill_holes, majority_3x3
+from pipelines.mask_cleanup import clean_masks
+from pipelines.masks import MASK_VALUE, checked_threshold
 from pipelines.separate import background_tiles
 from storage.errors import InvalidParameterError
 
@@ -152,6 +153,6 @@ def factor_mask_block(
         np.greater(difference, limit, out=above[:, pixels])
     mask = above.reshape(frames.shape)
     if cleanup and mask.size:
-        mask = fill_holes(majority_3x3(mask))
+        mask = clean_masks(mask)
     out: npt.NDArray[np.uint8] = mask.view(np.uint8) * np.uint8(MASK_VALUE)
     return out

@@ -1,7 +1,8 @@
 """Masks: which pixels of the foreground move, and the threshold that decides it.
 
 ``|foreground| > threshold`` per pixel, then per frame a 3 x 3 majority clean-up and
-the holes of what remains filled;
+the holes of what remains filled, those open to one edge of the frame too
+(:func:`pipelines.mask_cleanup.clean_masks`);
 the threshold chosen from the data by :func:`auto_threshold` on a few frames
 (:func:`sample_frames`), and raised, pixel by pixel, where the video itself varies
 from frame to frame (leaves, water, an escalator; :func:`pixel_noise_scale` and
@@ -21,11 +22,11 @@ from __future__ import annotations
 import math
 from typing import Final
 
-import cv2
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.mask_cleanup import clean_masks
 from pipelines.shapes import is_color, is_int
 from storage.errors import InvalidParameterError
 
@@ -39,8 +40,6 @@ __all__ = [
     "PIXEL_NOISE_FACTOR",
     "auto_threshold",
     "checked_threshold",
-    "fill_holes",
-    "majority_3x3",
     "mask_block",
     "masks",
     "noise_pair_frames",
@@ -82,7 +81,6 @@ values moves a median by about 1/2000 of the spread and Otsu's split by less tha
 its 256 bins."""
 _MAD_TO_SIGMA: Final = 1.4826  # 1 / Phi^-1(3/4): MAD of a Gaussian times this is its sigma
 _OTSU_BINS: Final = 256
-_CLEANUP_SIZE: Final = 3
 
 
 def masks(
@@ -106,12 +104,14 @@ def masks(
         Video_003 and on synthetic scenes it never lowered the F-measure by more than
         0.01 and raised it by up to 0.13 at low thresholds; an opening then closing
         lost up to 0.06 at the automatic threshold, a closing then opening kept more
-        noise.)  Then :func:`fill_holes`: ground truth marks whole objects, and the
-        parts of an object that look like the background behind it (a windscreen, a
-        grey coat on a grey road) leave holes.  Measured after the majority vote on
-        the robust background at the automatic threshold: +0.0004 to +0.010 on five
-        synthetic scenes (the most where objects have half contrast), -0.0014 on
-        Video_003 (0.8983 -> 0.8969).
+        noise.)  Then :func:`pipelines.mask_cleanup.fill_holes`: ground truth marks
+        whole objects, and the parts of an object that look like the background behind
+        it (a windscreen, a grey coat on a grey road) leave holes.  Measured after the
+        majority vote on the robust background at the automatic threshold: +0.0004 to
+        +0.010 on five synthetic scenes (the most where objects have half contrast),
+        -0.0014 on Video_003 (0.8983 -> 0.8969).  A hole that opens onto one edge of the
+        frame (an object the edge cuts) is filled too: see
+        :func:`pipelines.mask_cleanup.fill_holes`, ``one_edge``.
 
     Returns
     -------
@@ -275,58 +275,9 @@ def mask_block(
         magnitude = magnitude.max(axis=3)
     mask = magnitude > threshold
     if cleanup and mask.size:
-        mask = fill_holes(majority_3x3(mask))
+        mask = clean_masks(mask)
     out: npt.NDArray[np.uint8] = mask.astype(np.uint8) * np.uint8(MASK_VALUE)
     return out
-
-
-def majority_3x3(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """(n, y, x) bool -> the 3x3 majority vote of each frame, its border replicated.
-
-    Equal to ``scipy.ndimage.median_filter(mask, size=(1, 3, 3), mode="nearest")``
-    (the median of nine booleans is true when at least five are), computed frame by
-    frame with OpenCV's 3 x 3 median blur of the 0/1 bytes, whose border is
-    replicated too: O(y x) per frame, vectorised, and the GIL released.  (Two
-    one-dimensional box sums with scipy, the previous kernel, were about 30 times
-    slower on 36-frame blocks of 720p.)  Memory: one uint8 copy of the mask.
-    """
-    if mask.ndim != 3:
-        raise InvalidParameterError(f"majority_3x3 needs (frame, y, x) masks, got shape {mask.shape}")
-    if mask.size == 0:
-        return np.array(mask, dtype=np.bool_)
-    ones = np.ascontiguousarray(mask, dtype=np.bool_).view(np.uint8)
-    majority = np.empty_like(ones)
-    for frame in range(ones.shape[0]):
-        cv2.medianBlur(ones[frame], _CLEANUP_SIZE, dst=majority[frame])
-    voted: npt.NDArray[np.bool_] = majority.view(np.bool_)
-    return voted
-
-
-def fill_holes(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """(n, y, x) bool -> each frame with its holes filled.
-
-    A hole is a 4-connected region of background of one frame that does not reach the
-    frame's edge; it becomes foreground.  Per frame the same as
-    ``scipy.ndimage.binary_fill_holes``: the frame is framed by a one-pixel ring of
-    background, OpenCV flood-fills (4-connected) the background from that ring, and
-    what the fill does not reach is the foreground and its holes.  O(y x) per frame.
-    Memory: two padded uint8 frames, reused from frame to frame.
-    """
-    if mask.ndim != 3:
-        raise InvalidParameterError(f"fill_holes needs (frame, y, x) masks, got shape {mask.shape}")
-    if mask.size == 0:
-        return np.array(mask, dtype=np.bool_)
-    n_frames, height, width = mask.shape
-    filled = np.empty((n_frames, height, width), dtype=np.bool_)
-    framed = np.zeros((height + 2, width + 2), dtype=np.uint8)
-    reached = np.empty((height + 4, width + 4), dtype=np.uint8)  # OpenCV's mask: 1 wider
-    flags = 4 | (1 << 8) | cv2.FLOODFILL_MASK_ONLY  # 4-connected; mark reached pixels 1
-    for frame in range(n_frames):
-        framed[1:-1, 1:-1] = mask[frame]
-        reached.fill(0)
-        cv2.floodFill(framed, reached, (0, 0), 1, flags=flags)
-        np.logical_not(reached[2:-2, 2:-2], out=filled[frame])
-    return filled
 
 
 def _mad_sigma(values: npt.NDArray[np.floating]) -> float:

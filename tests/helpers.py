@@ -91,3 +91,24 @@ def raise_if_dask_computes() -> Iterator[None]:
     """Fail the test if anything inside the block computes a dask graph (as xarray's helper)."""
     with dask.config.set(scheduler=_refuse_to_compute):
         yield
+
+
+def filled_to_one_edge(masks: np.ndarray) -> np.ndarray:
+    """The reference of ``fill_holes(masks, one_edge=True)``, region by region with scipy.
+
+    Each 4-connected region of background (``scipy.ndimage.label``'s default) stays
+    background when it has pixels on two or more of the frame's four edges; every other
+    pixel is foreground.  Slow and plain, for comparison.
+    """
+    from scipy import ndimage
+
+    filled = np.empty(masks.shape, dtype=bool)
+    for index, frame in enumerate(masks):
+        labels, n_regions = ndimage.label(~frame)
+        keep = np.zeros(n_regions + 1, dtype=bool)
+        for region in range(1, n_regions + 1):
+            inside = labels == region
+            edges = (inside[0].any(), inside[-1].any(), inside[:, 0].any(), inside[:, -1].any())
+            keep[region] = sum(edges) >= 2
+        filled[index] = ~keep[labels]
+    return filled

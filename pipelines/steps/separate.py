@@ -21,6 +21,7 @@ from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
+from pipelines.mask_cleanup import CLEANUP_RULE
 from pipelines.masks import (
     AUTO_THRESHOLD_RULE,
     PIXEL_NOISE_FACTOR,
@@ -66,7 +67,7 @@ THRESHOLD_SAMPLE_FRAMES = 24
 SAMPLE_FRAMES_PER_TASK = 6
 """Sampled frames per task of the threshold's sample: four tasks for the 24 frames."""
 
-CLEANUP = "median 3x3, holes filled"
+CLEANUP = CLEANUP_RULE
 """The mask clean-up :func:`pipelines.separate.masks` applies, as recorded in the store."""
 
 

@@ -12,7 +12,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from pipelines.masks import AUTO_THRESHOLD_MIN, auto_threshold, fill_holes, masks, sample_frames
+from pipelines.mask_cleanup import fill_holes
+from pipelines.masks import AUTO_THRESHOLD_MIN, auto_threshold, masks, sample_frames
 from pipelines.separate import (
     apply_factors,
     background_frames,
@@ -22,7 +23,7 @@ from pipelines.separate import (
 )
 from pipelines.synthetic import MIN_CONTRAST, SceneSpec, render_background, render_scene
 from storage.errors import InvalidParameterError
-from tests.helpers import raise_if_dask_computes
+from tests.helpers import filled_to_one_edge, raise_if_dask_computes
 
 HEIGHT, WIDTH, N_FRAMES, SIDE = 12, 16, 10, 4
 
@@ -179,7 +180,7 @@ def test_mask_cleanup_removes_speckle_and_fills_pinholes() -> None:
 
 @pytest.mark.parametrize("shape", [(3, 17, 23), (2, 1, 9), (2, 5, 1), (1, 1, 1), (1, 2, 2)])
 @pytest.mark.parametrize("density", [0.1, 0.5, 0.9])
-def test_mask_cleanup_equals_scipys_median_filter_then_hole_filling(
+def test_mask_cleanup_equals_scipys_median_filter_then_filling_to_one_edge(
     shape: tuple[int, int, int], density: float
 ) -> None:
     from scipy import ndimage
@@ -187,7 +188,7 @@ def test_mask_cleanup_equals_scipys_median_filter_then_hole_filling(
     fg = np.where(np.random.default_rng(7).random(shape) < density, 100.0, 0.0).astype(np.float32)
     cleaned = masks(da.from_array(fg), threshold=50.0).compute()
     median = ndimage.median_filter(fg > 50, size=(1, 3, 3), mode="nearest")
-    filled = np.stack([ndimage.binary_fill_holes(frame) for frame in median])
+    filled = filled_to_one_edge(median)
     np.testing.assert_array_equal(cleaned, filled.astype(np.uint8) * 255)
 
 
