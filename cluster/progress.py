@@ -32,6 +32,10 @@ _POLL_S = 0.1
 _FINAL_COUNT_WAIT_S = 1.0
 #: How often to look for it: the scheduler sends one as soon as its progress feed is set up.
 _FINAL_COUNT_POLL_S = 0.005
+#: A bar that ends sooner shows no rate: done at once (work already done, or in a
+#: blink), tqdm would divide by almost nothing and print millions of frames a second.
+_RATE_MIN_S = 0.5
+_NO_RATE_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
 
 
 class _TaskCounter(ProgressBar):  # type: ignore[misc]
@@ -190,6 +194,8 @@ def wait_with_progress(
         if counter is not None:
             client.loop.add_callback(counter.stop)
         if bar is not None:
+            if bar.format_dict["elapsed"] < _RATE_MIN_S:
+                bar.bar_format = _NO_RATE_FORMAT
             bar.close()
     for future in futures:
         if future.status == "error":

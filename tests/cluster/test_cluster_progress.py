@@ -96,6 +96,18 @@ def test_the_bar_can_count_frames(client: distributed.Client, capsys: pytest.Cap
     assert shown == sorted(shown) and all(0 <= n <= 300 for n in shown)
 
 
+def test_a_bar_done_at_once_shows_no_rate(
+    client: distributed.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Work already done: no "4455631 frame/s" from a division by almost nothing."""
+    future = client.compute(dask.delayed(sum)([1, 2, 3]))
+    assert future.result() == 6
+    wait_with_progress(client, [future], description="missed pixels", frames=341)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    final = [line for line in err.splitlines() if "341/341" in line][-1]
+    assert "/s" not in final and "missed pixels" in final and "[00:00]" in final
+
+
 def test_persisted_collections_and_plain_values(
     client: distributed.Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
