@@ -9,6 +9,7 @@ choice is involved (safe in threads and on headless machines).  Images
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -17,10 +18,11 @@ from typing import Final
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.metrics import cumulative_energy
 from pipelines.shapes import CHANNELS
@@ -34,6 +36,9 @@ _PANEL_INCHES: Final = 2.4
 _SHOWN_PIXELS: Final = 2 * round(_PANEL_INCHES * _DPI)
 _IMAGE_NDIM: Final = 2
 _COLOR_NDIM: Final = 3
+_GAP_PIXELS: Final = 8
+_TITLE_PIXELS: Final = 22
+_TITLE_POINTS: Final = 13
 _PNG_COMPRESS_LEVEL: Final = 3
 """zlib level of full-size images (Pillow's default is 6).  A 1280x720 background plate
 took 77 ms and 220 kB at 6, 27 ms and 254 kB at 3, 17 ms and 277 kB at 1 (measured);
@@ -160,7 +165,13 @@ def components_png(
     Returns
     -------
     bytes
-        A PNG grid, about 240 pixels per image.
+        A PNG grid, 240 pixels wide per image, its title above it.
+
+    Notes
+    -----
+    Drawn by Pillow, not as matplotlib subplots: ten subplots in a constrained layout
+    took about half a second of a report (measured on eight 720p components: 0.5 s,
+    against a few tens of milliseconds here).
     """
     if not images:
         raise InvalidParameterError("components_png needs at least one image")
@@ -173,26 +184,38 @@ def components_png(
     n_columns = min(columns, len(arrays))
     n_rows = math.ceil(len(arrays) / n_columns)
     height, width = arrays[0].shape[:2]
-    aspect = height / max(width, 1)
-    figure = Figure(
-        figsize=(_PANEL_INCHES * n_columns, _PANEL_INCHES * aspect * n_rows + 0.4 * n_rows),
-        dpi=_DPI,
-        layout="constrained",
-    )
-    FigureCanvasAgg(figure)
+    panel_width = round(_PANEL_INCHES * _DPI)
+    panel_height = max(1, round(panel_width * height / max(width, 1)))
+    cell_width, cell_height = panel_width + _GAP_PIXELS, panel_height + _TITLE_PIXELS + _GAP_PIXELS
+    grid = Image.new("RGB", (n_columns * cell_width + _GAP_PIXELS, n_rows * cell_height), "white")
+    draw = ImageDraw.Draw(grid)
+    font = _title_font()
     for position, (array, name) in enumerate(zip(arrays, names, strict=True)):
-        axes = figure.add_subplot(n_rows, n_columns, position + 1)
-        low, high = float(array.min()), float(array.max())
-        if array.ndim == _COLOR_NDIM:
-            shown = (array - low) / (high - low) if high > low else np.zeros_like(array)
-            axes.imshow(shown, interpolation="nearest")
-        else:
-            axes.imshow(
-                array, cmap="gray", vmin=low, vmax=high if high > low else low + 1, interpolation="nearest"
-            )
-        axes.set_title(name, fontsize=9)
-        axes.set_axis_off()
-    return _png(figure)
+        row, column = divmod(position, n_columns)
+        left, top = _GAP_PIXELS + column * cell_width, row * cell_height
+        panel = Image.fromarray(_stretched(array)).resize((panel_width, panel_height), Image.Resampling.BOX)
+        grid.paste(panel, (left, top + _TITLE_PIXELS))
+        title_at = (left + panel_width / 2, top + _TITLE_PIXELS / 2)
+        draw.text(title_at, name, fill="black", font=font, anchor="mm")
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def _stretched(array: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+    """An image stretched between its own minimum (0) and maximum (255); flat: all 0."""
+    low, high = float(array.min()), float(array.max())
+    scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+@functools.cache
+def _title_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The plots' own font (matplotlib's DejaVu Sans) for titles drawn by Pillow."""
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), _TITLE_POINTS)
+    except OSError:  # no FreeType in this Pillow: its bitmap font
+        return ImageFont.load_default()
 
 
 def background_png(image: npt.ArrayLike) -> bytes:
