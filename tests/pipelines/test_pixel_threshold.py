@@ -52,6 +52,21 @@ def test_someone_standing_still_is_not_noise() -> None:
     assert float(residual_scale[10, 10]) > 2 * float(scale[10, 10])
 
 
+@pytest.mark.parametrize("n_pairs", [1, 2, 3, 31, 64])
+@pytest.mark.parametrize("largest_change", [4, 20, 256])
+def test_pixel_noise_scale_of_uint8_is_exactly_the_median_of_the_changes(
+    n_pairs: int, largest_change: int
+) -> None:
+    """Counted below 16 grey levels, np.median above: the same numbers either way."""
+    rng = np.random.default_rng(n_pairs * 1000 + largest_change)
+    first = rng.integers(0, 256, (n_pairs, 9, 11)).astype(np.uint8)
+    change = rng.integers(-largest_change + 1, largest_change, first.shape)
+    second = np.clip(first.astype(np.int64) + change, 0, 255).astype(np.uint8)
+    expected = np.median(np.abs(second.astype(np.int64) - first), axis=0) * (1.4826 / np.sqrt(2))
+    np.testing.assert_array_equal(pixel_noise_scale(first, second), expected.astype(np.float32))
+    np.testing.assert_array_equal(pixel_noise_scale(second, first), expected.astype(np.float32))
+
+
 def test_pixel_noise_scale_of_color_is_the_largest_channel_and_shapes_are_checked() -> None:
     first = np.zeros((3, 4, 5, 3), dtype=np.uint8)
     second = first.copy()
