@@ -32,9 +32,7 @@ _POLL_S = 0.1
 _FINAL_COUNT_WAIT_S = 1.0
 #: How often to look for it: the scheduler sends one as soon as its progress feed is set up.
 _FINAL_COUNT_POLL_S = 0.005
-#: A bar that ends sooner shows no rate: done at once (work already done, or in a
-#: blink), tqdm would divide by almost nothing and print millions of frames a second.
-_RATE_MIN_S = 0.5
+#: A bar opened on work already done: no rate.
 _NO_RATE_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
 
 
@@ -104,7 +102,7 @@ def _update(
     if frames is not None:  # the share of the tasks done, in frames
         total, done = frames, frames * done // max(total, 1)
     if bar is None:
-        bar = _open_bar(description, total, frames=frames)
+        bar = _open_bar(description, total, frames=frames, done_already=done >= total)
     if bar.total != total:
         bar.total = total
         bar.refresh()
@@ -113,9 +111,14 @@ def _update(
     return bar
 
 
-def _open_bar(description: str, total: int, *, frames: int | None) -> tqdm:
+def _open_bar(description: str, total: int, *, frames: int | None, done_already: bool = False) -> tqdm:
+    """A bar on stderr; one opened on work already done shows no rate (its clock starts now)."""
     unit = "task" if frames is None else "frame"
-    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    # tqdm would divide by the microseconds since it opened: "4455631 frame/s"
+    bar_format = _NO_RATE_FORMAT if done_already else None
+    return tqdm(
+        total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, bar_format=bar_format
+    )
 
 
 def wait_with_progress(
@@ -185,7 +188,7 @@ def wait_with_progress(
                 time.sleep(_FINAL_COUNT_POLL_S)
             bar = _update(bar, counter, futures, description=description, frames=frames)
             if bar is None:
-                bar = _open_bar(description, frames or len(futures), frames=frames)
+                bar = _open_bar(description, frames or len(futures), frames=frames, done_already=True)
             bar.update(bar.total - bar.n)
     except BaseException:  # KeyboardInterrupt above all: free the cluster, then propagate
         client.cancel(futures)
@@ -194,8 +197,6 @@ def wait_with_progress(
         if counter is not None:
             client.loop.add_callback(counter.stop)
         if bar is not None:
-            if bar.format_dict["elapsed"] < _RATE_MIN_S:
-                bar.bar_format = _NO_RATE_FORMAT
             bar.close()
     for future in futures:
         if future.status == "error":

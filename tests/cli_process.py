@@ -15,9 +15,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 _BAR = re.compile(r"(?P<label>[^\r\n:]+):\s+\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)")
-# tqdm ends a bar with "[elapsed<remaining, rate]" or "[elapsed, rate]", and no newline:
-# a message written after it starts on the same line
-_BAR_PREFIX = re.compile(r"^.*?: .*?\[\d\d:\d\d(?::\d\d)?(?:<[^,\]]*)?, [^\]]*\]")
+# tqdm ends a bar with "[elapsed<remaining, rate]" or "[elapsed, rate]" (or "[elapsed]",
+# a bar opened on work already done), and no newline: a message written after it
+# starts on the same line
+_BAR_PREFIX = re.compile(
+    r"^.*?: (?:.*?\[\d\d:\d\d(?::\d\d)?(?:<[^,\]]*)?, [^\]]*\]|\s*\d+%\|[^|]*\| *\d+/\d+ \[\d\d:\d\d(?::\d\d)?\])"
+)
 
 
 @dataclass
@@ -104,7 +107,7 @@ def message_lines(stderr: str) -> list[str]:
     for raw in stderr.splitlines():
         line = raw
         while bar := _BAR_PREFIX.match(line):
-            line = line[bar.end() :]
+            line = line[bar.end() :].lstrip(" ")  # tqdm pads a line shorter than the one before
         if line.strip():
             lines.append(line)
     return lines
