@@ -120,8 +120,8 @@ def _fill_open_to_one_edge(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]
     Each region of background along the frame's edge is flood-filled with its own mark
     (OpenCV's fill touches only the region's pixels, so all of them together cost about
     one pass over the frame, as :func:`fill_holes` does); the edges each mark reaches
-    decide which regions stay.  Past 255 such regions (the marks are bytes), the
-    background is labelled whole instead.
+    decide which regions stay, and one table lookup of the marks gives the frame.  Past
+    255 such regions (the marks are bytes), the background is labelled whole instead.
     """
     n_frames, height, width = mask.shape
     filled = np.empty((n_frames, height, width), dtype=np.bool_)
@@ -141,17 +141,25 @@ def _fill_open_to_one_edge(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]
         if n_marks > _MAX_MARK:
             filled[frame] = _labelled_fill(ground)
             continue
-        edges_reached = np.zeros(_MAX_MARK + 1, dtype=np.uint8)
-        for edge in _edges(inner):
-            touched = np.zeros(_MAX_MARK + 1, dtype=np.bool_)
-            touched[edge] = True
-            edges_reached += touched
-        edges_reached[0] = 0  # unmarked: the mask's pixels and the holes inside
-        kept = np.zeros((height, width), dtype=np.bool_)
-        for mark in np.flatnonzero(edges_reached >= 2):
-            kept |= inner == mark
-        np.logical_not(kept, out=filled[frame])
+        # unmarked (0): the mask's pixels and the holes inside stay foreground
+        stays_ground = _on_two_edges_or_more(inner, n_regions=_MAX_MARK + 1)
+        cv2.LUT(inner, np.logical_not(stays_ground).view(np.uint8), dst=filled[frame].view(np.uint8))
     return filled
+
+
+def _on_two_edges_or_more(regions: npt.NDArray[np.integer], *, n_regions: int) -> npt.NDArray[np.bool_]:
+    """(n_regions,) bool: which region numbers of a (y, x) image reach two of its edges or more.
+
+    Region 0 is the mask's own pixels (never ground that stays).
+    """
+    edges_reached = np.zeros(n_regions, dtype=np.uint8)
+    for edge in _edges(regions):
+        touched = np.zeros(n_regions, dtype=np.bool_)
+        touched[edge] = True
+        edges_reached += touched
+    stays: npt.NDArray[np.bool_] = edges_reached >= 2
+    stays[0] = False
+    return stays
 
 
 def _edges(image: npt.NDArray[ScalarT]) -> tuple[npt.NDArray[ScalarT], ...]:
@@ -176,11 +184,5 @@ def _labelled_fill(ground: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """(y, x) 0/1 background -> True except on its 4-connected regions that reach two edges or more."""
     n_labels, found = cv2.connectedComponents(ground, connectivity=4, ltype=cv2.CV_32S)
     labels = np.asarray(found, dtype=np.int32)
-    edges_reached = np.zeros(n_labels, dtype=np.uint8)
-    for edge in _edges(labels):
-        touched = np.zeros(n_labels, dtype=np.bool_)
-        touched[edge] = True
-        edges_reached += touched
-    edges_reached[0] = 0  # label 0: the mask's own pixels
-    filled: npt.NDArray[np.bool_] = ~np.take(edges_reached >= 2, labels)
+    filled: npt.NDArray[np.bool_] = ~np.take(_on_two_edges_or_more(labels, n_regions=n_labels), labels)
     return filled

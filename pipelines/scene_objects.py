@@ -120,11 +120,15 @@ def _camouflaged_patch(spec: ObjectScene, index: int, shape: npt.NDArray[np.bool
     if ph < 1 or pw < 1:
         return patch
     rng = np.random.default_rng([spec.seed, _CAMOUFLAGE_STREAM, index])
-    margin = _CAMOUFLAGE_MARGIN
-    top = int(rng.integers(min(margin, h - ph), max(h - ph - margin, min(margin, h - ph)) + 1))
-    left = int(rng.integers(min(margin, w - pw), max(w - pw - margin, min(margin, w - pw)) + 1))
+    top, left = (_patch_start(rng, room=size - part) for size, part in ((h, ph), (w, pw)))
     patch[top : top + ph, left : left + pw] = ellipse(ph, pw)
     return patch & shape
+
+
+def _patch_start(rng: np.random.Generator, *, room: int) -> int:
+    """Where a patch starts in ``room`` spare pixels: :data:`_CAMOUFLAGE_MARGIN` from each end if it fits."""
+    first = min(_CAMOUFLAGE_MARGIN, room)
+    return int(rng.integers(first, max(room - _CAMOUFLAGE_MARGIN, first) + 1))
 
 
 def make_objects(spec: ObjectScene) -> list[MovingObject]:
