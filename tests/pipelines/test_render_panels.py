@@ -76,3 +76,26 @@ def test_panels_are_labelled_in_their_corner_and_nowhere_else() -> None:
 def test_narrow_panels_get_no_label() -> None:
     frames = np.full((2, 48, 4 * (LABEL_MIN_PANEL_WIDTH - 1)), 90, dtype=np.uint8)
     assert np.array_equal(label_panels(frames.copy(), panel_width=LABEL_MIN_PANEL_WIDTH - 1), frames)
+
+
+@pytest.mark.parametrize(("height", "width"), [(720, 1280), (721, 1279), (360, 1281)])
+def test_compare_panels_are_the_four_panels_shrunk_side_by_side(height: int, width: int) -> None:
+    rng = np.random.default_rng(4)
+    original = rng.integers(0, 256, (2, height, width), dtype=np.uint8)
+    foreground = rng.integers(-300, 300, (2, height, width)).astype(np.int16)
+    mask = np.where(rng.random((2, height, width)) > 0.5, 255, 0).astype(np.uint8)
+    panels = (original, background_from(original, foreground), visible_foreground(foreground), mask)
+    factor = 3 if width > 1280 else 2  # four panels into 2560 columns at most
+    expected = np.concatenate(
+        [np.stack([shrink(panel[t : t + 1], factor)[0] for t in range(2)]) for panel in panels], axis=2
+    )  # frame by frame, into fresh arrays
+    got = compare_panels(original, foreground, mask, labels=False)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_shrink_writes_into_a_view_of_a_wider_frame() -> None:
+    frames = np.random.default_rng(5).integers(0, 256, (3, 8, 10)).astype(np.uint8)
+    wide = np.zeros((3, 4, 15), dtype=np.uint8)
+    returned = shrink(frames, 2, out=wide[:, :, 5:10])
+    np.testing.assert_array_equal(wide[:, :, 5:10], shrink(frames, 2))
+    assert np.shares_memory(returned, wide) and not wide[:, :, :5].any() and not wide[:, :, 10:].any()

@@ -88,6 +88,17 @@ def test_the_tiled_int16_foreground_is_the_float_paths(k: int, monkeypatch: pyte
         assert np.abs(got.astype(np.int32) - expected).max() <= 1 and np.mean(got != expected) < 1e-3
 
 
+def test_the_int16_foreground_rounds_half_to_even_and_saturates() -> None:
+    frames = np.random.default_rng(3).integers(0, 256, (5, HEIGHT, WIDTH)).astype(np.uint8)
+    u = np.full((HEIGHT * WIDTH, 1), 1.0, dtype=np.float32)
+    weights = np.array([0.5, 1.5, -40_000.0, 40_000.0, 100.25], dtype=np.float32)  # halves and beyond int16
+    got = foreground_block(frames, u, np.ones(1, dtype=np.float32), weights[None, :])
+    difference = frames.astype(np.float32) - weights[:, None, None]
+    expected = np.clip(np.rint(difference), -32768, 32767).astype(np.int16)
+    np.testing.assert_array_equal(got, expected)
+    assert got[2].min() == 32767 and got[3].max() == -32768
+
+
 def test_a_block_without_cleanup_is_the_bare_comparison() -> None:
     frames = _scene()
     u, s, vt = _factors(frames, 1)
