@@ -28,7 +28,7 @@ import distributed.system
 
 from cluster.batch import start_batch_cluster, wait_for_first_worker
 from cluster.ctrl_c import CtrlCAtBoundaries
-from cluster.embedded import plan_embedded, sigint_blocked, single_threaded_blas, start_embedded
+from cluster.embedded import LOOPBACK, plan_embedded, sigint_blocked, single_threaded_blas, start_embedded
 from cluster.errors import (
     NoWorkersError,
 )
@@ -186,7 +186,8 @@ def describe(client: distributed.Client) -> str:
 def dashboard_link(client: distributed.Client) -> str | None:
     """The URL of the scheduler's dashboard, or None when it serves none.
 
-    The URL uses the host of the scheduler's address as this client sees it.  The
+    The URL uses the host of the scheduler's address as this client sees it (loopback
+    for a scheduler in this process, whose address names no host).  The
     dashboard's pages need bokeh on the scheduler's machine; without it the URL shows
     a page that says so.
     """
@@ -195,6 +196,10 @@ def dashboard_link(client: distributed.Client) -> str | None:
     services = _scheduler_info(client).get("services", {})
     if "dashboard" not in services:
         return None
+    if _address(client).startswith("inproc://"):
+        # an in-process scheduler's address names no reachable host; the embedded
+        # cluster serves its dashboard on loopback (cluster.embedded)
+        return f"http://{LOOPBACK}:{int(services['dashboard'])}/status"
     link = client.dashboard_link
     return str(link) if link else None
 

@@ -34,6 +34,7 @@ from cluster.errors import (
 from cluster.options import ClusterOptions
 
 __all__ = [
+    "LOOPBACK",
     "MAX_THREADS_PER_WORKER",
     "WORKER_MALLOC_ENVIRONMENT",
     "EmbeddedPlan",
@@ -65,8 +66,8 @@ keep their own settings.
 #: of the machine's memory, at least :data:`_MIN_HEADROOM_BYTES`, at most a quarter.
 _HEADROOM_FRACTION = 0.10
 _MIN_HEADROOM_BYTES = 1 << 30
-#: Loopback only: the embedded cluster must never listen on a public interface.
-_LOOPBACK = "127.0.0.1"
+LOOPBACK = "127.0.0.1"
+"""Where the embedded cluster listens: loopback only, never a public interface."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,14 +269,18 @@ def _local_cluster(
         threads_per_worker=plan.threads_per_worker,
         memory_limit=plan.memory_limit,
         processes=not plan.in_process,
-        host=_LOOPBACK,
+        host=None if plan.in_process else LOOPBACK,  # inproc addresses name no host
         scheduler_port=0,
         # distributed always serves HTTP (health checks, metrics); keep it on loopback
         # and a free port even without the dashboard, whose pages are then left out.
-        dashboard_address=f"{_LOOPBACK}:0",
+        dashboard_address=f"{LOOPBACK}:0",
         scheduler_kwargs={"dashboard": options.dashboard},
-        worker_dashboard_address=None,
-        protocol="tcp",
+        # likewise each worker's HTTP server (health, metrics; no dashboard pages): an
+        # in-process worker names no host, and would otherwise listen on every interface
+        worker_dashboard_address=f"{LOOPBACK}:0",
+        # in process, results reach the caller by reference: no socket, no serialisation
+        # (the video's chunks are read-only for that reason: storage.integrity)
+        protocol="inproc" if plan.in_process else "tcp",
         silence_logs=logging.WARNING,
         local_directory=options.local_directory,
         plugins=plugins,

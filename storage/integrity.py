@@ -96,13 +96,16 @@ class _CheckedReads:
     def __getitem__(self, key: Any) -> Any:
         try:
             coords = _whole_chunk(key, shape=self.shape, chunks=self.array.chunks) if self.direct else None
-            if coords is None:
-                return self.array[key]
-            return self._read_chunk(coords, key)
+            values = np.asarray(self.array[key] if coords is None else self._read_chunk(coords, key))
         except RuntimeError as exc:  # numcodecs' zstd: "Zstd decompression error: ..."
             raise StoreDamagedError(
                 f"{self.what} is damaged: a chunk at {_region(key)} does not decompress ({exc}); {self.fix}"
             ) from None
+        # Read-only: the embedded cluster runs its worker in this process and hands the
+        # caller the very arrays it holds (no copy), so a chunk changed in place by a
+        # task or by the caller would change what every later pass reads.
+        values.flags.writeable = False
+        return values
 
     def _read_chunk(self, coords: tuple[int, ...], key: tuple[slice, ...]) -> npt.NDArray[Any]:
         """One whole chunk, decompressed straight into the array returned (edge chunks: a view)."""

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -128,8 +129,14 @@ def test_the_default_cluster_runs_its_worker_in_this_process_with_one_blas_threa
         assert da.arange(10_000, chunks=1_000).sum().compute() == sum(range(10_000))
         workers = scheduler_workers(client)
         assert len(workers) == 1 and [w["nthreads"] for w in workers.values()] == [2]
-        assert all(address.startswith("tcp://127.0.0.1:") for address in workers)
-        assert set(_listening(psutil.Process())) == {"127.0.0.1"}
+        # in-process transport: results reach the caller without a socket or a copy
+        assert all(address.startswith("inproc://") for address in workers)
+        assert str(client.scheduler.address).startswith("inproc://")
+        link = dashboard_link(client)
+        assert link is not None and urlparse(link).hostname == "127.0.0.1"
+        with urllib.request.urlopen(link.replace("/status", "/health"), timeout=10) as answer:
+            assert answer.read() == b"ok"  # the dashboard's server is where the link says
+        assert set(_listening(psutil.Process())) == {"127.0.0.1"}  # distributed's HTTP servers
         assert ": 1 worker in this process, 2 threads," in describe(client)
         assert not [p for p in psutil.Process().children(recursive=True) if "spawn" in _command_line(p)]
     assert client.status == "closed"

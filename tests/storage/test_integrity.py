@@ -149,6 +149,26 @@ def test_whole_chunks_are_decompressed_without_zarrs_indexing(
         lazy_other.compute(scheduler="sync")
 
 
+def test_chunks_read_from_the_store_cannot_be_changed_in_place(tmp_path: Path) -> None:
+    """The in-process worker hands its arrays to the caller uncopied: no one may write into them."""
+    values = np.arange(25 * 3 * 5, dtype=np.float32).reshape(25, 3, 5)
+    for codecs in (compressor(), zarr.codecs.GzipCodec()):  # read whole, or through zarr
+        array = zarr.create_array(tmp_path / f"{type(codecs).__name__}.zarr", shape=values.shape,
+                                  chunks=(10, 3, 5), dtype=np.float32, compressors=codecs)  # fmt: skip
+        array[...] = values
+        lazy = checked_dask_array(array, what="it", fix="rewrite it")
+        writeable = lazy.map_blocks(_writeable, meta=np.empty((0, 0, 0), dtype=bool))
+        assert not writeable.compute(scheduler="sync").any()  # whole chunks and the edge chunk
+        np.testing.assert_array_equal(lazy.compute(scheduler="sync"), values)
+
+
+def _writeable(block: np.ndarray) -> np.ndarray:
+    """Whether a task may write into its chunk of the store, for each value (it may not)."""
+    with pytest.raises(ValueError, match="read-only"):
+        block += 1
+    return np.full(block.shape, block.flags.writeable)
+
+
 def test_damaged_factors_are_refused(store: Path) -> None:
     video = open_video(store)
     rng = np.random.default_rng(0)
