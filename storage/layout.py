@@ -54,15 +54,21 @@ ZSTD_LEVEL: Final = 3
 float32, which no zstd level shrinks much; the masks are mostly zeros, which any level
 shrinks well."""
 
-VIDEO_ZSTD_LEVEL: Final = 5
-"""zstd level of the stored video.  The video is written once and read by every step,
-and it is most of a store.  On real 720p gray footage level 5 stores it in 6 % fewer
-bytes than level 4 and 15 % fewer than level 3; zstd decompresses every level at the
-same rate.  The price is paid once, at ingest: compression at level 5 is about 1.7x as
-slow as at level 4 (0.4 s more for the 341 frames of the 720p clip).  Out of core, and
-on a cluster, every pass reads the compressed store, and storage bandwidth is the first
-limit (README, "Sizing: one hour of 1080p"), so the bytes count more than the ingest's CPU (README,
-"Storage").  Existing stores keep their level: a reader takes any."""
+VIDEO_ZSTD_LEVEL: Final = 3
+"""Default zstd level of the stored video (``ingest --zstd-level`` chooses another).
+
+zstd decompresses every level at the same rate, so on local disks a pass over the
+store costs the same at any level; a higher level stores fewer bytes for more of the
+ingest's CPU.  On real 720p gray footage level 5 stores the video in about 15 % fewer
+bytes than level 3 and compresses at 0.55x its rate, a second more per 341 frames of
+720p on two cores, where ingest keeps both busy (README, "Store size").  Where
+storage bandwidth is the limit (object storage or a shared filesystem read by many
+workers), those bytes count more, and level 5 is worth its ingest.  Existing stores
+keep their level: a reader takes any."""
+
+MAX_ZSTD_LEVEL: Final = 19
+"""The highest level ``--zstd-level`` takes: zstd's levels 20-22 need a window of up to
+128 MiB per compressor, for a few per cent fewer bytes."""
 
 
 def default_factors_name(method: str, rank: int) -> str:

@@ -43,6 +43,15 @@ def add_parser(commands: Commands) -> None:
         metavar="N",
         help="frames per Zarr chunk (default: as many as fit in 32 MiB)",
     )
+    parser.add_argument(
+        "--zstd-level",
+        type=positive_int("--zstd-level"),
+        metavar="L",
+        help=(
+            "zstd level of the stored video, 1-19 (default 3); reads cost the same at every level,"
+            " 5 stores about 15%% fewer bytes for a slower ingest (for bandwidth-bound clusters)"
+        ),
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true", help="replace an existing vidsvd store")
     mode.add_argument("--resume", action="store_true", help="continue an interrupted ingest")
@@ -63,6 +72,7 @@ def handle(args: argparse.Namespace) -> int:
         size=args.size,
         color=args.color,
         chunk_frames=args.chunk_frames,
+        zstd_level=args.zstd_level,
         overwrite=args.overwrite,
         resume=args.resume,
         context=JobContext(progress=not args.quiet, log=say),

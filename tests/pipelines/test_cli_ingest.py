@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -30,6 +31,20 @@ def test_ingest_happy_path(make_video, tmp_path: Path, capsys: pytest.CaptureFix
     assert "stored 12 frames of 64x48" in stderr
     assert "ingest" in stderr  # the progress bar went to stderr
     np.testing.assert_array_equal(open_video(tmp_path / "s.zarr").frames.compute(), frames)
+
+
+def test_a_chosen_zstd_level_is_recorded_and_reads_the_same_frames(
+    make_video, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, frames = make_video(n_frames=24, height=96, width=128)
+    for level in ("1", "9"):
+        store = tmp_path / f"level{level}.zarr"
+        assert (
+            _run(capsys, "ingest", str(path), "--store", str(store), "--zstd-level", level, "--quiet")[0] == 0
+        )
+        meta = json.loads((store / "video" / "zarr.json").read_text())
+        assert {"name": "zstd", "configuration": {"level": int(level), "checksum": True}} in meta["codecs"]
+        np.testing.assert_array_equal(open_video(store).frames.compute(), frames)
 
 
 def test_quiet_prints_nothing(make_video, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,6 +81,8 @@ def bad_inputs(make_video, tmp_path: Path) -> dict[str, Path]:
         ("good", ["--size", "0x10"], 2, ["--size", "positive"]),
         ("good", ["--size", "big"], 2, ["--size", "WIDTHxHEIGHT"]),
         ("good", ["--chunk-frames", "0"], 2, ["--chunk-frames"]),
+        ("good", ["--zstd-level", "0"], 2, ["--zstd-level"]),
+        ("good", ["--zstd-level", "20"], 2, ["--zstd-level", "1-19"]),
         ("good", ["--overwrite", "--resume"], 2, ["not allowed"]),
     ],
 )

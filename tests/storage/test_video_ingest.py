@@ -242,6 +242,10 @@ def test_foreign_zarr_group_is_not_ours(make_video, tmp_path: Path) -> None:
         ({"size": (0, 10)}, "--size"),
         ({"scale": 0.5, "size": (10, 10)}, "either"),
         ({"chunk_frames": 0}, "--chunk-frames"),
+        ({"zstd_level": 0}, "--zstd-level must be an integer in 1-19"),
+        ({"zstd_level": 20}, "--zstd-level must be an integer in 1-19"),
+        ({"zstd_level": 2.5}, "--zstd-level"),
+        ({"zstd_level": True}, "--zstd-level"),
         ({"overwrite": True, "resume": True}, "contradict"),
     ],
 )
@@ -265,6 +269,23 @@ def test_resume_refuses_other_options(make_video, tmp_path: Path) -> None:
         ingest_videos([path], store=store, chunk_frames=5, progress=False)
     with pytest.raises(StoreIncompleteError, match="incomplete"):
         open_video(store)
+
+
+def test_resume_continues_at_the_level_it_started_with(make_video, tmp_path: Path) -> None:
+    path, _ = make_video(n_frames=20)
+    store = tmp_path / "s.zarr"
+    reference = ingest_videos([path], store=tmp_path / "ref.zarr", chunk_frames=5, progress=False)
+    ingest_videos([path], store=store, chunk_frames=5, zstd_level=7, progress=False)
+    _mark_interrupted(store, frames_written=10)
+    with pytest.raises(StoreExistsError, match=r"--zstd-level 7; resume it at that level.*--overwrite"):
+        ingest_videos([path], store=store, chunk_frames=5, zstd_level=3, resume=True, progress=False)
+    resumed = ingest_videos([path], store=store, chunk_frames=5, resume=True, progress=False)
+    assert resumed.resumed_from_frame == 10 and resumed.fingerprint == reference.fingerprint
+    codecs = json.loads((store / "video" / "zarr.json").read_text())["codecs"]
+    assert {"name": "zstd", "configuration": {"level": 7, "checksum": True}} in codecs
+    np.testing.assert_array_equal(
+        open_video(store).frames.compute(), open_video(tmp_path / "ref.zarr").frames.compute()
+    )
 
 
 def test_resume_from_recorded_progress_gives_identical_bytes(make_video, tmp_path: Path) -> None:
