@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import numpy.typing as npt
-from distributed import futures_of
+from distributed import Future, futures_of
 
 from pipelines.activity import activity_csv, busiest_frames, foreground_fraction
 from pipelines.background_models import FITTED_MODELS
@@ -25,7 +26,7 @@ from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
-from storage.derived import open_derived, read_separation, write_file_atomic
+from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreDamagedError
 from storage.factor_lookup import complete_factors
 from storage.factors import StoredFactors, open_factors
@@ -79,6 +80,9 @@ def report(
     n_pixels, n_frames = int(np.prod(video.frames.shape[1:], dtype=np.int64)), video.n_frames
     with step_context(context) as job:
         client = job.computing_on(video.location)
+        # the read of every mask starts first: the workers count them while this
+        # process fetches the factors' figures and draws
+        activity = _start_activity(video, client=client)
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
         require_finite_factors(chosen)
         recorded = chosen.recorded_energies
@@ -120,7 +124,19 @@ def report(
             sync=True,
         )
         model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
-        separation = _separation(video, folder, client=client)
+        singular_values = np.asarray(s_values, dtype=np.float64)
+        images = {
+            "spectrum": spectrum_png(singular_values),
+            "energy": energy_png(singular_values, total=max(total_energy, float(np.sum(singular_values**2))))
+            if total_energy > 0
+            else energy_png(singular_values),
+            "components": components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)]),
+        }
+        for index, image in enumerate(backgrounds):
+            images[f"background-{index + 1}"] = background_png(np.asarray(image))
+            for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
+                images[f"background-{index + 1} ({name})"] = background_png(np.asarray(plates[index]))
+        separation = _separation(video, folder, activity, client=client) if activity is not None else None
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
@@ -135,7 +151,6 @@ def report(
         psnr = row["psnr_db"]
         if isinstance(psnr, float) and not math.isfinite(psnr):
             row["psnr_db"] = None  # an exact reconstruction: no error to measure, JSON has no infinity
-    singular_values = np.asarray(s_values, dtype=np.float64)
     if total_energy > 0:
         # the share of ||M||_F^2 the first k components hold (1 - relative error^2 at rank k)
         energy = cumulative_energy(
@@ -184,17 +199,6 @@ def report(
             "ffmpeg": video.ffmpeg_version,
         },
     }
-    images = {
-        "spectrum": spectrum_png(np.asarray(s_values)),
-        "energy": energy_png(singular_values, total=max(total_energy, float(np.sum(singular_values**2))))
-        if total_energy > 0
-        else energy_png(singular_values),
-        "components": components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)]),
-    }
-    for index, image in enumerate(backgrounds):
-        images[f"background-{index + 1}"] = background_png(np.asarray(image))
-        for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
-            images[f"background-{index + 1} ({name})"] = background_png(np.asarray(plates[index]))
     if separation is not None:
         images["activity"] = activity_png(
             separation.fraction,
@@ -226,19 +230,40 @@ class _Separation:
     encode_s: float | None
 
 
-def _separation(video: StoredVideo, folder: OutputFolder, *, client: Any) -> _Separation | None:
-    """The store's complete separation of this video: its rule, activity and busiest frames.
+@dataclass(frozen=True)
+class _Activity:
+    """A complete separation's record, its masks, and the count of them under way."""
 
-    One read of the stored masks (the fraction of foreground of every frame) and of
-    ``_SAMPLE_MASKS`` frames with their masks.  None when the store holds no
-    complete separation of this video.  The output folder's ``separation.json``
-    gives the timings when it records this same separation.
+    record: SeparationRecord
+    masks: da.Array
+    fraction: Future
+
+
+def _start_activity(video: StoredVideo, *, client: Any) -> _Activity | None:
+    """Start the read of the stored masks (each frame's fraction of foreground) on the workers.
+
+    None when the store holds no complete separation of this video.  The count runs
+    while the caller does other work; :func:`_separation` collects it.
     """
     record = read_separation(video.location)
     if record is None or not record.complete or record.video_fingerprint != video.fingerprint:
         return None
     stored_masks = open_derived(video.location, MASKS_ARRAY).data
-    fraction = np.asarray(client.compute(foreground_fraction(stored_masks), sync=True), dtype=np.float64)
+    return _Activity(
+        record=record, masks=stored_masks, fraction=client.compute(foreground_fraction(stored_masks))
+    )
+
+
+def _separation(video: StoredVideo, folder: OutputFolder, activity: _Activity, *, client: Any) -> _Separation:
+    """The store's complete separation of this video: its rule, activity and busiest frames.
+
+    One read of the stored masks (the fraction of foreground of every frame, started by
+    :func:`_start_activity`) and of ``_SAMPLE_MASKS`` frames with their masks.  The
+    output folder's ``separation.json`` gives the timings when it records this same
+    separation.
+    """
+    record, stored_masks = activity.record, activity.masks
+    fraction = np.asarray(activity.fraction.result(), dtype=np.float64)
     frames = busiest_frames(fraction, count=_SAMPLE_MASKS)
     panels = []
     if frames:
