@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from cluster.process_memory import keep_freed_memory
 from pipelines.cli import apply, bench, decompose, demo, evaluate, ingest, report, run, separate
 from pipelines.cli.arguments import OneLineParser
 from pipelines.cli.console import say, show_warning
@@ -97,7 +98,14 @@ def console_main() -> NoReturn:
     writes; the collection would only free memory the process gives back on exit.
     Callers of :func:`main` in a long-lived process (tests, notebooks) keep their
     collector.
+
+    First, before any thread starts, the process's malloc is set to reuse the memory
+    it frees (:func:`cluster.process_memory.keep_freed_memory`): the embedded worker
+    computes in this process, and each array it would otherwise map afresh is
+    faulted in and zeroed by the kernel again.  Also for the command only: a
+    long-lived caller of :func:`main` keeps its allocator as it is.
     """
+    keep_freed_memory()
     status = main()
     gc.freeze()
     sys.exit(status)
