@@ -167,7 +167,8 @@ def describe(client: distributed.Client) -> str:
     """One line about the cluster: scheduler address, workers, threads, total memory.
 
     Example: ``dask scheduler tcp://127.0.0.1:40331: 2 workers, 4 threads, 14.00 GiB
-    memory``; an embedded worker in this process is ``1 worker in this process``.
+    memory``; an embedded worker in this process is ``dask scheduler in this process:
+    1 worker in this process``.
     Workers without a memory limit make the total ``unlimited``.
     """
     workers = scheduler_workers(client).values()
@@ -177,8 +178,11 @@ def describe(client: distributed.Client) -> str:
     memory = "unlimited" if unlimited else dask.utils.format_bytes(sum(limits))
     n = len(limits)
     here = " in this process" if getattr(client.cluster, "processes", True) is False else ""
+    address = _address(client)
+    # an in-process scheduler's inproc:// address names no place a user could reach
+    where = "in this process" if address.startswith("inproc://") else address
     return (
-        f"dask scheduler {_address(client)}: {n} worker{'s' if n != 1 else ''}{here},"
+        f"dask scheduler {where}: {n} worker{'s' if n != 1 else ''}{here},"
         f" {threads} thread{'s' if threads != 1 else ''}, {memory} memory"
     )
 

@@ -137,7 +137,9 @@ def test_the_default_cluster_runs_its_worker_in_this_process_with_one_blas_threa
         with urllib.request.urlopen(link.replace("/status", "/health"), timeout=10) as answer:
             assert answer.read() == b"ok"  # the dashboard's server is where the link says
         assert set(_listening(psutil.Process())) == {"127.0.0.1"}  # distributed's HTTP servers
-        assert ": 1 worker in this process, 2 threads," in describe(client)
+        assert describe(client).startswith(
+            "dask scheduler in this process: 1 worker in this process, 2 threads,"
+        )
         assert not [p for p in psutil.Process().children(recursive=True) if "spawn" in _command_line(p)]
     assert client.status == "closed"
     assert cluster.status == distributed.core.Status.closed
