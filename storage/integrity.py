@@ -101,9 +101,9 @@ class _CheckedReads:
             raise StoreDamagedError(
                 f"{self.what} is damaged: a chunk at {_region(key)} does not decompress ({exc}); {self.fix}"
             ) from None
-        # Read-only: the embedded cluster runs its worker in this process and hands the
-        # caller the very arrays it holds (no copy), so a chunk changed in place by a
-        # task or by the caller would change what every later pass reads.
+        # Read-only: a held (persisted) chunk is the very array every later task gets,
+        # and the embedded worker in this process hands it to the caller's futures
+        # without a copy: changed in place, it would change what every later pass reads.
         values.flags.writeable = False
         return values
 
