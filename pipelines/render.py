@@ -97,10 +97,12 @@ def shrink(
     slices in numpy.  When ``factor`` divides the height, the frames are stacked into
     one tall image and resampled in one call (no block straddles two frames).  ``out``,
     when given, receives the result (it may be a view, such as one panel of a wider
-    frame).  Memory: the output.
+    frame); without it, factor 1 returns ``frames`` themselves.  Memory: the output.
     """
     n, height, width = frames.shape[:3]
     rows, cols = height // factor, width // factor
+    if factor <= 1 and out is None:
+        return frames
     if out is None:
         out = np.empty((n, rows, cols, *frames.shape[3:]), dtype=np.uint8)
     if out.size == 0:
