@@ -1,4 +1,4 @@
-"""glibc malloc settings of the command's own process, where the embedded worker computes.
+"""Memory settings of the command's own process, where the embedded worker computes.
 
 The embedded cluster runs its one worker in the command's process (see
 :mod:`cluster.embedded`), so its tasks allocate there: chunks of frames, float32
@@ -6,20 +6,33 @@ tiles, partial sums, tens to hundreds of MB each, freed as soon as a task ends. 
 default glibc serves every allocation above 32 MiB (and, as its threshold adapts,
 most above 128 KiB) with a fresh mapping that it unmaps on free, so the next array
 of that size is faulted in and zeroed by the kernel again, page by page or, for
-NumPy's large arrays, 2 MiB huge page by huge page.
+NumPy's large arrays, 2 MiB huge page by huge page: :func:`keep_freed_memory`.
+And NumPy advises the kernel to back each array of 4 MiB or more with transparent huge
+pages, whose first fault can cost the kernel a compaction as well as the zeroing:
+:func:`fault_arrays_in_small_pages`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from typing import Final
 
-__all__ = ["KEPT_FREE_BYTES", "keep_freed_memory"]
+__all__ = [
+    "KEPT_FREE_BYTES",
+    "NUMPY_HUGE_PAGES_VARIABLE",
+    "fault_arrays_in_small_pages",
+    "keep_freed_memory",
+]
 
 KEPT_FREE_BYTES: Final = (1 << 31) - 1
 """Free memory at the top of the heap that glibc keeps instead of returning it (the
 largest value ``mallopt`` takes): freed arrays are reused, not faulted in again."""
+
+NUMPY_HUGE_PAGES_VARIABLE: Final = "NUMPY_MADVISE_HUGEPAGE"
+"""NumPy's environment variable, read when NumPy is imported: ``0`` stops it advising
+huge pages for its arrays, ``1`` makes it advise them."""
 
 _M_TRIM_THRESHOLD: Final = -1
 _M_MMAP_MAX: Final = -4
@@ -60,6 +73,32 @@ def keep_freed_memory() -> bool:
     mallopt.restype = ctypes.c_int
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, KEPT_FREE_BYTES))
     return all(mallopt(option, value) == 1 for option, value in settings)
+
+
+def fault_arrays_in_small_pages() -> bool:
+    """Stop NumPy advising transparent huge pages for the arrays of this process.
+
+    Must be called before NumPy is imported (it reads
+    :data:`NUMPY_HUGE_PAGES_VARIABLE` once, at import).  A value the user gave the
+    variable is kept.  The variable is inherited by the processes this one starts.
+
+    Where the kernel's huge-page policy is ``madvise`` (the common default), NumPy
+    advises huge pages for every array of 4 MiB or more.  On the first fault of each
+    2 MiB the kernel must then find a free huge page, compacting memory when none is at
+    hand, and zero it.  The command faults its memory in once, up to its peak, and
+    reuses it from then on (:func:`keep_freed_memory`), so the fewer TLB misses of huge
+    pages never pay for that first fault.  The kernel's policy is left alone; where it
+    is ``always``, every mapping still gets huge pages.
+
+    Returns
+    -------
+    bool
+        Whether NumPy will fault this process's arrays in small pages: False when NumPy
+        was imported before this call, or when the variable says otherwise.
+    """
+    if "numpy" in sys.modules:
+        return False
+    return os.environ.setdefault(NUMPY_HUGE_PAGES_VARIABLE, "0") == "0"
 
 
 def _is_glibc() -> bool:

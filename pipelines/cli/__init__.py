@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from cluster.process_memory import keep_freed_memory
+from cluster.process_memory import fault_arrays_in_small_pages, keep_freed_memory
 from pipelines.cli import apply, bench, decompose, demo, evaluate, ingest, report, run, separate
 from pipelines.cli.arguments import OneLineParser
 from pipelines.cli.console import say, show_warning
@@ -102,10 +102,17 @@ def console_main() -> NoReturn:
     First, before any thread starts, the process's malloc is set to reuse the memory
     it frees (:func:`cluster.process_memory.keep_freed_memory`): the embedded worker
     computes in this process, and each array it would otherwise map afresh is
-    faulted in and zeroed by the kernel again.  Also for the command only: a
-    long-lived caller of :func:`main` keeps its allocator as it is.
+    faulted in and zeroed by the kernel again.  And before NumPy is imported, NumPy is
+    told not to advise huge pages for its arrays
+    (:func:`cluster.process_memory.fault_arrays_in_small_pages`).  Both for the command
+    only: a long-lived caller of :func:`main` keeps its allocator as it is, and so does
+    ``vidsvd bench``, whose contenders (the processes it starts and the references it
+    computes itself) must run as a user would run them; the ``vidsvd`` commands it
+    times set their own.
     """
-    keep_freed_memory()
+    if sys.argv[1:2] != [bench.COMMAND]:
+        fault_arrays_in_small_pages()
+        keep_freed_memory()
     status = main()
     gc.freeze()
     sys.exit(status)

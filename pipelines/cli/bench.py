@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Final
 
 from pipelines.cli.arguments import (
     Commands,
@@ -15,12 +16,15 @@ from pipelines.cli.arguments import (
     positive_int_list,
 )
 
-__all__ = ["add_parser"]
+__all__ = ["COMMAND", "add_parser"]
+
+COMMAND: Final = "bench"
+"""The command's name: the one command whose process keeps the user's memory settings."""
 
 
 def add_parser(commands: Commands) -> None:
     """Add ``bench`` and its targets to the sub-command table."""
-    parser = commands.add_parser("bench", help="benchmarks (ingest throughput and memory, SVD timings)")
+    parser = commands.add_parser(COMMAND, help="benchmarks (ingest throughput and memory, SVD timings)")
     targets = parser.add_subparsers(dest="target", metavar="TARGET", parser_class=OneLineParser)
     targets.required = True
     ingest = targets.add_parser(

@@ -1,4 +1,5 @@
-"""The command's process reuses the memory it frees (glibc), and only the command sets it."""
+"""The command's process reuses the memory it frees (glibc), faults NumPy's arrays in
+small pages, and only the command sets either."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import textwrap
 import pytest
 
 import pipelines.cli as cli
+from cluster.process_memory import NUMPY_HUGE_PAGES_VARIABLE
 from tests.helpers import REPO
 
 _GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
@@ -52,14 +54,77 @@ def test_freed_arrays_are_reused_not_faulted_in_again() -> None:
     assert kept <= 20 < plain
 
 
+_HUGE_PAGES_ADVISED = textwrap.dedent(
+    """
+    import sys
+    from cluster.process_memory import fault_arrays_in_small_pages
+
+    if sys.argv[1] == "numpy first":
+        import numpy
+    applied = fault_arrays_in_small_pages()
+    import numpy
+    from numpy._core.multiarray import _get_madvise_hugepage  # NumPy's own switch
+
+    print(applied, _get_madvise_hugepage())
+    """
+)
+
+
+def _huge_pages(order: str, variable: str | None) -> tuple[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k != NUMPY_HUGE_PAGES_VARIABLE}
+    if variable is not None:
+        environment[NUMPY_HUGE_PAGES_VARIABLE] = variable
+    done = subprocess.run(
+        [sys.executable, "-c", _HUGE_PAGES_ADVISED, order],
+        cwd=REPO, env=environment, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    applied, advised = done.stdout.split()
+    return applied, advised
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="NumPy advises huge pages on Linux")
+def test_numpy_is_told_not_to_advise_huge_pages_unless_the_user_said_otherwise() -> None:
+    assert _huge_pages("first", None) == ("True", "False")
+    assert _huge_pages("first", "0") == ("True", "False")
+    # the user's own choice stands, and is reported as not applied
+    assert _huge_pages("first", "1") == ("False", "True")
+    # too late once NumPy is imported: said, not pretended
+    applied, _ = _huge_pages("numpy first", None)
+    assert applied == "False"
+
+
 def test_the_command_sets_it_before_it_runs_and_a_caller_of_main_does_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[str] = []
+    monkeypatch.setattr(cli, "fault_arrays_in_small_pages", lambda: calls.append("pages") or True)
     monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("malloc") or True)
     monkeypatch.setattr(cli, "main", lambda argv=None: calls.append("main") or 0)
     monkeypatch.setattr(cli.gc, "freeze", lambda: None)
+    monkeypatch.setattr(cli.sys, "argv", ["vidsvd", "run", "clip.mp4"])
     with pytest.raises(SystemExit) as exited:
         cli.console_main()
     assert exited.value.code == 0
-    assert calls == ["malloc", "main"]
+    assert calls == ["pages", "malloc", "main"]
+
+
+def test_bench_keeps_the_users_settings_for_its_contenders(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "fault_arrays_in_small_pages", lambda: calls.append("pages") or True)
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("malloc") or True)
+    monkeypatch.setattr(cli, "main", lambda argv=None: calls.append("main") or 0)
+    monkeypatch.setattr(cli.gc, "freeze", lambda: None)
+    monkeypatch.setattr(cli.sys, "argv", ["vidsvd", "bench", "run", "clip.mp4"])
+    with pytest.raises(SystemExit):
+        cli.console_main()
+    assert calls == ["main"]
+
+
+def test_the_command_line_imports_numpy_only_after_it_has_set_the_pages() -> None:
+    # NumPy reads its huge-page switch once, at import: the command's module must not
+    # import it before console_main has run
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, pipelines.cli; print('numpy' in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.split() == ["False"]
