@@ -27,6 +27,7 @@ from pipelines.decompose import SvdParameters
 from pipelines.steps import apply as _apply
 from pipelines.steps import background as _background
 from pipelines.steps import decompose as _decompose
+from pipelines.steps import demo as _demo
 from pipelines.steps import evaluate as _evaluate
 from pipelines.steps import ingest as _ingest
 from pipelines.steps import job as _job
@@ -120,7 +121,7 @@ def _python_errors(step: Callable[_P, _R]) -> Callable[_P, _R]:
 
 apply = _python_errors(_apply.apply)
 decompose = _python_errors(_decompose.decompose)
-demo = _python_errors(_job.demo)
+demo = _python_errors(_demo.demo)
 evaluate = _python_errors(_evaluate.evaluate)
 fit_background = _python_errors(_background.fit_background)
 ingest = _python_errors(_ingest.ingest)

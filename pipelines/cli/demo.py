@@ -26,7 +26,7 @@ def add_parser(commands: Commands) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run the demo; return the exit status."""
     from pipelines.steps.context import JobContext
-    from pipelines.steps.job import demo
+    from pipelines.steps.demo import demo
     from pipelines.text_tables import format_scores
 
     with JobContext(

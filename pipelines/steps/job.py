@@ -1,13 +1,11 @@
-"""The main job (ingest, decompose, separate, report on one cluster) and the demo."""
+"""The main job: ingest, decompose, separate and report, on one cluster."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
@@ -15,23 +13,20 @@ from pipelines.masks import AUTO_THRESHOLD_RULE
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
-from pipelines.steps.evaluate import evaluate
 from pipelines.steps.ingest import ingest
 from pipelines.steps.report import report, report_is_current
 from pipelines.steps.separate import CLEANUP, refuse_masks_video_without_videos, separate
-from pipelines.synthetic import SceneSpec, write_scene
-from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
+from storage.derived import SeparationRecord, open_derived, read_separation
 from storage.errors import InvalidParameterError, StoreExistsError, StoreIncompleteError, StoreNotFoundError
 from storage.factors import open_factors
 from storage.layout import FOREGROUND_ARRAY
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation, as_location, create_parent_folder, store_exists
-from storage.truth import FRAME_MAP_NAME
 from storage.video_array import open_video
 from storage.video_identity import video_difference
 from storage.video_probe import probe_video
 
-__all__ = ["RunSummary", "demo", "run"]
+__all__ = ["RunSummary", "run"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,33 +239,3 @@ def _video_state(store: StoreLocation) -> str:
     except StoreNotFoundError:
         return "absent"
     return "stored"
-
-
-DEMO_SCENE = SceneSpec(width=320, height=240, n_frames=300, fps=10.0, n_objects=5, seed=7)
-"""The demo's synthetic scene: 30 s of 320x240 with five moving objects."""
-
-
-def demo(
-    *,
-    out: str | os.PathLike[str],
-    spec: SceneSpec | None = None,
-    context: JobContext | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Write a synthetic scene with ground truth, run the main job on it and score it.
-
-    Returns the scores of :func:`pipelines.steps.evaluate.evaluate`; also writes
-    them to ``out/scores.json``.
-    """
-    folder = OutputFolder.at(out)
-    scene = spec or DEMO_SCENE
-    with step_context(context) as job:
-        if not (folder.demo_truth / FRAME_MAP_NAME).exists() or not folder.demo_scene.exists():
-            job.say(
-                f"writing a synthetic {scene.width}x{scene.height} scene of {scene.n_frames} frames "
-                "with truth"
-            )
-            write_scene(scene, folder.demo_scene, truth_dir=folder.demo_truth, truth_every=1)
-        run([folder.demo_scene], out=folder.path, parameters=SvdParameters(rank=10), context=job)
-        scores = evaluate(store=folder.default_store, truth=folder.demo_truth, context=job)
-    write_file_atomic(folder.scores_json, json.dumps(scores, indent=2) + "\n")
-    return scores

@@ -1,0 +1,47 @@
+"""The demo: a synthetic scene with ground truth, the main job on it, and its scores."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pipelines.decompose import SvdParameters
+from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.evaluate import evaluate
+from pipelines.steps.job import run
+from pipelines.synthetic import SceneSpec, write_scene
+from storage.derived import write_file_atomic
+from storage.output_folder import OutputFolder
+from storage.truth import FRAME_MAP_NAME
+
+__all__ = ["DEMO_SCENE", "demo"]
+
+DEMO_SCENE = SceneSpec(width=320, height=240, n_frames=300, fps=10.0, n_objects=5, seed=7)
+"""The demo's synthetic scene: 30 s of 320x240 with five moving objects."""
+
+
+def demo(
+    *,
+    out: str | os.PathLike[str],
+    spec: SceneSpec | None = None,
+    context: JobContext | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Write a synthetic scene with ground truth, run the main job on it and score it.
+
+    Returns the scores of :func:`pipelines.steps.evaluate.evaluate`; also writes
+    them to ``out/scores.json``.
+    """
+    folder = OutputFolder.at(out)
+    scene = spec or DEMO_SCENE
+    with step_context(context) as job:
+        if not (folder.demo_truth / FRAME_MAP_NAME).exists() or not folder.demo_scene.exists():
+            job.say(
+                f"writing a synthetic {scene.width}x{scene.height} scene of {scene.n_frames} frames "
+                "with truth"
+            )
+            write_scene(scene, folder.demo_scene, truth_dir=folder.demo_truth, truth_every=1)
+        run([folder.demo_scene], out=folder.path, parameters=SvdParameters(rank=10), context=job)
+        scores = evaluate(store=folder.default_store, truth=folder.demo_truth, context=job)
+    write_file_atomic(folder.scores_json, json.dumps(scores, indent=2) + "\n")
+    return scores
