@@ -31,6 +31,7 @@ from pipelines.masks import (
     noise_scale_of,
     sample_frames,
     threshold_map,
+    threshold_sample_stride,
 )
 from pipelines.plots import image_png
 from pipelines.separate import (
@@ -186,6 +187,8 @@ def separate(
                 u, s, vt[:, picked], rank=k, height=height, width=width, frame_chunks=picked_frames.chunks[0]
             )
             sample = foreground_frames(picked_frames, sample_background)
+            # only the values auto_threshold uses: each task returns a stride-th of its frames
+            sample = sample.reshape(-1)[:: threshold_sample_stride(sample.size)]
             firsts = noise_pair_frames(video.n_frames)
             # one graph: a chunk that holds sampled frames and noise pairs is read once
             wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipelines.mask_cleanup import fill_holes
-from pipelines.masks import AUTO_THRESHOLD_MIN, auto_threshold, masks, sample_frames
+from pipelines.masks import AUTO_THRESHOLD_MIN, auto_threshold, masks, sample_frames, threshold_sample_stride
 from pipelines.separate import (
     apply_factors,
     background_frames,
@@ -410,3 +410,28 @@ def test_bmc2012_masks_match_the_ground_truth(shared_data: Path) -> None:
     found = masks(foreground[indices], threshold=threshold).compute()
     scores = sum((cdnet_scores(f, t) for f, (_, t) in zip(found, truth, strict=True)), Scores())
     assert scores.f_measure > 0.8
+
+
+@pytest.mark.parametrize("shape", [(3, 60, 80), (5, 1000, 1000), (9, 1000, 1000), (7, 777, 1001)])
+def test_a_lazy_sample_sliced_at_the_stride_gives_the_threshold_of_the_whole_sample(
+    shape: tuple[int, int, int],
+) -> None:
+    # noise with a bright object in part of every frame: Otsu, the MAD and the floor all
+    # depend on which values are kept; strides 1, 2, 3 (1e6 frames not a multiple of 3)
+    # and 2 (an odd frame size)
+    rng = np.random.default_rng(4)
+    sample = rng.normal(0.0, 3.0, size=shape).astype(np.float32)
+    sample[:, : shape[1] // 3, : shape[2] // 4] += 60.0
+    lazy = da.from_array(sample, chunks=(2, -1, -1))
+    stride = threshold_sample_stride(lazy.size)
+    assert stride == max(1, -(-sample.size // (1 << 22)))
+    sliced = lazy.reshape(-1)[::stride].compute()
+    assert sliced.size <= 1 << 22
+    assert auto_threshold(sliced) == auto_threshold(sample)
+
+
+def test_the_stride_is_one_up_to_four_million_values_then_the_least_that_fits() -> None:
+    assert threshold_sample_stride(1) == 1
+    assert threshold_sample_stride(1 << 22) == 1
+    assert threshold_sample_stride((1 << 22) + 1) == 2
+    assert threshold_sample_stride(24 * 720 * 1280) == 6
