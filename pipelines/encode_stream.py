@@ -19,8 +19,8 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.images import image_png
 from pipelines.masks import sample_frames
-from pipelines.plots import image_png
 from pipelines.render import compare_panels, visible_foreground
 from storage.derived import write_file_atomic
 from storage.output_folder import OutputFolder

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Final
 
 from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
@@ -14,7 +18,6 @@ from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
 from pipelines.steps.ingest import ingest
-from pipelines.steps.report import report, report_is_current
 from pipelines.steps.separate import CLEANUP, refuse_masks_video_without_videos, separate
 from storage.derived import SeparationRecord, open_derived, read_separation
 from storage.errors import InvalidParameterError, StoreExistsError, StoreIncompleteError, StoreNotFoundError
@@ -27,6 +30,10 @@ from storage.video_identity import video_difference
 from storage.video_probe import probe_video
 
 __all__ = ["RunSummary", "run"]
+
+_REPORT_STEP: Final = "pipelines.steps.report"
+"""The report's module: it imports matplotlib (0.2-0.25 s), which nothing before the
+report needs, so ``run`` imports it while the cluster computes (:func:`_import_meanwhile`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +129,7 @@ def run(
             )
             steps["ingest"] = "resumed" if state == "incomplete" else "done"
         timings["ingest_s"] = time.perf_counter() - started
+        _import_meanwhile(_REPORT_STEP)
 
         started = time.perf_counter()
         n_frames = open_video(location).n_frames
@@ -171,6 +179,8 @@ def run(
         timings["separate_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
+        from pipelines.steps.report import report, report_is_current  # imported meanwhile
+
         if steps["separate"].startswith("skipped") and report_is_current(
             folder, factors_id=_factors_id(location, decomposed.name), ranks=report_ranks
         ):
@@ -180,6 +190,23 @@ def run(
             steps["report"] = "done"
         timings["report_s"] = time.perf_counter() - started
     return RunSummary(store=str(location), out=str(folder.path), steps=steps, timings=timings)
+
+
+def _import_meanwhile(module: str) -> None:
+    """Import ``module`` in a thread of its own, while the job goes on.
+
+    For a module the job needs later, whose import would otherwise hold the job up
+    there: it runs while the job's thread waits on the cluster, on a core the
+    cluster leaves idle.  Importing it for use later waits for this import to finish
+    (Python's import lock); an import that failed here fails there again, with its
+    own error.  Not a daemon thread: the process never exits in the middle of it.
+    """
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # raised again where the module is used
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name="vidsvd-import-ahead").start()
 
 
 def _refuse_rank_beyond_video(

@@ -18,9 +18,10 @@ from distributed import Future, futures_of
 
 from pipelines.activity import activity_csv, busiest_frames, foreground_fraction
 from pipelines.background_models import FITTED_MODELS
+from pipelines.images import background_png, components_png, image_png
 from pipelines.matrix import video_columns
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
-from pipelines.plots import activity_png, background_png, components_png, energy_png, image_png, spectrum_png
+from pipelines.plots import activity_png, energy_png, spectrum_png
 from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images

@@ -21,6 +21,7 @@ from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
+from pipelines.images import image_png
 from pipelines.mask_cleanup import CLEANUP_RULE
 from pipelines.masks import (
     AUTO_THRESHOLD_RULE,
@@ -33,7 +34,6 @@ from pipelines.masks import (
     threshold_map,
     threshold_sample_stride,
 )
-from pipelines.plots import image_png
 from pipelines.separate import (
     background_frames,
     background_images,

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.images import background_png, components_png, image_png
 from pipelines.metrics import rank_table
-from pipelines.plots import background_png, components_png, energy_png, image_png, spectrum_png
+from pipelines.plots import energy_png, spectrum_png
 from pipelines.report_html import render_report_html
 from pipelines.scores import Scores
 from storage.errors import InvalidParameterError

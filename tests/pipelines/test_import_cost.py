@@ -1,0 +1,28 @@
+"""What the main job imports before it needs it: matplotlib only for the report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers import REPO
+
+
+def _loaded_after(statement: str, module: str) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys; {statement}; print({module!r} in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return done.stdout.split() == ["True"]
+
+
+def test_the_job_and_the_separation_do_not_import_matplotlib() -> None:
+    # the job imports the report's module (and matplotlib with it) while the cluster
+    # computes; the separation writes its images with Pillow alone
+    assert not _loaded_after("import pipelines.steps.job, pipelines.steps.separate", "matplotlib")
+    assert not _loaded_after("import pipelines.images", "matplotlib")
+
+
+def test_the_report_imports_it() -> None:
+    # the check above would pass for a name that is never loaded at all
+    assert _loaded_after("import pipelines.steps.report", "matplotlib")
