@@ -4,7 +4,7 @@ Pure functions: arrays in memory in, PNG bytes out; nothing is shown or written 
 disk.  Pixels are encoded pixel for pixel (:func:`image_png`, :func:`background_png`);
 component grids are composed by Pillow (:func:`components_png`).  No plotting library
 is imported with this module: the steps that write images but draw no plot (``separate``)
-do not pay for matplotlib's import (0.2 s).  Plots are :mod:`pipelines.plots`.
+do not pay for matplotlib's import (timed in the README).  Plots are :mod:`pipelines.plots`.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from storage.video_probe import probe_video
 __all__ = ["RunSummary", "run"]
 
 _REPORT_STEP: Final = "pipelines.steps.report"
-"""The report's module: it imports matplotlib (0.2-0.25 s), which nothing before the
-report needs, so ``run`` imports it while the cluster computes (:func:`_import_meanwhile`)."""
+"""The report's module: it imports matplotlib, which nothing before the report needs,
+so ``run`` imports it while the cluster computes (:func:`_import_meanwhile`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
