@@ -76,29 +76,42 @@ def keep_freed_memory() -> bool:
 
 
 def fault_arrays_in_small_pages() -> bool:
-    """Stop NumPy advising transparent huge pages for the arrays of this process.
+    """Import NumPy now, told not to advise transparent huge pages for this process's arrays.
 
-    Must be called before NumPy is imported (it reads
-    :data:`NUMPY_HUGE_PAGES_VARIABLE` once, at import).  A value the user gave the
-    variable is kept.  The variable is inherited by the processes this one starts.
+    Must be called before NumPy is imported: NumPy reads
+    :data:`NUMPY_HUGE_PAGES_VARIABLE` once, at import.  The variable is set for that
+    import only and removed again, so the processes this one starts (the embedded
+    cluster's worker processes) keep NumPy's default.  A value the user gave the
+    variable is left as it is, in this process and its children.
 
     Where the kernel's huge-page policy is ``madvise`` (the common default), NumPy
     advises huge pages for every array of 4 MiB or more.  On the first fault of each
     2 MiB the kernel must then find a free huge page, compacting memory when none is at
-    hand, and zero it.  The command faults its memory in once, up to its peak, and
+    hand, and zero it.  This process faults its memory in once, up to its peak, and
     reuses it from then on (:func:`keep_freed_memory`), so the fewer TLB misses of huge
-    pages never pay for that first fault.  The kernel's policy is left alone; where it
-    is ``always``, every mapping still gets huge pages.
+    pages never pay for that first fault.  Worker processes are another matter: they
+    keep distributed's malloc settings, which give freed memory back, so they fault
+    memory in again and again, and there huge pages cost less (measured in the README).
+    The kernel's policy is left alone; where it is ``always``, every mapping still gets
+    huge pages.
 
     Returns
     -------
     bool
-        Whether NumPy will fault this process's arrays in small pages: False when NumPy
-        was imported before this call, or when the variable says otherwise.
+        Whether NumPy faults this process's arrays in small pages: False when NumPy was
+        imported before this call, or when the user's variable says otherwise.
     """
     if "numpy" in sys.modules:
         return False
-    return os.environ.setdefault(NUMPY_HUGE_PAGES_VARIABLE, "0") == "0"
+    given = os.environ.get(NUMPY_HUGE_PAGES_VARIABLE)
+    if given is not None:
+        return given == "0"
+    os.environ[NUMPY_HUGE_PAGES_VARIABLE] = "0"
+    try:
+        import numpy  # noqa: F401 - read the variable now, while it is set
+    finally:
+        del os.environ[NUMPY_HUGE_PAGES_VARIABLE]
+    return True
 
 
 def _is_glibc() -> bool:

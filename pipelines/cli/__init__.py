@@ -102,17 +102,18 @@ def console_main() -> NoReturn:
     First, before any thread starts, the process's malloc is set to reuse the memory
     it frees (:func:`cluster.process_memory.keep_freed_memory`): the embedded worker
     computes in this process, and each array it would otherwise map afresh is
-    faulted in and zeroed by the kernel again.  And before NumPy is imported, NumPy is
-    told not to advise huge pages for its arrays
-    (:func:`cluster.process_memory.fault_arrays_in_small_pages`).  Both for the command
+    faulted in and zeroed by the kernel again.  Then NumPy is imported, told not to
+    advise huge pages for this process's arrays
+    (:func:`cluster.process_memory.fault_arrays_in_small_pages`; worker processes it
+    starts keep NumPy's default).  Both for the command
     only: a long-lived caller of :func:`main` keeps its allocator as it is, and so does
     ``vidsvd bench``, whose contenders (the processes it starts and the references it
     computes itself) must run as a user would run them; the ``vidsvd`` commands it
     times set their own.
     """
     if sys.argv[1:2] != [bench.COMMAND]:
+        keep_freed_memory()  # first: importing NumPy starts OpenBLAS's threads
         fault_arrays_in_small_pages()
-        keep_freed_memory()
     status = main()
     gc.freeze()
     sys.exit(status)
