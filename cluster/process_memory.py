@@ -99,7 +99,8 @@ def fault_arrays_in_small_pages() -> bool:
     -------
     bool
         Whether NumPy faults this process's arrays in small pages: False when NumPy was
-        imported before this call, or when the user's variable says otherwise.
+        imported before this call, when the user's variable says otherwise, or when
+        NumPy cannot be imported (left for the command to report in its own words).
     """
     if "numpy" in sys.modules:
         return False
@@ -109,6 +110,8 @@ def fault_arrays_in_small_pages() -> bool:
     os.environ[NUMPY_HUGE_PAGES_VARIABLE] = "0"
     try:
         import numpy  # noqa: F401 - read the variable now, while it is set
+    except ImportError:  # a broken install: the command reports it where it imports NumPy
+        return False
     finally:
         del os.environ[NUMPY_HUGE_PAGES_VARIABLE]
     return True

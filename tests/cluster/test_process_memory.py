@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,21 @@ def test_the_command_line_imports_numpy_only_after_it_has_set_the_pages() -> Non
         cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     assert done.stdout.split() == ["False"]
+
+
+def test_a_numpy_that_cannot_be_imported_is_left_for_the_command_to_report(tmp_path: Path) -> None:
+    broken = tmp_path / "numpy"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('numpy is broken here')\n")
+    script = (
+        "import os\n"
+        "from cluster.process_memory import NUMPY_HUGE_PAGES_VARIABLE, fault_arrays_in_small_pages\n"
+        "print(fault_arrays_in_small_pages(), os.environ.get(NUMPY_HUGE_PAGES_VARIABLE, 'unset'))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != NUMPY_HUGE_PAGES_VARIABLE}
+    environment["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO, env=environment, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.split() == ["False", "unset"]
