@@ -25,10 +25,9 @@ from storage.errors import InvalidParameterError
 
 __all__ = ["background_png", "components_png", "image_png"]
 
-_DPI: Final = 100
-"""Pixels per inch of the panels, as the plots' (:mod:`pipelines.plots`)."""
-_PANEL_INCHES: Final = 2.4
-_SHOWN_PIXELS: Final = 2 * round(_PANEL_INCHES * _DPI)
+_PANEL_PIXELS: Final = 240
+"""Width of a component's panel in a grid."""
+_SHOWN_PIXELS: Final = 2 * _PANEL_PIXELS
 _IMAGE_NDIM: Final = 2
 _COLOR_NDIM: Final = 3
 _GAP_PIXELS: Final = 8
@@ -81,7 +80,7 @@ def components_png(
     n_columns = min(columns, len(arrays))
     n_rows = math.ceil(len(arrays) / n_columns)
     height, width = arrays[0].shape[:2]
-    panel_width = round(_PANEL_INCHES * _DPI)
+    panel_width = _PANEL_PIXELS
     panel_height = max(1, round(panel_width * height / max(width, 1)))
     cell_width, cell_height = panel_width + _GAP_PIXELS, panel_height + _TITLE_PIXELS + _GAP_PIXELS
     grid = Image.new("RGB", (n_columns * cell_width + _GAP_PIXELS, n_rows * cell_height), "white")
@@ -163,7 +162,7 @@ def _image(image: npt.ArrayLike) -> npt.NDArray[np.float64]:
 def _shrunk(array: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The image averaged over s x s blocks, its longer side at most ``_SHOWN_PIXELS``.
 
-    Twice the pixels a panel shows: matplotlib then resamples a few hundred pixels
+    Twice the pixels a panel shows: Pillow then resamples a few hundred pixels
     instead of a whole 720p or 4K frame (1.6 s to draw four 720p components, measured).
     """
     step = math.ceil(max(array.shape[:2]) / _SHOWN_PIXELS)

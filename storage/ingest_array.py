@@ -27,7 +27,7 @@ from storage.layout import (
     VIDEO_ZSTD_LEVEL,
 )
 from storage.provenance import library_versions
-from storage.store import StoreLocation, create_store, delete_store, open_store
+from storage.store import StoreLocation, create_store, delete_store, open_store, store_exists
 from storage.video_decoder import DecodeOptions, SourceInfo, ffmpeg_version
 
 __all__ = ["ingest_parameters", "prepare_video_array", "write_frame_times"]
@@ -79,8 +79,6 @@ def prepare_video_array(
     resume: bool,
 ) -> tuple[zarr.Array, int]:
     """Create ``video`` (or reopen it to resume); return the array and its first frame to write."""
-    from storage.store import store_exists
-
     if resume and store_exists(loc):
         group = open_store(loc, writable=True)
         if VIDEO_ARRAY not in group:

@@ -126,11 +126,11 @@ def report(
         )
         model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
         singular_values = np.asarray(s_values, dtype=np.float64)
+        # ||M||_F^2 for the energy shares; none for an all-black video
+        energy_total = max(total_energy, float(np.sum(singular_values**2))) if total_energy > 0 else None
         images = {
             "spectrum": spectrum_png(singular_values),
-            "energy": energy_png(singular_values, total=max(total_energy, float(np.sum(singular_values**2))))
-            if total_energy > 0
-            else energy_png(singular_values),
+            "energy": energy_png(singular_values, total=energy_total),
             "components": components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)]),
         }
         for index, image in enumerate(backgrounds):
@@ -152,11 +152,9 @@ def report(
         psnr = row["psnr_db"]
         if isinstance(psnr, float) and not math.isfinite(psnr):
             row["psnr_db"] = None  # an exact reconstruction: no error to measure, JSON has no infinity
-    if total_energy > 0:
+    if energy_total is not None:
         # the share of ||M||_F^2 the first k components hold (1 - relative error^2 at rank k)
-        energy = cumulative_energy(
-            singular_values, total=max(total_energy, float(np.sum(singular_values**2)))
-        )
+        energy = cumulative_energy(singular_values, total=energy_total)
     else:  # an all-black video: nothing to hold, every rank holds all of it
         energy = np.ones_like(singular_values)
     source_names = [Path(source.path).name for source in video.sources]

@@ -95,30 +95,29 @@ def test_numpy_is_told_not_to_advise_huge_pages_in_this_process_only() -> None:
     assert (applied, left) == ("False", "unset")
 
 
-def test_the_command_sets_it_before_it_runs_and_a_caller_of_main_does_not(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _console_main_calls(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[object, list[str]]:
+    """Run the executable's entry with ``argv``; its exit code and the settings it made, in order."""
     calls: list[str] = []
     monkeypatch.setattr(cli, "fault_arrays_in_small_pages", lambda: calls.append("pages") or True)
     monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("malloc") or True)
     monkeypatch.setattr(cli, "main", lambda argv=None: calls.append("main") or 0)
     monkeypatch.setattr(cli.gc, "freeze", lambda: None)
-    monkeypatch.setattr(cli.sys, "argv", ["vidsvd", "run", "clip.mp4"])
+    monkeypatch.setattr(cli.sys, "argv", argv)
     with pytest.raises(SystemExit) as exited:
         cli.console_main()
-    assert exited.value.code == 0
+    return exited.value.code, calls
+
+
+def test_the_command_sets_it_before_it_runs_and_a_caller_of_main_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, calls = _console_main_calls(monkeypatch, ["vidsvd", "run", "clip.mp4"])
+    assert code == 0
     assert calls == ["malloc", "pages", "main"]
 
 
 def test_bench_keeps_the_users_settings_for_its_contenders(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    monkeypatch.setattr(cli, "fault_arrays_in_small_pages", lambda: calls.append("pages") or True)
-    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("malloc") or True)
-    monkeypatch.setattr(cli, "main", lambda argv=None: calls.append("main") or 0)
-    monkeypatch.setattr(cli.gc, "freeze", lambda: None)
-    monkeypatch.setattr(cli.sys, "argv", ["vidsvd", "bench", "run", "clip.mp4"])
-    with pytest.raises(SystemExit):
-        cli.console_main()
+    _, calls = _console_main_calls(monkeypatch, ["vidsvd", "bench", "run", "clip.mp4"])
     assert calls == ["main"]
 
 
