@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,3 +113,15 @@ def filled_to_one_edge(masks: np.ndarray) -> np.ndarray:
             keep[region] = sum(edges) >= 2
         filled[index] = ~keep[labels]
     return filled
+
+
+def python_words(script: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    """Run ``script`` in a fresh Python from the repository (``python -c``); its stdout's words.
+
+    For what only a new process shows: what an import loads, settings read at start.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return done.stdout.split()

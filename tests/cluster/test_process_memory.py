@@ -4,7 +4,6 @@ small pages, and only the command sets either."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 import pipelines.cli as cli
 from cluster.process_memory import NUMPY_HUGE_PAGES_VARIABLE
-from tests.helpers import REPO
+from tests.helpers import REPO, python_words
 
 _GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
 
@@ -37,11 +36,7 @@ _FAULTS_OF_FIVE_ARRAYS = textwrap.dedent(
 
 
 def _faults(mode: str) -> tuple[bool, int]:
-    done = subprocess.run(
-        [sys.executable, "-c", _FAULTS_OF_FIVE_ARRAYS, mode],
-        cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    applied, faults = done.stdout.split()
+    applied, faults = python_words(_FAULTS_OF_FIVE_ARRAYS, mode)
     return applied == "True", int(faults)
 
 
@@ -75,11 +70,7 @@ def _huge_pages(order: str, variable: str | None) -> tuple[str, str, str]:
     environment = {k: v for k, v in os.environ.items() if k != NUMPY_HUGE_PAGES_VARIABLE}
     if variable is not None:
         environment[NUMPY_HUGE_PAGES_VARIABLE] = variable
-    done = subprocess.run(
-        [sys.executable, "-c", _HUGE_PAGES_ADVISED, order],
-        cwd=REPO, env=environment, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    applied, advised, left = done.stdout.split()
+    applied, advised, left = python_words(_HUGE_PAGES_ADVISED, order, env=environment)
     return applied, advised, left
 
 
@@ -124,11 +115,7 @@ def test_bench_keeps_the_users_settings_for_its_contenders(monkeypatch: pytest.M
 def test_the_command_line_imports_numpy_only_after_it_has_set_the_pages() -> None:
     # NumPy reads its huge-page switch once, at import: the command's module must not
     # import it before console_main has run
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys, pipelines.cli; print('numpy' in sys.modules)"],
-        cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    assert done.stdout.split() == ["False"]
+    assert python_words("import sys, pipelines.cli; print('numpy' in sys.modules)") == ["False"]
 
 
 def test_a_numpy_that_cannot_be_imported_is_left_for_the_command_to_report(tmp_path: Path) -> None:
@@ -142,8 +129,4 @@ def test_a_numpy_that_cannot_be_imported_is_left_for_the_command_to_report(tmp_p
     )
     environment = {k: v for k, v in os.environ.items() if k != NUMPY_HUGE_PAGES_VARIABLE}
     environment["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO, env=environment, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    assert done.stdout.split() == ["False", "unset"]
+    assert python_words(script, env=environment) == ["False", "unset"]

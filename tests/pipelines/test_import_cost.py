@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.helpers import REPO
+from tests.helpers import python_words
 
 
 def _loaded_after(statement: str, module: str) -> bool:
-    done = subprocess.run(
-        [sys.executable, "-c", f"import sys; {statement}; print({module!r} in sys.modules)"],
-        cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    return done.stdout.split() == ["True"]
+    return python_words(f"import sys; {statement}; print({module!r} in sys.modules)") == ["True"]
 
 
 def test_the_job_and_the_separation_do_not_import_matplotlib() -> None:
