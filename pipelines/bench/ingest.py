@@ -6,8 +6,9 @@ user gets: the Python process plus its ffmpeg child.
 - Throughput: for each video, ``repeats`` alternating runs of (a) ffmpeg decoding with
   exactly the filters ingest asks for, written to ``-f null``, and (b) ``vidsvd
   ingest`` into a fresh store; medians of each and their ratio, side by side.
-- Memory: peak resident memory (Python + ffmpeg, sampled every 10 ms) of ingesting a
-  synthetic scene and the same scene ten times longer.
+- Memory: peak resident memory (Python + ffmpeg, measured as
+  :mod:`pipelines.bench.process_peak` says) of ingesting a synthetic scene and the
+  same scene ten times longer.
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
-import psutil
-
+from pipelines.bench.process_peak import run_with_peak_rss
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.video_decoder import DecodeOptions, ffmpeg_input, ffmpeg_null_command, output_size, probe_video
 
-__all__ = ["PEAK_SAMPLE_INTERVAL_S", "MemoryRow", "ThroughputRow", "measure_memory", "measure_throughput"]
+__all__ = ["MemoryRow", "ThroughputRow", "measure_memory", "measure_throughput"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,40 +67,6 @@ def _ingest_argv(video: Path, store: Path, extra: Sequence[str]) -> list[str]:
         "--quiet",
         *extra,
     ]
-
-
-PEAK_SAMPLE_INTERVAL_S: Final = 0.1
-"""Seconds between two samples of a benchmarked process tree's memory.  Each sample
-walks the process table: every 0.01 s the sampler itself took 4.1 CPU-seconds of a
-30 s decompose of 3,000 frames of 720p and made it 2.5 s slower on two cores, every
-0.1 s it took 0.6 and found the same peak within 0.1 GiB (two alternating rounds,
-measured).  The peaks that matter (partials and chunks held by tasks) last far
-longer than a sample."""
-
-
-def run_with_peak_rss(
-    argv: Sequence[str], *, interval_s: float = PEAK_SAMPLE_INTERVAL_S
-) -> tuple[float, int]:
-    """Run ``argv``; return (wall seconds, peak summed RSS of it and its children in bytes).
-
-    The tree's memory is sampled every ``interval_s`` seconds (see
-    :data:`PEAK_SAMPLE_INTERVAL_S`).
-    """
-    started = time.perf_counter()
-    process = psutil.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [process, *process.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(interval_s)
-    elapsed = time.perf_counter() - started
-    if process.returncode != 0:
-        stderr = process.stderr.read().decode() if process.stderr else ""
-        raise RuntimeError(f"{' '.join(argv)} failed: {stderr.strip()}")
-    return elapsed, peak
 
 
 def measure_throughput(

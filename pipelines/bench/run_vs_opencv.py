@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.bench.ingest import run_with_peak_rss
+from pipelines.bench.process_peak import run_with_peak_rss
 from storage.errors import InvalidParameterError
 
 __all__ = ["RunContender", "compare_runs", "format_run_comparison"]

@@ -31,7 +31,7 @@ import dask.system
 import numpy as np
 
 from cluster.options import ClusterOptions
-from pipelines.bench.ingest import run_with_peak_rss
+from pipelines.bench.process_peak import run_with_peak_rss
 from pipelines.decompose import SvdParameters
 from pipelines.fused_svd import fused_randomized_svd
 from pipelines.matrix import video_matrix

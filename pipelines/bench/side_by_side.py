@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from pipelines.bench.ingest import run_with_peak_rss
+from pipelines.bench.process_peak import run_with_peak_rss
 from pipelines.bench.scale import read_seconds
 from pipelines.decompose import SvdParameters
 from pipelines.matrix import video_matrix
