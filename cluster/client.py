@@ -41,6 +41,7 @@ __all__ = [
     "describe",
     "peak_worker_memory",
     "scheduler_workers",
+    "worker_count",
     "worker_memory_limit",
 ]
 
@@ -156,6 +157,16 @@ def _scheduler_info(client: distributed.Client) -> dict[str, Any]:
 def _address(client: distributed.Client) -> str:
     scheduler = client.scheduler
     return str(scheduler.address) if scheduler is not None else "(closed client)"
+
+
+def worker_count(client: distributed.Client) -> int:
+    """How many workers the scheduler has now (one small call, whatever the cluster's size)."""
+    try:
+        info = client.sync(client.scheduler.identity, n_workers=0)
+    except TypeError:  # distributed before n_workers was a parameter reports all workers
+        info = client.sync(client.scheduler.identity)
+    count = info.get("n_workers")
+    return int(count) if count is not None else len(info.get("workers", {}))
 
 
 def scheduler_workers(client: distributed.Client) -> dict[str, dict[str, Any]]:

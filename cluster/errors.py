@@ -20,6 +20,8 @@ __all__ = [
     "NoWorkersError",
     "SchedulerUnreachableError",
     "TLSConfigurationError",
+    "WorkerEnvironmentError",
+    "WorkersLostError",
 ]
 
 
@@ -45,3 +47,11 @@ class NoWorkersError(ClusterError, RuntimeError):
 
 class BatchSubmitError(ClusterError, RuntimeError):
     """The batch system (``sbatch``, ``qsub``) refused a worker job."""
+
+
+class WorkersLostError(ClusterError, RuntimeError):
+    """Every worker left the scheduler during a computation and none came back in time."""
+
+
+class WorkerEnvironmentError(ClusterError, RuntimeError):
+    """Workers cannot import the modules of vidsvd's tasks (another or no vidsvd installed)."""

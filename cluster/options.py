@@ -20,10 +20,14 @@ from cluster.errors import (
 )
 from cluster.option_checks import check_count, check_seconds
 
-__all__ = ["SCHEDULER_SCHEMES", "ClusterOptions"]
+__all__ = ["SCHEDULER_SCHEMES", "WORKERLESS_TIMEOUT_S", "ClusterOptions"]
 
 #: Address schemes a scheduler can listen on (``ucx`` needs the distributed-ucxx package).
 SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+#: Seconds a computation on an embedded or existing cluster waits when the scheduler has
+#: no worker left (a nanny restarts a lost embedded worker in seconds; an existing
+#: cluster's own scaling may take minutes).  The batch job start timeout's default.
+WORKERLESS_TIMEOUT_S = 600.0
 #: Schemes whose connections are encrypted, hence need the three TLS files.
 _TLS_SCHEMES = ("tls", "wss")
 #: The embedded cluster leaves this fraction of the machine's memory (at least
@@ -113,6 +117,17 @@ class ClusterOptions:
                 f"--memory-limit must be positive, got {self.memory_limit!r}; give a size like '4GiB'"
             )
         return value
+
+    @property
+    def workerless_timeout_s(self) -> float:
+        """How long a computation may find the cluster without any worker before it stops.
+
+        A batch cluster's jobs get their start timeout (a job lost and requeued must
+        start again); other clusters get :data:`WORKERLESS_TIMEOUT_S`.
+        """
+        if self.batch is not None:
+            return float(self.batch.start_timeout_s)
+        return WORKERLESS_TIMEOUT_S
 
     @property
     def uses_tls(self) -> bool:

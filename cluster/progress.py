@@ -6,6 +6,13 @@ that many frames times the share of the tasks done), not output chunks: the sche
 tasks the outputs depend on are done, and a tqdm bar on stderr shows that count,
 the rate and the remaining time.  Task errors reach the caller with their original
 type; Ctrl-C cancels the futures on the cluster before it propagates.
+
+A wait can also be given a bound on how long the cluster may have no worker at all:
+a batch job killed by its system, or workers that cannot unpickle the tasks, leave the
+scheduler with work and nobody to do it, and dask waits for workers forever.  The
+scheduler is asked for its worker count every :data:`WORKER_CHECK_S` seconds (one
+small message, whatever the cluster's size); past the bound the futures are cancelled
+and :class:`cluster.errors.WorkersLostError` says so.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ import distributed
 from distributed.diagnostics.progressbar import ProgressBar
 from tqdm import tqdm
 
-__all__ = ["compute_with_progress", "wait_with_progress"]
+from cluster.client import worker_count
+from cluster.errors import WorkersLostError
+
+__all__ = ["WORKER_CHECK_S", "compute_with_progress", "wait_with_progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +42,8 @@ _POLL_S = 0.1
 _FINAL_COUNT_WAIT_S = 1.0
 #: How often to look for it: the scheduler sends one as soon as its progress feed is set up.
 _FINAL_COUNT_POLL_S = 0.005
+#: How often a wait with a bound on worker loss asks the scheduler for its worker count.
+WORKER_CHECK_S = 2.0
 #: A bar opened on work already done: no rate.
 _NO_RATE_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
 
@@ -128,6 +140,7 @@ def wait_with_progress(
     description: str,
     show: bool = True,
     frames: int | None = None,
+    workerless_timeout_s: float | None = None,
 ) -> list[distributed.Future[Any]]:
     """Wait until futures are done, drawing a bar of done/total tasks on stderr.
 
@@ -144,6 +157,10 @@ def wait_with_progress(
     frames : int, optional
         Count in frames instead: the bar shows ``frames`` times the share of the tasks
         done (for graphs whose tasks each handle a like share of the frames).
+    workerless_timeout_s : float, optional
+        Give up when the scheduler has had no worker for this many seconds while
+        the futures are pending (checked every :data:`WORKER_CHECK_S` seconds);
+        None waits for workers forever, as dask does.
 
     Returns
     -------
@@ -154,6 +171,8 @@ def wait_with_progress(
     ------
     Exception
         The exception of the first failed future, with its original type.
+    WorkersLostError
+        No worker for ``workerless_timeout_s`` seconds; the futures are cancelled.
     KeyboardInterrupt
         After cancelling the futures on the cluster.
 
@@ -173,9 +192,12 @@ def wait_with_progress(
         finished = threading.Event()
         for future in futures:
             future.add_done_callback(lambda _: finished.set())
+        watch = None if workerless_timeout_s is None else _WorkerWatch(client, workerless_timeout_s)
         while not _settled(futures):
             finished.wait(_POLL_S)
             finished.clear()  # a future finishing from here on sets it again
+            if watch is not None and not _settled(futures):
+                watch.check()
             if show:
                 bar = _update(bar, counter, futures, description=description, frames=frames)
         if show and not any(f.status == "error" for f in futures):
@@ -202,6 +224,35 @@ def wait_with_progress(
         if future.status == "error":
             future.result()  # raises the task's exception with its original type
     return futures
+
+
+class _WorkerWatch:
+    """Raises once the scheduler has had no worker for longer than the bound."""
+
+    def __init__(self, client: distributed.Client, timeout_s: float) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+        self._next_check = time.monotonic() + WORKER_CHECK_S
+        self._without_since: float | None = None
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + WORKER_CHECK_S
+        if worker_count(self._client) > 0:
+            self._without_since = None
+            return
+        if self._without_since is None:
+            self._without_since = now
+        elif now - self._without_since >= self._timeout_s:
+            address = self._client.scheduler.address if self._client.scheduler is not None else "?"
+            raise WorkersLostError(
+                f"every dask worker left the scheduler at {address} and none came back within"
+                f" {self._timeout_s:g} s, so the computation was cancelled; see the workers' logs"
+                " (a worker that cannot import the same vidsvd as this machine stops at its first"
+                " task, and a batch job may have been killed by its system)"
+            )
 
 
 def compute_with_progress(

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, Final
 import distributed
 
 from cluster.client import connect, dashboard_link, describe, scheduler_workers, worker_memory_limit
+from cluster.errors import WorkerEnvironmentError
 from cluster.options import ClusterOptions
 from cluster.progress import wait_with_progress
+from cluster.worker_imports import import_problems
 from pipelines.planning import ClusterSize, keeps_in_memory
 from storage.errors import StoreNotSharedError
 from storage.store import StoreLocation, store_problem
@@ -47,7 +49,7 @@ A worker that imports them on its first task instead holds that task back by abo
 0.9 s (measured on a fresh worker of 720p jobs)."""
 
 _LISTED_WORKERS = 4
-"""Workers named in the error when some cannot see the store; the rest are counted."""
+"""Workers named in the error when some cannot import the tasks or see the store; the rest are counted."""
 
 
 @dataclass(kw_only=True)
@@ -76,6 +78,7 @@ class JobContext:
     _client: distributed.Client | None = field(default=None, init=False, repr=False)
     _opened: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
     _checked: set[tuple[str, bool]] = field(default_factory=set, init=False, repr=False)
+    _imports_checked: bool = field(default=False, init=False, repr=False)
     _announced: bool = field(default=False, init=False, repr=False)
     _starting: _ClusterStart | None = field(default=None, init=False, repr=False)
     _held: dict[tuple[str, str], da.Array] = field(default_factory=dict, init=False, repr=False)
@@ -123,7 +126,7 @@ class JobContext:
 
         Raises
         ------
-        StoreNotSharedError
+        WorkerEnvironmentError, StoreNotSharedError
             See :meth:`require_workers_see`; nothing is printed before it.
         """
         client = self.client()
@@ -171,28 +174,69 @@ class JobContext:
         return self._held[key]
 
     def wait(self, futures: Collection[Any], *, description: str, frames: int | None = None) -> None:
-        """Wait for ``futures`` of the Client with a progress bar (when shown), in frames if given."""
-        wait_with_progress(
-            self.client(), list(futures), description=description, show=self.progress, frames=frames
-        )
-
-    def require_workers_see(self, location: StoreLocation, *, must_exist: bool = True) -> None:
-        """Refuse to compute when some workers of an existing scheduler cannot use the store.
-
-        The workers of an embedded cluster share this machine's filesystem and
-        environment; those of an existing scheduler may run elsewhere, where a local
-        path may not exist and object-storage credentials may be missing.  Each worker
-        runs :func:`storage.store.store_problem` on the store as this process resolved
-        it (a local path made absolute here): one small call per worker, once per
-        store and context.
+        """Wait for ``futures`` of the Client with a progress bar (when shown), in frames if given.
 
         Raises
         ------
+        WorkersLostError
+            The cluster had no worker for :attr:`ClusterOptions.workerless_timeout_s`.
+        """
+        wait_with_progress(
+            self.client(),
+            list(futures),
+            description=description,
+            show=self.progress,
+            frames=frames,
+            workerless_timeout_s=self.cluster.workerless_timeout_s,
+        )
+
+    def require_workers_import(self) -> None:
+        """Refuse to compute when some workers of a remote cluster cannot import the tasks' modules.
+
+        The embedded workers run this machine's Python; those of an existing scheduler
+        or of batch jobs may run another environment, where a task they cannot unpickle
+        stops them at once and leaves the computation waiting.  Each worker imports
+        :data:`WORKER_MODULES` once per context (see :mod:`cluster.worker_imports`).
+
+        Raises
+        ------
+        WorkerEnvironmentError
+            Naming the workers, the module and what to do.
+        """
+        if not self.remote or self._imports_checked:
+            return
+        problems = import_problems(self.client(), WORKER_MODULES)
+        if not problems:
+            self._imports_checked = True
+            return
+        failing = sorted(problems)
+        raise WorkerEnvironmentError(
+            f"{_some_workers(failing, total=len(scheduler_workers(self.client())) or len(failing))}"
+            f" cannot import vidsvd's task modules ({problems[failing[0]]}); install the same vidsvd"
+            " on every worker as on this machine"
+        )
+
+    def require_workers_see(self, location: StoreLocation, *, must_exist: bool = True) -> None:
+        """Refuse to compute when some workers of a remote cluster cannot use the store.
+
+        The workers of an embedded cluster share this machine's filesystem and
+        environment; those of an existing scheduler or of batch jobs may run
+        elsewhere, where a local path may not exist and object-storage credentials
+        may be missing.  Each worker
+        runs :func:`storage.store.store_problem` on the store as this process resolved
+        it (a local path made absolute here): one small call per worker, once per
+        store and context, after :meth:`require_workers_import`.
+
+        Raises
+        ------
+        WorkerEnvironmentError
+            See :meth:`require_workers_import`.
         StoreNotSharedError
             Naming the workers, what they found, and what to do.
         """
-        if not self.cluster.scheduler or (str(location), must_exist) in self._checked:
+        if not self.remote or (str(location), must_exist) in self._checked:
             return
+        self.require_workers_import()
         shared = StoreLocation(url=str(location.local_path)) if location.is_local else location
         answers = self.client().run(store_problem, shared, must_exist=must_exist, on_error="return")
         problems = {
@@ -203,11 +247,8 @@ class JobContext:
         if not failing:
             self._checked.add((str(location), must_exist))
             return
-        listed = ", ".join(failing[:_LISTED_WORKERS])
-        if len(failing) > _LISTED_WORKERS:
-            listed += f" and {len(failing) - _LISTED_WORKERS} more"
         reason = problems[failing[0]]
-        who = f"{len(failing)} of {len(problems)} dask workers ({listed})"
+        who = _some_workers(failing, total=len(problems))
         if location.is_local:
             raise StoreNotSharedError(
                 f"{who} cannot see the store {shared}: {reason}; put the store on a filesystem every "
@@ -278,6 +319,14 @@ def step_context(context: JobContext | None) -> Iterator[JobContext]:
         return
     with JobContext() as own:
         yield own
+
+
+def _some_workers(failing: list[str], *, total: int) -> str:
+    """``2 of 3 dask workers (tcp://a, tcp://b)``, naming at most a few."""
+    listed = ", ".join(failing[:_LISTED_WORKERS])
+    if len(failing) > _LISTED_WORKERS:
+        listed += f" and {len(failing) - _LISTED_WORKERS} more"
+    return f"{len(failing)} of {total} dask workers ({listed})"
 
 
 def _failed_check(error: BaseException) -> str:

@@ -151,6 +151,46 @@ def test_cli_decompose_runs_on_slurm_jobs_and_releases_them(
     assert subprocess.run([str(squeue)], capture_output=True, text=True, check=True).stdout == ""
 
 
+@pytest.mark.slow
+def test_jobs_whose_python_lacks_vidsvd_are_one_line_not_a_hang(
+    fake_slurm: FakeBatch,
+    make_video,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The jobs' Python finds another vidsvd first, whose storage cannot be imported.  A
+    # task a worker cannot unpickle stops it, which left decompose waiting forever.
+    video, _ = make_video(n_frames=12)
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(capsys, "ingest", str(video), "--store", "clip.zarr", "--quiet")[0] == 0
+    older = tmp_path / "older-vidsvd"
+    (older / "storage").mkdir(parents=True)
+    (older / "storage" / "__init__.py").write_text(
+        "raise ImportError('an older vidsvd, without storage.integrity')"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(older))
+    started = time.monotonic()
+    status, out, err = run_cli(
+        capsys,
+        "decompose", "--store", "clip.zarr", "--rank", "3",
+        "--cluster", "slurm", "--jobs", "1", "--job-cores", "1", "--job-memory", "1GiB",
+        "--interface", "lo", "--job-start-timeout", str(WORKER_START_S), "--quiet",
+    )  # fmt: skip
+    assert status == 1 and out == ""
+    assert_one_line_error(
+        err,
+        "1 of 1 dask workers (tcp://127.0.0.1:",
+        "cannot import vidsvd's task modules (storage.integrity: ImportError: an older vidsvd",
+        "install the same vidsvd on every worker",
+    )
+    assert time.monotonic() - started < WORKER_START_S
+    assert not (tmp_path / "clip.zarr" / "factors").exists() or not any(
+        (tmp_path / "clip.zarr" / "factors").iterdir()
+    )
+    _assert_released(fake_slurm, 1)
+
+
 def test_a_refused_submission_is_one_line_and_leaves_no_job(
     fake_slurm: FakeBatch,
     make_video,  # type: ignore[no-untyped-def]

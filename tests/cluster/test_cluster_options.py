@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.batch_options import BatchOptions
 from cluster.embedded import EmbeddedPlan, plan_embedded
 from cluster.errors import (
     ClusterError,
@@ -15,7 +16,7 @@ from cluster.errors import (
     SchedulerUnreachableError,
     TLSConfigurationError,
 )
-from cluster.options import ClusterOptions
+from cluster.options import WORKERLESS_TIMEOUT_S, ClusterOptions
 
 GiB = 1 << 30
 
@@ -260,3 +261,10 @@ def test_embedded_plan_defaults_to_this_machine() -> None:
     plan = plan_embedded(ClusterOptions())
     assert plan.n_workers >= 1 and plan.threads_per_worker >= 1
     assert plan.memory_limit > 0
+
+
+def test_a_batch_cluster_waits_for_lost_workers_as_long_as_for_its_jobs_to_start() -> None:
+    batch = BatchOptions(system="slurm", jobs=1, job_cores=1, job_memory="1GiB", start_timeout_s=42.0)
+    assert ClusterOptions(batch=batch).workerless_timeout_s == 42.0
+    assert ClusterOptions().workerless_timeout_s == WORKERLESS_TIMEOUT_S
+    assert ClusterOptions(scheduler="tcp://127.0.0.1:8786").workerless_timeout_s == WORKERLESS_TIMEOUT_S

@@ -14,7 +14,9 @@ import distributed
 import numpy as np
 import pytest
 
+from cluster import progress
 from cluster.client import connect
+from cluster.errors import WorkersLostError
 from cluster.options import ClusterOptions
 from cluster.progress import compute_with_progress, wait_with_progress
 
@@ -165,3 +167,49 @@ def test_wait_with_progress_returns_finished_futures(
     with pytest.raises(ZeroDivisionError):
         wait_with_progress(client, [failing], description="waiting", show=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.fixture
+def vanishing_cluster() -> Iterator[tuple[distributed.LocalCluster, distributed.Client]]:
+    """One in-process worker of its own cluster, which a test may take away."""
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield cluster, client
+
+
+def test_a_cluster_left_without_workers_stops_the_wait(
+    vanishing_cluster: tuple[distributed.LocalCluster, distributed.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, client = vanishing_cluster
+    monkeypatch.setattr(progress, "WORKER_CHECK_S", 0.2)
+    future = client.submit(_sleep, 60.0)
+    cluster.scale(0)
+    started = time.monotonic()
+    with pytest.raises(
+        WorkersLostError, match=r"every dask worker left .* none came back within 1 s"
+    ) as caught:
+        wait_with_progress(client, [future], description="abandoned", workerless_timeout_s=1.0)
+    assert isinstance(caught.value, RuntimeError)
+    assert "\n" not in str(caught.value) and "workers' logs" in str(caught.value)
+    assert time.monotonic() - started < 10
+    assert future.cancelled()
+
+
+def test_a_worker_that_comes_back_in_time_finishes_the_work(
+    vanishing_cluster: tuple[distributed.LocalCluster, distributed.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, client = vanishing_cluster
+    monkeypatch.setattr(progress, "WORKER_CHECK_S", 0.2)
+    future = client.submit(_slow_add, 2, 3)
+    cluster.scale(0)
+    timer = threading.Timer(1.5, cluster.scale, args=(1,))  # back after several checks saw none
+    timer.start()
+    try:
+        wait_with_progress(client, [future], description="resumed", workerless_timeout_s=30.0)
+    finally:
+        timer.cancel()
+    assert future.result() == 5
