@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import dask
 import dask.array as da
@@ -14,7 +15,7 @@ from storage.factors import StoredFactors, open_factors
 from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
 
-__all__ = ["choose_factors", "require_finite_factors"]
+__all__ = ["choose_factors", "finite_flags", "refuse_non_finite", "require_finite_factors"]
 
 
 def choose_factors(
@@ -54,14 +55,30 @@ def require_finite_factors(factors: StoredFactors, *, rank: int | None = None) -
         Naming the factor set and the way out.
     """
     k = factors.rank if rank is None else rank
-    finite = dask.compute(
-        da.isfinite(factors.U[:, :k]).all(),
-        da.isfinite(factors.s[:k]).all(),
-        da.isfinite(factors.Vt[:k]).all(),
-    )
-    damaged = [name for name, ok in zip(("U", "s", "Vt"), finite, strict=True) if not ok]
+    flags = finite_flags(factors.U[:, :k], factors.s[:k], factors.Vt[:k])
+    refuse_non_finite(factors.name, dask.compute(*flags))
+
+
+def finite_flags(u: da.Array, s: da.Array, vt: da.Array) -> tuple[da.Array, da.Array, da.Array]:
+    """Lazy: whether U, s and Vt each hold finite values only (three 0-d boolean arrays).
+
+    For a step that computes them beside other work and checks them with
+    :func:`refuse_non_finite` before it uses any result.
+    """
+    return da.isfinite(u).all(), da.isfinite(s).all(), da.isfinite(vt).all()
+
+
+def refuse_non_finite(name: str, flags: Sequence[bool]) -> None:
+    """Raise unless every flag of :func:`finite_flags` (U, s, Vt) of factors ``name`` is true.
+
+    Raises
+    ------
+    StoreDamagedError
+        Naming the factor set, the arrays, and the way out.
+    """
+    damaged = [array for array, ok in zip(("U", "s", "Vt"), flags, strict=True) if not ok]
     if damaged:
         raise StoreDamagedError(
-            f"factors {factors.name!r} hold NaN or infinite values in {', '.join(damaged)} (a chunk is "
-            f"missing or damaged); recompute them with `vidsvd decompose --force --name {factors.name}`"
+            f"factors {name!r} hold NaN or infinite values in {', '.join(damaged)} (a chunk is "
+            f"missing or damaged); recompute them with `vidsvd decompose --force --name {name}`"
         )

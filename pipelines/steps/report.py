@@ -26,7 +26,7 @@ from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
 from pipelines.steps.context import JobContext, step_context
-from pipelines.steps.factor_choice import choose_factors, require_finite_factors
+from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
 from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreDamagedError
 from storage.factor_lookup import complete_factors
@@ -85,7 +85,21 @@ def report(
         # process fetches the factors' figures and draws
         activity = _start_activity(video, client=client)
         u, s, vt = client.persist([chosen.U, chosen.s, chosen.Vt])
-        require_finite_factors(chosen)
+        # the workers check the factors and make the images while this process draws the
+        # plots; every check is passed before a figure is used
+        finite = client.compute(list(finite_flags(u, s, vt)))
+        shown = min(_COMPONENT_IMAGES, chosen.rank)
+        components = client.compute([u[:, i] for i in range(shown)])
+        fitted = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
+        factor_sets = [(u, s, vt, chosen.rank), *((m.U, m.s, m.Vt, m.rank) for m in fitted)]
+        all_backgrounds = client.compute(
+            [
+                background_images(
+                    U, S, Vt, rank=rank, height=video.height, width=video.width, segments=video.segments
+                )
+                for U, S, Vt, rank in factor_sets
+            ]
+        )
         recorded = chosen.recorded_energies
         if recorded is None:
             job.say(f"measuring ranks {', '.join(map(str, wanted))}")
@@ -102,37 +116,27 @@ def report(
             total_energy, eigenvalues = recorded
             residuals = np.array([max(total_energy - math.fsum(eigenvalues[:k]), 0.0) for k in wanted])
             s_values = client.compute(s, sync=True)
+        refuse_non_finite(chosen.name, client.gather(finite))
         error_values, mse_values = _errors(residuals, total_energy, n_values=n_pixels * n_frames)
         if not (np.isfinite(error_values).all() and math.isfinite(total_energy)):
             raise StoreDamagedError(
                 f"the video in {video.location} reads as NaN or infinite values (a damaged chunk?); "
                 "re-ingest it with `vidsvd ingest ... --overwrite`"
             )
-        shown = min(_COMPONENT_IMAGES, chosen.rank)
-        component_images = [
-            np.asarray(c).reshape(video.height, video.width, *video.frames.shape[3:])
-            for c in client.compute([u[:, i] for i in range(shown)], sync=True)
-        ]
-        fitted = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
-        factor_sets = [(u, s, vt, chosen.rank), *((m.U, m.s, m.Vt, m.rank) for m in fitted)]
-        backgrounds, *fitted_backgrounds = client.compute(
-            [
-                background_images(
-                    U, S, Vt, rank=rank, height=video.height, width=video.width, segments=video.segments
-                )
-                for U, S, Vt, rank in factor_sets
-            ],
-            sync=True,
-        )
-        model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
         singular_values = np.asarray(s_values, dtype=np.float64)
         # ||M||_F^2 for the energy shares; none for an all-black video
         energy_total = max(total_energy, float(np.sum(singular_values**2))) if total_energy > 0 else None
         images = {
             "spectrum": spectrum_png(singular_values),
             "energy": energy_png(singular_values, total=energy_total),
-            "components": components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)]),
         }
+        component_images = [
+            np.asarray(c).reshape(video.height, video.width, *video.frames.shape[3:])
+            for c in client.gather(components)
+        ]
+        images["components"] = components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)])
+        backgrounds, *fitted_backgrounds = client.gather(all_backgrounds)
+        model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
         for index, image in enumerate(backgrounds):
             images[f"background-{index + 1}"] = background_png(np.asarray(image))
             for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
