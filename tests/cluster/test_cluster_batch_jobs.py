@@ -33,6 +33,7 @@ from cluster.client import connect, describe
 from cluster.errors import BatchSubmitError, NoWorkersError
 from cluster.jobqueue import load_jobqueue
 from cluster.options import ClusterOptions
+from storage.factor_lookup import list_factors
 from storage.factors import open_factors
 from tests.fake_batch import FakeBatch, install
 from tests.helpers import assert_one_line_error, run_cli
@@ -117,18 +118,28 @@ def test_jobs_start_workers_compute_and_are_cancelled_on_ctrl_c(
     assert any(logs.iterdir()), "the jobs wrote their logs into --job-directory"
 
 
-@pytest.mark.slow
-def test_cli_decompose_runs_on_slurm_jobs_and_releases_them(
-    fake_slurm: FakeBatch,
+@pytest.fixture
+def clip_in_cwd(
     make_video,  # type: ignore[no-untyped-def]
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> Path:
+    """``clip.zarr``, 24 frames ingested, in ``tmp_path``, now the working directory.
+
+    The jobs start in their own folders; their script comes back here.
+    """
     video, _ = make_video(n_frames=24)
-    monkeypatch.chdir(tmp_path)  # the jobs start in their own folders; their script comes back here
+    monkeypatch.chdir(tmp_path)
     status, _, err = run_cli(capsys, "ingest", str(video), "--store", "clip.zarr", "--quiet")
     assert status == 0, err
+    return tmp_path / "clip.zarr"
+
+
+@pytest.mark.slow
+def test_cli_decompose_runs_on_slurm_jobs_and_releases_them(
+    fake_slurm: FakeBatch, clip_in_cwd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, _, err = run_cli(
         capsys,
         "decompose", "--store", "clip.zarr", "--rank", "3",
@@ -154,16 +165,13 @@ def test_cli_decompose_runs_on_slurm_jobs_and_releases_them(
 @pytest.mark.slow
 def test_jobs_whose_python_lacks_vidsvd_are_one_line_not_a_hang(
     fake_slurm: FakeBatch,
-    make_video,  # type: ignore[no-untyped-def]
+    clip_in_cwd: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The jobs' Python finds another vidsvd first, whose storage cannot be imported.  A
     # task a worker cannot unpickle stops it, which left decompose waiting forever.
-    video, _ = make_video(n_frames=12)
-    monkeypatch.chdir(tmp_path)
-    assert run_cli(capsys, "ingest", str(video), "--store", "clip.zarr", "--quiet")[0] == 0
     older = tmp_path / "older-vidsvd"
     (older / "storage").mkdir(parents=True)
     (older / "storage" / "__init__.py").write_text(
@@ -185,9 +193,7 @@ def test_jobs_whose_python_lacks_vidsvd_are_one_line_not_a_hang(
         "install the same vidsvd on every worker",
     )
     assert time.monotonic() - started < WORKER_START_S
-    assert not (tmp_path / "clip.zarr" / "factors").exists() or not any(
-        (tmp_path / "clip.zarr" / "factors").iterdir()
-    )
+    assert list_factors(clip_in_cwd) == []
     _assert_released(fake_slurm, 1)
 
 
