@@ -10,7 +10,7 @@ A command that will compute can start the embedded cluster early, in a thread
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -189,6 +189,38 @@ class JobContext:
             frames=frames,
             workerless_timeout_s=self.cluster.workerless_timeout_s,
         )
+
+    def fetch(self, *collections: Any) -> list[Any]:
+        """Compute dask collections on the cluster and return their values here, without a bar.
+
+        What ``client.compute(..., sync=True)`` does, with the bound of :meth:`wait` on a
+        cluster left without workers.  For small results (factors, images, samples):
+        every value is gathered into this process.
+
+        Raises
+        ------
+        WorkersLostError
+            See :meth:`wait`; the computation is cancelled.
+        """
+        return self.gather(self.client().compute(list(collections)))
+
+    def gather(self, futures: Sequence[Any]) -> list[Any]:
+        """Wait for ``futures`` as :meth:`wait` does, without a bar, and return their values here.
+
+        Raises
+        ------
+        WorkersLostError
+            See :meth:`wait`; the futures are cancelled.
+        """
+        client = self.client()
+        wait_with_progress(
+            client,
+            list(futures),
+            description="",
+            show=False,
+            workerless_timeout_s=self.cluster.workerless_timeout_s,
+        )
+        return list(client.gather(list(futures)))
 
     def require_workers_import(self) -> None:
         """Refuse to compute when some workers of a remote cluster cannot import the tasks' modules.

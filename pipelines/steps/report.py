@@ -107,7 +107,7 @@ def report(
             # ||M - M_k||_F^2 for every rank and ||M||_F^2, in one pass over M
             sums = client.persist(squared_residuals(matrix, u, s, vt, wanted))
             job.wait(futures_of([sums]), description="report", frames=n_frames)
-            sum_values, s_values = client.compute([sums, s], sync=True)
+            sum_values, s_values = job.fetch(sums, s)
             residuals = np.asarray(sum_values[:-1], dtype=np.float64)
             total_energy = float(sum_values[-1])
         else:
@@ -115,8 +115,8 @@ def report(
             job.say(f"ranks {', '.join(map(str, wanted))} from the exact SVD's eigenvalues")
             total_energy, eigenvalues = recorded
             residuals = np.array([max(total_energy - math.fsum(eigenvalues[:k]), 0.0) for k in wanted])
-            s_values = client.compute(s, sync=True)
-        refuse_non_finite(chosen.name, client.gather(finite))
+            (s_values,) = job.fetch(s)
+        refuse_non_finite(chosen.name, job.gather(finite))
         error_values, mse_values = _errors(residuals, total_energy, n_values=n_pixels * n_frames)
         if not (np.isfinite(error_values).all() and math.isfinite(total_energy)):
             raise StoreDamagedError(
@@ -132,16 +132,16 @@ def report(
         }
         component_images = [
             np.asarray(c).reshape(video.height, video.width, *video.frames.shape[3:])
-            for c in client.gather(components)
+            for c in job.gather(components)
         ]
         images["components"] = components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)])
-        backgrounds, *fitted_backgrounds = client.gather(all_backgrounds)
+        backgrounds, *fitted_backgrounds = job.gather(all_backgrounds)
         model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
         for index, image in enumerate(backgrounds):
             images[f"background-{index + 1}"] = background_png(np.asarray(image))
             for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
                 images[f"background-{index + 1} ({name})"] = background_png(np.asarray(plates[index]))
-        separation = _separation(video, folder, activity, client=client) if activity is not None else None
+        separation = _separation(video, folder, activity, job=job) if activity is not None else None
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
@@ -257,7 +257,9 @@ def _start_activity(video: StoredVideo, *, client: Any) -> _Activity | None:
     )
 
 
-def _separation(video: StoredVideo, folder: OutputFolder, activity: _Activity, *, client: Any) -> _Separation:
+def _separation(
+    video: StoredVideo, folder: OutputFolder, activity: _Activity, *, job: JobContext
+) -> _Separation:
     """The store's complete separation of this video: its rule, activity and busiest frames.
 
     One read of the stored masks (the fraction of foreground of every frame, started by
@@ -266,11 +268,12 @@ def _separation(video: StoredVideo, folder: OutputFolder, activity: _Activity, *
     separation.
     """
     record, stored_masks = activity.record, activity.masks
-    fraction = np.asarray(activity.fraction.result(), dtype=np.float64)
+    (fraction_values,) = job.gather([activity.fraction])
+    fraction = np.asarray(fraction_values, dtype=np.float64)
     frames = busiest_frames(fraction, count=_SAMPLE_MASKS)
     panels = []
     if frames:
-        originals, masks = client.compute([video.frames[frames], stored_masks[frames]], sync=True)
+        originals, masks = job.fetch(video.frames[frames], stored_masks[frames])
         for original, mask in zip(originals, masks, strict=True):
             pair = np.concatenate([original, mask], axis=1)[np.newaxis]
             panels.append(label_panels(pair, panel_width=video.width, labels=("frame", "mask"))[0])

@@ -192,7 +192,7 @@ def separate(
             firsts = noise_pair_frames(video.n_frames)
             # one graph: a chunk that holds sampled frames and noise pairs is read once
             wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]
-            measured = client.compute(wanted, sync=True)
+            measured = job.fetch(*wanted)
             threshold = auto_threshold(measured[0])
             pixel_thresholds: float | npt.NDArray[np.float32] = float(threshold)
             if firsts.size:
@@ -235,10 +235,10 @@ def separate(
         stored.result()
         write.finish()
         images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)
-        outputs = write_backgrounds(folder, [np.asarray(i) for i in client.compute(images, sync=True)])
+        outputs = write_backgrounds(folder, [np.asarray(i) for i in job.fetch(*images)])
         # the background's factors (P x k) here: the foreground is computed again, in
         # this process, as the encoders stream it
-        background_factors = [np.asarray(a, dtype=np.float32) for a in client.compute([u, s, vt], sync=True)]
+        background_factors = [np.asarray(a, dtype=np.float32) for a in job.fetch(u, s, vt)]
     arrays_s = time.perf_counter() - started
     if make_videos:
         # the frames held in the workers' memory while the caller's context is open (a

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array as da
+import distributed
 import numpy as np
 import psutil
 import pytest
 
+import cluster.options as cluster_options_module
+import cluster.progress as progress_module
 import pipelines.steps.context as context_module
-from cluster.errors import InvalidClusterOptionError
+from cluster.errors import InvalidClusterOptionError, WorkersLostError
 from cluster.options import ClusterOptions
 from pipelines.planning import ClusterSize
 from pipelines.steps.context import WORKER_MODULES, JobContext, step_context
@@ -164,3 +170,35 @@ def test_frames_that_do_not_fit_are_read_from_the_store_at_each_pass(
             )
         ]
         assert asked[0][1].worker_memory_bytes > 0
+
+
+def _sleep_then(value: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def test_fetch_returns_values_and_gather_waits_for_futures() -> None:
+    with JobContext(progress=False) as job:
+        total, ones = job.fetch(da.arange(10, chunks=3).sum(), da.ones(4, chunks=2))
+        assert int(total) == 45 and np.array_equal(ones, np.ones(4))
+        futures = job.client().compute([da.full(3, 7, chunks=1).sum()])
+        assert job.gather(futures) == [21]
+
+
+def test_a_fetch_on_a_cluster_left_without_workers_ends_in_workers_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster_options_module, "WORKERLESS_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(progress_module, "WORKER_CHECK_S", 0.2)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        JobContext(cluster=ClusterOptions(scheduler=cluster.scheduler_address), progress=False) as job,
+    ):
+        job.client().wait_for_workers(1, timeout=30)
+        cluster.scale(0)
+        started = time.monotonic()
+        with pytest.raises(WorkersLostError, match="none came back within 1 s"):
+            job.fetch(dask.delayed(_sleep_then)(1, 30.0))
+        assert time.monotonic() - started < 15
