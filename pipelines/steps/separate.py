@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -244,8 +244,11 @@ def separate(
         # the frames held in the workers' memory while the caller's context is open (a
         # context of this step's own closed above, and its held frames with it)
         originals = frames if context is not None else video.frames
+        # while the caller's cluster runs, its reads stop as every wait does when the
+        # cluster is left without workers; after this step's own closed, dask's threads
+        compute = job.fetch if context is not None else dask.compute
         n_frames, blocks = stored_blocks(
-            video, frames=originals, factors=background_factors, progress=job.progress
+            video, frames=originals, factors=background_factors, progress=job.progress, compute=compute
         )
         if not masks_video:
             folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
@@ -304,6 +307,7 @@ def stored_blocks(
     frames: da.Array,
     factors: Sequence[npt.NDArray[np.float32]],
     progress: bool,
+    compute: Callable[..., Sequence[Any]] = dask.compute,
 ) -> tuple[int, Blocks]:
     """The frame count and (original, foreground, mask), chunk by chunk.
 
@@ -316,6 +320,9 @@ def stored_blocks(
     The next chunk's original and mask are read while the current one is rendered
     and encoded (one thread), so the cluster's reads overlap the caller's work.
 
+    ``compute`` computes a chunk's two arrays (``dask.compute``, or a job context's
+    :meth:`~pipelines.steps.context.JobContext.fetch`).
+
     Memory: two chunks of each of the three arrays at a time, plus the factors.
     """
     u, s, vt = factors
@@ -325,7 +332,7 @@ def stored_blocks(
     bounds = [(start, min(start + step, n_frames)) for start in range(0, n_frames, step)]
 
     def read(start: int, stop: int) -> tuple[Any, Any]:
-        original, mask = dask.compute(frames[start:stop], frame_masks[start:stop])
+        original, mask = compute(frames[start:stop], frame_masks[start:stop])
         return original, mask
 
     def blocks() -> Blocks:
