@@ -136,7 +136,7 @@ def report(
         ]
         images["components"] = components_png(component_images, titles=[f"U[:, {i}]" for i in range(shown)])
         backgrounds, *fitted_backgrounds = job.gather(all_backgrounds)
-        model_backgrounds = {m.name: images for m, images in zip(fitted, fitted_backgrounds, strict=True)}
+        model_backgrounds = {m.name: plates for m, plates in zip(fitted, fitted_backgrounds, strict=True)}
         for index, image in enumerate(backgrounds):
             images[f"background-{index + 1}"] = background_png(np.asarray(image))
             for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
