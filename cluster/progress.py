@@ -240,7 +240,12 @@ class _WorkerWatch:
         if now < self._next_check:
             return
         self._next_check = now + WORKER_CHECK_S
-        if worker_count(self._client) > 0:
+        try:
+            count = worker_count(self._client)
+        except Exception as error:  # a lost scheduler is reported by the futures, as before
+            logger.debug("worker count unavailable: %r", error)
+            return
+        if count > 0:
             self._without_since = None
             return
         if self._without_since is None:

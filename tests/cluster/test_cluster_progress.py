@@ -213,3 +213,16 @@ def test_a_worker_that_comes_back_in_time_finishes_the_work(
     finally:
         timer.cancel()
     assert future.result() == 5
+
+
+def test_a_scheduler_that_cannot_tell_its_workers_is_not_taken_for_one_without(
+    client: distributed.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unanswered(_: distributed.Client) -> int:
+        raise OSError("the scheduler did not answer")
+
+    monkeypatch.setattr(progress, "worker_count", unanswered)
+    monkeypatch.setattr(progress, "WORKER_CHECK_S", 0.05)
+    future = client.submit(_sleep, 0.6, pure=False)
+    done = wait_with_progress(client, [future], description="unanswered", workerless_timeout_s=0.1)
+    assert [f.result() for f in done] == [0.6]
