@@ -43,10 +43,12 @@ WORKER_MODULES: Final = (
     "pipelines.factor_masks",
     "pipelines.metrics",
 )
-"""What the embedded workers import as they start: the modules of every step's tasks.
+"""The modules of every step's tasks: what the embedded workers import as they start,
+and what the workers of a remote cluster must be able to import before a task is sent
+(:meth:`JobContext.require_workers_import`).
 
-A worker that imports them on its first task instead holds that task back by about
-0.9 s (measured on a fresh worker of 720p jobs)."""
+A worker that imports them on its first task instead holds that task back by the
+import's time (README, "Embedded (the default)")."""
 
 _LISTED_WORKERS = 4
 """Workers named in the error when some cannot import the tasks or see the store; the rest are counted."""
