@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from pipelines.steps.ingest import ingest
 from storage.errors import StoreDamagedError
 from storage.store import StoreLocation
 from storage.video_array import open_video
-from tests.helpers import run_cli
+from tests.helpers import REPO, python_words, run_cli
 
 
 @pytest.fixture
@@ -202,3 +203,28 @@ def test_a_fetch_on_a_cluster_left_without_workers_ends_in_workers_lost(
         with pytest.raises(WorkersLostError, match="none came back within 1 s"):
             job.fetch(dask.delayed(_sleep_then)(1, 30.0))
         assert time.monotonic() - started < 15
+
+
+_GRAPH_BUILDING = re.compile(
+    r"map_blocks|blockwise\(|delayed\(|from_delayed|HighLevelGraph|Task\(|\.store\(|to_zarr"
+)
+
+
+def test_the_worker_modules_cover_every_module_that_builds_task_graphs() -> None:
+    # a module whose functions a task may carry, left out, is a module a remote worker
+    # is not checked for, and an embedded worker imports at its first task
+    builders = sorted(
+        ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for package in ("pipelines", "storage")
+        for path in (REPO / package).glob("*.py")
+        if _GRAPH_BUILDING.search(path.read_text())
+    )
+    script = (
+        "import importlib, sys\n"
+        "from pipelines.steps.context import WORKER_MODULES\n"
+        "for name in WORKER_MODULES: importlib.import_module(name)\n"
+        "print(*sorted(sys.modules))"
+    )
+    loaded = set(python_words(script))
+    assert "pipelines.gram_svd" in builders and "storage.derived" in builders
+    assert [name for name in builders if name not in loaded] == []
