@@ -20,6 +20,7 @@ __all__ = [
     "NoWorkersError",
     "SchedulerUnreachableError",
     "TLSConfigurationError",
+    "TaskKillsWorkersError",
     "WorkerEnvironmentError",
     "WorkersLostError",
 ]
@@ -55,3 +56,7 @@ class WorkersLostError(ClusterError, RuntimeError):
 
 class WorkerEnvironmentError(ClusterError, RuntimeError):
     """Workers cannot import the modules of vidsvd's tasks (another or no vidsvd installed)."""
+
+
+class TaskKillsWorkersError(ClusterError, RuntimeError):
+    """One task was run on several workers and each died while running it (dask's KilledWorker)."""

@@ -30,7 +30,7 @@ from distributed.diagnostics.progressbar import ProgressBar
 from tqdm import tqdm
 
 from cluster.client import worker_count
-from cluster.errors import WorkersLostError
+from cluster.errors import TaskKillsWorkersError, WorkersLostError
 
 __all__ = ["WORKER_CHECK_S", "compute_with_progress", "wait_with_progress"]
 
@@ -170,7 +170,9 @@ def wait_with_progress(
     Raises
     ------
     Exception
-        The exception of the first failed future, with its original type.
+        The exception of the first failed future, with its original type, except:
+    TaskKillsWorkersError
+        For dask's ``KilledWorker``: a task whose every worker died running it.
     WorkersLostError
         No worker for ``workerless_timeout_s`` seconds; the futures are cancelled.
     KeyboardInterrupt
@@ -222,8 +224,22 @@ def wait_with_progress(
             bar.close()
     for future in futures:
         if future.status == "error":
-            future.result()  # raises the task's exception with its original type
+            try:
+                future.result()  # raises the task's exception with its original type
+            except distributed.KilledWorker as killed:
+                raise _killed_workers(killed) from killed
     return futures
+
+
+def _killed_workers(killed: distributed.KilledWorker) -> TaskKillsWorkersError:
+    """The KilledWorker of dask as one line that says what to try."""
+    address = getattr(killed.last_worker, "address", killed.last_worker)
+    return TaskKillsWorkersError(
+        f"a task ({killed.task!r}) was run on {killed.allowed_failures + 1} dask workers and each"
+        f" died while running it (the last, {address}); a worker dies when it outgrows its memory"
+        " limit or its process crashes: see the workers' logs, and give each worker more memory"
+        " (--memory-limit, fewer --threads-per-worker), or ingest with fewer --chunk-frames"
+    )
 
 
 class _WorkerWatch:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import _thread
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -16,7 +18,7 @@ import pytest
 
 from cluster import progress
 from cluster.client import connect
-from cluster.errors import WorkersLostError
+from cluster.errors import TaskKillsWorkersError, WorkersLostError
 from cluster.options import ClusterOptions
 from cluster.progress import compute_with_progress, wait_with_progress
 
@@ -226,3 +228,28 @@ def test_a_scheduler_that_cannot_tell_its_workers_is_not_taken_for_one_without(
     future = client.submit(_sleep, 0.6, pure=False)
     done = wait_with_progress(client, [future], description="unanswered", workerless_timeout_s=0.1)
     assert [f.result() for f in done] == [0.6]
+
+
+def _die() -> None:
+    os._exit(1)  # the worker process ends as an out-of-memory kill would end it
+
+
+def test_a_task_that_kills_every_worker_it_runs_on_is_one_line(tmp_path: Path) -> None:
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            local_directory=str(tmp_path),
+        ) as cluster,
+        distributed.Client(cluster) as own,
+    ):
+        future = own.submit(_die, pure=False)
+        with pytest.raises(TaskKillsWorkersError) as caught:
+            wait_with_progress(own, [future], description="dying")
+    message = str(caught.value)
+    assert isinstance(caught.value, RuntimeError) and "\n" not in message
+    assert "was run on 2 dask workers and each died while running it" in message
+    assert "--memory-limit" in message and "workers' logs" in message
