@@ -238,7 +238,8 @@ def _killed_workers(killed: distributed.KilledWorker) -> TaskKillsWorkersError:
         f"a task ({killed.task!r}) was run on {killed.allowed_failures + 1} dask workers and each"
         f" died while running it (the last, {address}); a worker dies when it outgrows its memory"
         " limit or its process crashes: see the workers' logs, and give each worker more memory"
-        " (--memory-limit, fewer --threads-per-worker), or ingest with fewer --chunk-frames"
+        " (--memory-limit or fewer --threads-per-worker; --job-memory for batch jobs), or ingest"
+        " with fewer --chunk-frames"
     )
 
 
