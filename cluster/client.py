@@ -139,8 +139,8 @@ def _client_of(cluster: Any, opened: ExitStack, *, dashboard: bool) -> distribut
     return client
 
 
-def _scheduler_info(client: distributed.Client) -> dict[str, Any]:
-    """The scheduler's identity with every worker, asked for now.
+def _scheduler_info(client: distributed.Client, *, n_workers: int = -1) -> dict[str, Any]:
+    """The scheduler's identity with ``n_workers`` of its workers (-1: all), asked for now.
 
     Not ``Client.scheduler_info``: that returns the Client's cached identity, which the
     Client's own periodic update (every 2 s, without the workers since distributed
@@ -148,7 +148,7 @@ def _scheduler_info(client: distributed.Client) -> dict[str, Any]:
     that way, just after waiting for 3.
     """
     try:
-        info = client.sync(client.scheduler.identity, n_workers=-1)
+        info = client.sync(client.scheduler.identity, n_workers=n_workers)
     except TypeError:  # distributed before n_workers was a parameter reports all workers
         info = client.sync(client.scheduler.identity)
     return dict(info)
@@ -161,10 +161,7 @@ def _address(client: distributed.Client) -> str:
 
 def worker_count(client: distributed.Client) -> int:
     """How many workers the scheduler has now (one small call, whatever the cluster's size)."""
-    try:
-        info = client.sync(client.scheduler.identity, n_workers=0)
-    except TypeError:  # distributed before n_workers was a parameter reports all workers
-        info = client.sync(client.scheduler.identity)
+    info = _scheduler_info(client, n_workers=0)
     count = info.get("n_workers")
     return int(count) if count is not None else len(info.get("workers", {}))
 

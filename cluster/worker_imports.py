@@ -31,17 +31,14 @@ def missing_module(modules: Sequence[str]) -> str | None:
     return None
 
 
-def import_problems(client: distributed.Client, modules: Sequence[str]) -> dict[str, str]:
-    """Every worker that cannot import all of ``modules``, with why, by address.
+def import_problems(client: distributed.Client, modules: Sequence[str]) -> dict[str, str | None]:
+    """Every worker's address, with why it cannot import all of ``modules`` (None: it can).
 
     Cost: one round trip to each worker, which imports the modules (they stay
     imported for the tasks).
     """
     answers = client.run(missing_module, list(modules), on_error="return")
-    problems: dict[str, str] = {}
-    for address, answer in answers.items():
-        if isinstance(answer, BaseException):
-            problems[address] = f"{type(answer).__name__}: {answer}"
-        elif answer is not None:
-            problems[address] = str(answer)
-    return problems
+    return {
+        address: f"{type(answer).__name__}: {answer}" if isinstance(answer, BaseException) else answer
+        for address, answer in answers.items()
+    }

@@ -189,14 +189,7 @@ class JobContext:
         WorkersLostError
             The cluster had no worker for :attr:`ClusterOptions.workerless_timeout_s`.
         """
-        wait_with_progress(
-            self.client(),
-            list(futures),
-            description=description,
-            show=self.progress,
-            frames=frames,
-            workerless_timeout_s=self.cluster.workerless_timeout_s,
-        )
+        self._wait(futures, description=description, show=self.progress, frames=frames)
 
     def fetch(self, *collections: Any) -> list[Any]:
         """Compute dask collections on the cluster and return their values here, without a bar.
@@ -220,15 +213,20 @@ class JobContext:
         WorkersLostError
             See :meth:`wait`; the futures are cancelled.
         """
-        client = self.client()
+        self._wait(futures, description="", show=False)
+        return list(self.client().gather(list(futures)))
+
+    def _wait(
+        self, futures: Collection[Any], *, description: str, show: bool, frames: int | None = None
+    ) -> None:
         wait_with_progress(
-            client,
+            self.client(),
             list(futures),
-            description="",
-            show=False,
+            description=description,
+            show=show,
+            frames=frames,
             workerless_timeout_s=self.cluster.workerless_timeout_s,
         )
-        return list(client.gather(list(futures)))
 
     def require_workers_import(self) -> None:
         """Refuse to compute when some workers of a remote cluster cannot import the tasks' modules.
@@ -246,12 +244,12 @@ class JobContext:
         if not self.remote or self._imports_checked:
             return
         problems = import_problems(self.client(), WORKER_MODULES)
-        if not problems:
+        failing = sorted(address for address, problem in problems.items() if problem)
+        if not failing:
             self._imports_checked = True
             return
-        failing = sorted(problems)
         raise WorkerEnvironmentError(
-            f"{_some_workers(failing, total=len(scheduler_workers(self.client())) or len(failing))}"
+            f"{_some_workers(failing, total=len(problems))}"
             f" cannot import vidsvd's task modules ({problems[failing[0]]}); install the same vidsvd"
             " on every worker as on this machine"
         )

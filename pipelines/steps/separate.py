@@ -43,7 +43,7 @@ from pipelines.separate import (
 )
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
-from pipelines.steps.factor_choice import choose_factors, require_finite_factors
+from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
 from storage.derived import SeparationRecord, open_derived, prepare_derived, remove_derived, write_file_atomic
 from storage.errors import InvalidParameterError
 from storage.factors import StoredFactors
@@ -173,7 +173,7 @@ def separate(
         frames = job.frames_to_read(video)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
-        require_finite_factors(chosen, rank=k)
+        refuse_non_finite(chosen.name, job.fetch(*finite_flags(u, s, vt)))  # the persisted ones
         threshold_rule = "given"
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
