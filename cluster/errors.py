@@ -55,7 +55,7 @@ class WorkersLostError(ClusterError, RuntimeError):
 
 
 class WorkerEnvironmentError(ClusterError, RuntimeError):
-    """Workers cannot import the modules of vidsvd's tasks (another or no vidsvd installed)."""
+    """Workers cannot import vidsvd's task modules, or have other versions of them than this machine."""
 
 
 class TaskKillsWorkersError(ClusterError, RuntimeError):

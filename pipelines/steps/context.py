@@ -31,7 +31,7 @@ from storage.video_array import StoredVideo
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["WORKER_MODULES", "JobContext", "step_context"]
+__all__ = ["PROJECT_PACKAGES", "WORKER_MODULES", "JobContext", "step_context"]
 
 WORKER_MODULES: Final = (
     "dask.array",
@@ -55,6 +55,10 @@ and what the workers of a remote cluster must be able to import before a task is
 
 A worker that imports them on its first task instead holds that task back by the
 import's time (README, "Embedded (the default)")."""
+
+PROJECT_PACKAGES: Final = ("cluster", "pipelines", "storage")
+"""vidsvd's own packages: a remote worker's loaded modules of these must have this
+machine's source (:meth:`JobContext.require_workers_import`)."""
 
 _LISTED_WORKERS = 4
 """Workers named in the error when some cannot import the tasks or see the store; the rest are counted."""
@@ -229,12 +233,15 @@ class JobContext:
         )
 
     def require_workers_import(self) -> None:
-        """Refuse to compute when some workers of a remote cluster cannot import the tasks' modules.
+        """Refuse to compute when some workers of a remote cluster would not run this machine's tasks.
 
         The embedded workers run this machine's Python; those of an existing scheduler
         or of batch jobs may run another environment, where a task they cannot unpickle
-        stops them at once and leaves the computation waiting.  Each worker imports
-        :data:`WORKER_MODULES` once per context (see :mod:`cluster.worker_imports`).
+        stops them at once and leaves the computation waiting, and where another
+        version of vidsvd would compute with other code than this machine's.  Each
+        worker imports :data:`WORKER_MODULES` and compares the source of its loaded
+        modules of :data:`PROJECT_PACKAGES` with this machine's, once per context (see
+        :mod:`cluster.worker_imports`).
 
         Raises
         ------
@@ -243,15 +250,15 @@ class JobContext:
         """
         if not self.remote or self._imports_checked:
             return
-        problems = import_problems(self.client(), WORKER_MODULES)
+        problems = import_problems(self.client(), WORKER_MODULES, packages=PROJECT_PACKAGES)
         failing = sorted(address for address, problem in problems.items() if problem)
         if not failing:
             self._imports_checked = True
             return
         raise WorkerEnvironmentError(
             f"{_some_workers(failing, total=len(problems))}"
-            f" cannot import vidsvd's task modules ({problems[failing[0]]}); install the same vidsvd"
-            " on every worker as on this machine"
+            f" cannot run vidsvd's tasks as this machine would ({problems[failing[0]]}); install the"
+            " same vidsvd on every worker as on this machine"
         )
 
     def require_workers_see(self, location: StoreLocation, *, must_exist: bool = True) -> None:

@@ -1,0 +1,54 @@
+"""The workers' code check: module digests and the per-worker comparison, in this process."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import cluster
+import cluster.worker_imports
+from cluster.worker_imports import module_problem, source_digests
+
+
+def test_source_digests_name_every_module_of_a_package_by_its_import_name() -> None:
+    digests = source_digests(["cluster", "no_such_package_here"])
+    folder = Path(cluster.__file__).parent
+    assert len(digests) == len(list(folder.rglob("*.py")))
+    assert not any(name.startswith("no_such_package_here") for name in digests)
+    source = Path(cluster.worker_imports.__file__).read_bytes()
+    assert digests["cluster.worker_imports"] == hashlib.sha256(source).hexdigest()[:32]
+    assert digests["cluster"] == hashlib.sha256(Path(cluster.__file__).read_bytes()).hexdigest()[:32]
+
+
+def test_a_process_with_this_machines_modules_has_no_problem() -> None:
+    expected = source_digests(["cluster"])
+    assert module_problem(["cluster.errors"], packages=["cluster"], expected=expected) is None
+
+
+def test_a_loaded_module_whose_source_differs_is_named() -> None:
+    expected = source_digests(["cluster"])
+    expected["cluster.worker_imports"] = "0" * 32  # as if this machine had another version
+    problem = module_problem(["cluster.errors"], packages=["cluster"], expected=expected)
+    assert problem == "cluster.worker_imports: its source differs from this machine's"
+
+
+def test_a_loaded_module_this_machine_lacks_is_named() -> None:
+    expected = source_digests(["cluster"])
+    del expected["cluster.errors"]
+    problem = module_problem(["cluster.errors"], packages=["cluster"], expected=expected)
+    assert problem == "cluster.errors: a module this machine's version does not have"
+
+
+def test_a_module_that_cannot_be_imported_is_named_with_its_error() -> None:
+    problem = module_problem(["cluster.errors", "cluster.no_such_module"], packages=["cluster"], expected={})
+    assert problem is not None
+    assert problem.startswith("cluster.no_such_module: ModuleNotFoundError: No module named")
+    assert "cluster.no_such_module" not in sys.modules
+
+
+def test_modules_of_other_packages_are_not_compared() -> None:
+    # numpy is loaded here, but only the packages asked for are compared
+    assert "numpy" in sys.modules
+    expected = source_digests(["cluster"])
+    assert module_problem(["numpy"], packages=["cluster"], expected=expected) is None
