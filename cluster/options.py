@@ -74,6 +74,10 @@ class ClusterOptions:
         Start the scheduler here and run the workers in jobs of a batch system
         (``--cluster slurm``); excludes ``scheduler``, the embedded cluster's options
         and TLS.
+    workerless_timeout : float or None
+        Seconds a computation waits while the cluster has no worker before it stops
+        (``--workerless-timeout``); ``None`` for the default of
+        :attr:`workerless_timeout_s`.  For an existing cluster that scales from zero.
     """
 
     scheduler: str | None = None
@@ -87,6 +91,7 @@ class ClusterOptions:
     dashboard: bool = True
     local_directory: str | None = None
     batch: BatchOptions | None = None
+    workerless_timeout: float | None = None
 
     @property
     def memory_limit_bytes(self) -> int | None:
@@ -122,9 +127,12 @@ class ClusterOptions:
     def workerless_timeout_s(self) -> float:
         """How long a computation may find the cluster without any worker before it stops.
 
-        A batch cluster's jobs get their start timeout (a job lost and requeued must
-        start again); other clusters get :data:`WORKERLESS_TIMEOUT_S`.
+        :attr:`workerless_timeout` when given; else a batch cluster's jobs get their
+        start timeout (a job lost and requeued must start again), and other clusters
+        :data:`WORKERLESS_TIMEOUT_S`.
         """
+        if self.workerless_timeout is not None:
+            return float(self.workerless_timeout)
         if self.batch is not None:
             return float(self.batch.start_timeout_s)
         return WORKERLESS_TIMEOUT_S
@@ -154,6 +162,8 @@ class ClusterOptions:
                 check_count(count, flag=_flag(name))
         self.memory_limit_bytes  # noqa: B018 - raises on a bad value
         check_seconds(self.connect_timeout_s, flag="--connect-timeout-s")
+        if self.workerless_timeout is not None:
+            check_seconds(self.workerless_timeout, flag="--workerless-timeout")
         if self.local_directory is not None:
             if not self.local_directory.strip():
                 raise InvalidClusterOptionError(

@@ -31,6 +31,13 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
         help="embedded: threads",
     )
     group.add_argument("--memory-limit", metavar="BYTES", help="embedded: memory per worker, e.g. 4GiB")
+    group.add_argument(
+        "--workerless-timeout",
+        type=positive_float("--workerless-timeout", "1800"),
+        metavar="S",
+        help="seconds to wait while the cluster has no worker before stopping"
+        " (600; batch: --job-start-timeout)",
+    )
     group.add_argument("--tls-ca-file", metavar="PEM", help="CA certificate of a TLS scheduler")
     group.add_argument("--tls-cert", metavar="PEM", help="client certificate for a TLS scheduler")
     group.add_argument("--tls-key", metavar="PEM", help="client private key for a TLS scheduler")
@@ -97,6 +104,7 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         batch=batch,
+        workerless_timeout=args.workerless_timeout,
     )
     options.validate()
     return options

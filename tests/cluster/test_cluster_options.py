@@ -268,3 +268,20 @@ def test_a_batch_cluster_waits_for_lost_workers_as_long_as_for_its_jobs_to_start
     assert ClusterOptions(batch=batch).workerless_timeout_s == 42.0
     assert ClusterOptions().workerless_timeout_s == WORKERLESS_TIMEOUT_S
     assert ClusterOptions(scheduler="tcp://127.0.0.1:8786").workerless_timeout_s == WORKERLESS_TIMEOUT_S
+
+
+def test_the_workerless_timeout_given_applies_to_every_cluster() -> None:
+    batch = BatchOptions(system="slurm", jobs=1, job_cores=1, job_memory="1GiB", start_timeout_s=42.0)
+    assert ClusterOptions(batch=batch, workerless_timeout=7.5).workerless_timeout_s == 7.5
+    assert ClusterOptions(workerless_timeout=3).workerless_timeout_s == 3.0
+    options = ClusterOptions(scheduler="tcp://127.0.0.1:8786", workerless_timeout=1800.0)
+    options.validate()
+    assert options.workerless_timeout_s == 1800.0
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True, "600"])
+def test_a_workerless_timeout_that_is_not_positive_seconds_is_refused(value: object) -> None:
+    with pytest.raises(
+        InvalidClusterOptionError, match="--workerless-timeout must be a positive number of seconds"
+    ):
+        ClusterOptions(workerless_timeout=value).validate()  # type: ignore[arg-type]

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import zarr
 
-from pipelines.cli import main
+from cluster.options import WORKERLESS_TIMEOUT_S
+from pipelines.cli import build_parser, main
+from pipelines.cli.cluster_flags import cluster_options
 from pipelines.decompose import DEFAULT_OVERSAMPLE, DEFAULT_POWER_ITERS
 from pipelines.steps.context import JobContext
 from storage.factors import open_factors
@@ -240,6 +242,8 @@ def _make_incomplete(store: Path) -> None:
         ("good", ["--rank", "3", "--seed", "-1"], 2, ["--seed", "0 or more"]),
         ("good", ["--rank", "3", "--method", "qr"], 2, ["--method", "invalid choice"]),
         ("good", ["--rank", "3", "--memory-limit", "lots"], 2, ["--memory-limit", "not a size"]),
+        ("good", ["--rank", "3", "--workerless-timeout", "0"], 2, ["--workerless-timeout", "greater than 0"]),
+        ("good", ["--rank", "3", "--workerless-timeout", "soon"], 2, ["--workerless-timeout", "'soon'"]),
         (
             "good",
             ["--rank", "3", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"],
@@ -394,3 +398,20 @@ def test_the_default_takes_the_exact_method_for_a_short_video_and_reuses_what_an
     status, stderr = _run(capsys, "decompose", "--store", str(store), "--rank", "3", "--seed", "0", *CLUSTER)
     assert status == 0 and "reusing" not in stderr
     assert open_factors(store, "randomized-k3").attrs["method"] == "randomized"
+
+
+@pytest.mark.parametrize("command", ["decompose", "separate", "report", "run", "demo"])
+def test_every_computing_command_passes_the_workerless_timeout_to_its_cluster(command: str) -> None:
+    # the bound itself is tested on a cluster scaled to zero (tests/pipelines/test_job_context.py)
+    target = {
+        "decompose": ["--store", "s.zarr", "--rank", "2"],
+        "separate": ["--store", "s.zarr"],
+        "report": ["--store", "s.zarr"],
+        "run": ["video.mp4", "--out", "out"],
+        "demo": ["--out", "demo"],
+    }[command]
+    scheduler = ["--scheduler", "tcp://127.0.0.1:8786"]
+    args = build_parser().parse_args([command, *target, *scheduler, "--workerless-timeout", "1800"])
+    assert cluster_options(args).workerless_timeout_s == 1800.0
+    default = build_parser().parse_args([command, *target, *scheduler])
+    assert cluster_options(default).workerless_timeout_s == WORKERLESS_TIMEOUT_S

@@ -16,7 +16,6 @@ import numpy as np
 import psutil
 import pytest
 
-import cluster.options as cluster_options_module
 import cluster.progress as progress_module
 import pipelines.steps.context as context_module
 from cluster.errors import InvalidClusterOptionError, WorkersLostError
@@ -189,13 +188,15 @@ def test_fetch_returns_values_and_gather_waits_for_futures() -> None:
 def test_a_fetch_on_a_cluster_left_without_workers_ends_in_workers_lost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cluster_options_module, "WORKERLESS_TIMEOUT_S", 1.0)
     monkeypatch.setattr(progress_module, "WORKER_CHECK_S", 0.2)
     with (
         distributed.LocalCluster(
             n_workers=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
         ) as cluster,
-        JobContext(cluster=ClusterOptions(scheduler=cluster.scheduler_address), progress=False) as job,
+        JobContext(
+            cluster=ClusterOptions(scheduler=cluster.scheduler_address, workerless_timeout=1.0),
+            progress=False,
+        ) as job,
     ):
         job.client().wait_for_workers(1, timeout=30)
         cluster.scale(0)
