@@ -62,6 +62,11 @@ _KNOWN_SECTIONS: Final = (
 )
 _SEPARATION_FIGURES: Final = (
     ("activity", "Foreground share of every frame (dots: the frames below; dashed: a new source video)"),
+    (
+        "foreground_share",
+        "Where the foreground is: the share of frames each pixel is in the foreground (outlined:"
+        " pixels whose background was hardly ever seen, where the masks are unreliable)",
+    ),
     ("masks", "The busiest frames and their masks"),
 )
 _PLOTS: Final = (("spectrum", "Singular value spectrum"), ("energy", "Cumulative energy"))

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,21 @@ import numpy as np
 import numpy.typing as npt
 from distributed import Future, futures_of
 
-from pipelines.activity import activity_csv, busiest_frames, foreground_fraction
+from pipelines.activity import (
+    MOSTLY_FOREGROUND_SHARE,
+    UNSEEN_BACKGROUND_PIXELS,
+    activity_csv,
+    busiest_frames,
+    foreground_fraction,
+    mostly_foreground,
+    pixel_foreground_share,
+    unseen_background_warning,
+)
 from pipelines.background_models import FITTED_MODELS
 from pipelines.images import background_png, components_png, image_png
 from pipelines.matrix import video_columns
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
-from pipelines.plots import activity_png, energy_png, spectrum_png
+from pipelines.plots import activity_png, energy_png, foreground_share_png, spectrum_png
 from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
@@ -209,6 +219,7 @@ def report(
             segment_starts=[start for start, _ in video.segments[1:]],
             marked_frames=separation.sample_frames,
         )
+        images["foreground_share"] = foreground_share_png(separation.share, mostly=MOSTLY_FOREGROUND_SHARE)
         images["masks"] = separation.samples_png
         write_file_atomic(folder.activity_csv, activity_csv(separation.fraction, fps=video.fps))
     write_file_atomic(
@@ -227,6 +238,7 @@ _SAMPLE_MASKS = 3
 class _Separation:
     summary: dict[str, Any]
     fraction: npt.NDArray[np.float64]
+    share: npt.NDArray[np.float32]
     sample_frames: list[int]
     samples_png: bytes
     separate_s: float | None
@@ -235,15 +247,16 @@ class _Separation:
 
 @dataclass(frozen=True)
 class _Activity:
-    """A complete separation's record, its masks, and the count of them under way."""
+    """A complete separation's record, its masks, and the counts of them under way."""
 
     record: SeparationRecord
     masks: da.Array
     fraction: Future
+    share: Future
 
 
 def _start_activity(video: StoredVideo, *, client: Any) -> _Activity | None:
-    """Start the read of the stored masks (each frame's fraction of foreground) on the workers.
+    """Start the read of the stored masks on the workers: each frame's and each pixel's share of foreground.
 
     None when the store holds no complete separation of this video.  The count runs
     while the caller does other work; :func:`_separation` collects it.
@@ -252,9 +265,11 @@ def _start_activity(video: StoredVideo, *, client: Any) -> _Activity | None:
     if record is None or not record.complete or record.video_fingerprint != video.fingerprint:
         return None
     stored_masks = open_derived(video.location, MASKS_ARRAY).data
-    return _Activity(
-        record=record, masks=stored_masks, fraction=client.compute(foreground_fraction(stored_masks))
+    # one graph: each chunk of masks is read once for both
+    fraction, share = client.compute(
+        [foreground_fraction(stored_masks), pixel_foreground_share(stored_masks)]
     )
+    return _Activity(record=record, masks=stored_masks, fraction=fraction, share=share)
 
 
 def _separation(
@@ -268,8 +283,10 @@ def _separation(
     separation.
     """
     record, stored_masks = activity.record, activity.masks
-    (fraction_values,) = job.gather([activity.fraction])
+    fraction_values, share_values = job.gather([activity.fraction, activity.share])
     fraction = np.asarray(fraction_values, dtype=np.float64)
+    share = np.asarray(share_values, dtype=np.float32)
+    unseen = mostly_foreground(share)
     frames = busiest_frames(fraction, count=_SAMPLE_MASKS)
     panels = []
     if frames:
@@ -287,15 +304,20 @@ def _separation(
         "cleanup": record.cleanup,
         "mean_foreground_fraction": float(fraction.mean()) if fraction.size else 0.0,
         "frames_with_foreground": int(np.count_nonzero(fraction)),
+        "mostly_foreground_pixels": unseen,
         "busiest_frames": [
             {"frame": f, "time_s": round(f / video.fps, 3), "foreground_fraction": float(fraction[f])}
             for f in frames
         ],
         "timeline_csv": folder.activity_csv.name,
     }
+    if unseen > UNSEEN_BACKGROUND_PIXELS:
+        summary["warning"] = unseen_background_warning(unseen)
+        warnings.warn(summary["warning"], RuntimeWarning, stacklevel=2)
     return _Separation(
         summary=summary,
         fraction=fraction,
+        share=share,
         sample_frames=frames,
         samples_png=image_png(samples),
         separate_s=shown.get("separate_s"),

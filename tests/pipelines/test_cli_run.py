@@ -28,6 +28,7 @@ from storage.derived import open_derived
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+from storage.video_encoder import write_video
 from tests.cli_process import CliProcess, message_lines
 from tests.external_cluster import ExternalCluster
 from tests.helpers import assert_one_line_error, run_cli, tree_digest
@@ -116,6 +117,10 @@ def test_run_writes_the_store_report_and_videos(
     stored_masks = masks.data.compute()
     fraction = (stored_masks > 0).mean(axis=(1, 2))
     assert separation["mean_foreground_fraction"] == pytest.approx(fraction.mean())
+    share = (stored_masks > 0).mean(axis=0)
+    assert separation["mostly_foreground_pixels"] == pytest.approx(float(np.mean(share > 0.9)))
+    assert "warning" not in separation  # walkers pass: the ground is seen everywhere
+    assert "Where the foreground is" in (out / "report.html").read_text()
     busiest = [row["frame"] for row in separation["busiest_frames"]]
     assert busiest and max(fraction[busiest]) == fraction.max()
     timeline = (out / "activity.csv").read_text().splitlines()
@@ -554,3 +559,42 @@ def test_real_720p_store_holds_no_foreground_and_two_fifths_of_what_it_did(
     on_disk = sum(p.stat().st_size for p in (tmp_path / "out" / "store.zarr").rglob("*") if p.is_file())
     assert 0.99 * on_disk <= sum(arrays.values()) <= on_disk
     assert on_disk <= 393_000_000 * 2 / 5
+
+
+_VISITOR_GREYS = (0, 10, 20, 30, 40, 50, 128, 205, 215, 225, 235, 245, 255)
+"""The greys a square shows in turn: its median, 128, is far from every other grey."""
+
+
+def _never_still_region_frames(hold: int = 4, height: int = 48, width: int = 64) -> np.ndarray:
+    """A still textured scene with a 16 x 16 square that shows :data:`_VISITOR_GREYS` in turn.
+
+    Each grey is held for ``hold`` frames, like visitors who stand in one place one
+    after the other: the square's frames change rarely (its median frame-to-frame
+    change is 0, so its threshold is not raised), and its median, the middle grey, is
+    seen in ``hold`` frames only.  The plate differs from every other frame there by
+    78 grey levels or more: the square is foreground in 12 of 13 frames.
+    """
+    rng = np.random.default_rng(3)
+    n_frames = len(_VISITOR_GREYS) * hold
+    frames = np.repeat(rng.integers(40, 160, size=(height, width), dtype=np.uint8)[None], n_frames, axis=0)
+    for t in range(n_frames):
+        frames[t, 8:24, 8:24] = _VISITOR_GREYS[t // hold]
+    return frames
+
+
+def test_a_run_warns_where_the_background_was_hardly_ever_seen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = tmp_path / "ramp.mkv"
+    write_video(video, _never_still_region_frames(), fps=10.0, codec="ffv1")
+    status, _, err = run_cli(
+        capsys, "run", str(video), "--out", str(tmp_path / "job"), "--no-videos", *CLUSTER
+    )
+    assert status == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("vidsvd: warning:")]
+    assert len(warnings) == 1, err  # one line, from the report
+    assert "of the pixels are foreground in over 90 % of the frames" in warnings[0]
+    separation = json.loads((tmp_path / "job" / "report.json").read_text())["separation"]
+    # the square is 256 of 3,072 pixels; the clean-up may trim its corners
+    assert 0.07 <= separation["mostly_foreground_pixels"] <= 0.09
+    assert separation["warning"] == warnings[0].removeprefix("vidsvd: warning: ")
