@@ -160,7 +160,8 @@ def foreground_share_png(share: npt.ArrayLike, *, mostly: float) -> bytes:
 
 _MAP_WIDTH: Final = 480
 """Maps wider than this many pixels are averaged over square blocks before drawing: the
-figure shows them at about this width (a 720p map drew in 0.2 s, a third of it here)."""
+figure shows them at about this width, and drawing the full map costs time and PNG bytes
+in proportion to its pixels for nothing a reader can see."""
 
 
 def _block_mean(values: npt.NDArray[Any], width: int) -> npt.NDArray[np.float32]:
