@@ -67,34 +67,25 @@ def foreground_fraction(masks: da.Array) -> da.Array:
     One read of the masks; each task holds one chunk of them.  The result holds 8
     bytes per frame.
     """
-    if masks.ndim != 3:
-        raise InvalidParameterError(f"masks must be (frame, y, x), got shape {masks.shape}")
-    return (masks > 0).mean(axis=(1, 2), dtype=np.float64)
+    return _foreground(masks).mean(axis=(1, 2), dtype=np.float64)
 
 
 def pixel_foreground_share(masks: da.Array) -> da.Array:
-    """The share of frames in which each pixel is foreground, lazily.
+    """The share of frames in which each pixel of ``masks`` (as :func:`foreground_fraction`'s) is foreground.
 
-    Parameters
-    ----------
-    masks : dask.array.Array
-        (frame, y, x) masks, nonzero where a pixel is foreground.
-
-    Returns
-    -------
-    dask.array.Array
-        (y, x) float32 in [0, 1].
-
-    Notes
-    -----
-    One read of the masks (shared with :func:`foreground_fraction` when both are
-    computed together); each task holds one chunk and a (y, x) uint32 count, and the
-    counts are summed in a tree.
+    Lazy; (y, x) float32 in [0, 1].  One read of the masks, shared with
+    :func:`foreground_fraction` when both are computed together; each task holds one
+    chunk and a (y, x) uint32 count, and the counts are summed in a tree.
     """
+    counts = _foreground(masks).sum(axis=0, dtype=np.uint32)
+    return (counts / max(int(masks.shape[0]), 1)).astype(np.float32)
+
+
+def _foreground(masks: da.Array) -> da.Array:
+    """(frame, y, x) masks -> booleans, True where foreground; a one-line error for another shape."""
     if masks.ndim != 3:
         raise InvalidParameterError(f"masks must be (frame, y, x), got shape {masks.shape}")
-    counts = (masks > 0).sum(axis=0, dtype=np.uint32)
-    return (counts / max(int(masks.shape[0]), 1)).astype(np.float32)
+    return masks > 0
 
 
 def mostly_foreground(share: npt.ArrayLike) -> float:
