@@ -344,7 +344,9 @@ def _lift_group(
     """The group's share of U = M V diag(1/s): M_group V_group diag(1/s), (P, k) float64.
 
     In float64, a tile of pixels at a time (float32 would leave U orthonormal only to
-    about 1e-7 s_1 / s_i).
+    about 1e-7 s_1 / s_i).  Each tile is one (k, n) x (n, tile) product, written into
+    U's rows transposed: BLAS runs that shape faster than the (tile, n) x (n, k) one for
+    a handful of components, with the same values (README, ``--method exact``).
     """
     singular = solved[-1]
     scale = np.divide(1.0, singular, out=np.zeros_like(singular), where=singular > 0)
@@ -355,6 +357,8 @@ def _lift_group(
     out = np.empty((n_pixels, solved.shape[1]), dtype=np.float64)
     tile = _PRODUCTS_PER_TILE * EXACT_PIXELS
     buffer = np.empty((n_group, tile), dtype=np.float64)
+    product = np.empty((solved.shape[1], tile), dtype=np.float64)
+    weights_t = np.ascontiguousarray(weights.T)
     for start in range(0, n_pixels, tile):
         stop = min(start + tile, n_pixels)
         stacked = buffer[:, : stop - start]
@@ -362,7 +366,8 @@ def _lift_group(
         for values in rows:
             np.copyto(stacked[first : first + values.shape[0]], values[:, start:stop], casting="unsafe")
             first += values.shape[0]
-        np.matmul(stacked.T, weights, out=out[start:stop])
+        np.matmul(weights_t, stacked, out=product[:, : stop - start])
+        out[start:stop] = product[:, : stop - start].T
     return out
 
 
