@@ -346,7 +346,7 @@ def _lift_group(
     In float64, a tile of pixels at a time (float32 would leave U orthonormal only to
     about 1e-7 s_1 / s_i).  Each tile is one (k, n) x (n, tile) product, written into
     U's rows transposed: BLAS runs that shape faster than the (tile, n) x (n, k) one for
-    a handful of components, with the same values (README, ``--method exact``).
+    a handful of components, the values equal to float64 rounding (README, ``--method exact``).
     """
     singular = solved[-1]
     scale = np.divide(1.0, singular, out=np.zeros_like(singular), where=singular > 0)
