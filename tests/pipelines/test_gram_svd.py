@@ -103,6 +103,21 @@ def test_a_white_video_has_one_exact_component_and_zeros() -> None:
     np.testing.assert_allclose(u[:, 0], 1 / np.sqrt(64 * 80), rtol=1e-6)
 
 
+def test_black_and_white_pixels_whose_products_come_near_two_to_the_24_are_exact() -> None:
+    # each product of 255s over EXACT_PIXELS pixels sums to nearly 2^24: a product over
+    # more pixels would round, and the trace of G would not be the integer it is
+    rng = np.random.default_rng(7)
+    extremes = np.where(rng.random((16, 48, 96)) < 0.5, 0, 255).astype(np.uint8)  # 4,608 pixels
+    _, energies = gram_exact_svd(
+        da.from_array(extremes, chunks=(5, 48, 96)), SvdParameters(method="exact", rank=3), frames_per_task=8
+    )
+    matrix = extremes.reshape(16, -1).T.astype(np.int64)
+    values = np.asarray(energies.compute())
+    assert values[0] == float(np.sum(matrix * matrix))  # the trace of G, an integer, exactly
+    reference = np.linalg.svd(matrix.astype(np.float64), compute_uv=False)[:3]
+    np.testing.assert_allclose(np.sqrt(values[1:]), reference, rtol=1e-12)
+
+
 def test_colour_frames_are_columns_of_all_their_values() -> None:
     rng = np.random.default_rng(2)
     frames = rng.integers(0, 256, (30, 9, 11, 3), dtype=np.uint8)
