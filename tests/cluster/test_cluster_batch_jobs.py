@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dask.array as da
 import dask.config
+import numpy as np
 import pytest
 
 from cluster.batch_options import SYSTEMS, BatchOptions
@@ -33,8 +34,11 @@ from cluster.client import connect, describe
 from cluster.errors import BatchSubmitError, NoWorkersError
 from cluster.jobqueue import load_jobqueue
 from cluster.options import ClusterOptions
+from pipelines.cli import main
 from storage.factor_lookup import list_factors
 from storage.factors import open_factors
+from storage.video_encoder import write_video
+from tests.cli_process import CliProcess, message_lines
 from tests.fake_batch import FakeBatch, install
 from tests.helpers import assert_one_line_error, run_cli
 
@@ -309,3 +313,44 @@ def test_ctrl_c_while_jobs_wait_in_the_queue_cancels_them(
     assert err.strip().splitlines()[-1] == "vidsvd: interrupted; complete outputs are intact, rerun to finish"
     assert "Traceback" not in err
     assert all(job.cancelled for job in fake_slurm.jobs())
+
+
+@pytest.mark.slow
+def test_a_batch_job_killed_mid_decompose_ends_the_command_in_one_line(
+    fake_slurm: FakeBatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the job's worker is killed while the SVD's passes run: no worker comes back, and
+    # after --workerless-timeout the command says so, cancels its job, writes nothing
+    frames = np.random.default_rng(5).integers(0, 256, size=(400, 120, 160), dtype=np.uint8)
+    write_video(tmp_path / "long.mkv", frames, fps=10.0, codec="ffv1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["ingest", "long.mkv", "--store", "long.zarr", "--quiet"]) == 0
+    argv = [
+        "decompose", "--store", str(tmp_path / "long.zarr"), "--rank", "3",
+        "--method", "randomized", "--power-iters", "40", "--iteration", "qr",
+        "--cluster", "slurm", "--jobs", "1", "--job-cores", "1", "--job-memory", "2GiB",
+        "--interface", "lo", "--job-start-timeout", str(WORKER_START_S),
+        "--workerless-timeout", "3",
+    ]  # fmt: skip
+    command = CliProcess(argv)
+    try:
+        command.wait_until(
+            lambda: command.progress("decompose (randomized)") is not None,
+            timeout_s=WORKER_START_S,
+            what="the SVD's tasks",
+        )
+        (job,) = fake_slurm.jobs()
+        assert job.session is not None
+        os.killpg(job.session, signal.SIGKILL)  # the batch system killed the job
+        killed = time.monotonic()
+        assert command.wait(timeout_s=120) == 1
+    finally:
+        command.kill()
+    assert time.monotonic() - killed < 60
+    assert_one_line_error(
+        "\n".join(message_lines(command.stderr)[-1:]),
+        "every dask worker left the scheduler",
+        "none came back within 3 s",
+    )
+    assert list_factors(tmp_path / "long.zarr") == []
+    _assert_released(fake_slurm, 1)
