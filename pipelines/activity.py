@@ -99,8 +99,13 @@ def mostly_foreground(share: npt.ArrayLike) -> float:
     return float(np.count_nonzero(values > MOSTLY_FOREGROUND_SHARE)) / values.size
 
 
-def unseen_background_warning(unseen: float) -> str:
-    """The one-line warning for a separation whose mostly-foreground pixels are ``unseen`` of the frame."""
+def unseen_background_warning(unseen: float) -> str | None:
+    """The one-line warning for a separation whose mostly-foreground pixels are ``unseen`` of the frame.
+
+    None when they are at most :data:`UNSEEN_BACKGROUND_PIXELS`: nothing to warn of.
+    """
+    if unseen <= UNSEEN_BACKGROUND_PIXELS:
+        return None
     return (
         f"{100 * unseen:.1f} % of the pixels are foreground in over {100 * MOSTLY_FOREGROUND_SHARE:.0f} %"
         " of the frames: the background there was hardly ever seen (something stood or moved there"

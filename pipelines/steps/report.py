@@ -19,7 +19,6 @@ from distributed import Future, futures_of
 
 from pipelines.activity import (
     MOSTLY_FOREGROUND_SHARE,
-    UNSEEN_BACKGROUND_PIXELS,
     activity_csv,
     busiest_frames,
     foreground_fraction,
@@ -311,9 +310,10 @@ def _separation(
         ],
         "timeline_csv": folder.activity_csv.name,
     }
-    if unseen > UNSEEN_BACKGROUND_PIXELS:
-        summary["warning"] = unseen_background_warning(unseen)
-        warnings.warn(summary["warning"], RuntimeWarning, stacklevel=2)
+    warning = unseen_background_warning(unseen)
+    if warning is not None:
+        summary["warning"] = warning
+        warnings.warn(warning, RuntimeWarning, stacklevel=2)
     return _Separation(
         summary=summary,
         fraction=fraction,

@@ -43,7 +43,7 @@ from pipelines.separate import (
 )
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
-from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
+from pipelines.steps.factor_choice import choose_factors, refuse_non_finite
 from storage.derived import SeparationRecord, open_derived, prepare_derived, remove_derived, write_file_atomic
 from storage.errors import InvalidParameterError
 from storage.factors import StoredFactors
@@ -173,7 +173,10 @@ def separate(
         frames = job.frames_to_read(video)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
-        refuse_non_finite(chosen.name, job.fetch(*finite_flags(u, s, vt)))  # the persisted ones
+        # the background's factors (P x k) here, checked before any use: the foreground is
+        # computed again, in this process, as the encoders stream it
+        background_factors = [np.asarray(a, dtype=np.float32) for a in job.fetch(u, s, vt)]
+        refuse_non_finite(chosen.name, [bool(np.isfinite(a).all()) for a in background_factors])
         threshold_rule = "given"
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
@@ -236,9 +239,6 @@ def separate(
         write.finish()
         images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)
         outputs = write_backgrounds(folder, [np.asarray(i) for i in job.fetch(*images)])
-        # the background's factors (P x k) here: the foreground is computed again, in
-        # this process, as the encoders stream it
-        background_factors = [np.asarray(a, dtype=np.float32) for a in job.fetch(u, s, vt)]
     arrays_s = time.perf_counter() - started
     if make_videos:
         # the frames held in the workers' memory while the caller's context is open (a

@@ -89,7 +89,9 @@ def test_mostly_foreground_is_strictly_over_the_share_and_zero_for_no_pixels() -
 
 
 def test_the_warning_gives_the_share_of_pixels_in_percent() -> None:
+    assert unseen_background_warning(0.01) is None  # at most 1 % of the pixels: no warning
     message = unseen_background_warning(0.0155)
+    assert message is not None
     assert message.startswith("1.6 % of the pixels are foreground in over 90 % of the frames")
     assert "\n" not in message and "unreliable" in message
 
