@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import dask.array as da
 import numpy as np
@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipelines.metrics import cumulative_energy
+from pipelines.render import shrink
 from storage.errors import InvalidParameterError
 
 __all__ = ["activity_png", "energy_png", "foreground_share_png", "spectrum_png"]
@@ -146,10 +147,13 @@ def foreground_share_png(share: npt.ArrayLike, *, mostly: float) -> bytes:
     values = np.asarray(share, dtype=np.float32)
     if values.ndim != 2 or values.size == 0:
         raise InvalidParameterError(f"share must be a non-empty (y, x) map, got shape {values.shape}")
-    outlined = _block_mean(values > mostly, _MAP_WIDTH) > 0.5
-    values = _block_mean(values, _MAP_WIDTH)
+    # as grey levels of 255ths, shrunk to about the width shown (a display: the rounding is invisible)
+    levels = _shrunk(np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8))
+    outlined = _shrunk(np.where(values > mostly, np.uint8(255), np.uint8(0))) > 127
     figure, axes = _figure()
-    image = axes.imshow(100 * values, cmap="magma", vmin=0, vmax=100, interpolation="nearest")
+    image = axes.imshow(
+        levels * np.float32(100 / 255), cmap="magma", vmin=0, vmax=100, interpolation="nearest"
+    )
     if np.any(outlined) and min(outlined.shape) >= 2:  # a contour needs two rows and two columns
         axes.contour(outlined, levels=[0.5], colors="cyan", linewidths=0.8)
     figure.colorbar(image, ax=axes, label="frames in the foreground (%)")
@@ -164,20 +168,17 @@ figure shows them at about this width, and drawing the full map costs time and P
 in proportion to its pixels for nothing a reader can see."""
 
 
-def _block_mean(values: npt.NDArray[Any], width: int) -> npt.NDArray[np.float32]:
-    """(y, x) -> the means of f x f blocks, f the least integer that makes x at most ``width``.
+def _shrunk(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """(y, x) -> the means of its f x f blocks, at most :data:`_MAP_WIDTH` wide.
 
-    Rows and columns beyond a whole block are dropped (fewer than f of each).
+    f is the least integer that makes it so (:func:`pipelines.render.shrink`); the image
+    is returned as it is when f is 1 or larger than its height.
     """
-    factor = max(1, -(-values.shape[1] // width))
-    height, wide = (values.shape[0] // factor) * factor, (values.shape[1] // factor) * factor
-    if factor == 1 or height == 0:
-        return np.asarray(values, dtype=np.float32)
-    blocks = np.asarray(values[:height, :wide], dtype=np.float32)
-    means: npt.NDArray[np.float32] = blocks.reshape(height // factor, factor, wide // factor, factor).mean(
-        axis=(1, 3)
-    )
-    return means
+    factor = max(1, -(-image.shape[1] // _MAP_WIDTH))
+    if factor == 1 or image.shape[0] < factor:
+        return image
+    shrunk: npt.NDArray[np.uint8] = shrink(image[np.newaxis], factor)[0]
+    return shrunk
 
 
 def _figure() -> tuple[Figure, Axes]:
