@@ -10,20 +10,22 @@ the largest is reported:
   slowed by its sampler);
 - the largest per-process high-water mark the kernel reported in any sample
   (``VmHWM``, Linux), which catches a process's peak between two samples;
-- the high-water mark of the largest process of the tree that ``wait4`` returns when
-  the command is reaped.  The kernel counts in it the memory of the parent at the
-  moment it started the command (the child shares or copies it until ``exec``), so it
-  is used only when it exceeds the whole peak of this process: then it can only be
-  the command's own.
+- the high-water mark of the command that ``wait4`` returns when it is reaped.  The
+  kernel counts in a process's high-water mark the memory of its parent at the
+  moment it started it (the child shares or copies it until ``exec``), so the
+  command is started by a small launcher (:data:`_LAUNCHER`, the standard library
+  only) which reaps it and reports that figure: the caller's size, however large,
+  never reaches it, and the launcher's own few megabytes are its floor.  The
+  launcher itself is not counted in the tree.
 
-The wall time ends when the command does (a pidfd wakes the sampler on Linux), not
-at the next sample.
+The wall time is the launcher's, from just before it starts the command to its
+reaping: it excludes the launcher's own start and ends when the command does, not at
+the next sample.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import select
 import subprocess
 import sys
@@ -51,6 +53,27 @@ _MAX_RSS_BYTES_PER_UNIT: Final = 1 if sys.platform == "darwin" else 1024
 """``ru_maxrss`` is in bytes on macOS and in KiB on Linux."""
 
 
+_LAUNCHER: Final = """
+import os, signal, subprocess, sys, time
+report = int(sys.argv[1])
+started = time.monotonic()
+try:
+    command = subprocess.Popen(sys.argv[2:])
+except OSError as error:
+    sys.exit(f"cannot start {sys.argv[2]}: {error}")
+for number in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(number, lambda received, _: command.send_signal(received))
+_, status, usage = os.wait4(command.pid, 0)
+os.write(report, f"{usage.ru_maxrss} {time.monotonic() - started!r}".encode())
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+"""Starts the command, passes on SIGINT and SIGTERM, reaps it and writes its
+``ru_maxrss`` and its wall seconds (from just before its start to its reaping, so
+without the launcher's own start) to the descriptor named by its first argument;
+exits with the command's status (128 + the signal's number when a signal ended it)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Reaped:
     exit_code: int
@@ -71,35 +94,51 @@ def run_with_peak_rss(
         The command exited with a non-zero status; the message holds its stderr.
     """
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as stderr_file:
-        process = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=stderr_file)
-        try:
-            reaped = _sample_until_reaped(process.pid, longest_interval_s=interval_s)
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        elapsed = time.perf_counter() - started
-        process.returncode = reaped.exit_code  # reaped here, not by Popen.wait
-        if reaped.exit_code != 0:
-            stderr_file.seek(0)
-            stderr = stderr_file.read().decode(errors="replace")
-            raise RuntimeError(f"{' '.join(argv)} failed: {stderr.strip()}")
-    return elapsed, reaped.peak_bytes
+    report_read, report_write = os.pipe()
+    try:
+        with tempfile.TemporaryFile() as stderr_file:
+            launcher = subprocess.Popen(
+                [sys.executable, "-I", "-c", _LAUNCHER, str(report_write), *argv],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr_file,
+                pass_fds=(report_write,),
+            )
+            os.close(report_write)
+            report_write = -1
+            try:
+                reaped = _sample_until_reaped(launcher.pid, longest_interval_s=interval_s)
+            except BaseException:
+                _kill_tree(launcher)
+                raise
+            launcher_elapsed = time.perf_counter() - started
+            launcher.returncode = reaped.exit_code  # reaped here, not by Popen.wait
+            if reaped.exit_code != 0:
+                stderr_file.seek(0)
+                stderr = stderr_file.read().decode(errors="replace")
+                reason = stderr.strip() or f"exit status {reaped.exit_code}"
+                raise RuntimeError(f"{' '.join(argv)} failed: {reason}")
+            command_peak, command_elapsed = _reported(report_read)
+    finally:
+        os.close(report_read)
+        if report_write >= 0:
+            os.close(report_write)
+    elapsed = launcher_elapsed if command_elapsed is None else command_elapsed
+    return elapsed, max(reaped.peak_bytes, command_peak)
 
 
 def _sample_until_reaped(pid: int, *, longest_interval_s: float) -> _Reaped:
-    root = psutil.Process(pid)
+    """Sample the tree under the launcher ``pid`` (not the launcher) until it is reaped."""
+    launcher = psutil.Process(pid)
     exit_signal = _exit_signal(pid)
     summed_peak = 0
     process_peak = 0
     interval_s = min(FIRST_SAMPLE_INTERVAL_S, longest_interval_s)
     try:
         while True:
-            reaped_pid, status, usage = os.wait4(pid, os.WNOHANG)
+            reaped_pid, status, _ = os.wait4(pid, os.WNOHANG)
             if reaped_pid == pid:
                 break
-            summed, largest = _sample_tree(root)
+            summed, largest = _sample_tree(launcher)
             summed_peak = max(summed_peak, summed)
             process_peak = max(process_peak, largest)
             if exit_signal is None:
@@ -110,18 +149,41 @@ def _sample_until_reaped(pid: int, *, longest_interval_s: float) -> _Reaped:
     finally:
         if exit_signal is not None:
             os.close(exit_signal)
-    reaped_peak = usage.ru_maxrss * _MAX_RSS_BYTES_PER_UNIT
-    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAX_RSS_BYTES_PER_UNIT
-    if reaped_peak > own_peak:
-        process_peak = max(process_peak, reaped_peak)
     return _Reaped(exit_code=os.waitstatus_to_exitcode(status), peak_bytes=max(summed_peak, process_peak))
 
 
-def _sample_tree(root: psutil.Process) -> tuple[int, int]:
-    """(Summed RSS of the tree, largest per-process high-water mark) now, in bytes."""
+def _reported(report_read: int) -> tuple[int, float | None]:
+    """(``ru_maxrss`` in bytes, wall seconds) of the command as the launcher wrote them.
+
+    (0, None) when the launcher wrote nothing readable.
+    """
+    try:
+        max_rss, seconds = os.read(report_read, 128).split()
+        return int(max_rss) * _MAX_RSS_BYTES_PER_UNIT, float(seconds)
+    except ValueError:
+        return 0, None
+
+
+def _kill_tree(launcher: subprocess.Popen[bytes]) -> None:
+    """Kill the command, its children and the launcher; reap the launcher."""
+    try:
+        tree = psutil.Process(launcher.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
+    for process in tree:
+        try:
+            process.kill()
+        except psutil.Error:
+            continue
+    launcher.kill()
+    launcher.wait()
+
+
+def _sample_tree(launcher: psutil.Process) -> tuple[int, int]:
+    """(Summed RSS of the tree under the launcher, largest per-process high-water mark) now, in bytes."""
     summed, largest = 0, 0
     try:
-        tree = [root, *root.children(recursive=True)]
+        tree = launcher.children(recursive=True)
     except psutil.Error:
         return 0, 0
     for process in tree:

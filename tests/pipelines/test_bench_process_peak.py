@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from pipelines.bench.process_peak import run_with_peak_rss
@@ -17,6 +21,15 @@ def test_a_command_shorter_than_a_sample_still_has_its_peak() -> None:
     elapsed, peak = run_with_peak_rss([sys.executable, "-c", "held = b'1' * 300_000_000"], interval_s=30.0)
     assert peak >= 300_000_000
     assert elapsed < 10.0  # the wait ends with the command, not at the next sample
+
+
+def test_a_large_caller_does_not_hide_the_peak_of_a_short_command() -> None:
+    # The kernel gives a child the high-water mark of its parent at its start; a caller
+    # larger than the command must neither hide the command's peak nor lend it its own.
+    ballast = b"1" * 500_000_000
+    for _ in range(3):
+        _, peak = run_with_peak_rss([sys.executable, "-c", "held = b'1' * 300_000_000"], interval_s=30.0)
+        assert 300_000_000 <= peak < len(ballast)
 
 
 def test_a_short_lived_peak_between_samples_is_seen() -> None:
@@ -48,3 +61,49 @@ def test_a_failing_command_raises_with_its_error_output() -> None:
     talkative = "import sys\nsys.stderr.write('x' * 1_000_000)\nsys.exit('the reason')"
     with pytest.raises(RuntimeError, match="the reason"):
         run_with_peak_rss([sys.executable, "-c", talkative])
+
+
+def test_a_command_ended_by_a_signal_is_a_failure() -> None:
+    suicide = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    with pytest.raises(RuntimeError, match=f"exit status {128 + signal.SIGTERM}"):
+        run_with_peak_rss([sys.executable, "-c", suicide])
+
+
+def test_a_command_that_cannot_start_is_a_failure() -> None:
+    with pytest.raises(RuntimeError, match="cannot start"):
+        run_with_peak_rss(["vidsvd-no-such-command"])
+
+
+def test_an_interrupted_measurement_kills_the_command_and_its_children(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(60)"
+    )
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_with_peak_rss([sys.executable, "-c", script])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) == 2
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in started)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
