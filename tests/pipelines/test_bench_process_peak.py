@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,21 +81,20 @@ def test_an_interrupted_measurement_kills_the_command_and_its_children(tmp_path:
     script = (
         "import os, subprocess, sys, time\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        f"open({str(pids)!r} + '.part', 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        f"os.replace({str(pids)!r} + '.part', {str(pids)!r})\n"
         "time.sleep(60)"
     )
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
+    def press_ctrl_c_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while not pids.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()
 
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 2.0)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_with_peak_rss([sys.executable, "-c", script])
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    threading.Thread(target=press_ctrl_c_once_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_with_peak_rss([sys.executable, "-c", script])
     started = [int(pid) for pid in pids.read_text().split()]
     assert len(started) == 2
     deadline = time.monotonic() + 5
