@@ -65,6 +65,7 @@ __all__ = [
     "DARK_RANGE",
     "MAX_CAMOUFLAGE",
     "MAX_SHADOW",
+    "MAX_SWEEP",
     "MIN_CONTRAST",
     "SHADOW_TRUTH",
     "SceneSpec",
@@ -72,6 +73,7 @@ __all__ = [
     "illumination_gain",
     "render_background",
     "render_scene",
+    "sweeping_shade",
     "write_scene",
 ]
 
@@ -82,6 +84,7 @@ MIN_CONTRAST: Final = min(BACKGROUND_RANGE[0] - DARK_RANGE[1], BRIGHT_RANGE[0] -
 MAX_DRIFT: Final = 0.5
 MAX_SHADOW: Final = 0.8
 MAX_CAMOUFLAGE: Final = 0.8
+MAX_SWEEP: Final = 0.8
 SHADOW_TRUTH: Final = 50
 """Truth value of a pixel in an object's cast shadow, not under an object (CDnet's hard shadow)."""
 MAX_SWAYING: Final = 0.5
@@ -150,6 +153,14 @@ class SceneSpec:
         soft edge) that dims the background it falls on to ``1 - shadow_strength``
         of its light (a sunny day: 0.4-0.6).  Truth marks it :data:`SHADOW_TRUTH`,
         which CDnet scores as background; 0 casts no shadows.
+    shade_sweep : float
+        In [0, 0.8): the shade of a building sweeps once across the view over the
+        clip, as the sun moves over hours: left of a soft vertical edge that travels
+        from beyond the left border to beyond the right one, the light (on the ground
+        and on the objects) is ``1 - shade_sweep`` of what it is right of it.  Each
+        pixel is in the shade for part of the clip, so no single plate (and no gain
+        shared by the whole frame) fits every frame; the truth marks the shade as
+        background.
     seed : int
         Seed of every random choice, >= 0.
     """
@@ -168,6 +179,7 @@ class SceneSpec:
     swaying_fraction: float = 0.0
     camouflage: float = 0.0
     shadow_strength: float = 0.0
+    shade_sweep: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -210,6 +222,8 @@ class SceneSpec:
             raise InvalidParameterError(
                 f"shadow_strength must be in [0, {MAX_SHADOW}), got {self.shadow_strength!r}"
             )
+        if not _is_finite(self.shade_sweep) or not 0 <= self.shade_sweep < MAX_SWEEP:
+            raise InvalidParameterError(f"shade_sweep must be in [0, {MAX_SWEEP}), got {self.shade_sweep!r}")
         if not is_int(self.seed) or self.seed < 0:
             raise InvalidParameterError(f"seed must be an integer >= 0, got {self.seed!r}")
 
@@ -297,6 +311,8 @@ class _Scene:
         gain = illumination_gain(spec, t)
         if gain != 1.0:
             image *= np.float32(gain)
+        if spec.shade_sweep > 0:
+            image *= sweeping_shade(spec, t)
         if spec.noise_sigma > 0:
             noise_rng = np.random.default_rng([spec.seed, _NOISE_STREAM, t])
             if self.noise_map is None:
@@ -315,6 +331,21 @@ def illumination_gain(spec: SceneSpec, frame: int) -> float:
     if spec.illumination_drift == 0:
         return 1.0
     return 1.0 + spec.illumination_drift * math.sin(2 * math.pi * frame / spec.n_frames)
+
+
+def sweeping_shade(spec: SceneSpec, frame: int) -> npt.NDArray[np.float32]:
+    """Return the light of :attr:`SceneSpec.shade_sweep` at a frame, shape (x,).
+
+    1 right of the edge, ``1 - shade_sweep`` left of it, with a linear ramp of a
+    sixteenth of the width between; the edge moves at a constant speed from a quarter
+    of the width beyond the left border (frame 0) to as far beyond the right one.
+    """
+    columns = np.arange(spec.width, dtype=np.float32)
+    edge = spec.width * (-0.25 + 1.5 * frame / max(spec.n_frames - 1, 1))
+    ramp = max(spec.width / 16, 1.0)
+    inside = np.clip((edge - columns) / ramp + 0.5, 0.0, 1.0)  # 1 in the shade
+    light: npt.NDArray[np.float32] = (1.0 - np.float32(spec.shade_sweep) * inside).astype(np.float32)
+    return light
 
 
 def render_scene(
