@@ -83,6 +83,7 @@ _PYTHON_WORDS = {
     "--masks-video": "masks_video=True",
     "--no-videos": "make_videos=False",
     "--quiet": "progress=False",
+    "--plate-window": "plate_window_s",
 }
 """Flags whose Python spelling is not just the parameter's name."""
 

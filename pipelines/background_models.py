@@ -32,11 +32,14 @@ ignores anything present in fewer than half of the frames.
 
 Both are rank-1 backgrounds ``b g^T`` and are returned as SVD-style factors U (P, 1),
 s (1,), Vt (1, T) (``U = b/|b|``, ``s = |b| |g|``, ``Vt = g/|g|``), so separate, report
-and apply use them as they use the SVD's.
+and apply use them as they use the SVD's.  Each is fitted on its own to every window
+of :func:`plate_windows` (each source video, and within a long one each stretch of
+at most :data:`PLATE_WINDOW_S` seconds): one component per window.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
@@ -53,8 +56,12 @@ __all__ = [
     "DEFAULT_MODEL",
     "FITTED_MODELS",
     "GAIN_SAMPLE_FRAMES",
+    "MIN_WINDOW_FRAMES",
+    "PLATE_WINDOW_S",
     "RankOneBackground",
+    "checked_plate_window",
     "chosen_model",
+    "plate_windows",
     "rank_one_factors",
     "sample_plate",
     "segment_factors",
@@ -101,6 +108,72 @@ out (measured: the same F to 0.001 with 0, 1 or 2 more rounds of refinement).  M
 that many frames of uint8 in one task (59 MB at 1280x720)."""
 _PLATE_BANDS: Final = 8
 """Bands of image rows :func:`sample_plate` sorts in separate tasks (threads work in parallel)."""
+
+
+PLATE_WINDOW_S: Final = 600.0
+"""Longest stretch of a video, in seconds, that one plate serves (10 minutes).
+
+Over hours the light is not one plate times a gain: the sun moves the shade of
+buildings across the ground, lamps light one part of the view at dusk.  A plate per
+window follows that.  The window must be long against the stops a median sees
+through (anything present for less than half of it stays out of the plate: a car at a
+red light, a person who waits, for up to 5 minutes) and short against the sun's
+motion (2.5 degrees in 10 minutes: the edge of a building's shade moves a few
+pixels).  Clips of up to 10 minutes, and so every clip the masks were measured on,
+get one plate, as before."""
+
+MIN_WINDOW_FRAMES: Final = GAIN_SAMPLE_FRAMES
+"""Fewest frames a window of :func:`plate_windows` holds (a long video at a low frame
+rate is cut into fewer windows rather than into medians of a handful of frames)."""
+
+
+def plate_windows(
+    segments: Sequence[tuple[int, int]], *, fps: float, window_s: float = PLATE_WINDOW_S
+) -> list[tuple[int, int]]:
+    """The frame ranges [start, stop) that each get a plate of their own.
+
+    Each source segment is cut into the fewest near-equal windows of at most
+    ``window_s`` seconds at ``fps``, none shorter than :data:`MIN_WINDOW_FRAMES`
+    frames (a segment shorter than that is one window).  Windows never straddle two
+    segments.  Pure arithmetic on the frame counts.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``fps`` or ``window_s`` not a finite number > 0.
+    """
+    if not _is_positive_number(fps):
+        raise InvalidParameterError(f"the frame rate must be a number > 0, got {fps!r}")
+    longest = max(int(checked_plate_window(window_s) * fps), 1)
+    windows: list[tuple[int, int]] = []
+    for start, stop in segments:
+        n_frames = stop - start
+        count = min(-(-n_frames // longest), max(n_frames // MIN_WINDOW_FRAMES, 1))
+        edges = [start + (n_frames * i) // count for i in range(count + 1)]
+        windows.extend(itertools.pairwise(edges))
+    return windows
+
+
+def checked_plate_window(window_s: float) -> float:
+    """``window_s`` as a float, if it is a finite number of seconds > 0.
+
+    Raises
+    ------
+    InvalidParameterError
+        Anything else, in the command line's words (``--plate-window``).
+    """
+    if not _is_positive_number(window_s):
+        raise InvalidParameterError(f"--plate-window must be a number of seconds > 0, got {window_s!r}")
+    return float(window_s)
+
+
+def _is_positive_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+        and value > 0
+    )
 
 
 class RankOneBackground(NamedTuple):
@@ -169,11 +242,12 @@ def segment_factors(
     *,
     n_frames: int,
 ) -> RankOneBackground:
-    """One rank-1 background per source segment as factors U (P, S), s (S,), Vt (S, T).
+    """One rank-1 background per segment as factors U (P, S), s (S,), Vt (S, T).
 
-    Component i is ``plates[i] gains[i]^T`` on the frames ``segments[i]`` and zero
-    elsewhere, so ``U diag(s) Vt`` gives each segment its own background (the columns
-    of U are unit vectors, orthogonal only when the plates are).
+    Component i is ``plates[i] gains[i]^T`` on the frames ``segments[i]`` (a source
+    video, or a window of one: :func:`plate_windows`) and zero elsewhere, so
+    ``U diag(s) Vt`` gives each segment its own background (the columns of U are unit
+    vectors, orthogonal only when the plates are).
     """
     parts = [rank_one_factors(plate, gain) for plate, gain in zip(plates, gains, strict=True)]
     u = np.concatenate([part.U for part in parts], axis=1)

@@ -67,6 +67,12 @@ class FactorsSummary:
         """How a fitted background model was fitted, in words ("" when not recorded)."""
         return str(self.attrs.get("fit", ""))
 
+    @property
+    def plate_window_s(self) -> float | None:
+        """Seconds of video each plate of a fitted background serves (None when not recorded)."""
+        value = self.attrs.get("plate_window_s")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
 
 def list_factors(store: StoreLocation | str | os.PathLike[str]) -> list[FactorsSummary]:
     """Every factor set of the store, complete or not, sorted by name."""

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TypeAlias
 __all__ = [
     "BACKGROUND_MODELS",
     "DEFAULT_MODEL",
+    "PLATE_WINDOW_S",
     "Commands",
     "OneLineParser",
     "add_model_flag",
@@ -189,9 +190,13 @@ BACKGROUND_MODELS = ("robust", "median", "svd")
 DEFAULT_MODEL = "robust"
 """The background model when ``--model`` is not given."""
 
+PLATE_WINDOW_S = 600.0
+"""``--plate-window``'s default; equal to :data:`pipelines.background_models.PLATE_WINDOW_S`
+(a test keeps them equal)."""
+
 
 def add_model_flag(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model robust|median|svd``."""
+    """Add ``--model robust|median|svd`` and ``--plate-window SECONDS``."""
     parser.add_argument(
         "--model",
         choices=BACKGROUND_MODELS,
@@ -201,6 +206,18 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
             "per frame), median (exact temporal "
             f"median) or svd (the notebook's rank-k SVD); default {DEFAULT_MODEL}, or svd when "
             "SVD factors or a rank are named"
+        ),
+    )
+    parser.add_argument(
+        "--plate-window",
+        dest="plate_window_s",
+        type=positive_float("--plate-window", "600"),
+        default=None,
+        metavar="SECONDS",
+        help=(
+            "robust and median models: one plate per this many seconds of a longer video, so that the "
+            f"background follows the light over hours (default {PLATE_WINDOW_S:g}: one plate for a clip "
+            "of up to 10 minutes)"
         ),
     )
 

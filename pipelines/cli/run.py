@@ -113,6 +113,7 @@ def handle(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             report_ranks=args.ranks,
             model=args.model,
+            plate_window_s=args.plate_window_s,
             keep_foreground=args.foreground,
             masks_video=args.masks_video,
             make_videos=args.make_videos,

@@ -71,7 +71,10 @@ def apply(
     if factors is None and rank is None and recorded is not None:
         factors = recorded.factors  # the background separate used, robust by default
     chosen = choose_factors(stored, factors)
-    k = min(chosen.rank, len(stored.segments)) if rank is None else rank
+    if rank is None:  # every plate of a fitted model (per source video and window); the SVD's first
+        k = chosen.rank if chosen.method in FITTED_MODELS else min(chosen.rank, len(stored.segments))
+    else:
+        k = rank
     if not 1 <= k <= chosen.rank:
         raise InvalidParameterError(f"--rank must be between 1 and {chosen.rank}, got {k}")
     require_finite_factors(chosen, rank=k)
@@ -95,7 +98,7 @@ def apply(
         threshold = recorded.threshold
     components = np.asarray(chosen.U[:, :k].compute(), dtype=np.float64)  # (P, k)
     if chosen.method in FITTED_MODELS:
-        # One plate per source video, not orthogonal to each other: project onto their span.
+        # One plate per source video and window, not orthogonal to each other: project onto their span.
         components = np.linalg.qr(components)[0]
     basis = np.ascontiguousarray(components, dtype=np.float32)
     if basis.shape[0] != stored.height * stored.width:

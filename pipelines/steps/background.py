@@ -11,7 +11,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cluster.client import describe, worker_memory_limit
-from pipelines.background_models import FITTED_MODELS, sample_plate, segment_factors
+from pipelines.background_models import (
+    FITTED_MODELS,
+    PLATE_WINDOW_S,
+    plate_windows,
+    sample_plate,
+    segment_factors,
+)
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.median_counts import (
     VALUE_COUNT_PIXELS,
@@ -49,20 +55,23 @@ def fit_background(
     *,
     store: StoreLocation | str | os.PathLike[str] | StoredVideo,
     model: str,
+    plate_window_s: float = PLATE_WINDOW_S,
     force: bool = False,
     context: JobContext | None = None,
 ) -> StoredFactors:
     """Fit the ``median`` or ``robust`` background of the stored video; persist it as factors.
 
-    The factors go to ``STORE/factors/<model>`` (rank 1 per source video, see
-    :mod:`pipelines.background_models`), with the model and its passes over the video
-    in their attributes.  Complete factors of the same model and video are reused
-    unless ``force``.
+    The factors go to ``STORE/factors/<model>`` (rank 1 per window of
+    :func:`pipelines.background_models.plate_windows`: per source video, and per
+    ``plate_window_s`` seconds of a longer one), with the model, the window and its
+    passes over the video in their attributes.  Complete factors of the same model,
+    window and video are reused unless ``force``.
 
     Raises
     ------
     InvalidParameterError
-        An unknown model, ``svd`` (decompose fits that one), or a colour video.
+        An unknown model, ``svd`` (decompose fits that one), a window that is not a
+        number of seconds > 0, or a colour video.
 
     Notes
     -----
@@ -79,42 +88,75 @@ def fit_background(
         raise InvalidParameterError(f"fit_background fits {', '.join(FITTED_MODELS)}, got model={model!r}")
     started = time.perf_counter()
     video = store if isinstance(store, StoredVideo) else open_video(store)
+    windows = plate_windows(video.segments, fps=video.fps, window_s=plate_window_s)  # checks the window
     with writer_lock(video.location, step=f"fit {model} background"):
-        return _fit(video, model=model, force=force, context=context, started=started)
+        return _fit(
+            video,
+            model=model,
+            windows=windows,
+            plate_window_s=float(plate_window_s),
+            force=force,
+            context=context,
+            started=started,
+        )
 
 
 def _fit(
-    video: StoredVideo, *, model: str, force: bool, context: JobContext | None, started: float
+    video: StoredVideo,
+    *,
+    model: str,
+    windows: list[tuple[int, int]],
+    plate_window_s: float,
+    force: bool,
+    context: JobContext | None,
+    started: float,
 ) -> StoredFactors:
     """Reuse or fit and write the background; the writer lock is held."""
     if not force and any(
-        summary.name == summary.method == model and summary.fit == _FITS[model]
+        summary.name == summary.method == model
+        and summary.fit == _FITS[model]
+        and summary.plate_window_s == plate_window_s
         for summary in complete_factors(video.location, video_fingerprint=video.fingerprint)
     ):
         return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
     with step_context(context) as job:
         recomputed_if_inconsistent(
-            lambda: _fit_and_write(job, video, model=model, started=started),
+            lambda: _fit_and_write(
+                job, video, model=model, windows=windows, plate_window_s=plate_window_s, started=started
+            ),
             what=f"the {model} background",
             say=job.say,
         )
     return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
 
 
-def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: float) -> None:
-    """Fit the background and write its factors (the writer lock is held).
+def _fit_and_write(
+    job: JobContext,
+    video: StoredVideo,
+    *,
+    model: str,
+    windows: list[tuple[int, int]],
+    plate_window_s: float,
+    started: float,
+) -> None:
+    """Fit the background of each window and write its factors (the writer lock is held).
 
     Raises :class:`storage.errors.InconsistentResultError`, having written nothing,
     when the counts do not add up.
     """
     client = job.computing_on(video.location)
-    job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video)")
+    plates_of = (
+        f", {len(windows)} plates of at most {plate_window_s:g} s"
+        if len(windows) > len(video.segments)
+        else ""
+    )
+    job.say(f"fitting the {model} background ({_PASSES[model]} reads of the video{plates_of})")
     plates, gains = [], []
-    reads = 0  # of the video: the most any of its source segments took
+    reads = 0  # of the video: the most any of its windows took
     held = job.frames_to_read(video)
-    for number, (start, stop) in enumerate(video.segments):
+    for number, (start, stop) in enumerate(windows):
         frames = held[start:stop]
-        label = f"{model}" + (f", video {number + 1}" if len(video.segments) > 1 else "")
+        label = f"{model}" + (f", plate {number + 1} of {len(windows)}" if len(windows) > 1 else "")
         n_frames = stop - start
         per_task = merged_frames_per_chunk(
             video_chunk_frames=max(frames.chunks[0]),  # a segment may start inside a chunk
@@ -154,7 +196,7 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
             gains.append(np.ones(n_frames))
         plates.append(plate)
         reads = max(reads, segment_reads)
-    factors = segment_factors(plates, gains, video.segments, n_frames=video.n_frames)
+    factors = segment_factors(plates, gains, windows, n_frames=video.n_frames)
     write_factors(
         video.location,
         name=model,
@@ -166,6 +208,8 @@ def _fit_and_write(job: JobContext, video: StoredVideo, *, model: str, started: 
             "model": model,
             "passes": reads,
             "fit": _FITS[model],
+            "plate_window_s": plate_window_s,
+            "windows": [list(window) for window in windows],
             "video_fingerprint": video.fingerprint,
             "wall_time_s": round(time.perf_counter() - started, 3),
             "cluster": describe(client),

@@ -11,14 +11,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from pipelines.background_models import chosen_model
+from pipelines.background_models import PLATE_WINDOW_S, chosen_model
 from pipelines.decompose import SvdParameters
 from pipelines.masks import AUTO_THRESHOLD_RULE
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
 from pipelines.steps.ingest import ingest
-from pipelines.steps.separate import CLEANUP, refuse_masks_video_without_videos, separate
+from pipelines.steps.separate import (
+    CLEANUP,
+    refuse_masks_video_without_videos,
+    refuse_plate_window_with_svd,
+    separate,
+)
 from storage.derived import SeparationRecord, open_derived, read_separation
 from storage.errors import InvalidParameterError, StoreExistsError, StoreIncompleteError, StoreNotFoundError
 from storage.factors import open_factors
@@ -60,6 +65,7 @@ def run(
     threshold: float | None = None,
     report_ranks: Sequence[int] | None = None,
     model: str | None = None,
+    plate_window_s: float | None = None,
     name: str | None = None,
     force: bool = False,
     overwrite: bool = False,
@@ -76,7 +82,8 @@ def run(
     rerunning after a crash or Ctrl-C continues where the job stopped (an
     interrupted ingest resumes).  ``model`` chooses the background of the
     separation (see :func:`pipelines.steps.separate.separate`; ``robust`` unless
-    ``separate_rank`` is given, which implies ``svd``); the report measures the SVD
+    ``separate_rank`` is given, which implies ``svd``; ``plate_window_s`` as there);
+    the report measures the SVD
     (factors ``name``, by default ``METHOD-kRANK``).  ``rank_within_frames`` lowers
     the SVD's rank to the frames of a video that has fewer (for a default rank, which
     the user did not ask for); otherwise such a rank is refused.  ``force`` recomputes the SVD
@@ -90,6 +97,7 @@ def run(
     ingest.
     """
     model = chosen_model(model, svd_options_given=separate_rank is not None)
+    refuse_plate_window_with_svd(model, plate_window_s=plate_window_s)
     refuse_masks_video_without_videos(masks_video=masks_video, make_videos=make_videos)
     folder = OutputFolder.at(out)
     folder.refuse_a_file()  # a file as --out fails first, in its own words
@@ -144,7 +152,9 @@ def run(
         if model != "svd":
             # stored background factors of an older fit are fitted again here, so that their
             # new id, not the stale one, decides whether the separation is current
-            fit_background(store=location, model=model, context=job)
+            fit_background(
+                store=location, model=model, plate_window_s=plate_window_s or PLATE_WINDOW_S, context=job
+            )
         done = read_separation(location)
         background = decomposed.name if model == "svd" else model
         background_id = _factors_id(location, background)
@@ -170,6 +180,7 @@ def run(
                 rank=separate_rank if model == "svd" else None,
                 threshold=threshold,
                 model=model,
+                plate_window_s=plate_window_s,
                 keep_foreground=keep_foreground,
                 masks_video=masks_video,
                 make_videos=make_videos,

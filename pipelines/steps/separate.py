@@ -18,7 +18,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from cluster.ctrl_c import CtrlCAtBoundaries
-from pipelines.background_models import FITTED_MODELS, chosen_model
+from pipelines.background_models import FITTED_MODELS, PLATE_WINDOW_S, checked_plate_window, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
 from pipelines.images import image_png
@@ -58,6 +58,7 @@ __all__ = [
     "THRESHOLD_SAMPLE_FRAMES",
     "SeparateSummary",
     "refuse_masks_video_without_videos",
+    "refuse_plate_window_with_svd",
     "separate",
     "write_backgrounds",
 ]
@@ -105,6 +106,7 @@ def separate(
     rank: int | None = None,
     threshold: float | None = None,
     model: str | None = None,
+    plate_window_s: float | None = None,
     keep_foreground: bool = False,
     masks_video: bool = False,
     make_videos: bool = True,
@@ -113,9 +115,11 @@ def separate(
     """Background, foreground and masks of every frame, from the stored video and factors.
 
     ``model`` chooses the background: ``svd`` the stored SVD factors (``factors``,
-    ``rank``), ``median`` or ``robust`` a rank-1 background per source video fitted (or
-    reused) by :func:`pipelines.steps.background.fit_background`.  By default
-    (``None``) it is ``svd`` when ``factors`` or ``rank`` is given, else ``robust``.
+    ``rank``), ``median`` or ``robust`` a rank-1 background per source video fitted
+    (or reused) by :func:`pipelines.steps.background.fit_background`, with a plate
+    per ``plate_window_s`` seconds of a longer video (by default
+    :data:`pipelines.background_models.PLATE_WINDOW_S`).  By default (``None``) it is
+    ``svd`` when ``factors`` or ``rank`` is given, else ``robust``.
 
     ``rank=None`` uses one component per source segment: the original notebook's
     rank-1 background for one video, one background per scene for concatenated
@@ -147,6 +151,7 @@ def separate(
     if video.frames.ndim != 3:
         raise InvalidParameterError("separate works on gray videos; ingest without --color")
     model = chosen_model(model, svd_options_given=factors is not None or rank is not None)
+    refuse_plate_window_with_svd(model, plate_window_s=plate_window_s)
     chosen: StoredFactors | None = None
     k = 1
     if model == "svd":
@@ -167,8 +172,10 @@ def separate(
     height, width = video.height, video.width
     with step_context(context) as job, writer_lock(video.location, step="separate"):
         if chosen is None:
-            chosen = fit_background(store=video, model=model, context=job)
-            k = chosen.rank  # one background per source video
+            chosen = fit_background(
+                store=video, model=model, plate_window_s=plate_window_s or PLATE_WINDOW_S, context=job
+            )
+            k = chosen.rank  # one background per source video and window
         client = job.computing_on(video.location)
         frames = job.frames_to_read(video)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
@@ -275,6 +282,24 @@ def separate(
         outputs=outputs,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def refuse_plate_window_with_svd(model: str, *, plate_window_s: float | None) -> None:
+    """Refuse a plate window that is not a duration, or one for the ``svd`` model (no plates).
+
+    Raises
+    ------
+    InvalidParameterError
+        In the command line's words.
+    """
+    if plate_window_s is None:
+        return
+    checked_plate_window(plate_window_s)
+    if model == "svd":
+        raise InvalidParameterError(
+            "--plate-window sets how long each plate of the robust and median models serves;"
+            " the svd model has none: drop --plate-window, or choose --model robust or median"
+        )
 
 
 def refuse_masks_video_without_videos(*, masks_video: bool, make_videos: bool) -> None:

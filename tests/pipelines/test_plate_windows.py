@@ -1,0 +1,263 @@
+"""A plate per window of a long video: the planner, the fit, its reuse, the CLI and the masks."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.background_models import MIN_WINDOW_FRAMES, PLATE_WINDOW_S, plate_windows
+from pipelines.cli import arguments, main
+from pipelines.synthetic import MAX_SWEEP, SceneSpec, render_scene, sweeping_shade, write_scene
+from storage.errors import InvalidParameterError
+from storage.factors import open_factors
+from storage.video_array import open_video
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
+
+CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
+SWEEP = SceneSpec(width=64, height=48, n_frames=200, fps=10.0, n_objects=2, shade_sweep=0.4, seed=5)
+
+
+def _covers(windows: list[tuple[int, int]], segments: list[tuple[int, int]]) -> bool:
+    """Every window inside one segment, and the windows tile the segments in order."""
+    edges = [edge for window in windows for edge in window]
+    inside = all(any(a <= start < stop <= b for a, b in segments) for start, stop in windows)
+    tiled = all(edges[i] == edges[i + 1] for i in range(1, len(edges) - 1, 2))
+    return inside and tiled and windows[0][0] == segments[0][0] and windows[-1][1] == segments[-1][1]
+
+
+def test_the_cli_default_is_the_library_default() -> None:
+    assert arguments.PLATE_WINDOW_S == PLATE_WINDOW_S == 600.0
+
+
+def test_a_clip_shorter_than_the_window_keeps_one_plate_per_source() -> None:
+    segments = [(0, 5_000), (5_000, 5_300)]
+    assert plate_windows(segments, fps=25.0) == segments  # 200 s and 12 s at 25 fps
+
+
+def test_a_long_video_gets_near_equal_windows_no_longer_than_asked() -> None:
+    windows = plate_windows([(0, 13_000)], fps=10.0)  # 1,300 s: three windows of 433-434 s
+    assert len(windows) == 3 and _covers(windows, [(0, 13_000)])
+    lengths = [stop - start for start, stop in windows]
+    assert max(lengths) - min(lengths) <= 1 and max(lengths) <= 6_000
+
+
+def test_windows_never_straddle_two_source_videos() -> None:
+    segments = [(0, 7_000), (7_000, 7_100), (7_100, 20_000)]
+    windows = plate_windows(segments, fps=10.0)
+    assert _covers(windows, segments)
+    assert (7_000, 7_100) in windows
+    assert len(windows) == 2 + 1 + math.ceil(12_900 / 6_000)
+
+
+def test_a_window_holds_enough_frames_for_a_median() -> None:
+    # 300 frames at 1 fps in windows of 60 s would be 5 of 60 frames: 4 of 75 instead
+    windows = plate_windows([(0, 300)], fps=1.0, window_s=60.0)
+    assert len(windows) == 4 and min(stop - start for start, stop in windows) >= MIN_WINDOW_FRAMES
+    assert plate_windows([(0, 10)], fps=10.0, window_s=0.1) == [(0, 10)]  # too short to cut
+
+
+@pytest.mark.parametrize(
+    ("fps", "window_s", "message"),
+    [
+        (0.0, 600.0, "the frame rate must be a number > 0"),
+        (math.nan, 600.0, "the frame rate must be a number > 0"),
+        (10.0, -1.0, "--plate-window must be a number of seconds > 0"),
+        (10.0, math.inf, "--plate-window must be a number of seconds > 0"),
+        (10.0, True, "--plate-window must be a number of seconds > 0"),
+    ],
+)
+def test_a_window_or_rate_that_is_not_a_duration_is_refused(
+    fps: float, window_s: float, message: str
+) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        plate_windows([(0, 100)], fps=fps, window_s=window_s)
+
+
+def test_the_sweeping_shade_crosses_the_view_once() -> None:
+    first, last = sweeping_shade(SWEEP, 0), sweeping_shade(SWEEP, SWEEP.n_frames - 1)
+    assert np.all(first == 1.0)
+    np.testing.assert_allclose(last, 1 - SWEEP.shade_sweep, rtol=1e-6)
+    middle = sweeping_shade(SWEEP, SWEEP.n_frames // 2)
+    assert middle[0] == pytest.approx(0.6) and middle[-1] == 1.0
+    assert np.all(np.diff(middle) >= 0)  # dim left of the edge, lit right of it
+
+
+def test_the_shade_is_background_in_the_truth() -> None:
+    lit = SceneSpec(**{**SWEEP.__dict__, "shade_sweep": 0.0})
+    for (shaded_frame, shaded_truth), (lit_frame, lit_truth) in zip(
+        render_scene(SWEEP), render_scene(lit), strict=True
+    ):
+        np.testing.assert_array_equal(shaded_truth, lit_truth)
+        assert shaded_frame.mean() <= lit_frame.mean() + 1
+
+
+@pytest.mark.parametrize("value", [-0.1, MAX_SWEEP, math.nan])
+def test_a_shade_out_of_range_is_refused(value: float) -> None:
+    with pytest.raises(InvalidParameterError, match="shade_sweep"):
+        SceneSpec(shade_sweep=value)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """The sweeping scene's video (20 s) and a store holding only its ingest."""
+    folder = tmp_path_factory.mktemp("windows")
+    video, store = folder / "scene.mp4", folder / "video.zarr"
+    write_scene(SWEEP, video)
+    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    yield video, store
+
+
+@pytest.mark.parametrize("model", ["robust", "median"])
+def test_each_window_gets_its_plate_and_a_fit_is_reused_only_for_its_window(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    _, source = swept
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
+    shutil.copytree(source, store)
+    separate = (
+        "separate",
+        "--store",
+        str(store),
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--no-videos",
+        "--quiet",
+    )
+    code, _, stderr = run_cli(capsys, *separate, "--plate-window", "5", *CLUSTER)
+    assert code == 0, stderr
+    video = open_video(store)
+    windows = plate_windows(video.segments, fps=video.fps, window_s=5.0)
+    assert len(windows) == 3  # 200 frames: 4 windows of 5 s would hold fewer than 64 frames
+    fitted = open_factors(store, model)
+    assert fitted.rank == 3
+    assert fitted.attrs["plate_window_s"] == 5.0
+    assert fitted.attrs["windows"] == [list(window) for window in windows]
+    vt = np.asarray(fitted.Vt.compute())
+    for component, (start, stop) in enumerate(windows):  # each plate serves its window alone
+        assert np.all(vt[component, start:stop] > 0)
+        assert not vt[component, :start].any() and not vt[component, stop:].any()
+
+    code, _, stderr = run_cli(capsys, *separate, "--plate-window", "5", *CLUSTER)
+    assert code == 0, stderr
+    assert open_factors(store, model).factors_id == fitted.factors_id  # the same window: reused
+
+    code, _, stderr = run_cli(capsys, *separate, *CLUSTER)  # the default window: one plate
+    assert code == 0, stderr
+    refitted = open_factors(store, model)
+    assert refitted.rank == 1 and refitted.attrs["plate_window_s"] == PLATE_WINDOW_S
+    assert refitted.factors_id != fitted.factors_id
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "nan"])
+def test_a_window_that_is_not_a_duration_is_a_usage_error(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    video, store = swept
+    before = tree_digest(store)
+    for argv in (
+        ("separate", "--store", str(store), "--out", str(tmp_path / "a")),
+        ("run", str(video), "--store", str(store), "--out", str(tmp_path / "b")),
+    ):
+        code, _, stderr = run_cli(capsys, *argv, f"--plate-window={value}", "--quiet", *CLUSTER)
+        assert code == 2
+        assert_one_line_error(stderr, "--plate-window")
+    assert tree_digest(store) == before
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_window_for_the_svd_model_is_refused_before_anything_is_written(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video, store = swept
+    before = tree_digest(store)
+    for argv in (
+        ("separate", "--store", str(store), "--out", str(tmp_path / "a"), "--model", "svd"),
+        ("run", str(video), "--store", str(store), "--out", str(tmp_path / "b"), "--model", "svd"),
+    ):
+        code, _, stderr = run_cli(capsys, *argv, "--plate-window", "60", "--quiet", *CLUSTER)
+        assert code == 2
+        assert_one_line_error(stderr, "--plate-window", "svd")
+    assert tree_digest(store) == before
+
+
+def test_apply_uses_every_plate_of_windowed_factors(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video, source = swept
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
+    shutil.copytree(source, store)
+    code, _, stderr = run_cli(
+        capsys,
+        "separate",
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--plate-window",
+        "5",
+        "--no-videos",
+        *CLUSTER,
+    )
+    assert code == 0, stderr
+    code, _, stderr = run_cli(
+        capsys, "apply", "--store", str(store), str(video), "--out", str(tmp_path / "new")
+    )
+    assert code == 0, stderr
+    assert "applying factors 'robust' (robust), rank 3" in stderr
+
+
+@pytest.mark.slow
+def test_plates_per_window_follow_a_shade_that_one_plate_cannot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A building's shade sweeps the view: one plate marks it foreground, eight follow it."""
+    spec = SceneSpec(width=160, height=120, n_frames=640, fps=10.0, n_objects=4, shade_sweep=0.4, seed=7)
+    video, truth = tmp_path / "scene.mp4", tmp_path / "truth"
+    write_scene(spec, video, truth_dir=truth, truth_every=8)
+    scores = {}
+    for label, window in (("one plate", []), ("windows", ["--plate-window", "8"])):
+        out = tmp_path / label.replace(" ", "-")
+        code, _, stderr = run_cli(
+            capsys, "run", str(video), "--out", str(out), "--no-videos", "--quiet", *window, *CLUSTER
+        )
+        assert code == 0, stderr
+        code, stdout, stderr = run_cli(
+            capsys, "evaluate", "--store", str(out / "store.zarr"), "--truth", str(truth), "--format", "masks",
+            "--frame-map", str(truth / "frame_map.csv"),
+        )  # fmt: skip
+        assert code == 0, stderr
+        row = next(line.split() for line in stdout.splitlines() if line.startswith("vidsvd"))
+        scores[label] = float(row[-1])
+    assert open_factors(tmp_path / "windows" / "store.zarr", "robust").rank == 8
+    # measured: 0.36 and 0.83 (the shade's edge still moves 30 pixels within a window)
+    assert scores["one plate"] < 0.5, scores  # the shade's passage is foreground
+    assert scores["windows"] > 0.78, scores
+
+
+def test_the_python_api_refuses_a_bad_window_in_its_own_words(
+    swept: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import pipelines.api as vidsvd
+
+    video, store = swept
+    before = tree_digest(store)
+    with pytest.raises(
+        InvalidParameterError, match=r"^plate_window_s must be a number of seconds > 0, got -1"
+    ):
+        vidsvd.run(
+            [video],
+            out=tmp_path / "out",
+            store=store,
+            parameters=vidsvd.SvdParameters(rank=1),
+            plate_window_s=-1,
+        )
+    with pytest.raises(InvalidParameterError, match=r"^plate_window_s sets how long each plate"):
+        vidsvd.separate(store=store, out=tmp_path / "out", model="svd", plate_window_s=60)
+    assert tree_digest(store) == before
