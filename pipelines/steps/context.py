@@ -185,6 +185,15 @@ class JobContext:
             self._held[key] = self.client().persist(video.frames) if fits else video.frames
         return self._held[key]
 
+    def frames_to_fetch(self, video: StoredVideo) -> da.Array:
+        """The video's frames for a few frames' read: held ones when this context holds them.
+
+        Unlike :meth:`frames_to_read` it never holds them for such a read.  A graph
+        must not mix the held frames' keys with the stored frames' (the same keys,
+        read another way: distributed warns of, and may fail on, such a graph).
+        """
+        return self._held.get((video.location.url, video.fingerprint), video.frames)
+
     def wait(self, futures: Collection[Any], *, description: str, frames: int | None = None) -> None:
         """Wait for ``futures`` of the Client with a progress bar (when shown), in frames if given.
 

@@ -289,7 +289,7 @@ def _separation(
     frames = busiest_frames(fraction, count=_SAMPLE_MASKS)
     panels = []
     if frames:
-        originals, masks = job.fetch(video.frames[frames], stored_masks[frames])
+        originals, masks = job.fetch(job.frames_to_fetch(video)[frames], stored_masks[frames])
         for original, mask in zip(originals, masks, strict=True):
             pair = np.concatenate([original, mask], axis=1)[np.newaxis]
             panels.append(label_panels(pair, panel_width=video.width, labels=("frame", "mask"))[0])
