@@ -169,6 +169,10 @@ def _unchanged_source(path: Path, *, size_bytes: int, sha256: str) -> SourceInfo
 
 
 def _stored_frames(video: StoredVideo) -> Iterator[npt.NDArray[np.uint8]]:
+    """The stored frames, a chunk at a time, read in this process (for OpenCV's baselines).
+
+    Read by local threads, never by a cluster that may hold the same frames' keys.
+    """
     step = int(video.frames.chunks[0][0])
     for start in range(0, video.n_frames, step):
-        yield from np.asarray(video.frames[start : start + step].compute())
+        yield from np.asarray(video.frames[start : start + step].compute(scheduler="threads"))
