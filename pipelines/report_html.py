@@ -161,7 +161,8 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
             parts += [
                 "<p>The SVD's mean background beside each fitted model's (median: the exact"
                 " temporal median; robust: the median of the gain-corrected frames times a gain"
-                " per frame), per source video.</p>",
+                " per frame), per source video: the mean of its plates when a long video has a plate"
+                " per window (--plate-window).</p>",
                 _value_html(report["background_models"]),
             ]
         parts += [_figure_html(images[name], name, pixels=True) for name in backgrounds]

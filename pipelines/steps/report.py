@@ -188,6 +188,7 @@ def report(
         "background_models": [
             {
                 "name": model.name,
+                "plates": model.rank,  # one per source video and window of it
                 "passes": model.passes,
                 "wall_time_s": model.wall_time_s,
                 "factors_id": model.factors_id,

@@ -336,6 +336,7 @@ def test_report_measures_every_rank_like_numpy(
     assert [m["name"] for m in result["background_models"]] == ["robust"]
     # two reads: every pixel's median lay in the window around its sample's median
     assert result["background_models"][0]["passes"] == 2
+    assert result["background_models"][0]["plates"] == 1  # a short clip: one plate
     assert "background-1 (robust)" in page and page.count("<h2>Background models</h2>") == 0
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*https?://""", page, re.IGNORECASE)
 

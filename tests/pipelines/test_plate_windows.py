@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Iterator
@@ -286,3 +287,5 @@ def test_a_long_video_gets_a_plate_per_ten_minutes_and_only_vidsvds_messages(tmp
     assert any("3 plates of at most 600 s" in line for line in lines)
     fitted = open_factors(out / "store.zarr", "robust")
     assert fitted.rank == 3 and fitted.attrs["windows"] == [[0, 4333], [4333, 8666], [8666, 13000]]
+    (shown,) = json.loads((out / "report.json").read_text())["background_models"]
+    assert (shown["name"], shown["plates"]) == ("robust", 3)
