@@ -13,10 +13,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from pipelines.synthetic import SceneSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -39,6 +43,20 @@ def moving_square_frames(n_frames: int, height: int, width: int, *, seed: int = 
         x0 = (t * 3) % max(1, width - side)
         frames[t, height // 3 : height // 3 + side, x0 : x0 + side] = 230
     return frames
+
+
+def ingested_scene(spec: SceneSpec, folder: Path, *, name: str = "scene") -> tuple[Path, Path]:
+    """Encode the synthetic scene as ``folder/NAME.mp4`` and ingest it into ``folder/NAME.zarr``.
+
+    Returns (video, store); the ingest runs through the command line, as a user's would.
+    """
+    from pipelines.cli import main
+    from pipelines.synthetic import write_scene
+
+    video, store = folder / f"{name}.mp4", folder / f"{name}.zarr"
+    write_scene(spec, video)
+    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    return video, store
 
 
 def tree_digest(folder: Path) -> str:

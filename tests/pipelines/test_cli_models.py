@@ -15,13 +15,13 @@ from pipelines.cli import arguments, main
 from pipelines.frame_gains import frame_gains
 from pipelines.scene_textures import sway_region
 from pipelines.steps.background import ROBUST_FIT
-from pipelines.synthetic import SceneSpec, illumination_gain, render_background, write_scene
+from pipelines.synthetic import SceneSpec, illumination_gain, render_background
 from storage.derived import open_derived
 from storage.factor_lookup import list_factors
 from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
-from tests.helpers import assert_one_line_error, run_cli, tree_digest
+from tests.helpers import assert_one_line_error, ingested_scene, run_cli, tree_digest
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 SCENE = SceneSpec(width=64, height=48, n_frames=60, n_objects=2, seed=3)
@@ -30,11 +30,7 @@ SCENE = SceneSpec(width=64, height=48, n_frames=60, n_objects=2, seed=3)
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """The scene's video and a store holding only its ingest."""
-    folder = tmp_path_factory.mktemp("models")
-    video, store = folder / "scene.mp4", folder / "video.zarr"
-    write_scene(SCENE, video)
-    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
-    yield video, store
+    yield ingested_scene(SCENE, tmp_path_factory.mktemp("models"))
 
 
 def _separate(capsys: pytest.CaptureFixture[str], store: Path, *, model: str, out: Path) -> None:
@@ -122,9 +118,7 @@ def test_the_robust_plate_is_the_clean_background_under_drifting_light(
         width=96, height=72, n_frames=120, n_objects=5, noise_sigma=2.0, illumination_drift=0.4,
         pause_fraction=0.2, seed=4,
     )  # fmt: skip
-    video, store = tmp_path / "drift.mp4", tmp_path / "s.zarr"
-    write_scene(spec, video)
-    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    _, store = ingested_scene(spec, tmp_path, name="drift")
     for model in ("median", "robust"):
         _separate(capsys, store, model=model, out=tmp_path / model)
     picked = [0, 30, 60, 90]  # light at 1.0, 1.4, 1.0 and 0.6 times the clean plate's
@@ -223,9 +217,7 @@ def test_separate_and_apply_keep_swaying_leaves_out_of_the_masks(
     marks none of them (measured 0.03 %); the same threshold given for every pixel, 46 %."""
     scene = SceneSpec(width=96, height=72, n_frames=40, n_objects=0, swaying_fraction=0.3, seed=4)
     leaves = sway_region(scene, scene.swaying_fraction)
-    video, store = tmp_path / "leaves.mp4", tmp_path / "s.zarr"
-    write_scene(scene, video)
-    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    video, store = ingested_scene(scene, tmp_path, name="leaves")
     marked: dict[str, float] = {}
     applied: dict[str, float] = {}
     for rule in ("auto", "given"):

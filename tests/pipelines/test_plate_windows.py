@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from pipelines.background_models import MIN_WINDOW_FRAMES, PLATE_WINDOW_S, plate_windows
-from pipelines.cli import arguments, main
+from pipelines.cli import arguments
 from pipelines.synthetic import MAX_SWEEP, SceneSpec, render_scene, sweeping_shade, write_scene
 from storage.errors import InvalidParameterError
 from storage.factors import open_factors
 from storage.video_array import open_video
 from tests.cli_process import CliProcess, message_lines
-from tests.helpers import assert_one_line_error, run_cli, tree_digest
+from tests.helpers import assert_one_line_error, ingested_scene, run_cli, tree_digest
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
 SWEEP = SceneSpec(width=64, height=48, n_frames=200, fps=10.0, n_objects=2, shade_sweep=0.4, seed=5)
@@ -107,11 +107,7 @@ def test_a_shade_out_of_range_is_refused(value: float) -> None:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """The sweeping scene's video (20 s) and a store holding only its ingest."""
-    folder = tmp_path_factory.mktemp("windows")
-    video, store = folder / "scene.mp4", folder / "video.zarr"
-    write_scene(SWEEP, video)
-    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
-    yield video, store
+    yield ingested_scene(SWEEP, tmp_path_factory.mktemp("windows"))
 
 
 @pytest.mark.parametrize("model", ["robust", "median"])
