@@ -65,6 +65,8 @@ __all__ = [
     "rank_one_factors",
     "sample_plate",
     "segment_factors",
+    "shown_windows",
+    "window_label",
 ]
 
 BACKGROUND_MODELS: Final = ("robust", "median", "svd")
@@ -152,6 +154,26 @@ def plate_windows(
         edges = [start + (n_frames * i) // count for i in range(count + 1)]
         windows.extend(itertools.pairwise(edges))
     return windows
+
+
+def shown_windows(windows: Sequence[tuple[int, int]], *, most: int) -> list[tuple[int, int]]:
+    """At most ``most`` of ``windows``, evenly spread from the first to the last, in order."""
+    if most < 1:
+        raise InvalidParameterError(f"most must be >= 1, got {most!r}")
+    if len(windows) <= most:
+        return list(windows)
+    picked = sorted({round(i * (len(windows) - 1) / max(most - 1, 1)) for i in range(most)})
+    return [windows[i] for i in picked]
+
+
+def window_label(window: tuple[int, int], *, fps: float) -> str:
+    """The window's time span as ``H:MM:SS-H:MM:SS`` at ``fps`` (its stop excluded)."""
+
+    def clock(frame: int) -> str:
+        seconds = int(frame / fps)
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+    return f"{clock(window[0])}-{clock(window[1])}"
 
 
 def checked_plate_window(window_s: float) -> float:

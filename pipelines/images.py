@@ -44,19 +44,23 @@ def components_png(
     *,
     titles: Sequence[str] | None = None,
     columns: int = 4,
+    stretch: bool = True,
 ) -> bytes:
     """Show component images (``U[:, i]`` reshaped to (y, x)) side by side in a grid.
 
     Parameters
     ----------
     images : sequence of array_like
-        Each (y, x) (or (y, x, 3)), any real dtype, in memory.  Each is shown in gray
-        stretched between its own minimum and maximum (a component's sign and scale are
-        arbitrary).
+        Each (y, x) (or (y, x, 3)), any real dtype, in memory.  With ``stretch`` each
+        is shown in gray stretched between its own minimum and maximum (a component's
+        sign and scale are arbitrary); without it, as grey levels clipped to 0-255
+        (background plates, whose brightness is to be compared).
     titles : sequence of str, optional
         One per image; default ``component 0``, ``component 1``, ...
     columns : int
         Images per row, >= 1.
+    stretch : bool
+        Stretch each image to its own range (default) or show its grey levels.
 
     Returns
     -------
@@ -89,7 +93,8 @@ def components_png(
     for position, (array, name) in enumerate(zip(arrays, names, strict=True)):
         row, column = divmod(position, n_columns)
         left, top = _GAP_PIXELS + column * cell_width, row * cell_height
-        panel = Image.fromarray(_stretched(array)).resize((panel_width, panel_height), Image.Resampling.BOX)
+        shown = _stretched(array) if stretch else np.clip(np.rint(array), 0, 255).astype(np.uint8)
+        panel = Image.fromarray(shown).resize((panel_width, panel_height), Image.Resampling.BOX)
         grid.paste(panel, (left, top + _TITLE_PIXELS))
         title_at = (left + panel_width / 2, top + _TITLE_PIXELS / 2)
         draw.text(title_at, name, fill="black", font=font, anchor="mm")

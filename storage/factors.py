@@ -144,6 +144,14 @@ class StoredFactors:
         return str(self.attrs.get("factors_id", ""))
 
     @property
+    def windows(self) -> list[tuple[int, int]] | None:
+        """The frame ranges [start, stop) of a fitted background's plates, when recorded."""
+        recorded = self.attrs.get("windows")
+        if not isinstance(recorded, list):
+            return None
+        return [(int(start), int(stop)) for start, stop in recorded]
+
+    @property
     def passes(self) -> int | None:
         """Reads of the video the computation made, when recorded."""
         passes = self.attrs.get("passes")

@@ -26,7 +26,7 @@ from pipelines.activity import (
     pixel_foreground_share,
     unseen_background_warning,
 )
-from pipelines.background_models import FITTED_MODELS
+from pipelines.background_models import FITTED_MODELS, shown_windows, window_label
 from pipelines.images import background_png, components_png, image_png
 from pipelines.matrix import video_columns
 from pipelines.metrics import cumulative_energy, rank_table, squared_residuals
@@ -51,6 +51,8 @@ DEFAULT_REPORT_RANKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 700)
 """Ranks measured by default (those up to the factors' rank, plus that rank)."""
 
 _COMPONENT_IMAGES = 8
+_PLATE_IMAGES = 12
+"""Most plates of a long video's windows the report shows, spread over the video."""
 """Columns of U shown as images."""
 
 
@@ -109,6 +111,20 @@ def report(
                 for U, S, Vt, rank in factor_sets
             ]
         )
+        # a long video's plates over time: one per window (a few of them, spread over the video)
+        windowed = [
+            (m, shown_windows(m.windows, most=_PLATE_IMAGES))
+            for m in fitted
+            if m.windows is not None and len(m.windows) > len(video.segments)
+        ]
+        window_plates = client.compute(
+            [
+                background_images(
+                    m.U, m.s, m.Vt, rank=m.rank, height=video.height, width=video.width, segments=windows
+                )
+                for m, windows in windowed
+            ]
+        )
         recorded = chosen.recorded_energies
         if recorded is None:
             job.say(f"measuring ranks {', '.join(map(str, wanted))}")
@@ -150,6 +166,12 @@ def report(
             images[f"background-{index + 1}"] = background_png(np.asarray(image))
             for name, plates in model_backgrounds.items():  # beside the SVD's, per source video
                 images[f"background-{index + 1} ({name})"] = background_png(np.asarray(plates[index]))
+        for (model, windows), plates in zip(windowed, job.gather(window_plates), strict=True):
+            images[f"background-plates over time ({model.name})"] = components_png(
+                [np.asarray(plate) for plate in plates],
+                titles=[window_label(window, fps=video.fps) for window in windows],
+                stretch=False,
+            )
         separation = _separation(video, folder, activity, job=job) if activity is not None else None
     source_bytes = video.source_bytes
     rows = rank_table(
@@ -189,6 +211,7 @@ def report(
             {
                 "name": model.name,
                 "plates": model.rank,  # one per source video and window of it
+                "windows": [list(window) for window in model.windows or ()],
                 "passes": model.passes,
                 "wall_time_s": model.wall_time_s,
                 "factors_id": model.factors_id,

@@ -337,6 +337,7 @@ def test_report_measures_every_rank_like_numpy(
     # two reads: every pixel's median lay in the window around its sample's median
     assert result["background_models"][0]["passes"] == 2
     assert result["background_models"][0]["plates"] == 1  # a short clip: one plate
+    assert "plates over time" not in page  # shown only for a video of several windows
     assert "background-1 (robust)" in page and page.count("<h2>Background models</h2>") == 0
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*https?://""", page, re.IGNORECASE)
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.background_models import MIN_WINDOW_FRAMES, PLATE_WINDOW_S, plate_windows
+from pipelines.background_models import (
+    MIN_WINDOW_FRAMES,
+    PLATE_WINDOW_S,
+    plate_windows,
+    shown_windows,
+    window_label,
+)
 from pipelines.cli import arguments
 from pipelines.synthetic import MAX_SWEEP, SceneSpec, render_scene, sweeping_shade, write_scene
 from storage.errors import InvalidParameterError
@@ -78,6 +84,22 @@ def test_a_window_or_rate_that_is_not_a_duration_is_refused(
 ) -> None:
     with pytest.raises(InvalidParameterError, match=message):
         plate_windows([(0, 100)], fps=fps, window_s=window_s)
+
+
+def test_the_report_shows_a_few_windows_spread_over_the_video() -> None:
+    windows = [(i * 10, i * 10 + 10) for i in range(30)]
+    shown = shown_windows(windows, most=12)
+    assert len(shown) == 12 and shown[0] == windows[0] and shown[-1] == windows[-1]
+    assert shown == sorted(shown)
+    assert shown_windows(windows[:5], most=12) == windows[:5]
+    assert shown_windows(windows, most=1) == [windows[0]]
+    with pytest.raises(InvalidParameterError, match="most"):
+        shown_windows(windows, most=0)
+
+
+def test_a_window_is_labelled_by_its_clock_times() -> None:
+    assert window_label((0, 4_333), fps=10.0) == "0:00:00-0:07:13"
+    assert window_label((36_000, 90_000), fps=25.0) == "0:24:00-1:00:00"
 
 
 def test_the_sweeping_shade_crosses_the_view_once() -> None:
@@ -284,4 +306,5 @@ def test_a_long_video_gets_a_plate_per_ten_minutes_and_only_vidsvds_messages(tmp
     fitted = open_factors(out / "store.zarr", "robust")
     assert fitted.rank == 3 and fitted.attrs["windows"] == [[0, 4333], [4333, 8666], [8666, 13000]]
     (shown,) = json.loads((out / "report.json").read_text())["background_models"]
-    assert (shown["name"], shown["plates"]) == ("robust", 3)
+    assert (shown["name"], shown["plates"], shown["windows"]) == ("robust", 3, fitted.attrs["windows"])
+    assert "background-plates over time (robust)" in (out / "report.html").read_text()

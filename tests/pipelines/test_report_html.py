@@ -46,6 +46,18 @@ def test_plots_are_png_bytes() -> None:
     )
 
 
+def test_plates_side_by_side_keep_their_grey_levels() -> None:
+    """Stretched, a dark plate and a bright one look alike; plates are shown as they are."""
+    dark, bright = np.full((30, 40), 40.0), np.full((30, 40), 200.0)
+    plain = np.asarray(
+        _decode(components_png([dark, bright], titles=["dark", "bright"], stretch=False)).convert("L")
+    )
+    stretched = np.asarray(_decode(components_png([dark, bright], titles=["dark", "bright"])).convert("L"))
+    panel_row = plain.shape[0] - 20  # below the titles, inside the panels
+    assert {40, 200} <= set(np.unique(plain[panel_row]))
+    assert not {40, 200} & set(np.unique(stretched[panel_row]))  # flat images stretch to black
+
+
 def test_images_are_encoded_pixel_for_pixel() -> None:
     pixels = np.arange(48, dtype=np.uint8).reshape(6, 8)
     decoded = np.asarray(_decode(image_png(pixels)))
