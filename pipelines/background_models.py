@@ -64,8 +64,8 @@ __all__ = [
     "plate_windows",
     "rank_one_factors",
     "sample_plate",
-    "segment_factors",
     "shown_windows",
+    "window_factors",
     "window_label",
 ]
 
@@ -257,24 +257,64 @@ def rank_one_factors(plate: npt.NDArray[np.generic], gains: npt.NDArray[np.float
     )
 
 
-def segment_factors(
+def window_factors(
     plates: Sequence[npt.NDArray[np.generic]],
     gains: Sequence[npt.NDArray[np.floating]],
-    segments: Sequence[tuple[int, int]],
+    windows: Sequence[tuple[int, int]],
     *,
+    sources: Sequence[tuple[int, int]],
     n_frames: int,
 ) -> RankOneBackground:
-    """One rank-1 background per segment as factors U (P, S), s (S,), Vt (S, T).
+    """The plates of :func:`plate_windows` and their gains as factors U (P, W), s (W,), Vt (W, T).
 
-    Component i is ``plates[i] gains[i]^T`` on the frames ``segments[i]`` (a source
-    video, or a window of one: :func:`plate_windows`) and zero elsewhere, so
-    ``U diag(s) Vt`` gives each segment its own background (the columns of U are unit
-    vectors, orthogonal only when the plates are).
+    ``plates[i]`` (P,) is window i's plate and ``gains[i]`` its frames' gains against
+    it.  Within a source video the background moves from plate to plate linearly in
+    time between the windows' middle frames (before the first middle and after the
+    last, the end window's plate alone): a frame t of window i gets
+
+        L_t = (g_t / mean(g_i)) sum_j w_j(t) mean(g_j) b_j,
+
+    w_j the hat functions on the middles, so the background does not jump at a
+    window's edge (on a synthetic shade that sweeps the view, F +0.01 to +0.04 over a
+    plate per window; the same elsewhere).  A source of one window gets ``b g^T``
+    exactly (:func:`rank_one_factors`), and sources are never blended together.
+    Component j is ``b_j / |b_j|`` with its weights over time, so ``U diag(s) Vt``
+    gives every frame its background (the columns of U are unit vectors, orthogonal
+    only when the plates are).
+
+    Notes
+    -----
+    Memory: U and Vt themselves, (P + T) W float32.
     """
-    parts = [rank_one_factors(plate, gain) for plate, gain in zip(plates, gains, strict=True)]
-    u = np.concatenate([part.U for part in parts], axis=1)
-    s_values = np.concatenate([part.s for part in parts])
-    vt = np.zeros((len(parts), n_frames), dtype=np.float32)
-    for index, ((start, stop), part) in enumerate(zip(segments, parts, strict=True)):
-        vt[index, start:stop] = part.Vt[0]
+    if not len(plates) == len(gains) == len(windows):
+        raise InvalidParameterError(
+            f"got {len(plates)} plates, {len(gains)} gain vectors and {len(windows)} windows;"
+            " give one of each per window"
+        )
+    rows = np.zeros((len(windows), n_frames), dtype=np.float64)
+    for source_start, source_stop in sources:
+        inside = [i for i, (start, _) in enumerate(windows) if source_start <= start < source_stop]
+        if not inside:
+            continue
+        middles = [(windows[i][0] + windows[i][1] - 1) / 2 for i in inside]
+        means = [_mean_gain(gains[i]) for i in inside]
+        for place, i in enumerate(inside):
+            start, stop = windows[i]
+            frames = np.arange(start, stop)
+            relative = np.asarray(gains[i], dtype=np.float64) / means[place]  # (stop - start,)
+            for other in range(max(place - 1, 0), min(place + 2, len(inside))):  # only neighbours blend
+                weight = np.interp(frames, middles, np.eye(len(inside))[other])
+                rows[inside[other], start:stop] += relative * weight * means[other]
+    u = np.zeros((int(np.asarray(plates[0]).size), len(windows)), dtype=np.float32)
+    s_values = np.zeros(len(windows), dtype=np.float32)
+    vt = np.zeros((len(windows), n_frames), dtype=np.float32)
+    for j, plate in enumerate(plates):
+        part = rank_one_factors(plate, rows[j])
+        u[:, j], s_values[j], vt[j] = part.U[:, 0], part.s[0], part.Vt[0]
     return RankOneBackground(U=u, s=s_values, Vt=vt)
+
+
+def _mean_gain(gains: npt.NDArray[np.floating]) -> float:
+    """The mean of a window's gains; 1 for a window of zero gains (black frames)."""
+    mean = float(np.mean(np.asarray(gains, dtype=np.float64)))
+    return mean if mean > 0 else 1.0

@@ -16,7 +16,7 @@ from pipelines.background_models import (
     PLATE_WINDOW_S,
     plate_windows,
     sample_plate,
-    segment_factors,
+    window_factors,
 )
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.median_counts import (
@@ -196,7 +196,7 @@ def _fit_and_write(
             gains.append(np.ones(n_frames))
         plates.append(plate)
         reads = max(reads, segment_reads)
-    factors = segment_factors(plates, gains, windows, n_frames=video.n_frames)
+    factors = window_factors(plates, gains, windows, sources=video.segments, n_frames=video.n_frames)
     write_factors(
         video.location,
         name=model,

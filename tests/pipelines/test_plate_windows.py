@@ -14,8 +14,10 @@ import pytest
 from pipelines.background_models import (
     MIN_WINDOW_FRAMES,
     PLATE_WINDOW_S,
+    RankOneBackground,
     plate_windows,
     shown_windows,
+    window_factors,
     window_label,
 )
 from pipelines.cli import arguments
@@ -84,6 +86,42 @@ def test_a_window_or_rate_that_is_not_a_duration_is_refused(
 ) -> None:
     with pytest.raises(InvalidParameterError, match=message):
         plate_windows([(0, 100)], fps=fps, window_s=window_s)
+
+
+def _background(factors: RankOneBackground) -> np.ndarray:
+    return (factors.U.astype(np.float64) * factors.s) @ factors.Vt  # (P, T)
+
+
+def test_one_window_per_source_is_each_source_plate_times_its_gains() -> None:
+    rng = np.random.default_rng(0)
+    plates = [rng.uniform(10, 200, 50) for _ in range(2)]
+    gains = [rng.uniform(0.8, 1.2, 30), rng.uniform(0.8, 1.2, 20)]
+    windows = [(0, 30), (30, 50)]
+    background = _background(window_factors(plates, gains, windows, sources=windows, n_frames=50))
+    np.testing.assert_allclose(background[:, :30], np.outer(plates[0], gains[0]), rtol=1e-5)
+    np.testing.assert_allclose(background[:, 30:], np.outer(plates[1], gains[1]), rtol=1e-5)
+
+
+def test_windows_of_one_source_blend_from_middle_to_middle_and_sources_never_do() -> None:
+    rng = np.random.default_rng(1)
+    plates = [np.full(4, 100.0), np.full(4, 60.0), np.full(4, 200.0)]
+    gains = [np.ones(40), np.ones(40), rng.uniform(0.9, 1.1, 20)]
+    windows = [(0, 40), (40, 80), (80, 100)]  # two windows of the first source, then a second source
+    background = _background(
+        window_factors(plates, gains, windows, sources=[(0, 80), (80, 100)], n_frames=100)
+    )
+    middles = (19.5, 59.5)
+    expected = np.interp(np.arange(80), middles, [100.0, 60.0])  # the first plate alone until its middle
+    np.testing.assert_allclose(background[0, :80], expected, rtol=1e-5)
+    assert np.abs(np.diff(background[0, :80])).max() <= 40 / 40 + 1e-4  # no jump at the windows' edge
+    np.testing.assert_allclose(
+        background[0, 80:], 200.0 * gains[2], rtol=1e-5
+    )  # never blended across sources
+
+
+def test_a_mismatched_count_of_plates_gains_and_windows_is_refused() -> None:
+    with pytest.raises(InvalidParameterError, match="one of each per window"):
+        window_factors([np.ones(4)], [np.ones(3)] * 2, [(0, 3)], sources=[(0, 3)], n_frames=3)
 
 
 def test_the_report_shows_a_few_windows_spread_over_the_video() -> None:
@@ -160,9 +198,13 @@ def test_each_window_gets_its_plate_and_a_fit_is_reused_only_for_its_window(
     assert fitted.attrs["plate_window_s"] == 5.0
     assert fitted.attrs["windows"] == [list(window) for window in windows]
     vt = np.asarray(fitted.Vt.compute())
-    for component, (start, stop) in enumerate(windows):  # each plate serves its window alone
-        assert np.all(vt[component, start:stop] > 0)
-        assert not vt[component, :start].any() and not vt[component, stop:].any()
+    middles = [(start + stop - 1) / 2 for start, stop in windows]
+    frames = np.arange(video.n_frames)
+    for component in range(len(windows)):  # each plate serves from its neighbours' middles to theirs
+        after = middles[component - 1] if component > 0 else -1
+        before = middles[component + 1] if component + 1 < len(windows) else video.n_frames
+        served = (frames > after) & (frames < before)
+        assert np.all(vt[component, served] > 0) and not vt[component, ~served].any()
 
     code, _, stderr = run_cli(capsys, *separate, "--plate-window", "5", *CLUSTER)
     assert code == 0, stderr
