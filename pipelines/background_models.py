@@ -57,6 +57,7 @@ __all__ = [
     "FITTED_MODELS",
     "GAIN_SAMPLE_FRAMES",
     "MIN_WINDOW_FRAMES",
+    "PLATE_BLEND",
     "PLATE_WINDOW_S",
     "RankOneBackground",
     "checked_plate_window",
@@ -255,6 +256,11 @@ def rank_one_factors(plate: npt.NDArray[np.generic], gains: npt.NDArray[np.float
         s=np.array([b_norm * g_norm], dtype=np.float32),
         Vt=vt[None, :].astype(np.float32),
     )
+
+
+PLATE_BLEND: Final = "linear between the windows' middle frames"
+"""How :func:`window_factors` passes from one window's plate to the next, in words:
+fits record it, and factors of another blend are fitted again."""
 
 
 def window_factors(

@@ -68,6 +68,19 @@ class FactorsSummary:
         return str(self.attrs.get("fit", ""))
 
     @property
+    def windows(self) -> list[tuple[int, int]] | None:
+        """The frame ranges of a fitted background's plates (None when not recorded)."""
+        recorded = self.attrs.get("windows")
+        if not isinstance(recorded, list):
+            return None
+        return [(int(start), int(stop)) for start, stop in recorded]
+
+    @property
+    def plate_blend(self) -> str:
+        """How a fitted background passes from one window's plate to the next ("" when not recorded)."""
+        return str(self.attrs.get("plate_blend", ""))
+
+    @property
     def plate_window_s(self) -> float | None:
         """Seconds of video each plate of a fitted background serves (None when not recorded)."""
         value = self.attrs.get("plate_window_s")

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from cluster.client import describe, worker_memory_limit
 from pipelines.background_models import (
     FITTED_MODELS,
+    PLATE_BLEND,
     PLATE_WINDOW_S,
     plate_windows,
     sample_plate,
@@ -116,6 +117,8 @@ def _fit(
         summary.name == summary.method == model
         and summary.fit == _FITS[model]
         and summary.plate_window_s == plate_window_s
+        and summary.windows == windows
+        and summary.plate_blend == PLATE_BLEND
         for summary in complete_factors(video.location, video_fingerprint=video.fingerprint)
     ):
         return open_factors(video.location, model, expected_fingerprint=video.fingerprint)
@@ -209,6 +212,7 @@ def _fit_and_write(
             "passes": reads,
             "fit": _FITS[model],
             "plate_window_s": plate_window_s,
+            "plate_blend": PLATE_BLEND,
             "windows": [list(window) for window in windows],
             "video_fingerprint": video.fingerprint,
             "wall_time_s": round(time.perf_counter() - started, 3),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from pipelines.background_models import (
     MIN_WINDOW_FRAMES,
@@ -22,6 +23,7 @@ from pipelines.background_models import (
 )
 from pipelines.cli import arguments
 from pipelines.synthetic import MAX_SWEEP, SceneSpec, render_scene, sweeping_shade, write_scene
+from storage.derived import open_derived
 from storage.errors import InvalidParameterError
 from storage.factors import open_factors
 from storage.video_array import open_video
@@ -215,6 +217,44 @@ def test_each_window_gets_its_plate_and_a_fit_is_reused_only_for_its_window(
     refitted = open_factors(store, model)
     assert refitted.rank == 1 and refitted.attrs["plate_window_s"] == PLATE_WINDOW_S
     assert refitted.factors_id != fitted.factors_id
+
+
+@pytest.mark.parametrize(
+    ("attribute", "recorded"),
+    [("windows", [[0, 100], [100, 200]]), ("plate_blend", "none"), ("plate_window_s", None)],
+)
+def test_factors_of_other_windows_or_another_blend_are_fitted_again(
+    swept: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    attribute: str,
+    recorded: object,
+) -> None:
+    """As a version that planned its windows, or blended its plates, another way wrote them."""
+    _, source = swept
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
+    shutil.copytree(source, store)
+    separate = (
+        "separate",
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--no-videos",
+        "--plate-window",
+        "5",
+        "--quiet",
+    )
+    assert run_cli(capsys, *separate, *CLUSTER)[0] == 0
+    fitted = open_factors(store, "robust")
+    group = zarr.open_group(str(store / "factors" / "robust"), mode="r+")
+    group.attrs.update({attribute: recorded})
+    code, _, stderr = run_cli(capsys, *separate, *CLUSTER)
+    assert code == 0, stderr
+    refitted = open_factors(store, "robust")
+    assert refitted.factors_id != fitted.factors_id
+    assert refitted.attrs[attribute] == fitted.attrs[attribute]
+    assert open_derived(store, "masks").record.factors_id == refitted.factors_id
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "soon", "nan"])
