@@ -28,6 +28,7 @@ __all__ = [
     "find_best_factors",
     "find_reusable_factors",
     "list_factors",
+    "recorded_windows",
 ]
 
 
@@ -70,10 +71,7 @@ class FactorsSummary:
     @property
     def windows(self) -> list[tuple[int, int]] | None:
         """The frame ranges of a fitted background's plates (None when not recorded)."""
-        recorded = self.attrs.get("windows")
-        if not isinstance(recorded, list):
-            return None
-        return [(int(start), int(stop)) for start, stop in recorded]
+        return recorded_windows(self.attrs)
 
     @property
     def plate_blend(self) -> str:
@@ -85,6 +83,17 @@ class FactorsSummary:
         """Seconds of video each plate of a fitted background serves (None when not recorded)."""
         value = self.attrs.get("plate_window_s")
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def recorded_windows(attrs: dict[str, Any]) -> list[tuple[int, int]] | None:
+    """The frame ranges [start, stop) of a fitted background's plates in factor attributes.
+
+    None when they are not recorded (factors of an SVD, or fitted before windows).
+    """
+    recorded = attrs.get("windows")
+    if not isinstance(recorded, list):
+        return None
+    return [(int(start), int(stop)) for start, stop in recorded]
 
 
 def list_factors(store: StoreLocation | str | os.PathLike[str]) -> list[FactorsSummary]:

@@ -38,6 +38,7 @@ from storage.errors import (
     StoreIncompleteError,
     StoreNotFoundError,
 )
+from storage.factor_lookup import recorded_windows
 from storage.integrity import WRITE_CONFIG, checked_dask_array, compressor, require_all_chunks
 from storage.layout import (
     COMPLETE_ATTR,
@@ -146,10 +147,7 @@ class StoredFactors:
     @property
     def windows(self) -> list[tuple[int, int]] | None:
         """The frame ranges [start, stop) of a fitted background's plates, when recorded."""
-        recorded = self.attrs.get("windows")
-        if not isinstance(recorded, list):
-            return None
-        return [(int(start), int(stop)) for start, stop in recorded]
+        return recorded_windows(self.attrs)
 
     @property
     def passes(self) -> int | None:

@@ -172,26 +172,35 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path
     yield ingested_scene(SWEEP, tmp_path_factory.mktemp("windows"))
 
 
-@pytest.mark.parametrize("model", ["robust", "median"])
-def test_each_window_gets_its_plate_and_a_fit_is_reused_only_for_its_window(
-    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
-) -> None:
-    _, source = swept
-    store, out = tmp_path / "s.zarr", tmp_path / "out"
+def _separated_copy(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *, model: str = "robust"
+) -> tuple[Path, tuple[str, ...]]:
+    """Copy the ingested store and separate it with ``--plate-window 5``.
+
+    Returns (the store, the command without its window), for the test to run again.
+    """
+    store = tmp_path / "s.zarr"
     shutil.copytree(source, store)
-    separate = (
+    argv = (
         "separate",
         "--store",
         str(store),
         "--model",
         model,
         "--out",
-        str(out),
+        str(tmp_path / "out"),
         "--no-videos",
-        "--quiet",
     )
-    code, _, stderr = run_cli(capsys, *separate, "--plate-window", "5", *CLUSTER)
+    code, _, stderr = run_cli(capsys, *argv, "--quiet", "--plate-window", "5", *CLUSTER)
     assert code == 0, stderr
+    return store, (*argv, "--quiet")
+
+
+@pytest.mark.parametrize("model", ["robust", "median"])
+def test_each_window_gets_its_plate_and_a_fit_is_reused_only_for_its_window(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    store, separate = _separated_copy(swept[1], tmp_path, capsys, model=model)
     video = open_video(store)
     windows = plate_windows(video.segments, fps=video.fps, window_s=5.0)
     assert len(windows) == 3  # 200 frames: 4 windows of 5 s would hold fewer than 64 frames
@@ -231,25 +240,11 @@ def test_factors_of_other_windows_or_another_blend_are_fitted_again(
     recorded: object,
 ) -> None:
     """As a version that planned its windows, or blended its plates, another way wrote them."""
-    _, source = swept
-    store, out = tmp_path / "s.zarr", tmp_path / "out"
-    shutil.copytree(source, store)
-    separate = (
-        "separate",
-        "--store",
-        str(store),
-        "--out",
-        str(out),
-        "--no-videos",
-        "--plate-window",
-        "5",
-        "--quiet",
-    )
-    assert run_cli(capsys, *separate, *CLUSTER)[0] == 0
+    store, separate = _separated_copy(swept[1], tmp_path, capsys)
     fitted = open_factors(store, "robust")
     group = zarr.open_group(str(store / "factors" / "robust"), mode="r+")
     group.attrs.update({attribute: recorded})
-    code, _, stderr = run_cli(capsys, *separate, *CLUSTER)
+    code, _, stderr = run_cli(capsys, *separate, "--plate-window", "5", *CLUSTER)
     assert code == 0, stderr
     refitted = open_factors(store, "robust")
     assert refitted.factors_id != fitted.factors_id
@@ -293,21 +288,7 @@ def test_apply_uses_every_plate_of_windowed_factors(
     swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     video, source = swept
-    store, out = tmp_path / "s.zarr", tmp_path / "out"
-    shutil.copytree(source, store)
-    code, _, stderr = run_cli(
-        capsys,
-        "separate",
-        "--store",
-        str(store),
-        "--out",
-        str(out),
-        "--plate-window",
-        "5",
-        "--no-videos",
-        *CLUSTER,
-    )
-    assert code == 0, stderr
+    store, _ = _separated_copy(source, tmp_path, capsys)
     code, _, stderr = run_cli(
         capsys, "apply", "--store", str(store), str(video), "--out", str(tmp_path / "new")
     )
