@@ -34,7 +34,8 @@ Both are rank-1 backgrounds ``b g^T`` and are returned as SVD-style factors U (P
 s (1,), Vt (1, T) (``U = b/|b|``, ``s = |b| |g|``, ``Vt = g/|g|``), so separate, report
 and apply use them as they use the SVD's.  Each is fitted on its own to every window
 of :func:`plate_windows` (each source video, and within a long one each stretch of
-at most :data:`PLATE_WINDOW_S` seconds): one component per window.
+at most :data:`PLATE_WINDOW_S` seconds): one component per window, blended with its
+neighbours' between the windows' middle frames (:func:`window_factors`).
 """
 
 from __future__ import annotations
