@@ -56,7 +56,7 @@ def fit_background(
     *,
     store: StoreLocation | str | os.PathLike[str] | StoredVideo,
     model: str,
-    plate_window_s: float = PLATE_WINDOW_S,
+    plate_window_s: float | None = None,
     force: bool = False,
     context: JobContext | None = None,
 ) -> StoredFactors:
@@ -64,7 +64,8 @@ def fit_background(
 
     The factors go to ``STORE/factors/<model>`` (rank 1 per window of
     :func:`pipelines.background_models.plate_windows`: per source video, and per
-    ``plate_window_s`` seconds of a longer one), with the model, the window and its
+    ``plate_window_s`` seconds of a longer one, by default
+    :data:`pipelines.background_models.PLATE_WINDOW_S`), with the model, the window and its
     passes over the video in their attributes.  Complete factors of the same model,
     window and video are reused unless ``force``.
 
@@ -89,6 +90,8 @@ def fit_background(
         raise InvalidParameterError(f"fit_background fits {', '.join(FITTED_MODELS)}, got model={model!r}")
     started = time.perf_counter()
     video = store if isinstance(store, StoredVideo) else open_video(store)
+    if plate_window_s is None:
+        plate_window_s = PLATE_WINDOW_S
     windows = plate_windows(video.segments, fps=video.fps, window_s=plate_window_s)  # checks the window
     with writer_lock(video.location, step=f"fit {model} background"):
         return _fit(

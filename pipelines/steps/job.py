@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from pipelines.background_models import PLATE_WINDOW_S, chosen_model
+from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
 from pipelines.masks import AUTO_THRESHOLD_RULE
 from pipelines.steps.background import fit_background
@@ -152,9 +152,7 @@ def run(
         if model != "svd":
             # stored background factors of an older fit are fitted again here, so that their
             # new id, not the stale one, decides whether the separation is current
-            fit_background(
-                store=location, model=model, plate_window_s=plate_window_s or PLATE_WINDOW_S, context=job
-            )
+            fit_background(store=location, model=model, plate_window_s=plate_window_s, context=job)
         done = read_separation(location)
         background = decomposed.name if model == "svd" else model
         background_id = _factors_id(location, background)

@@ -51,9 +51,10 @@ DEFAULT_REPORT_RANKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 700)
 """Ranks measured by default (those up to the factors' rank, plus that rank)."""
 
 _COMPONENT_IMAGES = 8
+"""Columns of U shown as images."""
+
 _PLATE_IMAGES = 12
 """Most plates of a long video's windows the report shows, spread over the video."""
-"""Columns of U shown as images."""
 
 
 def report(

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from cluster.ctrl_c import CtrlCAtBoundaries
-from pipelines.background_models import FITTED_MODELS, PLATE_WINDOW_S, checked_plate_window, chosen_model
+from pipelines.background_models import FITTED_MODELS, checked_plate_window, chosen_model
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
 from pipelines.images import image_png
@@ -172,9 +172,7 @@ def separate(
     height, width = video.height, video.width
     with step_context(context) as job, writer_lock(video.location, step="separate"):
         if chosen is None:
-            chosen = fit_background(
-                store=video, model=model, plate_window_s=plate_window_s or PLATE_WINDOW_S, context=job
-            )
+            chosen = fit_background(store=video, model=model, plate_window_s=plate_window_s, context=job)
             k = chosen.rank  # one background per source video and window
         client = job.computing_on(video.location)
         frames = job.frames_to_read(video)
