@@ -23,17 +23,7 @@ from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
 from pipelines.images import image_png
 from pipelines.mask_cleanup import CLEANUP_RULE
-from pipelines.masks import (
-    AUTO_THRESHOLD_RULE,
-    PIXEL_NOISE_FACTOR,
-    auto_threshold,
-    masks,
-    noise_pair_frames,
-    noise_scale_of,
-    sample_frames,
-    threshold_map,
-    threshold_sample_stride,
-)
+from pipelines.masks import AUTO_THRESHOLD_RULE, PIXEL_NOISE_FACTOR, masks
 from pipelines.separate import (
     background_frames,
     background_images,
@@ -41,6 +31,7 @@ from pipelines.separate import (
     foreground_frames,
     to_storage_foreground,
 )
+from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES, measure_auto_threshold
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, refuse_non_finite
@@ -62,12 +53,6 @@ __all__ = [
     "separate",
     "write_backgrounds",
 ]
-
-THRESHOLD_SAMPLE_FRAMES = 24
-"""Frames whose foreground decides the ``auto`` threshold."""
-
-SAMPLE_FRAMES_PER_TASK = 6
-"""Sampled frames per task of the threshold's sample: four tasks for the 24 frames."""
 
 CLEANUP = CLEANUP_RULE
 """The mask clean-up :func:`pipelines.separate.masks` applies, as recorded in the store."""
@@ -185,31 +170,9 @@ def separate(
         threshold_rule = "given"
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
-            picked = sample_frames(video.n_frames, THRESHOLD_SAMPLE_FRAMES)
-            # the sample's frames first, then their background: a read of the picked
-            # frames, not the foreground of every chunk that holds one
-            # a few frames per task, so that their backgrounds and differences (fresh
-            # float32 arrays of 88 MB for 24 frames of 720p) are made on every thread
-            picked_frames = frames[picked].rechunk({0: SAMPLE_FRAMES_PER_TASK})
-            sample_background = background_frames(
-                u, s, vt[:, picked], rank=k, height=height, width=width, frame_chunks=picked_frames.chunks[0]
-            )
-            sample = foreground_frames(picked_frames, sample_background)
-            # only the values auto_threshold uses: each task returns a stride-th of its frames
-            sample = sample.reshape(-1)[:: threshold_sample_stride(sample.size)]
-            firsts = noise_pair_frames(video.n_frames)
-            # one graph: a chunk that holds sampled frames and noise pairs is read once
-            wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]
-            measured = job.fetch(*wanted)
-            threshold = auto_threshold(measured[0])
-            pixel_thresholds: float | npt.NDArray[np.float32] = float(threshold)
-            if firsts.size:
-                pixel_thresholds = threshold_map(threshold, measured[1])
-            raised = float(np.mean(np.asarray(pixel_thresholds) > threshold))
-            job.say(
-                f"auto threshold: |foreground| > {threshold:.1f} grey levels, raised on {raised:.1%}"
-                f" of the pixels to {PIXEL_NOISE_FACTOR:g} sigmas of their frame-to-frame change"
-            )
+            measured = measure_auto_threshold(job, frames, u, s, vt, rank=k)
+            threshold, pixel_thresholds = measured.threshold, measured.pixel_thresholds
+            job.say(measured.describe())
         else:
             pixel_thresholds = float(threshold)
         record = SeparationRecord(

@@ -1,0 +1,119 @@
+"""The ``auto`` mask threshold of a stored video against one background, measured on the cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+
+from pipelines.masks import (
+    PIXEL_NOISE_FACTOR,
+    auto_threshold,
+    noise_pair_frames,
+    noise_scale_of,
+    sample_frames,
+    threshold_map,
+    threshold_sample_stride,
+)
+from pipelines.separate import background_frames, foreground_frames
+from pipelines.steps.context import JobContext
+
+__all__ = ["SAMPLE_FRAMES_PER_TASK", "THRESHOLD_SAMPLE_FRAMES", "MeasuredThreshold", "measure_auto_threshold"]
+
+THRESHOLD_SAMPLE_FRAMES = 24
+"""Frames whose foreground decides the ``auto`` threshold."""
+
+SAMPLE_FRAMES_PER_TASK = 6
+"""Sampled frames per task of the threshold's sample: four tasks for the 24 frames."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasuredThreshold:
+    """The ``auto`` threshold of one video against one background.
+
+    Attributes
+    ----------
+    threshold : float
+        The global threshold on |foreground|, grey levels
+        (:func:`pipelines.masks.auto_threshold` of the sampled frames' foreground).
+    pixel_thresholds : float or numpy.ndarray
+        What the masks use: the global threshold, or a (y, x) float32 map of it raised
+        where a pixel's frame-to-frame change is larger (:func:`pipelines.masks.threshold_map`;
+        a video of one frame has no pair to measure, so the global value).
+    raised_share : float
+        Share of the pixels whose threshold the map raised, in [0, 1].
+    """
+
+    threshold: float
+    pixel_thresholds: float | npt.NDArray[np.float32]
+    raised_share: float
+
+    def describe(self) -> str:
+        """One line for the user: the threshold and where it was raised."""
+        return (
+            f"auto threshold: |foreground| > {self.threshold:.1f} grey levels, raised on"
+            f" {self.raised_share:.1%} of the pixels to {PIXEL_NOISE_FACTOR:g} sigmas of their"
+            " frame-to-frame change"
+        )
+
+
+def measure_auto_threshold(
+    job: JobContext,
+    frames: da.Array,
+    u: da.Array,
+    s: da.Array,
+    vt: da.Array,
+    *,
+    rank: int,
+) -> MeasuredThreshold:
+    """Measure the ``auto`` threshold of ``frames`` against the background ``u diag(s) vt``.
+
+    Parameters
+    ----------
+    job : JobContext
+        Where to compute.
+    frames : dask.array.Array
+        The stored gray video, (frame, y, x) uint8.
+    u, s, vt : dask.array.Array
+        The background's factors, (P, k), (k,) and (k, frame); ``rank`` of them are used.
+    rank : int
+        Components of the background, >= 1.
+
+    Returns
+    -------
+    MeasuredThreshold
+
+    Notes
+    -----
+    One graph reads the :data:`THRESHOLD_SAMPLE_FRAMES` sampled frames (a few per
+    task) and the frame pairs of :func:`pipelines.masks.noise_pair_frames`, whatever
+    the length of the video: a chunk holding both is read once.  Memory per task: a
+    float32 background and foreground of :data:`SAMPLE_FRAMES_PER_TASK` frames; this
+    process receives a strided sample of the foreground and one (y, x) noise map.
+    """
+    n_frames, height, width = (int(n) for n in frames.shape)
+    picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
+    # the sample's frames first, then their background: a read of the picked frames,
+    # not the foreground of every chunk that holds one; a few frames per task, so that
+    # their backgrounds and differences (float32 arrays of 88 MB for 24 frames of 720p)
+    # are made on every thread
+    picked_frames = frames[picked].rechunk({0: SAMPLE_FRAMES_PER_TASK})
+    sample_background = background_frames(
+        u, s, vt[:, picked], rank=rank, height=height, width=width, frame_chunks=picked_frames.chunks[0]
+    )
+    sample = foreground_frames(picked_frames, sample_background)
+    # only the values auto_threshold uses: each task returns a stride-th of its frames
+    sample = sample.reshape(-1)[:: threshold_sample_stride(sample.size)]
+    firsts = noise_pair_frames(n_frames)
+    wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]
+    measured = job.fetch(*wanted)
+    threshold = float(auto_threshold(measured[0]))
+    pixel_thresholds: float | npt.NDArray[np.float32] = threshold
+    if firsts.size:
+        pixel_thresholds = threshold_map(threshold, measured[1])
+    raised_share = float(np.mean(np.asarray(pixel_thresholds) > threshold))
+    return MeasuredThreshold(
+        threshold=threshold, pixel_thresholds=pixel_thresholds, raised_share=raised_share
+    )
