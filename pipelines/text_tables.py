@@ -29,11 +29,21 @@ def format_rank_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def format_scores(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Scores by method (see :func:`pipelines.steps.evaluate.evaluate`), one row per method."""
-    lines = [f"{'method':8} " + " ".join(f"{key:>11}" for key in _SCORE_KEYS)]
+    """Scores by method (see :func:`pipelines.steps.evaluate.evaluate`), one row per method.
+
+    When a row gives ``fit_s`` (a background model's), a last column shows it, ``-``
+    for the rows without one.
+    """
+    width = max([len("method"), *(len(method) for method in results)])
+    timed = any("fit_s" in row for row in results.values())
+    header = f"{'method':{width}} " + " ".join(f"{key:>11}" for key in _SCORE_KEYS)
+    lines = [header + (f" {'fit_s':>8}" if timed else "")]
     for method, row in results.items():
         cells = " ".join(
             f"{'nan' if row.get(key) is None else format(row[key], '11.4f'):>11}" for key in _SCORE_KEYS
         )
-        lines.append(f"{method:8} {cells}")
+        if timed:
+            seconds = row.get("fit_s")
+            cells += f" {'-' if seconds is None else format(seconds, '8.1f'):>8}"
+        lines.append(f"{method:{width}} {cells}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ __all__ = [
     "OneLineParser",
     "add_model_flag",
     "frame_size",
+    "model_list",
     "non_negative_int",
     "positive_float",
     "positive_int",
@@ -189,6 +190,18 @@ BACKGROUND_MODELS = ("robust", "median", "svd")
 
 DEFAULT_MODEL = "robust"
 """The background model when ``--model`` is not given."""
+
+
+def model_list(text: str) -> list[str]:
+    """Parse ``--models robust,median,svd`` into distinct model names, in the order given."""
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in BACKGROUND_MODELS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"--models takes {','.join(BACKGROUND_MODELS)} or some of them, got {text!r}"
+        )
+    return names
+
 
 PLATE_WINDOW_S = 600.0
 """``--plate-window``'s default; equal to :data:`pipelines.background_models.PLATE_WINDOW_S`

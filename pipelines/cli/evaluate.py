@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipelines.cli.arguments import Commands
+from pipelines.cli.arguments import Commands, model_list
+from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
 
 BASELINE_FRAMES = ("color", "stored")
@@ -32,7 +33,20 @@ def add_parser(commands: Commands) -> None:
             " store's rate and size, as a user would feed OpenCV) or stored (the store's frames)"
         ),
     )
+    parser.add_argument(
+        "--models",
+        type=model_list,
+        default=[],
+        metavar="robust,median,svd",
+        help=(
+            "also score these background models side by side, each one's masks of the truth's frames"
+            " made as `separate --model` makes them (robust and median are fitted and stored when missing;"
+            " svd needs decompose first); the stored masks stay as they are"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_cluster_flags(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -47,14 +61,20 @@ def handle(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(BASELINES))
     if unknown:
         raise InvalidParameterError(f"--baseline takes mog2 and/or knn, got {', '.join(unknown)}")
-    results = evaluate(
-        store=args.store,
-        truth=args.truth,
-        truth_format=args.format,
-        frame_map=args.frame_map,
-        baselines=names,
-        baseline_frames=args.baseline_frames,
-        context=JobContext(log=None if args.json else say),
-    )
+    with JobContext(
+        cluster=cluster_options(args),
+        progress=not (args.quiet or args.json),
+        log=None if args.json else say,
+    ) as job:
+        results = evaluate(
+            store=args.store,
+            truth=args.truth,
+            truth_format=args.format,
+            frame_map=args.frame_map,
+            baselines=names,
+            baseline_frames=args.baseline_frames,
+            models=args.models,
+            context=job,
+        )
     print(json.dumps(results, indent=2) if args.json else format_scores(results))
     return 0

@@ -10,14 +10,17 @@ from typing import Any, Literal, cast
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.background_models import BACKGROUND_MODELS
 from pipelines.baselines import run_baseline
 from pipelines.scores import Scores, cdnet_scores
-from pipelines.steps.context import JobContext
-from storage.derived import open_derived
+from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.model_masks import model_masks
+from storage.derived import StoredArray, open_derived
 from storage.errors import (
     InvalidParameterError,
     SourceNotFoundError,
     SourceNotReadableError,
+    StoreNotFoundError,
     TruthMismatchError,
 )
 from storage.layout import MASKS_ARRAY
@@ -50,9 +53,10 @@ def evaluate(
     frame_map: str | os.PathLike[str] | None = None,
     baselines: Sequence[str] = (),
     baseline_frames: str = "color",
+    models: Sequence[str] = (),
     context: JobContext | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Score ``STORE/masks`` against ground truth with the CDnet 2014 metrics.
+    """Score ``STORE/masks`` (and each background model) against ground truth, CDnet 2014 metrics.
 
     Parameters
     ----------
@@ -68,28 +72,36 @@ def evaluate(
         store's frame rate and size (what a user would feed OpenCV, which uses the
         colour channels; each source must still be where ingest read it, with the
         sha256 it had), or ``stored``, the store's own (gray) frames.
+    models : sequence of {"robust", "median", "svd"}
+        Also score these background models side by side: each one's masks of the
+        truth's frames, made as ``separate --model`` would make them with the ``auto``
+        threshold, in memory (:func:`pipelines.steps.model_masks.model_masks`; the
+        robust and median models are fitted and stored when the store lacks them).
+        The stored masks are scored too when there are any.
     context : JobContext, optional
-        Only its log is used: scoring runs in this process.
+        Where the models compute (default: the embedded cluster); the stored masks
+        and the baselines are scored in this process.
 
     Returns
     -------
     dict
-        Method name ("vidsvd", "mog2", "knn") to its scores: recall, specificity,
-        FPR, FNR, PWC, precision, F-measure, and the frame count.
+        Method name ("vidsvd" for the stored masks, "vidsvd-robust", "vidsvd-median",
+        "vidsvd-svd", "mog2", "knn") to its scores: recall, specificity, FPR, FNR,
+        PWC, precision, F-measure, and the frame count; a model's row also gives
+        ``fit_s``, the seconds its factors took when they were computed.
 
     Raises
     ------
     InvalidParameterError
-        An unknown ``truth_format`` or baseline.
+        An unknown ``truth_format``, baseline or model.
     TruthMismatchError
         The truth names frames the store does not have.
 
     Notes
     -----
-    Memory: the scored frames' masks and truth; the baselines stream the stored
-    video one chunk at a time.
+    Memory: the scored frames' masks and truth (per model, one at a time); the
+    baselines stream the stored video one chunk at a time.
     """
-    job = context or JobContext()
     if truth_format not in TRUTH_FORMATS:
         raise InvalidParameterError(f"truth_format must be cdnet or masks, got {truth_format!r}")
     if baseline_frames not in BASELINE_FRAMES:
@@ -97,6 +109,11 @@ def evaluate(
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise InvalidParameterError(f"baselines are mog2 and/or knn, got {', '.join(unknown)}")
+    unknown = sorted(set(models) - set(BACKGROUND_MODELS))
+    if unknown:
+        raise InvalidParameterError(
+            f"models are {', '.join(BACKGROUND_MODELS)}, got {', '.join(repr(m) for m in unknown)}"
+        )
     video = open_video(store)
     if truth_format == "cdnet":
         found = read_cdnet_truth(truth)
@@ -109,10 +126,48 @@ def evaluate(
             f"ground truth names frame {outside[0]} but the store has {video.n_frames} frames; "
             "check the frame map and the ingest's --fps"
         )
-    stored_masks = open_derived(video.location, MASKS_ARRAY)
     wanted = [frame for frame, _ in truth_frames]
-    predicted = np.asarray(stored_masks.data[wanted].compute()) > 0
-    results = {"vidsvd": _scores_row(predicted, truth_frames)}
+    results: dict[str, dict[str, Any]] = {}
+    stored_masks = _stored_masks(video, models=models)
+    if stored_masks is not None:
+        predicted = np.asarray(stored_masks.data[wanted].compute(scheduler="threads")) > 0
+        results["vidsvd"] = _scores_row(predicted, truth_frames)
+    with step_context(context) as job:
+        for model in dict.fromkeys(models):
+            scored = model_masks(video, model=model, frames=wanted, context=job)
+            results[f"vidsvd-{model}"] = {**_scores_row(scored.masks, truth_frames), "fit_s": scored.fit_s}
+    # after a cluster of this call's own has closed: the baselines run in this process
+    return _with_baselines(
+        results,
+        video,
+        baselines=baselines,
+        baseline_frames=baseline_frames,
+        job=job,
+        truth_frames=truth_frames,
+    )
+
+
+def _stored_masks(video: StoredVideo, *, models: Sequence[str]) -> StoredArray | None:
+    """The stored masks; None when there are none and models are scored instead."""
+    try:
+        return open_derived(video.location, MASKS_ARRAY)
+    except StoreNotFoundError:
+        if models:
+            return None
+        raise
+
+
+def _with_baselines(
+    results: dict[str, dict[str, Any]],
+    video: StoredVideo,
+    *,
+    baselines: Sequence[str],
+    baseline_frames: str,
+    job: JobContext,
+    truth_frames: Sequence[tuple[int, npt.NDArray[np.uint8]]],
+) -> dict[str, dict[str, Any]]:
+    """``results`` with a row per OpenCV baseline, run over the whole video in this process."""
+    wanted = [frame for frame, _ in truth_frames]
     for name in baselines:
         job.say(f"running the {name} baseline over {video.n_frames} {baseline_frames} frames")
         frames = _color_frames(video) if baseline_frames == "color" else _stored_frames(video)

@@ -1,0 +1,124 @@
+"""Each background model's masks of a few frames, in memory: models scored side by side.
+
+``vidsvd evaluate --models robust,median,svd`` scores the models against the same truth
+without separating the video once per model: the stored masks (of the model the
+separation used) stay as they are, and each model's masks of the truth's frames are
+made as ``separate`` would make them, with the ``auto`` threshold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pipelines.background_models import BACKGROUND_MODELS, FITTED_MODELS
+from pipelines.factor_masks import masks_from_factors
+from pipelines.steps.auto_threshold import measure_auto_threshold
+from pipelines.steps.background import fit_background
+from pipelines.steps.context import JobContext
+from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
+from storage.errors import InvalidParameterError
+from storage.video_array import StoredVideo
+
+__all__ = ["ModelMasks", "model_masks"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelMasks:
+    """One model's masks of the wanted frames.
+
+    Attributes
+    ----------
+    model : str
+        ``robust``, ``median`` or ``svd``.
+    factors : str
+        The factor set the background came from.
+    rank : int
+        Components of the background (one per source video and plate window, or the
+        SVD's one per source video).
+    threshold : float
+        The ``auto`` threshold, grey levels (raised per pixel where the video varies).
+    masks : numpy.ndarray
+        (frame, y, x) bool, the wanted frames in the order asked.
+    fit_s : float or None
+        Seconds the factors took when they were computed (as recorded with them).
+    """
+
+    model: str
+    factors: str
+    rank: int
+    threshold: float
+    masks: npt.NDArray[np.bool_]
+    fit_s: float | None
+
+
+def model_masks(video: StoredVideo, *, model: str, frames: Sequence[int], context: JobContext) -> ModelMasks:
+    """The masks ``separate --model MODEL`` would make of ``frames``, without writing them.
+
+    ``robust`` and ``median`` are fitted, or reused when the store holds them for this
+    video (:func:`pipelines.steps.background.fit_background`, which writes their factors:
+    a later ``separate`` with that model reuses them); ``svd`` uses the SVD factors of
+    highest rank, one component per source video, as ``separate --model svd`` does.
+
+    Parameters
+    ----------
+    video : StoredVideo
+        A gray video.
+    model : {"robust", "median", "svd"}
+    frames : sequence of int
+        Frame indices, each in ``[0, n_frames)``.
+    context : JobContext
+        Where to compute.
+
+    Returns
+    -------
+    ModelMasks
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown model, or a colour video.
+    StoreNotFoundError
+        ``svd`` without SVD factors of this video (decompose first).
+
+    Notes
+    -----
+    Beyond a fit: the threshold's sample (:func:`pipelines.steps.auto_threshold.measure_auto_threshold`)
+    and a read of the wanted frames.  Memory here: their masks, one byte per pixel.
+    """
+    if model not in BACKGROUND_MODELS:
+        raise InvalidParameterError(f"models are {', '.join(BACKGROUND_MODELS)}, got {model!r}")
+    if video.frames.ndim != 3:
+        raise InvalidParameterError("the models work on gray videos; ingest without --color")
+    job = context
+    if model in FITTED_MODELS:
+        chosen = fit_background(store=video, model=model, context=job)
+        rank = chosen.rank
+    else:
+        chosen = choose_factors(video, None)
+        rank = min(chosen.rank, len(video.segments))
+    client = job.computing_on(video.location)
+    all_frames = job.frames_to_read(video)
+    u, s, vt = client.persist([chosen.U[:, :rank], chosen.s[:rank], chosen.Vt[:rank]])
+    refuse_non_finite(chosen.name, [bool(flag) for flag in job.fetch(*finite_flags(u, s, vt))])
+    started = time.perf_counter()
+    measured = measure_auto_threshold(job, all_frames, u, s, vt, rank=rank)
+    wanted = np.asarray(frames, dtype=np.intp)
+    found = masks_from_factors(all_frames[wanted], u, s, vt[:, wanted], threshold=measured.pixel_thresholds)
+    predicted = np.asarray(job.fetch(found)[0]) > 0
+    job.say(
+        f"{model}: factors {chosen.name!r}, rank {rank}, {measured.describe()};"
+        f" {len(wanted)} frames' masks in {time.perf_counter() - started:.1f} s"
+    )
+    return ModelMasks(
+        model=model,
+        factors=chosen.name,
+        rank=rank,
+        threshold=measured.threshold,
+        masks=predicted,
+        fit_s=chosen.wall_time_s,
+    )

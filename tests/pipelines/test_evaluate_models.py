@@ -1,0 +1,148 @@
+"""`vidsvd evaluate --models`: each background model scored side by side on one truth.
+
+One module-scoped store of a 64x48 synthetic scene (through the real encoder) with a
+truth mask per frame is ingested, decomposed (rank 3) and separated with the default
+model; tests that write work on copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines import api
+from pipelines.cli import main
+from pipelines.synthetic import SceneSpec, write_scene
+from storage.derived import open_derived
+from storage.errors import InvalidParameterError
+from storage.factors import open_factors
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
+
+SCENE = SceneSpec(width=64, height=48, n_frames=90, n_objects=2, seed=4)
+SCORE_KEYS = ("recall", "specificity", "fpr", "fnr", "pwc", "precision", "f_measure", "frames")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    video: Path
+    truth: Path
+    store: Path
+
+
+@pytest.fixture(scope="module")
+def separated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    folder = tmp_path_factory.mktemp("models")
+    video, truth, store = folder / "scene.mp4", folder / "truth", folder / "s.zarr"
+    write_scene(SCENE, video, truth_dir=truth, truth_every=1)
+    assert main(["ingest", str(video), "--store", str(store), "--quiet"]) == 0
+    assert main(["decompose", "--store", str(store), "--rank", "3", "--quiet"]) == 0
+    assert (
+        main(["separate", "--store", str(store), "--out", str(folder / "out"), "--no-videos", "--quiet"]) == 0
+    )
+    yield Scene(video, truth, store)
+
+
+def _evaluate(
+    capsys: pytest.CaptureFixture[str], store: Path, truth: Path, *argv: str
+) -> tuple[int, str, str]:
+    return run_cli(capsys, "evaluate", "--store", str(store), "--truth", str(truth), "--quiet", *argv)
+
+
+def test_each_model_is_scored_as_separate_would_mask_it(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The robust row equals the stored masks (made by the robust model); the svd row equals
+    what `separate --model svd` stores; the stored masks stay as they were."""
+    store = tmp_path / "s.zarr"
+    shutil.copytree(separated.store, store)
+    masks_before = open_derived(store, "masks").data.compute()
+
+    status, stdout, stderr = _evaluate(
+        capsys, store, separated.truth, "--models", "robust,median,svd", "--json"
+    )
+    assert (status, stderr) == (0, ""), stderr
+    results = json.loads(stdout)
+    assert list(results) == ["vidsvd", "vidsvd-robust", "vidsvd-median", "vidsvd-svd"]
+    for key in SCORE_KEYS:
+        assert results["vidsvd-robust"][key] == results["vidsvd"][key], key
+    for method in ("vidsvd-robust", "vidsvd-median", "vidsvd-svd"):
+        assert results[method]["frames"] == SCENE.n_frames
+        assert results[method]["f_measure"] > 0.9, method
+        assert results[method]["fit_s"] > 0, method
+    assert "fit_s" not in results["vidsvd"]
+    np.testing.assert_array_equal(open_derived(store, "masks").data.compute(), masks_before)
+    assert open_factors(store, "median").rank == 1  # fitted and kept for a later separate
+
+    assert main(["separate", "--store", str(store), "--out", str(tmp_path / "o"), "--model", "svd",
+                 "--no-videos", "--quiet"]) == 0  # fmt: skip
+    status, stdout, _ = _evaluate(capsys, store, separated.truth, "--json")
+    assert status == 0
+    for key in SCORE_KEYS:
+        assert json.loads(stdout)["vidsvd"][key] == results["vidsvd-svd"][key], key
+
+
+def test_the_table_shows_the_fit_time_of_each_model(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "s.zarr"
+    shutil.copytree(separated.store, store)
+    status, table, _ = _evaluate(capsys, store, separated.truth, "--models", "svd")
+    assert status == 0
+    header, stored, svd = table.strip().splitlines()
+    assert header.split() == [
+        "method", "recall", "specificity", "fpr", "fnr", "pwc", "precision", "f_measure", "fit_s"
+    ]  # fmt: skip
+    assert stored.split()[0] == "vidsvd" and stored.split()[-1] == "-"
+    assert svd.split()[0] == "vidsvd-svd" and float(svd.split()[-1]) >= 0
+    assert len({len(line) for line in (header, stored, svd)}) == 1  # the columns line up
+
+
+def test_models_are_scored_before_any_separation(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store with a video only: the models' rows, no stored row; without --models it is an error."""
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", str(separated.video), "--store", str(store), "--quiet"]) == 0
+    status, stdout, stderr = _evaluate(capsys, store, separated.truth, "--models", "robust", "--json")
+    assert (status, stderr) == (0, "")
+    assert list(json.loads(stdout)) == ["vidsvd-robust"]
+
+    status, _, stderr = _evaluate(capsys, store, separated.truth)
+    assert status == 1
+    assert_one_line_error(stderr, "no masks", "vidsvd separate")
+
+
+def test_the_svd_model_needs_a_decompose_first(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", str(separated.video), "--store", str(store), "--quiet"]) == 0
+    before = tree_digest(store)
+    status, stdout, stderr = _evaluate(capsys, store, separated.truth, "--models", "svd")
+    assert (status, stdout) == (1, "")
+    assert_one_line_error(stderr, "decompose")
+    assert tree_digest(store) == before
+
+
+@pytest.mark.parametrize("models", ["robust,mean", "", " , ", "SVD"])
+def test_unknown_models_are_refused_in_one_line(
+    separated: Scene, models: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = tree_digest(separated.store)
+    status, stdout, stderr = _evaluate(capsys, separated.store, separated.truth, f"--models={models}")
+    assert (status, stdout) == (2, "")
+    assert_one_line_error(stderr, "--models takes robust,median,svd")
+    assert tree_digest(separated.store) == before
+
+
+def test_the_api_refuses_an_unknown_model_before_reading(separated: Scene) -> None:
+    before = tree_digest(separated.store)
+    with pytest.raises(InvalidParameterError, match="models are robust, median, svd, got 'mean'"):
+        api.evaluate(store=separated.store, truth=separated.truth, models=["robust", "mean"])
+    assert tree_digest(separated.store) == before
