@@ -156,8 +156,8 @@ def _fit_and_write(
         if len(windows) > len(video.segments)
         else ""
     )
-    reads = f"{_PASSES[model]} read{'s' if _PASSES[model] != 1 else ''} of the video"
-    job.say(f"fitting the {model} background ({reads}{plates_of})")
+    planned = f"{_PASSES[model]} read{'s' if _PASSES[model] != 1 else ''} of the video"
+    job.say(f"fitting the {model} background ({planned}{plates_of})")
     plates, gains = [], []
     reads = 0  # of the video: the most any of its windows took
     held = job.frames_to_read(video)
