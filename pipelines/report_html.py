@@ -23,7 +23,9 @@ generic table):
     How the masks were made (background, rank, threshold and its rule, clean-up)
     and the activity summary; shown with the ``activity`` and ``masks`` figures.
 ``quality`` : dict or list
-    Scores against ground truth, e.g. ``{method: Scores.as_dict()}``.
+    Scores against ground truth, e.g. ``{method: Scores.as_dict()}``: a mapping of
+    methods to their scores is shown as one row per method, F-measure first, with the
+    fit time when a row gives one (``fit_s``); the counts stay in ``report.json``.
 ``timings`` : dict
     Step name to wall time in seconds.
 ``provenance`` : dict
@@ -69,6 +71,15 @@ _SEPARATION_FIGURES: Final = (
     ),
     ("masks", "The busiest frames and their masks"),
 )
+_QUALITY_COLUMNS: Final = {
+    "f_measure": "F-measure",
+    "precision": "precision",
+    "recall": "recall",
+    "specificity": "specificity",
+    "pwc": "PWC (% wrong)",
+    "frames": "frames scored",
+    "fit_s": "fit time s",
+}
 _PLOTS: Final = (("spectrum", "Singular value spectrum"), ("energy", "Cumulative energy"))
 _RANK_COLUMNS: Final = {
     "rank": "rank k",
@@ -177,7 +188,13 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
             _figure_html(images[name], caption) for name, caption in _SEPARATION_FIGURES if name in images
         ]
     if "quality" in report:
-        parts += ["<h2>Quality against ground truth</h2>", _value_html(report["quality"])]
+        parts += [
+            "<h2>Quality against ground truth</h2>",
+            "<p>CDnet 2014 metrics. vidsvd: the stored masks; vidsvd-MODEL: that background model's"
+            " masks of the same frames, made as <code>separate --model MODEL</code> makes them (auto"
+            " threshold), with the time its background took to fit.</p>",
+            _quality_html(report["quality"]),
+        ]
     known_figures = {"spectrum", "energy", "components", *backgrounds}
     if "separation" in report:
         known_figures |= {name for name, _ in _SEPARATION_FIGURES}
@@ -195,6 +212,20 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
         parts += ["<h2>Provenance</h2>", _value_html(report["provenance"])]
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+def _quality_html(quality: Any) -> str:
+    """Scores by method as one row per method, the columns of :data:`_QUALITY_COLUMNS` present."""
+    by_method = isinstance(quality, Mapping) and all(isinstance(v, Mapping) for v in quality.values())
+    if not (quality and by_method):
+        return _value_html(quality)
+    keys = [key for key in _QUALITY_COLUMNS if any(key in row for row in quality.values())]
+    head = "<th>method</th>" + "".join(f"<th>{_text(_QUALITY_COLUMNS[key])}</th>" for key in keys)
+    body = "".join(
+        f"<tr><th>{_text(method)}</th>" + "".join(_cell(row.get(key), key=key) for key in keys) + "</tr>"
+        for method, row in quality.items()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _figure_html(data: bytes, caption: str, *, pixels: bool = False) -> str:

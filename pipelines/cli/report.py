@@ -25,6 +25,15 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument(
         "--out", default="vidsvd-out", metavar="DIR", help="output folder (default vidsvd-out)"
     )
+    parser.add_argument(
+        "--truth",
+        metavar="PATH",
+        help="ground-truth folder: also score the stored masks and each background model against it",
+    )
+    parser.add_argument(
+        "--format", choices=("cdnet", "masks"), default="masks", help="truth layout (as for evaluate)"
+    )
+    parser.add_argument("--frame-map", metavar="CSV", help="masks format: CSV mapping each mask to its frame")
     parser.add_argument("--json", action="store_true", help="print report.json to stdout instead of a table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cluster_flags(parser)
@@ -42,8 +51,22 @@ def handle(args: argparse.Namespace) -> int:
         early_workers(job, args.store, writing_step=None),
     ):
         from pipelines.steps.report import report
-        from pipelines.text_tables import format_rank_table
+        from pipelines.text_tables import format_rank_table, format_scores
 
-        result = report(store=args.store, out=args.out, ranks=args.ranks, factors=args.factors, context=job)
-    print(json.dumps(result, indent=2) if args.json else format_rank_table(result["ranks"]))
+        result = report(
+            store=args.store,
+            out=args.out,
+            ranks=args.ranks,
+            factors=args.factors,
+            truth=args.truth,
+            truth_format=args.format,
+            frame_map=args.frame_map,
+            context=job,
+        )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_rank_table(result["ranks"]))
+        if "quality" in result:
+            print(format_scores(result["quality"]))
     return 0

@@ -35,6 +35,7 @@ from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
 from pipelines.steps.context import JobContext, step_context
+from pipelines.steps.evaluate import TRUTH_FORMATS, evaluate
 from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
 from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreDamagedError
@@ -63,6 +64,9 @@ def report(
     out: str | os.PathLike[str],
     ranks: Sequence[int] | None = None,
     factors: str | None = None,
+    truth: str | os.PathLike[str] | None = None,
+    truth_format: str = "masks",
+    frame_map: str | os.PathLike[str] | None = None,
     context: JobContext | None = None,
 ) -> dict[str, Any]:
     """Compression and reconstruction quality per rank, spectrum and components.
@@ -75,11 +79,20 @@ def report(
     from the ||M||^2 and s_i^2 they recorded in float64, without reading M).  Writes ``report.json`` and a
     self-contained ``report.html`` in ``out`` and returns the report.
 
+    With ``truth`` (read as :func:`pipelines.steps.evaluate.evaluate` reads it, in
+    ``truth_format`` with ``frame_map``), the report also scores the models side by
+    side against it, under ``quality``: the stored masks when there are any, each
+    fitted background the store holds (fitted again when stale) and the SVD, each
+    with its fit time (:func:`pipelines.steps.model_masks.model_masks`).
+
     Notes
     -----
-    Memory: one chunk of M and U per task; this process holds s and a few images.
+    Memory: one chunk of M and U per task; this process holds s and a few images
+    (and, with ``truth``, each model's masks of the truth's frames, one model at a time).
     """
     started = time.perf_counter()
+    if truth_format not in TRUTH_FORMATS:
+        raise InvalidParameterError(f"truth_format must be cdnet or masks, got {truth_format!r}")
     video = open_video(store)
     chosen = choose_factors(video, factors)
     wanted = sorted({*(r for r in (ranks or DEFAULT_REPORT_RANKS) if r <= chosen.rank), chosen.rank})
@@ -174,6 +187,14 @@ def report(
                 stretch=False,
             )
         separation = _separation(video, folder, activity, job=job) if activity is not None else None
+        quality = None
+        if truth is not None:
+            models = [*(m.name for m in fitted if m.name in FITTED_MODELS), "svd"]
+            job.say(f"scoring {', '.join(models)} against the ground truth")
+            quality = evaluate(
+                store=video.location, truth=truth, truth_format=truth_format, frame_map=frame_map,
+                models=models, context=job,
+            )  # fmt: skip
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
@@ -223,6 +244,7 @@ def report(
         "singular_values": [float(v) for v in np.asarray(s_values)],
         "cumulative_energy": [float(v) for v in energy],
         **({"separation": separation.summary} if separation is not None else {}),
+        **({"quality": quality} if quality is not None else {}),
         "store": _store_bytes(video.location),
         "timings": _timings(
             ingest_s=video.ingest_wall_time_s,

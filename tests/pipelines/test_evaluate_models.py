@@ -146,3 +146,42 @@ def test_the_api_refuses_an_unknown_model_before_reading(separated: Scene) -> No
     with pytest.raises(InvalidParameterError, match="models are robust, median, svd, got 'mean'"):
         api.evaluate(store=separated.store, truth=separated.truth, models=["robust", "mean"])
     assert tree_digest(separated.store) == before
+
+
+def test_the_report_scores_the_models_against_the_truth(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report --truth`: the stored masks, the robust model the store holds and the SVD, side by side."""
+    store, out = tmp_path / "s.zarr", tmp_path / "report"
+    shutil.copytree(separated.store, store)
+    argv = ["report", "--store", str(store), "--out", str(out), "--truth", str(separated.truth), "--quiet"]
+    status, stdout, stderr = run_cli(capsys, *argv, "--json")
+    assert (status, stderr) == (0, ""), stderr
+    quality = json.loads(stdout)["quality"]
+    assert list(quality) == ["vidsvd", "vidsvd-robust", "vidsvd-svd"]
+    assert json.loads((out / "report.json").read_text())["quality"] == quality
+    status, scores, _ = _evaluate(capsys, store, separated.truth, "--models", "robust,svd", "--json")
+    assert status == 0
+    assert quality == json.loads(scores)
+    page = (out / "report.html").read_text()
+    assert "Quality against ground truth" in page and "vidsvd-svd" in page
+
+    status, table, _ = run_cli(capsys, *argv)
+    assert status == 0
+    assert "f_measure" in table and "vidsvd-robust" in table  # after the rank table
+
+
+def test_the_report_refuses_a_truth_it_cannot_read(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    argv = ["report", "--store", str(separated.store), "--out", str(out), "--quiet"]
+    status, stdout, stderr = run_cli(capsys, *argv, "--truth", str(tmp_path / "nowhere"))
+    assert (status, stdout) == (1, "")
+    assert_one_line_error(stderr, "nowhere")
+    assert not (out / "report.json").exists()
+    status, _, stderr = run_cli(capsys, *argv, "--truth", str(separated.truth), "--format", "voc")
+    assert status == 2
+    assert_one_line_error(stderr, "--format")
+    with pytest.raises(InvalidParameterError, match="truth_format must be cdnet or masks"):
+        api.report(store=separated.store, out=out, truth=separated.truth, truth_format="voc")

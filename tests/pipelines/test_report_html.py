@@ -172,3 +172,30 @@ def test_report_refuses_images_that_are_not_png() -> None:
 def test_empty_report_is_still_a_page() -> None:
     page = render_report_html({}, {})
     assert "<h1>vidsvd report</h1>" in page
+
+
+def test_quality_is_one_row_per_method_f_measure_first() -> None:
+    quality = {
+        "vidsvd": Scores(tp=90, fp=10, fn=10, tn=890).as_dict(),
+        "vidsvd-robust": {**Scores(tp=90, fp=10, fn=10, tn=890).as_dict(), "fit_s": 1.5},
+        "knn": Scores(tp=50, fp=50, fn=50, tn=850).as_dict(),
+    }
+    page = render_report_html({"quality": quality}, {})
+    table = page[page.index("Quality against ground truth") :]
+    table = table[table.index("<table>") : table.index("</table>")]
+    headers = re.findall(r"<th>([^<]*)</th>", table[: table.index("</thead>")])
+    assert headers == [
+        "method",
+        "F-measure",
+        "precision",
+        "recall",
+        "specificity",
+        "PWC (% wrong)",
+        "fit time s",
+    ]  # no frame count in these rows: a column only for what some row gives
+    rows = re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", table[table.index("<tbody>") :])
+    assert [method for method, _ in rows] == ["vidsvd", "vidsvd-robust", "knn"]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for _, row in rows]
+    assert cells[0][0] == "0.9" and cells[2][0] == "0.5"  # F-measure first
+    assert cells[1][-1] == "1.5 s" and cells[0][-1] == "—"  # the fit time only where there is one
+    assert ">890<" not in table  # the counts stay in report.json
