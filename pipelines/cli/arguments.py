@@ -18,9 +18,11 @@ __all__ = [
     "BACKGROUND_MODELS",
     "DEFAULT_MODEL",
     "PLATE_WINDOW_S",
+    "TRUTH_FORMATS",
     "Commands",
     "OneLineParser",
     "add_model_flag",
+    "add_truth_layout_flags",
     "frame_size",
     "model_list",
     "non_negative_int",
@@ -190,6 +192,17 @@ BACKGROUND_MODELS = ("robust", "median", "svd")
 
 DEFAULT_MODEL = "robust"
 """The background model when ``--model`` is not given."""
+
+
+TRUTH_FORMATS = ("cdnet", "masks")
+"""Layouts of ground truth; equal to :data:`pipelines.steps.evaluate.TRUTH_FORMATS` (a test
+keeps them equal), spelled here so that ``--help`` does not import dask."""
+
+
+def add_truth_layout_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--format cdnet|masks`` and ``--frame-map CSV``: how a ``--truth`` folder is laid out."""
+    parser.add_argument("--format", choices=TRUTH_FORMATS, default="masks", help="truth layout")
+    parser.add_argument("--frame-map", metavar="CSV", help="masks format: CSV mapping each mask to its frame")
 
 
 def model_list(text: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipelines.cli.arguments import Commands, model_list
+from pipelines.cli.arguments import Commands, add_truth_layout_flags, model_list
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
 
@@ -21,8 +21,7 @@ def add_parser(commands: Commands) -> None:
     parser = commands.add_parser("evaluate", help="score the masks against ground truth (CDnet 2014 metrics)")
     parser.add_argument("--store", required=True, help="store with masks (run separate first)")
     parser.add_argument("--truth", required=True, metavar="PATH", help="ground-truth folder")
-    parser.add_argument("--format", choices=("cdnet", "masks"), default="masks", help="truth layout")
-    parser.add_argument("--frame-map", metavar="CSV", help="masks format: CSV mapping each mask to its frame")
+    add_truth_layout_flags(parser)
     parser.add_argument("--baseline", default="", metavar="mog2,knn", help="also score OpenCV subtractors")
     parser.add_argument(
         "--baseline-frames",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipelines.cli.arguments import Commands, rank_list
+from pipelines.cli.arguments import Commands, add_truth_layout_flags, rank_list
 from pipelines.cli.cluster_flags import add_cluster_flags, cluster_options
 from pipelines.cli.console import say
 from pipelines.cli.early_workers import early_workers
@@ -30,10 +30,7 @@ def add_parser(commands: Commands) -> None:
         metavar="PATH",
         help="ground-truth folder: also score the stored masks and each background model against it",
     )
-    parser.add_argument(
-        "--format", choices=("cdnet", "masks"), default="masks", help="truth layout (as for evaluate)"
-    )
-    parser.add_argument("--frame-map", metavar="CSV", help="masks format: CSV mapping each mask to its frame")
+    add_truth_layout_flags(parser)
     parser.add_argument("--json", action="store_true", help="print report.json to stdout instead of a table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cluster_flags(parser)

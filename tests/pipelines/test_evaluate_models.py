@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from pipelines import api
-from pipelines.cli import main
+from pipelines.cli import arguments, main
+from pipelines.steps import evaluate
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import open_derived
 from storage.errors import InvalidParameterError
@@ -185,3 +186,7 @@ def test_the_report_refuses_a_truth_it_cannot_read(
     assert_one_line_error(stderr, "--format")
     with pytest.raises(InvalidParameterError, match="truth_format must be cdnet or masks"):
         api.report(store=separated.store, out=out, truth=separated.truth, truth_format="voc")
+
+
+def test_the_cli_spells_the_truth_layouts_as_the_library_does() -> None:
+    assert arguments.TRUTH_FORMATS == evaluate.TRUTH_FORMATS
