@@ -40,6 +40,7 @@ _COMPARE_MP4: Final = "compare.mp4"
 _MASKS_MP4: Final = "masks.mp4"
 _DEMO_SCENE: Final = "scene.mp4"
 _DEMO_TRUTH: Final = "truth"
+_DEMO_SPEC: Final = "scene.json"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,11 @@ class OutputFolder:
     def demo_truth(self) -> Path:
         """``truth/``: the demo's ground-truth masks and their frame map."""
         return self.path / _DEMO_TRUTH
+
+    @property
+    def demo_spec(self) -> Path:
+        """``scene.json``: what the demo's scene was made from, written once it is complete."""
+        return self.path / _DEMO_SPEC
 
     def file(self, name: str) -> Path:
         """Any other file of the folder, by its plain name (no folders in ``name``)."""
