@@ -46,6 +46,7 @@ __all__ = [
     "masks",
     "noise_pair_frames",
     "noise_scale_of",
+    "otsu_split",
     "pixel_noise_scale",
     "sample_frames",
     "threshold_map",
@@ -259,7 +260,7 @@ def auto_threshold(foreground_sample: npt.ArrayLike) -> float:
         raise InvalidParameterError("the foreground sample holds NaN or infinite values")
     values = values[:: threshold_sample_stride(values.size)]
     magnitudes = np.abs(values)
-    otsu = _otsu(magnitudes)
+    otsu = otsu_split(magnitudes)
     sigma = _mad_sigma(values)
     if AUTO_THRESHOLD_NOISE_FACTOR * sigma > otsu:  # is sigma inflated by the objects?
         small_class_sigma = _mad_sigma(values[magnitudes <= otsu])
@@ -300,7 +301,7 @@ def _mad_sigma(values: npt.NDArray[np.floating]) -> float:
     return _MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values)))) if values.size else 0.0
 
 
-def _otsu(values: npt.NDArray[np.floating]) -> float:
+def otsu_split(values: npt.NDArray[np.floating]) -> float:
     """Otsu's threshold of non-negative values: the bin centre that best splits them."""
     top = float(values.max())
     if top <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
+from pipelines.poor_fit import poor_fit_warning
 from pipelines.separate import project_out_block, storage_foreground_block
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
@@ -115,6 +117,10 @@ def apply(
             if "threshold" not in state:
                 sample = foreground[sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)]
                 state["threshold"] = threshold if threshold is not None else auto_threshold(sample)
+                auto = threshold is None
+                warning = poor_fit_warning(sample, threshold=state["threshold"]) if auto else None
+                if warning is not None:
+                    warnings.warn(warning, RuntimeWarning, stacklevel=2)
                 state["levels"] = state["threshold"]
                 if per_pixel and len(frames) > 1:
                     state["levels"] = threshold_map(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import dask.array as da
@@ -17,6 +18,7 @@ from pipelines.masks import (
     threshold_map,
     threshold_sample_stride,
 )
+from pipelines.poor_fit import poor_fit_warning
 from pipelines.separate import background_frames, foreground_frames
 from pipelines.steps.context import JobContext
 
@@ -85,6 +87,12 @@ def measure_auto_threshold(
     -------
     MeasuredThreshold
 
+    Warns
+    -----
+    RuntimeWarning
+        When the threshold shows a background that does not fit the still pixels
+        (:func:`pipelines.poor_fit.poor_fit_warning`): the masks will be nearly empty.
+
     Notes
     -----
     One graph reads the :data:`THRESHOLD_SAMPLE_FRAMES` sampled frames (a few per
@@ -110,6 +118,9 @@ def measure_auto_threshold(
     wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]
     measured = job.fetch(*wanted)
     threshold = float(auto_threshold(measured[0]))
+    warning = poor_fit_warning(measured[0], threshold=threshold)
+    if warning is not None:
+        warnings.warn(warning, RuntimeWarning, stacklevel=2)
     pixel_thresholds: float | npt.NDArray[np.float32] = threshold
     if firsts.size:
         pixel_thresholds = threshold_map(threshold, measured[1])
