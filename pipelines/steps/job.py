@@ -191,7 +191,10 @@ def run(
         from pipelines.steps.report import report, report_is_current  # imported meanwhile
 
         if steps["separate"].startswith("skipped") and report_is_current(
-            folder, factors_id=_factors_id(location, decomposed.name), ranks=report_ranks
+            folder,
+            factors_id=_factors_id(location, decomposed.name),
+            ranks=report_ranks,
+            video=open_video(location),
         ):
             steps["report"] = "skipped (complete)"
         else:

@@ -403,12 +403,23 @@ def _fitted_backgrounds(location: StoreLocation, *, video_fingerprint: str) -> l
     ]
 
 
-def report_is_current(folder: OutputFolder, *, factors_id: str, ranks: Sequence[int] | None) -> bool:
-    """True when the folder's ``report.json`` is of this write of the factors and (when given) these ranks."""
+def report_is_current(
+    folder: OutputFolder, *, factors_id: str, ranks: Sequence[int] | None, video: StoredVideo
+) -> bool:
+    """True when the folder's ``report.json`` is of this write of the factors and (when given) these ranks.
+
+    It must also show the fitted backgrounds ``video``'s store holds now, each of the
+    same write (a background fitted since, by ``separate`` or ``evaluate --models``,
+    or fitted again, makes the report stale).
+    """
     previous = folder.previous_report()
     if previous is None:
         return False
     if not factors_id or previous.get("factors", {}).get("factors_id") != factors_id:
+        return False
+    shown = {str(model.get("factors_id")) for model in previous.get("background_models", [])}
+    fitted = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
+    if shown != {model.factors_id for model in fitted}:
         return False
     return ranks is None or {row["rank"] for row in previous.get("ranks", [])} >= set(ranks)
 

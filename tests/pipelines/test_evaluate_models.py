@@ -190,3 +190,25 @@ def test_the_report_refuses_a_truth_it_cannot_read(
 
 def test_the_cli_spells_the_truth_layouts_as_the_library_does() -> None:
     assert arguments.TRUTH_FORMATS == evaluate.TRUTH_FORMATS
+
+
+def test_run_redoes_a_report_that_lacks_a_background_fitted_since(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A median fitted by `evaluate --models` after `run` is shown by the next `run`'s report."""
+    out = tmp_path / "out"
+    argv = ("run", str(separated.video), "--out", str(out), "--no-videos")
+
+    def report_step() -> str:
+        status, _, stderr = run_cli(capsys, *argv)
+        assert status == 0, stderr
+        return stderr.rsplit("report: ", 1)[1].split(";")[0]
+
+    assert report_step() == "done"
+    assert report_step() == "skipped (complete)"
+    status, _, _ = _evaluate(capsys, out / "store.zarr", separated.truth, "--models", "median")
+    assert status == 0
+    assert report_step() == "done"
+    shown = json.loads((out / "report.json").read_text())["background_models"]
+    assert sorted(model["name"] for model in shown) == ["median", "robust"]
+    assert report_step() == "skipped (complete)"
