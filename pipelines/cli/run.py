@@ -10,6 +10,7 @@ from pipelines.cli.arguments import (
     Commands,
     add_model_flag,
     add_separation_output_flags,
+    add_truth_layout_flags,
     frame_size,
     positive_float,
     positive_int,
@@ -87,6 +88,12 @@ def add_parser(commands: Commands) -> None:
     add_model_flag(parser)
     add_separation_output_flags(parser)
     parser.add_argument("--ranks", type=rank_list, metavar="1,2,5,10", help="ranks in the report")
+    parser.add_argument(
+        "--truth",
+        metavar="PATH",
+        help="ground-truth folder: the report also scores the masks and each background model against it",
+    )
+    add_truth_layout_flags(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cluster_flags(parser)
     parser.set_defaults(handler=handle)
@@ -117,6 +124,9 @@ def handle(args: argparse.Namespace) -> int:
             keep_foreground=args.foreground,
             masks_video=args.masks_video,
             make_videos=args.make_videos,
+            truth=args.truth,
+            truth_format=args.format,
+            frame_map=args.frame_map,
             name=args.name,
             force=args.force,
             overwrite=args.overwrite,

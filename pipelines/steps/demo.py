@@ -59,6 +59,7 @@ def demo(
             out=folder.path,
             parameters=SvdParameters(rank=10),
             overwrite=not reused and folder.default_store.exists(),
+            truth=folder.demo_truth,  # the report scores each model on it
             context=job,
         )
         scores = evaluate(store=folder.default_store, truth=folder.demo_truth, context=job)

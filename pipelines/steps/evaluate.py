@@ -29,7 +29,7 @@ from storage.truth import read_cdnet_truth, read_truth_masks
 from storage.video_array import StoredVideo, open_video
 from storage.video_decoder import DecodeOptions, SourceInfo, decode_blocks, probe_video
 
-__all__ = ["BASELINES", "BASELINE_FRAMES", "TRUTH_FORMATS", "evaluate"]
+__all__ = ["BASELINES", "BASELINE_FRAMES", "TRUTH_FORMATS", "evaluate", "refuse_unreadable_truth"]
 
 BASELINES = ("mog2", "knn")
 """OpenCV background subtractors :func:`evaluate` can score beside vidsvd."""
@@ -145,6 +145,32 @@ def evaluate(
         job=job,
         truth_frames=truth_frames,
     )
+
+
+def refuse_unreadable_truth(
+    truth: str | os.PathLike[str] | None,
+    *,
+    truth_format: str,
+    frame_map: str | os.PathLike[str] | None = None,
+) -> None:
+    """Refuse, before a job's work, a ground truth :func:`evaluate` could not read (None: nothing to check).
+
+    Reads what :func:`evaluate` reads first: a CDnet folder's index, or a masks
+    folder's frame map and masks (sizes are checked against the video later).
+
+    Raises
+    ------
+    InvalidParameterError, SourceNotFoundError, SourceNotReadableError
+        An unknown layout, or a truth that is missing or unreadable, in one line.
+    """
+    if truth is None:
+        return
+    if truth_format not in TRUTH_FORMATS:
+        raise InvalidParameterError(f"truth_format must be cdnet or masks, got {truth_format!r}")
+    if truth_format == "cdnet":
+        read_cdnet_truth(truth)
+    else:
+        read_truth_masks(truth, frame_map=frame_map)
 
 
 def _stored_masks(video: StoredVideo, *, models: Sequence[str]) -> StoredArray | None:

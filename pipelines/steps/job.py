@@ -72,6 +72,9 @@ def run(
     keep_foreground: bool = False,
     masks_video: bool = False,
     make_videos: bool = True,
+    truth: str | os.PathLike[str] | None = None,
+    truth_format: str = "masks",
+    frame_map: str | os.PathLike[str] | None = None,
     context: JobContext | None = None,
 ) -> RunSummary:
     """The main job: ingest, decompose, separate, report, into ``out``.
@@ -90,7 +93,10 @@ def run(
     even when factors of that name exist; ``overwrite`` starts again from a fresh
     store, whatever the store held.  ``keep_foreground`` also stores the int16
     foreground and ``masks_video`` writes ``masks.mp4``; ``make_videos=False`` writes
-    no video (see :func:`pipelines.steps.separate.separate`).
+    no video (see :func:`pipelines.steps.separate.separate`).  With ``truth`` (in
+    ``truth_format``, with ``frame_map``: see :func:`pipelines.steps.evaluate.evaluate`)
+    the report also scores the masks and each model against it, and is made again at
+    every run (a truth is not recorded, so a report scored on one is never reused).
     One Client serves every step.  With an existing scheduler, its workers must see
     the store: that is checked before the ingest (a local store's folder is created
     first), so a store they cannot reach fails in seconds rather than after the
@@ -98,6 +104,10 @@ def run(
     """
     model = chosen_model(model, svd_options_given=separate_rank is not None)
     refuse_plate_window_with_svd(model, plate_window_s=plate_window_s)
+    if truth is not None:
+        from pipelines.steps.evaluate import refuse_unreadable_truth  # only a job scored on a truth needs it
+
+        refuse_unreadable_truth(truth, truth_format=truth_format, frame_map=frame_map)
     refuse_masks_video_without_videos(masks_video=masks_video, make_videos=make_videos)
     folder = OutputFolder.at(out)
     folder.refuse_a_file()  # a file as --out fails first, in its own words
@@ -190,15 +200,28 @@ def run(
         started = time.perf_counter()
         from pipelines.steps.report import report, report_is_current  # imported meanwhile
 
-        if steps["separate"].startswith("skipped") and report_is_current(
-            folder,
-            factors_id=_factors_id(location, decomposed.name),
-            ranks=report_ranks,
-            video=open_video(location),
+        if (
+            truth is None
+            and steps["separate"].startswith("skipped")
+            and report_is_current(
+                folder,
+                factors_id=_factors_id(location, decomposed.name),
+                ranks=report_ranks,
+                video=open_video(location),
+            )
         ):
             steps["report"] = "skipped (complete)"
         else:
-            report(store=location, out=folder.path, ranks=report_ranks, factors=decomposed.name, context=job)
+            report(
+                store=location,
+                out=folder.path,
+                ranks=report_ranks,
+                factors=decomposed.name,
+                truth=truth,
+                truth_format=truth_format,
+                frame_map=frame_map,
+                context=job,
+            )
             steps["report"] = "done"
         timings["report_s"] = time.perf_counter() - started
     return RunSummary(store=str(location), out=str(folder.path), steps=steps, timings=timings)

@@ -212,3 +212,37 @@ def test_run_redoes_a_report_that_lacks_a_background_fitted_since(
     shown = json.loads((out / "report.json").read_text())["background_models"]
     assert sorted(model["name"] for model in shown) == ["median", "robust"]
     assert report_step() == "skipped (complete)"
+
+
+def test_run_with_a_truth_reports_the_models_scores_at_every_run(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ("run", str(separated.video), "--out", str(out), "--no-videos", "--truth", str(separated.truth))
+    for expected in ("done", "done"):  # a report scored on a truth is never reused
+        status, _, stderr = run_cli(capsys, *argv)
+        assert status == 0, stderr
+        assert stderr.rsplit("report: ", 1)[1].split(";")[0] == expected
+    quality = json.loads((out / "report.json").read_text())["quality"]
+    assert list(quality) == ["vidsvd", "vidsvd-robust", "vidsvd-svd"]
+    assert quality["vidsvd"]["f_measure"] == quality["vidsvd-robust"]["f_measure"] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--truth", "nowhere"), "nowhere"),
+        (("--truth", "nowhere", "--format", "cdnet"), "nowhere"),
+    ],
+)
+def test_run_refuses_an_unreadable_truth_before_any_work(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: tuple[str, ...], words: str
+) -> None:
+    out = tmp_path / "out"
+    argv = ["run", str(separated.video), "--out", str(out), "--no-videos", "--quiet"]
+    status, stdout, stderr = run_cli(
+        capsys, *argv, *(str(tmp_path / f) if f == "nowhere" else f for f in flags)
+    )
+    assert (status, stdout) == (1, "")
+    assert_one_line_error(stderr, words)
+    assert not (out / "store.zarr").exists()
