@@ -35,7 +35,7 @@ from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
 from pipelines.steps.context import JobContext, step_context
-from pipelines.steps.evaluate import TRUTH_FORMATS, evaluate
+from pipelines.steps.evaluate import TRUTH_FORMATS, evaluate, refuse_unreadable_truth
 from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
 from storage.derived import SeparationRecord, open_derived, read_separation, write_file_atomic
 from storage.errors import InvalidParameterError, StoreDamagedError
@@ -93,6 +93,7 @@ def report(
     started = time.perf_counter()
     if truth_format not in TRUTH_FORMATS:
         raise InvalidParameterError(f"truth_format must be cdnet or masks, got {truth_format!r}")
+    refuse_unreadable_truth(truth, truth_format=truth_format, frame_map=frame_map)  # before any work
     video = open_video(store)
     chosen = choose_factors(video, factors)
     wanted = sorted({*(r for r in (ranks or DEFAULT_REPORT_RANKS) if r <= chosen.rank), chosen.rank})
@@ -192,9 +193,13 @@ def report(
             models = [*(m.name for m in fitted if m.name in FITTED_MODELS), "svd"]
             job.say(f"scoring {', '.join(models)} against the ground truth")
             quality = evaluate(
-                store=video.location, truth=truth, truth_format=truth_format, frame_map=frame_map,
-                models=models, context=job,
-            )  # fmt: skip
+                store=video.location,
+                truth=truth,
+                truth_format=truth_format,
+                frame_map=frame_map,
+                models=models,
+                context=job,
+            )
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
