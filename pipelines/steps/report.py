@@ -107,6 +107,19 @@ def report(
     n_pixels, n_frames = int(np.prod(video.frames.shape[1:], dtype=np.int64)), video.n_frames
     with step_context(context) as job:
         client = job.computing_on(video.location)
+        quality = None
+        if truth is not None:  # first: a stale fitted background it fits again is the one shown below
+            held = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
+            models = [*(m.name for m in held if m.name in FITTED_MODELS), "svd"]
+            job.say(f"scoring {', '.join(models)} against the ground truth")
+            quality = evaluate(
+                store=video.location,
+                truth=truth,
+                truth_format=truth_format,
+                frame_map=frame_map,
+                models=models,
+                context=job,
+            )
         # the read of every mask starts first: the workers count them while this
         # process fetches the factors' figures and draws
         activity = _start_activity(video, client=client)
@@ -188,18 +201,6 @@ def report(
                 stretch=False,
             )
         separation = _separation(video, folder, activity, job=job) if activity is not None else None
-        quality = None
-        if truth is not None:
-            models = [*(m.name for m in fitted if m.name in FITTED_MODELS), "svd"]
-            job.say(f"scoring {', '.join(models)} against the ground truth")
-            quality = evaluate(
-                store=video.location,
-                truth=truth,
-                truth_format=truth_format,
-                frame_map=frame_map,
-                models=models,
-                context=job,
-            )
     source_bytes = video.source_bytes
     rows = rank_table(
         wanted,
