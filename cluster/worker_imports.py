@@ -7,7 +7,9 @@ another version of the modules unpickles the task and runs that version's code: 
 result computed by other code than the one asked for.  Asking every worker to import
 the task modules first and to compare their source with this machine's (one
 ``Client.run`` per cluster) turns both into one error that names the workers and the
-module.
+module.  The libraries that compute or store the tasks' results
+(:data:`RESULT_LIBRARIES`) must be of this machine's versions too: another numpy or
+zarr on one worker computes or writes with other code as surely as another vidsvd.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import importlib.util
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 import distributed
 
-__all__ = ["import_problems", "module_problem", "source_digests"]
+__all__ = ["RESULT_LIBRARIES", "import_problems", "library_versions", "module_problem", "source_digests"]
+
+RESULT_LIBRARIES: Final = ("numpy", "scipy", "dask", "distributed", "zarr", "numcodecs", "cv2", "zstandard")
+"""Modules whose code computes, encodes or stores what vidsvd's tasks produce: a worker
+must have each at this machine's version (``__version__``)."""
 
 _DIGEST_BYTES = 16
 """Bytes of each module's SHA-256 kept (128 bits: no two versions collide by chance)."""
@@ -47,16 +54,38 @@ def source_digests(packages: Sequence[str]) -> dict[str, str]:
     return digests
 
 
+def library_versions(libraries: Sequence[str]) -> dict[str, str | None]:
+    """Each module's ``__version__`` as installed here, None when it is not (or has none).
+
+    Imports the modules (each is a dependency of vidsvd, imported by its tasks anyway).
+    """
+    versions: dict[str, str | None] = {}
+    for name in libraries:
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # an import may fail in any way, not only ImportError
+            versions[name] = None
+            continue
+        version = getattr(module, "__version__", None)
+        versions[name] = str(version) if version is not None else None
+    return versions
+
+
 def module_problem(
-    modules: Sequence[str], *, packages: Sequence[str], expected: Mapping[str, str]
+    modules: Sequence[str],
+    *,
+    packages: Sequence[str],
+    expected: Mapping[str, str],
+    expected_versions: Mapping[str, str | None] | None = None,
 ) -> str | None:
     """Import ``modules`` here and compare the loaded modules of ``packages`` with ``expected``.
 
     Runs on a worker (through ``Client.run``).  Every module of ``packages`` this
     process has loaded (those imported and their own imports) must have the source
-    digest ``expected`` gives it (:func:`source_digests` on the caller's machine).
-    A worker without this package fails earlier, on unpickling this function, which
-    :func:`import_problems` reports alike.
+    digest ``expected`` gives it (:func:`source_digests` on the caller's machine),
+    and each library of ``expected_versions`` the version it gives
+    (:func:`library_versions` there).  A worker without this package fails earlier,
+    on unpickling this function, which :func:`import_problems` reports alike.
 
     Returns
     -------
@@ -77,6 +106,11 @@ def module_problem(
             return f"{name}: a module this machine's version does not have"
         if _digest(Path(file)) != expected[name]:
             return f"{name}: its source differs from this machine's"
+    wanted = expected_versions or {}
+    found = library_versions(list(wanted))
+    for name, version in wanted.items():
+        if found[name] != version:
+            return f"{name} {found[name] or 'missing'} on the worker, {version or 'missing'} on this machine"
     return None
 
 
@@ -86,7 +120,8 @@ def import_problems(
     """Every worker's address, with why it cannot run ``modules`` as this machine would (None: it can).
 
     Each worker imports ``modules`` and compares its loaded modules of ``packages``
-    with this machine's source (:func:`module_problem`).
+    with this machine's source, and its :data:`RESULT_LIBRARIES` with this machine's
+    versions (:func:`module_problem`).
 
     Cost: the digests of this machine's packages (:func:`source_digests`), and one
     round trip to each worker, carrying them (a few kilobytes); the worker imports the
@@ -95,7 +130,12 @@ def import_problems(
     """
     expected = source_digests(packages)
     answers = client.run(
-        module_problem, list(modules), packages=list(packages), expected=expected, on_error="return"
+        module_problem,
+        list(modules),
+        packages=list(packages),
+        expected=expected,
+        expected_versions=library_versions(RESULT_LIBRARIES),
+        on_error="return",
     )
     return {
         address: f"{type(answer).__name__}: {answer}" if isinstance(answer, BaseException) else answer

@@ -267,7 +267,7 @@ class JobContext:
         raise WorkerEnvironmentError(
             f"{_some_workers(failing, total=len(problems))}"
             f" cannot run vidsvd's tasks as this machine would ({problems[failing[0]]}); install the"
-            " same vidsvd on every worker as on this machine"
+            " same vidsvd and libraries on every worker as on this machine"
         )
 
     def require_workers_see(self, location: StoreLocation, *, must_exist: bool = True) -> None:

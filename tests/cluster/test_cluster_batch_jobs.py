@@ -194,7 +194,7 @@ def test_jobs_whose_python_lacks_vidsvd_are_one_line_not_a_hang(
         err,
         "1 of 1 dask workers (tcp://127.0.0.1:",
         "cannot run vidsvd's tasks as this machine would (storage.integrity: ImportError: an older vidsvd",
-        "install the same vidsvd on every worker",
+        "install the same vidsvd and libraries on every worker",
     )
     assert time.monotonic() - started < WORKER_START_S
     assert list_factors(clip_in_cwd) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cluster
 import cluster.worker_imports
-from cluster.worker_imports import module_problem, source_digests
+from cluster.worker_imports import RESULT_LIBRARIES, library_versions, module_problem, source_digests
 
 
 def test_source_digests_name_every_module_of_a_package_by_its_import_name() -> None:
@@ -52,3 +52,28 @@ def test_modules_of_other_packages_are_not_compared() -> None:
     assert "numpy" in sys.modules
     expected = source_digests(["cluster"])
     assert module_problem(["numpy"], packages=["cluster"], expected=expected) is None
+
+
+def test_the_result_libraries_are_compared_by_version() -> None:
+    import numpy
+    import zarr
+
+    versions = library_versions(RESULT_LIBRARIES)
+    assert set(versions) == set(RESULT_LIBRARIES)
+    assert versions["numpy"] == numpy.__version__ and versions["zarr"] == zarr.__version__
+    expected = source_digests(["cluster"])
+
+    def problem_with(wanted: dict[str, str | None]) -> str | None:
+        return module_problem(
+            ["cluster.errors"], packages=["cluster"], expected=expected, expected_versions=wanted
+        )
+
+    assert problem_with(versions) is None
+    # as if this machine had another zarr, or a library the worker lacks
+    assert problem_with({**versions, "zarr": "3.0.0"}) == (
+        f"zarr {zarr.__version__} on the worker, 3.0.0 on this machine"
+    )
+    assert (
+        problem_with({"no_such_library": "1.0"})
+        == "no_such_library missing on the worker, 1.0 on this machine"
+    )

@@ -71,6 +71,6 @@ def test_a_worker_with_another_version_of_a_kernel_is_refused_before_any_task(
         "1 of 1 dask workers (tcp://127.0.0.1:",
         "cannot run vidsvd's tasks as this machine would"
         " (pipelines.fused_svd: its source differs from this machine's)",
-        "install the same vidsvd on every worker as on this machine",
+        "install the same vidsvd and libraries on every worker as on this machine",
     )
     assert list_factors(store) == []
