@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,14 @@ from typing import Final
 
 import distributed
 
-__all__ = ["RESULT_LIBRARIES", "import_problems", "library_versions", "module_problem", "source_digests"]
+__all__ = [
+    "RESULT_LIBRARIES",
+    "import_problems",
+    "library_pins",
+    "library_versions",
+    "module_problem",
+    "source_digests",
+]
 
 RESULT_LIBRARIES: Final = ("numpy", "scipy", "dask", "distributed", "zarr", "numcodecs", "cv2", "zstandard")
 """Modules whose code computes, encodes or stores what vidsvd's tasks produce: a worker
@@ -52,6 +60,27 @@ def source_digests(packages: Sequence[str]) -> dict[str, str]:
                     parts = parts[:-1]
                 digests[".".join((package, *parts))] = _digest(source)
     return digests
+
+
+_DISTRIBUTIONS: Final = {"cv2": "opencv-python-headless"}
+"""The pip distribution of a module of :data:`RESULT_LIBRARIES` whose name differs."""
+
+
+def library_pins() -> str:
+    """``name==version`` of every installed distribution of :data:`RESULT_LIBRARIES`, space-separated.
+
+    What a worker image is built with so that its workers pass :func:`import_problems`
+    (the Kubernetes Dockerfile's ``LIBRARY_PINS``).  A library installed here under
+    another distribution (``opencv-python`` for cv2) is left out.
+    """
+    pins = []
+    for module in RESULT_LIBRARIES:
+        distribution = _DISTRIBUTIONS.get(module, module)
+        try:
+            pins.append(f"{distribution}=={importlib.metadata.version(distribution)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return " ".join(pins)
 
 
 def library_versions(libraries: Sequence[str]) -> dict[str, str | None]:

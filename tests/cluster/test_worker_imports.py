@@ -8,7 +8,13 @@ from pathlib import Path
 
 import cluster
 import cluster.worker_imports
-from cluster.worker_imports import RESULT_LIBRARIES, library_versions, module_problem, source_digests
+from cluster.worker_imports import (
+    RESULT_LIBRARIES,
+    library_pins,
+    library_versions,
+    module_problem,
+    source_digests,
+)
 
 
 def test_source_digests_name_every_module_of_a_package_by_its_import_name() -> None:
@@ -77,3 +83,11 @@ def test_the_result_libraries_are_compared_by_version() -> None:
         problem_with({"no_such_library": "1.0"})
         == "no_such_library missing on the worker, 1.0 on this machine"
     )
+
+
+def test_the_pins_name_this_machines_versions_as_pip_spells_them() -> None:
+    import importlib.metadata
+
+    pins = dict(pin.split("==") for pin in library_pins().split())
+    assert {"numpy", "dask", "distributed", "zarr", "numcodecs"} <= set(pins)
+    assert all(version == importlib.metadata.version(name) for name, version in pins.items())
