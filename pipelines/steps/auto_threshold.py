@@ -46,11 +46,15 @@ class MeasuredThreshold:
         a video of one frame has no pair to measure, so the global value).
     raised_share : float
         Share of the pixels whose threshold the map raised, in [0, 1].
+    warning : str or None
+        :func:`pipelines.poor_fit.poor_fit_warning`'s line when the background does not
+        fit the still pixels (it was also issued as a ``RuntimeWarning``).
     """
 
     threshold: float
     pixel_thresholds: float | npt.NDArray[np.float32]
     raised_share: float
+    warning: str | None = None
 
     def describe(self) -> str:
         """One line for the user: the threshold and where it was raised."""
@@ -126,5 +130,5 @@ def measure_auto_threshold(
         pixel_thresholds = threshold_map(threshold, measured[1])
     raised_share = float(np.mean(np.asarray(pixel_thresholds) > threshold))
     return MeasuredThreshold(
-        threshold=threshold, pixel_thresholds=pixel_thresholds, raised_share=raised_share
+        threshold=threshold, pixel_thresholds=pixel_thresholds, raised_share=raised_share, warning=warning
     )

@@ -363,6 +363,8 @@ def _separation(
         ],
         "timeline_csv": folder.activity_csv.name,
     }
+    if shown.get("threshold_warning"):  # separate's, when its background did not fit
+        summary["threshold_warning"] = str(shown["threshold_warning"])
     warning = unseen_background_warning(unseen)
     if warning is not None:
         summary["warning"] = warning

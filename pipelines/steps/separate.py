@@ -168,10 +168,12 @@ def separate(
         background_factors = [np.asarray(a, dtype=np.float32) for a in job.fetch(u, s, vt)]
         refuse_non_finite(chosen.name, [bool(np.isfinite(a).all()) for a in background_factors])
         threshold_rule = "given"
+        threshold_warning = None
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
             measured = measure_auto_threshold(job, frames, u, s, vt, rank=k)
             threshold, pixel_thresholds = measured.threshold, measured.pixel_thresholds
+            threshold_warning = measured.warning
             job.say(measured.describe())
         else:
             pixel_thresholds = float(threshold)
@@ -233,6 +235,7 @@ def separate(
         "separate_s": round(arrays_s, 3),
         "encode_s": round(encode_s, 3),
         "videos": make_videos,
+        **({"threshold_warning": threshold_warning} if threshold_warning else {}),
     }
     write_file_atomic(folder.separation_json, json.dumps(timing, indent=2) + "\n")
     job.say(f"wrote {', '.join(outputs)} in {folder.path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,22 @@ def test_a_residual_as_wide_as_the_light_changes_warns() -> None:
 
 
 @pytest.mark.parametrize(("model", "warned"), [("median", True), ("robust", False)])
-def test_separate_warns_once_when_the_model_cannot_follow_the_light(
+def test_run_warns_once_when_the_model_cannot_follow_the_light(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, warned: bool
 ) -> None:
-    """Under a light that varies by +-45 %, the median (no gain) leaves the whole frame in the residual."""
+    """Under a light that varies by +-45 %, the median (no gain) leaves the whole frame in the residual.
+
+    The separation warns once, and the report shows it beside the threshold.
+    """
     spec = SceneSpec(width=64, height=48, n_frames=80, n_objects=2, illumination_drift=0.45, seed=3)
-    _, store = ingested_scene(spec, tmp_path)
-    argv = ("separate", "--store", str(store), "--out", str(tmp_path / "out"), "--model", model)
-    status, _, stderr = run_cli(capsys, *argv, "--no-videos", "--quiet")
+    video, _ = ingested_scene(spec, tmp_path)
+    out = tmp_path / "out"
+    status, _, stderr = run_cli(capsys, "run", str(video), "--out", str(out), "--model", model, "--no-videos")
     assert status == 0
     lines = [line for line in stderr.splitlines() if line.startswith("vidsvd: warning: the auto threshold")]
     assert len(lines) == (1 if warned else 0), stderr
+    separation = json.loads((out / "report.json").read_text())["separation"]
+    assert separation.get("threshold_warning") == (
+        lines[0].removeprefix("vidsvd: warning: ") if warned else None
+    )
+    assert ("threshold warning" in (out / "report.html").read_text()) is warned
