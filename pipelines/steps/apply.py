@@ -17,9 +17,10 @@ from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.poor_fit import poor_fit_warning
 from pipelines.separate import project_out_block, storage_foreground_block
+from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
-from pipelines.steps.separate import THRESHOLD_SAMPLE_FRAMES, SeparateSummary
+from pipelines.steps.separate import SeparateSummary
 from storage.derived import read_separation
 from storage.errors import InvalidParameterError
 from storage.output_folder import OutputFolder

@@ -94,23 +94,22 @@ def model_masks(video: StoredVideo, *, model: str, frames: Sequence[int], contex
         raise InvalidParameterError(f"models are {', '.join(BACKGROUND_MODELS)}, got {model!r}")
     if video.frames.ndim != 3:
         raise InvalidParameterError("the models work on gray videos; ingest without --color")
-    job = context
     if model in FITTED_MODELS:
-        chosen = fit_background(store=video, model=model, context=job)
+        chosen = fit_background(store=video, model=model, context=context)
         rank = chosen.rank
     else:
         chosen = choose_factors(video, None)
         rank = min(chosen.rank, len(video.segments))
-    client = job.computing_on(video.location)
-    all_frames = job.frames_to_read(video)
+    client = context.computing_on(video.location)
+    all_frames = context.frames_to_read(video)
     u, s, vt = client.persist([chosen.U[:, :rank], chosen.s[:rank], chosen.Vt[:rank]])
-    refuse_non_finite(chosen.name, [bool(flag) for flag in job.fetch(*finite_flags(u, s, vt))])
+    refuse_non_finite(chosen.name, [bool(flag) for flag in context.fetch(*finite_flags(u, s, vt))])
     started = time.perf_counter()
-    measured = measure_auto_threshold(job, all_frames, u, s, vt, rank=rank)
+    measured = measure_auto_threshold(context, all_frames, u, s, vt, rank=rank)
     wanted = np.asarray(frames, dtype=np.intp)
     found = masks_from_factors(all_frames[wanted], u, s, vt[:, wanted], threshold=measured.pixel_thresholds)
-    predicted = np.asarray(job.fetch(found)[0]) > 0
-    job.say(
+    predicted = np.asarray(context.fetch(found)[0]) > 0
+    context.say(
         f"{model}: factors {chosen.name!r}, rank {rank}, {measured.describe()};"
         f" {len(wanted)} frames' masks in {time.perf_counter() - started:.1f} s"
     )

@@ -31,7 +31,7 @@ from pipelines.separate import (
     foreground_frames,
     to_storage_foreground,
 )
-from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES, measure_auto_threshold
+from pipelines.steps.auto_threshold import measure_auto_threshold
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, refuse_non_finite
@@ -46,7 +46,6 @@ from storage.writer_lock import writer_lock
 
 __all__ = [
     "CLEANUP",
-    "THRESHOLD_SAMPLE_FRAMES",
     "SeparateSummary",
     "refuse_masks_video_without_videos",
     "refuse_plate_window_with_svd",
