@@ -22,6 +22,7 @@ import numpy.typing as npt
 from pipelines.mask_cleanup import clean_masks
 from pipelines.masks import MASK_VALUE, checked_threshold
 from pipelines.separate import background_tiles
+from pipelines.shadows import drop_shadows, shadow_candidates
 from storage.errors import InvalidParameterError
 
 __all__ = ["factor_mask_block", "masks_from_factors"]
@@ -37,6 +38,7 @@ def masks_from_factors(
     *,
     threshold: float | npt.NDArray[np.float32],
     cleanup: bool = True,
+    shadow_ratio: float | None = None,
 ) -> da.Array:
     """The masks of ``frames`` against the background ``u diag(s) vt``, lazily.
 
@@ -52,6 +54,10 @@ def masks_from_factors(
     cleanup : bool
         The 3 x 3 majority vote and the holes filled, per frame, as
         :func:`pipelines.masks.masks` does.
+    shadow_ratio : float, optional
+        The scene's shadow ratio (:func:`pipelines.shadows.shadow_ratio_of`): the
+        shadow candidates of each frame leave its mask before the clean-up
+        (:func:`pipelines.shadows.drop_shadows`).  None (default): shadows stay.
 
     Returns
     -------
@@ -110,6 +116,7 @@ def masks_from_factors(
         meta=np.empty((0, 0, 0), dtype=np.uint8),
         scalar_threshold=None if isinstance(level, np.ndarray) else level,
         cleanup=bool(cleanup),
+        shadow_ratio=shadow_ratio,
     )
 
 
@@ -122,10 +129,13 @@ def _mask_task(
     *,
     scalar_threshold: float | None,
     cleanup: bool,
+    shadow_ratio: float | None,
 ) -> npt.NDArray[np.uint8]:
     threshold = pixel_threshold if pixel_threshold is not None else scalar_threshold
     assert threshold is not None
-    return factor_mask_block(frames, u, s, vt, threshold=threshold, cleanup=cleanup)
+    return factor_mask_block(
+        frames, u, s, vt, threshold=threshold, cleanup=cleanup, shadow_ratio=shadow_ratio
+    )
 
 
 def factor_mask_block(
@@ -136,22 +146,31 @@ def factor_mask_block(
     *,
     threshold: float | npt.NDArray[np.float32],
     cleanup: bool,
+    shadow_ratio: float | None = None,
 ) -> npt.NDArray[np.uint8]:
     """(n, y, x) uint8 frames, (P, k), (k,), (k, n) factors -> (n, y, x) uint8 0/255 masks.
 
-    ``threshold`` is a number or one per pixel, shape (P,) or (y, x).  Memory: the
-    boolean mask, one float32 tile of :data:`pipelines.separate.TILE_BYTES` and the clean-up's copy.
+    ``threshold`` is a number or one per pixel, shape (P,) or (y, x).  With
+    ``shadow_ratio``, shadows are taken out before the clean-up (see
+    :func:`masks_from_factors`).  Memory: the boolean mask (and the shadow
+    candidates), one float32 tile of :data:`pipelines.separate.TILE_BYTES` and the
+    clean-up's copy.
     """
     n_frames = int(frames.shape[0])
     flat = frames.reshape(n_frames, -1)
     per_pixel = np.asarray(threshold, dtype=np.float32).reshape(-1) if np.ndim(threshold) else None
     above = np.empty(flat.shape, dtype=np.bool_)
+    shadowy = np.empty(flat.shape, dtype=np.bool_) if shadow_ratio is not None else None
     for pixels, difference in background_tiles(u, s, vt):
+        if shadowy is not None and shadow_ratio is not None:  # the tile is the background here
+            shadowy[:, pixels] = shadow_candidates(flat[:, pixels], difference, ratio=shadow_ratio)
         np.subtract(flat[:, pixels], difference, out=difference)  # uint8 - float32, in float32
         np.abs(difference, out=difference)
         limit = per_pixel[pixels] if per_pixel is not None else np.float32(threshold)
         np.greater(difference, limit, out=above[:, pixels])
     mask = above.reshape(frames.shape)
+    if shadowy is not None:
+        mask = drop_shadows(mask, shadowy.reshape(frames.shape))
     if cleanup and mask.size:
         mask = clean_masks(mask)
     out: npt.NDArray[np.uint8] = mask.view(np.uint8) * np.uint8(MASK_VALUE)

@@ -1,0 +1,98 @@
+"""Cast shadows out of the masks: the ratio, the candidates, the rule of the components."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.factor_masks import factor_mask_block
+from pipelines.shadows import (
+    MIN_BACKGROUND,
+    MIN_SAMPLE_PIXELS,
+    RATIO_BINS,
+    drop_shadows,
+    mask_block_without_shadows,
+    ratio_counts,
+    shadow_candidates,
+    shadow_ratio_of,
+)
+from storage.errors import InvalidParameterError
+
+GROUND = 120.0
+
+
+def _walker_and_shadow(*, ratio: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """One 40x60 frame of flat ground, a bright textured object and its shadow beside it."""
+    background = np.full((1, 40, 60), GROUND, dtype=np.float32)
+    frames = background.copy()
+    frames[0, 10:30, 10:25] = 220 + 20 * np.sin(np.arange(15))  # the object: brighter
+    frames[0, 10:30, 25:40] = GROUND * ratio  # its shadow, on its right
+    return frames.astype(np.uint8), background
+
+
+def test_the_shadow_ratio_is_the_commonest_darkening_of_the_masked_pixels() -> None:
+    frames, background = (np.repeat(a, 2, axis=0) for a in _walker_and_shadow(ratio=0.6))
+    above = np.abs(frames - background) > 20
+    counts = ratio_counts(frames, background, above)
+    assert counts.shape == (RATIO_BINS,)
+    assert counts.sum() == 2 * 20 * 15  # only the darker pixels: the shadow
+    assert shadow_ratio_of(counts) == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_mode_at_either_end_of_the_range_or_too_few_pixels_is_no_shadow_ratio() -> None:
+    dark_objects = np.zeros(RATIO_BINS, dtype=np.int64)
+    dark_objects[0] = 10 * MIN_SAMPLE_PIXELS  # ratios piled at 0.30: dark objects
+    assert shadow_ratio_of(dark_objects) is None
+    near_one = np.zeros(RATIO_BINS, dtype=np.int64)
+    near_one[-1] = 10 * MIN_SAMPLE_PIXELS
+    assert shadow_ratio_of(near_one) is None
+    few = np.zeros(RATIO_BINS, dtype=np.int64)
+    few[30] = MIN_SAMPLE_PIXELS - 1
+    assert shadow_ratio_of(few) is None
+    few[30] += 1
+    assert shadow_ratio_of(few) == pytest.approx(0.605)
+    with pytest.raises(InvalidParameterError, match=f"need {RATIO_BINS} ratio counts"):
+        shadow_ratio_of(np.ones(10))
+
+
+def test_candidates_are_within_the_band_on_ground_bright_enough() -> None:
+    background = np.array([100.0, 100.0, 100.0, MIN_BACKGROUND - 1], dtype=np.float32)
+    frames = np.array([60, 64, 66, 9], dtype=np.uint8)  # 0.60, 0.64, 0.66 and a dark pixel at 0.6
+    np.testing.assert_array_equal(
+        shadow_candidates(frames, background, ratio=0.6), [True, True, False, False]
+    )
+    with pytest.raises(InvalidParameterError, match=r"in \(0, 1\)"):
+        shadow_candidates(frames, background, ratio=1.2)
+
+
+def test_a_shadow_leaves_the_mask_beside_what_casts_it_and_a_flat_dark_object_stays() -> None:
+    frames, background = _walker_and_shadow(ratio=0.6)
+    frames[0, 33:38, 45:55] = GROUND * 0.6  # a flat dark object alone, at the shadow's ratio
+    above = np.abs(frames.astype(np.float32) - background) > 20
+    kept = drop_shadows(above, shadow_candidates(frames, background, ratio=0.6))
+    assert kept[0, 10:30, 10:25].all()  # the object
+    assert not kept[0, 10:30, 25:40].any()  # its shadow
+    assert kept[0, 33:38, 45:55].all()  # the lone flat object: its whole mask is candidate
+    with pytest.raises(InvalidParameterError, match="one shape"):
+        drop_shadows(above, above[:, :10])
+
+
+def test_apply_s_masks_equal_separate_s() -> None:
+    """The block rule of `apply` (foreground and frames) and the factors' tiles of `separate` agree."""
+    rng = np.random.default_rng(0)
+    frames, background = _walker_and_shadow(ratio=0.55)
+    frames = np.repeat(frames, 4, axis=0)
+    frames = np.clip(frames + rng.normal(0, 2, frames.shape), 0, 255).astype(np.uint8)
+    plate = background[0].reshape(-1)
+    norm = float(np.linalg.norm(plate))
+    u = (plate / norm).astype(np.float32)[:, np.newaxis]
+    s = np.array([norm], dtype=np.float32)
+    vt = np.ones((1, frames.shape[0]), dtype=np.float32)
+    from_factors = factor_mask_block(frames, u, s, vt, threshold=15.0, cleanup=True, shadow_ratio=0.55)
+    foreground = frames.astype(np.float32) - np.repeat(background, 4, axis=0)
+    from_foreground = mask_block_without_shadows(foreground, frames, threshold=15.0, ratio=0.55)
+    np.testing.assert_array_equal(from_factors, from_foreground)
+    assert from_factors[:, 11:29, 11:24].all()  # the object (its corners go to the 3x3 vote)
+    assert not from_factors[:, 12:28, 27:38].any()
+    without = factor_mask_block(frames, u, s, vt, threshold=15.0, cleanup=True)
+    assert without[:, 12:28, 27:38].all()  # the shadow, when shadows stay
