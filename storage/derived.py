@@ -77,6 +77,11 @@ class SeparationRecord:
         Each pixel's threshold was raised to this many of its own noise sigmas
         (measured on pairs of consecutive frames); 0: one threshold for every pixel
         (a given threshold, or stores written before it was recorded).
+    shadows : bool
+        Cast shadows were asked to be taken out of the masks (``separate --shadows``).
+    shadow_ratio : float
+        The scene's shadow ratio whose pixels left the masks; 0: none (not asked for,
+        or the sample showed no shadow ratio).
     complete : bool
         True once every chunk of both arrays is written (read back only).
     """
@@ -89,6 +94,8 @@ class SeparationRecord:
     factors_id: str = ""
     threshold_rule: str = ""
     pixel_noise_factor: float = 0.0
+    shadows: bool = False
+    shadow_ratio: float = 0.0
     complete: bool = False
 
     def as_attrs(self) -> dict[str, Any]:
@@ -102,6 +109,8 @@ class SeparationRecord:
             "factors_id": self.factors_id,
             "threshold_rule": self.threshold_rule,
             "pixel_noise_factor": self.pixel_noise_factor,
+            "shadows": self.shadows,
+            "shadow_ratio": self.shadow_ratio,
         }
 
     @classmethod
@@ -116,6 +125,8 @@ class SeparationRecord:
             factors_id=str(attrs.get("factors_id", "")),
             threshold_rule=str(attrs.get("threshold_rule", "")),
             pixel_noise_factor=float(attrs.get("pixel_noise_factor", 0.0)),
+            shadows=bool(attrs.get("shadows", False)),
+            shadow_ratio=float(attrs.get("shadow_ratio", 0.0)),
             complete=bool(attrs.get(COMPLETE_ATTR, False)),
         )
 

@@ -249,7 +249,11 @@ def add_model_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_separation_output_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--masks-video`` (also write masks.mp4), ``--no-videos`` (write none) and ``--foreground``."""
+    """Add the flags of what a separation writes and how its masks are made.
+
+    ``--masks-video`` (also write masks.mp4), ``--no-videos`` (write none),
+    ``--foreground`` (store it) and ``--shadows`` (cast shadows out of the masks).
+    """
     parser.add_argument(
         "--masks-video",
         action="store_true",
@@ -270,6 +274,15 @@ def add_separation_output_flags(parser: argparse.ArgumentParser) -> None:
         help=(
             "also store the foreground (frame - background, int16) in STORE/foreground: 2 bytes per"
             " pixel and frame, which the video and the background determine (off by default)"
+        ),
+    )
+    parser.add_argument(
+        "--shadows",
+        action="store_true",
+        help=(
+            "take cast shadows out of the masks: pixels at the scene's commonest darkening of the"
+            " background (+-0.05), beside other foreground (off by default: it can also take parts"
+            " of flat dark objects)"
         ),
     )
 

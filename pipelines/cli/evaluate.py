@@ -43,6 +43,14 @@ def add_parser(commands: Commands) -> None:
             " svd needs decompose first); the stored masks stay as they are"
         ),
     )
+    parser.add_argument(
+        "--shadows",
+        action="store_true",
+        help=(
+            "the models' masks with cast shadows taken out, as `separate --shadows` makes them"
+            " (with --models)"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cluster_flags(parser)
@@ -60,6 +68,11 @@ def handle(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(BASELINES))
     if unknown:
         raise InvalidParameterError(f"--baseline takes mog2 and/or knn, got {', '.join(unknown)}")
+    if args.shadows and not args.models:
+        raise InvalidParameterError(
+            "--shadows makes the models' masks, and no model is scored: add --models robust,median,svd"
+            " (the stored masks are scored as separate made them)"
+        )
     with JobContext(
         cluster=cluster_options(args),
         progress=not (args.quiet or args.json),
@@ -73,6 +86,7 @@ def handle(args: argparse.Namespace) -> int:
             baselines=names,
             baseline_frames=args.baseline_frames,
             models=args.models,
+            shadows=args.shadows,
             context=job,
         )
     print(json.dumps(results, indent=2) if args.json else format_scores(results))

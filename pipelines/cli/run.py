@@ -124,6 +124,7 @@ def handle(args: argparse.Namespace) -> int:
             keep_foreground=args.foreground,
             masks_video=args.masks_video,
             make_videos=args.make_videos,
+            shadows=args.shadows,
             truth=args.truth,
             truth_format=args.format,
             frame_map=args.frame_map,

@@ -80,6 +80,7 @@ def handle(args: argparse.Namespace) -> int:
             keep_foreground=args.foreground,
             masks_video=args.masks_video,
             make_videos=args.make_videos,
+            shadows=args.shadows,
             context=job,
         )
     if not args.quiet:

@@ -17,10 +17,11 @@ from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.poor_fit import poor_fit_warning
 from pipelines.separate import project_out_block, storage_foreground_block
+from pipelines.shadows import mask_block_without_shadows
 from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
-from pipelines.steps.separate import SeparateSummary
+from pipelines.steps.separate import SeparateSummary, describe_shadows
 from storage.derived import read_separation
 from storage.errors import InvalidParameterError
 from storage.output_folder import OutputFolder
@@ -52,7 +53,9 @@ def apply(
     the plates orthonormalised), not with the median-of-ratios gain it was fitted
     with: close for one plate, approximate for several.  Writes ``foreground.mp4``,
     ``compare.mp4`` and sample frames in ``out`` (nothing in the store).  The threshold
-    defaults to the one ``separate`` stored, else the ``auto`` rule on the first chunk.
+    defaults to the one ``separate`` stored, else the ``auto`` rule on the first chunk;
+    a separation that took cast shadows out of its masks (``separate --shadows``) has
+    the same shadow ratio taken out here.
 
     Raises
     ------
@@ -99,6 +102,9 @@ def apply(
     per_pixel = threshold is None and (recorded is None or recorded.pixel_noise_factor > 0)
     if threshold is None and recorded is not None:
         threshold = recorded.threshold
+    shadow_ratio = recorded.shadow_ratio if recorded is not None and recorded.shadow_ratio > 0 else None
+    if recorded is not None and recorded.shadows:
+        job.say(describe_shadows(shadow_ratio))
     components = np.asarray(chosen.U[:, :k].compute(), dtype=np.float64)  # (P, k)
     if chosen.method in FITTED_MODELS:
         # One plate per source video and window, not orthogonal to each other: project onto their span.
@@ -128,7 +134,12 @@ def apply(
                         state["threshold"], pixel_noise_scale(frames[:-1], frames[1:])
                     )
                 job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
-            frame_masks = mask_block(foreground, threshold=state["levels"], cleanup=True)
+            if shadow_ratio is None:
+                frame_masks = mask_block(foreground, threshold=state["levels"], cleanup=True)
+            else:
+                frame_masks = mask_block_without_shadows(
+                    foreground, frames, threshold=state["levels"], ratio=shadow_ratio
+                )
             bar.update(len(frames))
             yield frames, storage_foreground_block(foreground), frame_masks
         bar.close()

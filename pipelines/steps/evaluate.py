@@ -54,6 +54,7 @@ def evaluate(
     baselines: Sequence[str] = (),
     baseline_frames: str = "color",
     models: Sequence[str] = (),
+    shadows: bool = False,
     context: JobContext | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score ``STORE/masks`` (and each background model) against ground truth, CDnet 2014 metrics.
@@ -78,6 +79,9 @@ def evaluate(
         threshold, in memory (:func:`pipelines.steps.model_masks.model_masks`; the
         robust and median models are fitted and stored when the store lacks them).
         The stored masks are scored too when there are any.
+    shadows : bool
+        The models' masks with cast shadows taken out, as ``separate --shadows``
+        makes them (the stored masks are scored as they were made).
     context : JobContext, optional
         Where the models compute (default: the embedded cluster); the stored masks
         and the baselines are scored in this process.
@@ -134,7 +138,7 @@ def evaluate(
         results["vidsvd"] = _scores_row(predicted, truth_frames)
     with step_context(context) as job:
         for model in dict.fromkeys(models):
-            scored = model_masks(video, model=model, frames=wanted, context=job)
+            scored = model_masks(video, model=model, frames=wanted, context=job, shadows=shadows)
             results[f"vidsvd-{model}"] = {**_scores_row(scored.masks, truth_frames), "fit_s": scored.fit_s}
     # after a cluster of this call's own has closed: the baselines run in this process
     return _with_baselines(

@@ -72,6 +72,7 @@ def run(
     keep_foreground: bool = False,
     masks_video: bool = False,
     make_videos: bool = True,
+    shadows: bool = False,
     truth: str | os.PathLike[str] | None = None,
     truth_format: str = "masks",
     frame_map: str | os.PathLike[str] | None = None,
@@ -93,7 +94,8 @@ def run(
     even when factors of that name exist; ``overwrite`` starts again from a fresh
     store, whatever the store held.  ``keep_foreground`` also stores the int16
     foreground and ``masks_video`` writes ``masks.mp4``; ``make_videos=False`` writes
-    no video (see :func:`pipelines.steps.separate.separate`).  With ``truth`` (in
+    no video; ``shadows`` takes cast shadows out of the masks (see
+    :func:`pipelines.steps.separate.separate`).  With ``truth`` (in
     ``truth_format``, with ``frame_map``: see :func:`pipelines.steps.evaluate.evaluate`)
     the report also scores the masks and each model against it, and is made again at
     every run (a truth is not recorded, so a report scored on one is never reused).
@@ -174,6 +176,7 @@ def run(
             and (separate_rank is None or done.rank == separate_rank)
             and done.threshold_rule == (AUTO_THRESHOLD_RULE if threshold is None else "given")
             and done.cleanup == CLEANUP
+            and done.shadows == shadows
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
             and _folder_shows(folder, done, videos=make_videos)
@@ -192,6 +195,7 @@ def run(
                 keep_foreground=keep_foreground,
                 masks_video=masks_video,
                 make_videos=make_videos,
+                shadows=shadows,
                 context=job,
             )
             steps["separate"] = "done"

@@ -21,6 +21,7 @@ from pipelines.steps.auto_threshold import measure_auto_threshold
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
+from pipelines.steps.shadow_ratio import measure_shadow_ratio
 from storage.errors import InvalidParameterError
 from storage.video_array import StoredVideo
 
@@ -56,7 +57,9 @@ class ModelMasks:
     fit_s: float | None
 
 
-def model_masks(video: StoredVideo, *, model: str, frames: Sequence[int], context: JobContext) -> ModelMasks:
+def model_masks(
+    video: StoredVideo, *, model: str, frames: Sequence[int], context: JobContext, shadows: bool = False
+) -> ModelMasks:
     """The masks ``separate --model MODEL`` would make of ``frames``, without writing them.
 
     ``robust`` and ``median`` are fitted, or reused when the store holds them for this
@@ -73,6 +76,9 @@ def model_masks(video: StoredVideo, *, model: str, frames: Sequence[int], contex
         Frame indices, each in ``[0, n_frames)``.
     context : JobContext
         Where to compute.
+    shadows : bool
+        Cast shadows taken out, as ``separate --shadows`` does (the shadow ratio
+        measured against this model's background).
 
     Returns
     -------
@@ -106,11 +112,31 @@ def model_masks(video: StoredVideo, *, model: str, frames: Sequence[int], contex
     refuse_non_finite(chosen.name, [bool(flag) for flag in context.fetch(*finite_flags(u, s, vt))])
     started = time.perf_counter()
     measured = measure_auto_threshold(context, all_frames, u, s, vt, rank=rank)
+    shadow_ratio = None
+    if shadows:
+        thresholds = measured.pixel_thresholds
+        shadow_ratio = measure_shadow_ratio(
+            context, all_frames, u, s, vt, rank=rank, pixel_thresholds=thresholds
+        )
     wanted = np.asarray(frames, dtype=np.intp)
-    found = masks_from_factors(all_frames[wanted], u, s, vt[:, wanted], threshold=measured.pixel_thresholds)
+    found = masks_from_factors(
+        all_frames[wanted],
+        u,
+        s,
+        vt[:, wanted],
+        threshold=measured.pixel_thresholds,
+        shadow_ratio=shadow_ratio,
+    )
     predicted = np.asarray(context.fetch(found)[0]) > 0
+    shadows_taken = (
+        ""
+        if not shadows
+        else f", shadows at {shadow_ratio:.2f} taken out"
+        if shadow_ratio
+        else ", no shadow ratio"
+    )
     context.say(
-        f"{model}: factors {chosen.name!r}, rank {rank}, {measured.describe()};"
+        f"{model}: factors {chosen.name!r}, rank {rank}, {measured.describe()}{shadows_taken};"
         f" {len(wanted)} frames' masks in {time.perf_counter() - started:.1f} s"
     )
     return ModelMasks(

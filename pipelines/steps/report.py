@@ -34,6 +34,7 @@ from pipelines.plots import activity_png, energy_png, foreground_share_png, spec
 from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
+from pipelines.shadows import SHADOW_RULE
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.evaluate import TRUTH_FORMATS, evaluate, refuse_unreadable_truth
 from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
@@ -111,6 +112,8 @@ def report(
         if truth is not None:  # first: a stale fitted background it fits again is the one shown below
             held = _fitted_backgrounds(video.location, video_fingerprint=video.fingerprint)
             models = [*(m.name for m in held if m.name in FITTED_MODELS), "svd"]
+            separated = read_separation(video.location)
+            shadows = separated is not None and separated.shadows  # the models as the masks were made
             job.say(f"scoring {', '.join(models)} against the ground truth")
             quality = evaluate(
                 store=video.location,
@@ -118,6 +121,7 @@ def report(
                 truth_format=truth_format,
                 frame_map=frame_map,
                 models=models,
+                shadows=shadows,
                 context=job,
             )
         # the read of every mask starts first: the workers count them while this
@@ -354,6 +358,7 @@ def _separation(
         "threshold": record.threshold,
         "threshold_rule": record.threshold_rule or "not recorded",
         "cleanup": record.cleanup,
+        **({"shadows": _shadows_shown(record.shadow_ratio)} if record.shadows else {}),
         "mean_foreground_fraction": float(fraction.mean()) if fraction.size else 0.0,
         "frames_with_foreground": int(np.count_nonzero(fraction)),
         "mostly_foreground_pixels": unseen,
@@ -447,3 +452,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _shadows_shown(shadow_ratio: float) -> str:
+    """The separation's shadow rule in words (``separate --shadows``), with its ratio."""
+    if shadow_ratio <= 0:
+        return "asked for; the sample showed no shadow ratio, so no pixel was taken out"
+    return f"{SHADOW_RULE} (ratio {shadow_ratio:.2f})"

@@ -31,10 +31,12 @@ from pipelines.separate import (
     foreground_frames,
     to_storage_foreground,
 )
+from pipelines.shadows import RATIO_BAND
 from pipelines.steps.auto_threshold import measure_auto_threshold
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, refuse_non_finite
+from pipelines.steps.shadow_ratio import measure_shadow_ratio
 from storage.derived import SeparationRecord, open_derived, prepare_derived, remove_derived, write_file_atomic
 from storage.errors import InvalidParameterError
 from storage.factors import StoredFactors
@@ -47,6 +49,7 @@ from storage.writer_lock import writer_lock
 __all__ = [
     "CLEANUP",
     "SeparateSummary",
+    "describe_shadows",
     "refuse_masks_video_without_videos",
     "refuse_plate_window_with_svd",
     "separate",
@@ -94,6 +97,7 @@ def separate(
     keep_foreground: bool = False,
     masks_video: bool = False,
     make_videos: bool = True,
+    shadows: bool = False,
     context: JobContext | None = None,
 ) -> SeparateSummary:
     """Background, foreground and masks of every frame, from the stored video and factors.
@@ -121,7 +125,9 @@ def separate(
     neither the videos nor the sample frames (and removes an earlier separation's from
     ``out``): the masks, the background images and the record only.
     ``threshold=None`` picks the threshold from the data
-    (:func:`pipelines.separate.auto_threshold` on a sample of frames).
+    (:func:`pipelines.separate.auto_threshold` on a sample of frames).  ``shadows``
+    takes cast shadows out of the masks (:mod:`pipelines.shadows`: the scene's shadow
+    ratio measured on the same sample; nothing is taken out when it shows none).
 
     Notes
     -----
@@ -176,6 +182,12 @@ def separate(
             job.say(measured.describe())
         else:
             pixel_thresholds = float(threshold)
+        shadow_ratio = None
+        if shadows:
+            shadow_ratio = measure_shadow_ratio(
+                job, frames, u, s, vt, rank=k, pixel_thresholds=pixel_thresholds
+            )
+            job.say(describe_shadows(shadow_ratio))
         record = SeparationRecord(
             factors=chosen.name,
             rank=k,
@@ -185,20 +197,31 @@ def separate(
             factors_id=chosen.factors_id,
             threshold_rule=threshold_rule,
             pixel_noise_factor=PIXEL_NOISE_FACTOR if threshold_rule == AUTO_THRESHOLD_RULE else 0.0,
+            shadows=shadows,
+            shadow_ratio=shadow_ratio or 0.0,
         )
         if keep_foreground:
-            # one graph for both arrays: each task computes a chunk's background once
             background = background_frames(
                 u, s, vt, rank=k, height=height, width=width, frame_chunks=frames.chunks[0]
             )
             foreground = foreground_frames(frames, background)
             arrays = {
-                MASKS_ARRAY: masks(foreground, threshold=pixel_thresholds),
+                # one graph for both arrays: each task computes a chunk's background once
+                # (shadows need the frames beside it: their masks are made from the factors)
+                MASKS_ARRAY: masks(foreground, threshold=pixel_thresholds)
+                if shadow_ratio is None
+                else masks_from_factors(
+                    frames, u, s, vt, threshold=pixel_thresholds, shadow_ratio=shadow_ratio
+                ),
                 FOREGROUND_ARRAY: to_storage_foreground(foreground),
             }
         else:
             # the same masks, a tile of each chunk at a time: no float32 chunk is made
-            arrays = {MASKS_ARRAY: masks_from_factors(frames, u, s, vt, threshold=pixel_thresholds)}
+            arrays = {
+                MASKS_ARRAY: masks_from_factors(
+                    frames, u, s, vt, threshold=pixel_thresholds, shadow_ratio=shadow_ratio
+                )
+            }
             remove_derived(video.location, FOREGROUND_ARRAY)
         # nothing is held whole: each task writes its chunk's arrays
         write = prepare_derived(video.location, arrays=arrays, record=record)
@@ -244,6 +267,16 @@ def separate(
         threshold=float(threshold),
         outputs=outputs,
         wall_time_s=time.perf_counter() - started,
+    )
+
+
+def describe_shadows(shadow_ratio: float | None) -> str:
+    """One line for the user: the shadow ratio taken out of the masks, or that none was."""
+    if shadow_ratio is None:
+        return "cast shadows: the sample shows no shadow ratio; no pixel taken out of the masks"
+    return (
+        f"cast shadows: pixels at {shadow_ratio:.2f} +- {RATIO_BAND:g} of their background's"
+        " light taken out of the masks, where something else in the mask casts them"
     )
 
 
