@@ -22,7 +22,13 @@ from pipelines.poor_fit import poor_fit_warning
 from pipelines.separate import background_frames, foreground_frames
 from pipelines.steps.context import JobContext
 
-__all__ = ["SAMPLE_FRAMES_PER_TASK", "THRESHOLD_SAMPLE_FRAMES", "MeasuredThreshold", "measure_auto_threshold"]
+__all__ = [
+    "SAMPLE_FRAMES_PER_TASK",
+    "THRESHOLD_SAMPLE_FRAMES",
+    "MeasuredThreshold",
+    "measure_auto_threshold",
+    "threshold_sample",
+]
 
 THRESHOLD_SAMPLE_FRAMES = 24
 """Frames whose foreground decides the ``auto`` threshold."""
@@ -105,16 +111,8 @@ def measure_auto_threshold(
     float32 background and foreground of :data:`SAMPLE_FRAMES_PER_TASK` frames; this
     process receives a strided sample of the foreground and one (y, x) noise map.
     """
-    n_frames, height, width = (int(n) for n in frames.shape)
-    picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
-    # the sample's frames first, then their background: a read of the picked frames,
-    # not the foreground of every chunk that holds one; a few frames per task, so that
-    # their backgrounds and differences (float32 arrays of 88 MB for 24 frames of 720p)
-    # are made on every thread
-    picked_frames = frames[picked].rechunk({0: SAMPLE_FRAMES_PER_TASK})
-    sample_background = background_frames(
-        u, s, vt[:, picked], rank=rank, height=height, width=width, frame_chunks=picked_frames.chunks[0]
-    )
+    n_frames = int(frames.shape[0])
+    picked_frames, sample_background = threshold_sample(frames, u, s, vt, rank=rank)
     sample = foreground_frames(picked_frames, sample_background)
     # only the values auto_threshold uses: each task returns a stride-th of its frames
     sample = sample.reshape(-1)[:: threshold_sample_stride(sample.size)]
@@ -132,3 +130,25 @@ def measure_auto_threshold(
     return MeasuredThreshold(
         threshold=threshold, pixel_thresholds=pixel_thresholds, raised_share=raised_share, warning=warning
     )
+
+
+def threshold_sample(
+    frames: da.Array, u: da.Array, s: da.Array, vt: da.Array, *, rank: int
+) -> tuple[da.Array, da.Array]:
+    """The frames the ``auto`` threshold samples and their background, lazily.
+
+    ``frames`` (frame, y, x) uint8; ``u``, ``s``, ``vt`` the background's factors,
+    ``rank`` of them used.  Returns the :data:`THRESHOLD_SAMPLE_FRAMES` sampled frames
+    (:func:`pipelines.masks.sample_frames`), :data:`SAMPLE_FRAMES_PER_TASK` per chunk,
+    and their float32 background in the same chunks: a read of the picked frames, not
+    of every chunk that holds one, and a few frames per task, so that their
+    backgrounds (float32 arrays of 88 MB for 24 frames of 720p) are made on every
+    thread.
+    """
+    n_frames, height, width = (int(n) for n in frames.shape)
+    picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
+    picked_frames = frames[picked].rechunk({0: SAMPLE_FRAMES_PER_TASK})
+    sample_background = background_frames(
+        u, s, vt[:, picked], rank=rank, height=height, width=width, frame_chunks=picked_frames.chunks[0]
+    )
+    return picked_frames, sample_background

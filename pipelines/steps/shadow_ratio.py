@@ -6,10 +6,8 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.masks import sample_frames
-from pipelines.separate import background_frames
 from pipelines.shadows import RATIO_BINS, ratio_counts, shadow_ratio_of
-from pipelines.steps.auto_threshold import SAMPLE_FRAMES_PER_TASK, THRESHOLD_SAMPLE_FRAMES
+from pipelines.steps.auto_threshold import threshold_sample
 from pipelines.steps.context import JobContext
 
 __all__ = ["measure_shadow_ratio"]
@@ -29,43 +27,34 @@ def measure_shadow_ratio(
 
     Parameters
     ----------
-    job : JobContext
-        Where to compute.
-    frames : dask.array.Array
-        The stored gray video, (frame, y, x) uint8.
-    u, s, vt : dask.array.Array
-        The background's factors, (P, k), (k,) and (k, frame); ``rank`` of them are used.
-    rank : int
-        Components of the background, >= 1.
+    job, frames, u, s, vt, rank
+        As :func:`pipelines.steps.auto_threshold.measure_auto_threshold` takes them.
     pixel_thresholds : float or numpy.ndarray
         The masks' threshold: grey levels, or a (y, x) map of them.
 
     Returns
     -------
     float or None
-        :func:`pipelines.shadows.shadow_ratio_of` the ratio counts of the frames
-        the ``auto`` threshold samples (:data:`THRESHOLD_SAMPLE_FRAMES`); None when
-        they show no shadow ratio.
+        :func:`pipelines.shadows.shadow_ratio_of` the ratio counts of the frames the
+        ``auto`` threshold samples
+        (:func:`pipelines.steps.auto_threshold.threshold_sample`); None when they show
+        no shadow ratio.
 
     Notes
     -----
-    One graph over the sampled frames, :data:`SAMPLE_FRAMES_PER_TASK` per task, whatever
-    the length of the video; each task returns :data:`pipelines.shadows.RATIO_BINS`
-    counts.  Memory per task: a float32 background of its frames.
+    One graph over the sampled frames, a few per task, whatever the length of the
+    video; each task returns :data:`pipelines.shadows.RATIO_BINS` counts.  Memory per
+    task: a float32 background of its frames.
     """
-    n_frames, height, width = (int(n) for n in frames.shape)
-    picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
-    picked_frames = frames[picked].rechunk({0: SAMPLE_FRAMES_PER_TASK, 1: -1, 2: -1})
-    sample_background = background_frames(
-        u, s, vt[:, picked], rank=rank, height=height, width=width, frame_chunks=picked_frames.chunks[0]
-    ).rechunk({1: -1, 2: -1})
+    height, width = int(frames.shape[1]), int(frames.shape[2])
+    picked_frames, sample_background = threshold_sample(frames, u, s, vt, rank=rank)
     level = np.broadcast_to(np.asarray(pixel_thresholds, dtype=np.float32), (height, width))
     counts = da.blockwise(
         _counts_block,
         "tb",
-        picked_frames,
+        picked_frames.rechunk({1: -1, 2: -1}),
         "tyx",
-        sample_background,
+        sample_background.rechunk({1: -1, 2: -1}),
         "tyx",
         da.from_array(np.ascontiguousarray(level), chunks=-1),
         "yx",
