@@ -21,6 +21,7 @@ from pipelines.masks import (
 from pipelines.poor_fit import poor_fit_warning
 from pipelines.separate import background_frames, foreground_frames
 from pipelines.steps.context import JobContext
+from storage.video_array import StoredVideo
 
 __all__ = [
     "SAMPLE_FRAMES_PER_TASK",
@@ -79,6 +80,7 @@ def measure_auto_threshold(
     vt: da.Array,
     *,
     rank: int,
+    video: StoredVideo | None = None,
 ) -> MeasuredThreshold:
     """Measure the ``auto`` threshold of ``frames`` against the background ``u diag(s) vt``.
 
@@ -92,6 +94,10 @@ def measure_auto_threshold(
         The background's factors, (P, k), (k,) and (k, frame); ``rank`` of them are used.
     rank : int
         Components of the background, >= 1.
+    video : StoredVideo, optional
+        The video ``frames`` come from: their noise scale is then the context's
+        (:meth:`pipelines.steps.context.JobContext.noise_scale`), measured once for
+        every background of this context.
 
     Returns
     -------
@@ -116,15 +122,18 @@ def measure_auto_threshold(
     sample = foreground_frames(picked_frames, sample_background)
     # only the values auto_threshold uses: each task returns a stride-th of its frames
     sample = sample.reshape(-1)[:: threshold_sample_stride(sample.size)]
-    firsts = noise_pair_frames(n_frames)
-    wanted = [sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]
-    measured = job.fetch(*wanted)
+    if video is not None:
+        noise = job.noise_scale(video, frames)
+        measured = job.fetch(sample) + ([] if noise is None else job.gather([noise]))
+    else:
+        firsts = noise_pair_frames(n_frames)
+        measured = job.fetch(*([sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]))
     threshold = float(auto_threshold(measured[0]))
     warning = poor_fit_warning(measured[0], threshold=threshold)
     if warning is not None:
         warnings.warn(warning, RuntimeWarning, stacklevel=2)
     pixel_thresholds: float | npt.NDArray[np.float32] = threshold
-    if firsts.size:
+    if len(measured) > 1:
         pixel_thresholds = threshold_map(threshold, measured[1])
     raised_share = float(np.mean(np.asarray(pixel_thresholds) > threshold))
     return MeasuredThreshold(

@@ -23,6 +23,7 @@ from cluster.errors import WorkerEnvironmentError
 from cluster.options import ClusterOptions
 from cluster.progress import wait_with_progress
 from cluster.worker_imports import import_problems
+from pipelines.masks import noise_pair_frames, noise_scale_of
 from pipelines.planning import ClusterSize, keeps_in_memory
 from storage.errors import StoreNotSharedError
 from storage.store import StoreLocation, store_problem
@@ -94,6 +95,7 @@ class JobContext:
     _announced: bool = field(default=False, init=False, repr=False)
     _starting: _ClusterStart | None = field(default=None, init=False, repr=False)
     _held: dict[tuple[str, str], da.Array] = field(default_factory=dict, init=False, repr=False)
+    _noise: dict[tuple[str, str, str], Any] = field(default_factory=dict, init=False, repr=False)
     connections: int = field(default=0, init=False)
     """How many Clients this context has opened (one at most: tests check it)."""
 
@@ -184,6 +186,23 @@ class JobContext:
             fits = keeps_in_memory(matrix_bytes=4 * int(video.frames.nbytes), cluster=self.cluster_size())
             self._held[key] = self.client().persist(video.frames) if fits else video.frames
         return self._held[key]
+
+    def noise_scale(self, video: StoredVideo, frames: da.Array) -> Any:
+        """A future of :func:`pipelines.masks.noise_scale_of` of ``frames`` (of ``video``), once per context.
+
+        The per-pixel noise of the frame pairs :func:`pipelines.masks.noise_pair_frames`
+        picks depends on the frames alone: the robust fit and the separation after it
+        measure the masks' threshold on the same pairs, which are read and measured
+        once.  Keyed by the video's URL and fingerprint and the frames' dask name (a
+        window of the video has its own).  None for frames without a pair.
+        """
+        firsts = noise_pair_frames(int(frames.shape[0]))
+        if firsts.size == 0:
+            return None
+        key = (video.location.url, video.fingerprint, str(frames.name))
+        if key not in self._noise:
+            self._noise[key] = self.client().compute(noise_scale_of(frames, firsts))
+        return self._noise[key]
 
     def frames_to_fetch(self, video: StoredVideo) -> da.Array:
         """The video's frames for a few frames' read: held ones when this context holds them.
@@ -316,6 +335,7 @@ class JobContext:
     def close(self) -> None:
         """Close the Client and any cluster this context started."""
         self._held.clear()
+        self._noise.clear()
         self._client = None
         self._starting = None
         self._opened.close()
@@ -330,6 +350,7 @@ class JobContext:
         traceback: TracebackType | None,
     ) -> None:
         self._held.clear()
+        self._noise.clear()
         self._opened.__exit__(exc_type, exc, traceback)
         self._client = None
         self._starting = None

@@ -111,7 +111,7 @@ def model_masks(
     u, s, vt = client.persist([chosen.U[:, :rank], chosen.s[:rank], chosen.Vt[:rank]])
     refuse_non_finite(chosen.name, [bool(flag) for flag in context.fetch(*finite_flags(u, s, vt))])
     started = time.perf_counter()
-    measured = measure_auto_threshold(context, all_frames, u, s, vt, rank=rank)
+    measured = measure_auto_threshold(context, all_frames, u, s, vt, rank=rank, video=video)
     shadow_ratio = None
     if shadows:
         thresholds = measured.pixel_thresholds

@@ -176,7 +176,7 @@ def separate(
         threshold_warning = None
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
-            measured = measure_auto_threshold(job, frames, u, s, vt, rank=k)
+            measured = measure_auto_threshold(job, frames, u, s, vt, rank=k, video=video)
             threshold, pixel_thresholds = measured.threshold, measured.pixel_thresholds
             threshold_warning = measured.warning
             job.say(measured.describe())
