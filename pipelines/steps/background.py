@@ -20,6 +20,12 @@ from pipelines.background_models import (
     window_factors,
 )
 from pipelines.frame_gains import GAIN_RULE, frame_gains
+from pipelines.masks import (
+    auto_threshold,
+    sample_frames,
+    threshold_map,
+    threshold_sample_stride,
+)
 from pipelines.median_counts import (
     VALUE_COUNT_PIXELS,
     coarse_counts,
@@ -34,8 +40,10 @@ from pipelines.median_counts import (
     window_starts,
 )
 from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
+from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.recompute import recomputed_if_inconsistent
+from pipelines.stopped_objects import COUNTED_EVERY, alternatives, swapped_pixels, values_in_window
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import complete_factors
 from storage.factors import StoredFactors, open_factors, write_factors
@@ -46,7 +54,10 @@ from storage.writer_lock import writer_lock
 __all__ = ["fit_background"]
 
 _PASSES = {"median": 1, "robust": 2}  # reads of the video, per model of FITTED_MODELS, beyond its sample
-ROBUST_FIT = f"median of the frames divided by their gains, then the gains against it ({GAIN_RULE})"
+ROBUST_FIT = (
+    f"median of the frames divided by their gains, then the gains against it ({GAIN_RULE});"
+    " where an object stood longer than the ground was seen, the ground seen around it"
+)
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""
 _FITS = {"median": "exact temporal median", "robust": ROBUST_FIT}
@@ -172,18 +183,26 @@ def _fit_and_write(
             min_chunks=2 * max(sum(client.nthreads().values()), 1),
             max_chunk_bytes=merged_chunk_limit(worker_memory_limit(client)),
         )
+        # the masks' threshold's frames, for the robust model's stopped objects: read meanwhile
+        threshold_frames = _threshold_frames(job, video, frames) if model == "robust" else []
         first_plate = client.compute(sample_plate(frames))
         job.wait([first_plate], description=f"{label}: sample plate", frames=None)
         guess = np.asarray(first_plate.result())
         starts = window_starts(guess)
         divide_by = None
         if model == "robust":
-            # one read: each chunk's gains, and its counts divided by them
+            # one read: each chunk's gains, its counts divided by them, and (every
+            # COUNTED_EVERY-th frame) its coarse counts, for the stopped objects
             lazy_gains = frame_gains(frames, guess)
-            measured, counted = client.compute(
-                [lazy_gains, window_counts(frames, starts, gains=lazy_gains, frames_per_task=per_task)]
+            every = slice(None, None, COUNTED_EVERY)
+            measured, counted, coarse = client.compute(
+                [
+                    lazy_gains,
+                    window_counts(frames, starts, gains=lazy_gains, frames_per_task=per_task),
+                    coarse_counts(frames[every], gains=lazy_gains[every], frames_per_task=per_task),
+                ]
             )
-            job.wait([measured, counted], description=f"{label}: pass 1", frames=n_frames)
+            job.wait([measured, counted, coarse], description=f"{label}: pass 1", frames=n_frames)
             divide_by = np.asarray(measured.result(), dtype=np.float64)
         else:
             counted = client.compute(window_counts(frames, starts, frames_per_task=per_task))
@@ -198,7 +217,18 @@ def _fit_and_write(
             segment_reads += more_reads
         if model == "robust":
             gains.append(_gains(client, job, frames, plate, f"{label}: gains against the plate"))
-            segment_reads += 1
+            plate, more_reads = _without_stopped_objects(
+                client,
+                job,
+                frames,
+                plate,
+                gains[-1],
+                coarse=np.asarray(coarse.result()),
+                threshold_frames=job.gather(threshold_frames),
+                frames_per_task=per_task,
+                label=label,
+            )
+            segment_reads += 1 + more_reads
         else:
             gains.append(np.ones(n_frames))
         plates.append(plate)
@@ -258,6 +288,83 @@ def _median_of_pixels(
     )
     job.wait([counted], description=f"{description}, 2/2", frames=n_frames)
     return median_from_counts(coarse, np.asarray(counted.result()), n_frames=n_frames), 2
+
+
+def _threshold_frames(job: JobContext, video: StoredVideo, frames: da.Array) -> list[distributed.Future]:
+    """Futures of the frames the masks' ``auto`` threshold samples, and of their noise scale.
+
+    As ``separate`` measures them (:func:`pipelines.steps.auto_threshold.threshold_sample`;
+    the noise scale is the context's, which ``separate`` then reuses); submitted, not
+    waited for.
+    """
+    client = job.client()
+    sampled = frames[sample_frames(int(frames.shape[0]), THRESHOLD_SAMPLE_FRAMES)]
+    noise = job.noise_scale(video, frames)
+    return [client.compute(sampled), *([] if noise is None else [noise])]
+
+
+def _without_stopped_objects(
+    client: distributed.Client,
+    job: JobContext,
+    frames: da.Array,
+    plate: npt.NDArray[np.uint8],
+    gains: npt.NDArray[np.float64],
+    *,
+    coarse: npt.NDArray[np.uint32],
+    threshold_frames: list[npt.NDArray[np.generic]],
+    frames_per_task: int | None,
+    label: str,
+) -> tuple[npt.NDArray[np.uint8], int]:
+    """``plate`` with the ground back where an object stood longer (:mod:`pipelines.stopped_objects`).
+
+    ``coarse``: the (16, P) coarse counts of every
+    :data:`~pipelines.stopped_objects.COUNTED_EVERY`-th frame divided by its gain;
+    ``threshold_frames``: the sampled frames and the noise scale of
+    :func:`_threshold_frames`, which give the masks' ``auto`` threshold against this
+    plate.  When some pixels take their alternative, one read of their columns gives
+    its exact value.  Returns the plate and the reads it took (0 or 1).
+    """
+    height, width = int(frames.shape[1]), int(frames.shape[2])
+    flat_plate = np.asarray(plate, dtype=np.float32).reshape(-1)
+    picked = sample_frames(int(frames.shape[0]), THRESHOLD_SAMPLE_FRAMES)
+    sample, *noise = (np.asarray(values) for values in threshold_frames)
+    # only the values auto_threshold takes (a stride of them), each minus its background
+    taken = np.arange(0, sample.size, threshold_sample_stride(sample.size))
+    frame_of, pixel_of = np.divmod(taken, flat_plate.size)
+    residual = sample.reshape(-1)[taken] - (gains[picked][frame_of] * flat_plate[pixel_of]).astype(np.float32)
+    threshold = float(auto_threshold(residual))
+    levels = threshold_map(threshold, noise[0]).reshape(-1) if noise else np.float32(threshold)
+    found = alternatives(coarse, flat_plate, levels)
+    n_counted = len(range(0, int(frames.shape[0]), COUNTED_EVERY))
+    swapped = swapped_pixels(
+        flat_plate.reshape(height, width), found, n_counted=n_counted, threshold=threshold
+    )
+    pixels = np.flatnonzero(swapped)
+    if pixels.size == 0:
+        return plate, 0
+    job.say(f"{label}: the ground back on {pixels.size / swapped.size:.2%} of the plate, where objects stood")
+    pixel_levels = np.broadcast_to(levels, flat_plate.shape)[pixels]
+    if pixels.size > VALUE_COUNT_PIXELS:  # too many for exact counts: the coarse bins' value
+        new_values = found.value[pixels]
+        reads = 0
+    else:
+        counted = client.compute(
+            value_counts(pixel_columns(frames, pixels), gains=gains, frames_per_task=frames_per_task)
+        )
+        job.wait(
+            [counted], description=f"{label}: the ground where objects stood", frames=int(frames.shape[0])
+        )
+        exact = values_in_window(
+            np.asarray(counted.result()),
+            first_bin=found.first_bin[pixels],
+            plate=flat_plate[pixels],
+            threshold=pixel_levels,
+        )
+        new_values = np.where(np.isnan(exact), found.value[pixels], exact)
+        reads = 1
+    repaired = np.array(plate, dtype=np.uint8, copy=True).reshape(-1)
+    repaired[pixels] = np.clip(np.rint(new_values), 0, 255).astype(np.uint8)
+    return repaired.reshape(plate.shape), reads
 
 
 def _gains(
