@@ -19,6 +19,7 @@ from pipelines.background_models import (
     sample_plate,
     window_factors,
 )
+from pipelines.count_kernels import BINS
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.masks import (
     auto_threshold,
@@ -29,6 +30,7 @@ from pipelines.masks import (
 from pipelines.median_counts import (
     VALUE_COUNT_PIXELS,
     coarse_counts,
+    counted_every,
     fine_counts,
     median_bin,
     median_from_counts,
@@ -36,6 +38,7 @@ from pipelines.median_counts import (
     median_of_values,
     pixel_columns,
     value_counts,
+    window_and_coarse_counts,
     window_counts,
     window_starts,
 )
@@ -194,21 +197,23 @@ def _fit_and_write(
             # one read: each chunk's gains, its counts divided by them, and (every
             # COUNTED_EVERY-th frame) its coarse counts, for the stopped objects
             lazy_gains = frame_gains(frames, guess)
-            every = slice(None, None, COUNTED_EVERY)
-            measured, counted, coarse = client.compute(
+            measured, both = client.compute(
                 [
                     lazy_gains,
-                    window_counts(frames, starts, gains=lazy_gains, frames_per_task=per_task),
-                    coarse_counts(frames[every], gains=lazy_gains[every], frames_per_task=per_task),
+                    window_and_coarse_counts(
+                        frames, starts, every=COUNTED_EVERY, gains=lazy_gains, frames_per_task=per_task
+                    ),
                 ]
             )
-            job.wait([measured, counted, coarse], description=f"{label}: pass 1", frames=n_frames)
+            job.wait([measured, both], description=f"{label}: pass 1", frames=n_frames)
             divide_by = np.asarray(measured.result(), dtype=np.float64)
+            window_rows, coarse = np.split(np.asarray(both.result()), [BINS + 2])
         else:
             counted = client.compute(window_counts(frames, starts, frames_per_task=per_task))
             job.wait([counted], description=f"{label}: pass 1", frames=n_frames)
+            window_rows = np.asarray(counted.result())
         segment_reads = 1
-        plate, missed = median_in_windows(np.asarray(counted.result()), starts, n_frames=n_frames)
+        plate, missed = median_in_windows(window_rows, starts, n_frames=n_frames)
         if missed.any():
             pixels = np.flatnonzero(missed)
             plate[pixels], more_reads = _median_of_pixels(
@@ -223,7 +228,8 @@ def _fit_and_write(
                 frames,
                 plate,
                 gains[-1],
-                coarse=np.asarray(coarse.result()),
+                coarse=coarse,
+                n_counted=counted_every(frames.chunks[0], COUNTED_EVERY),
                 threshold_frames=job.gather(threshold_frames),
                 frames_per_task=per_task,
                 label=label,
@@ -311,14 +317,15 @@ def _without_stopped_objects(
     gains: npt.NDArray[np.float64],
     *,
     coarse: npt.NDArray[np.uint32],
+    n_counted: int,
     threshold_frames: list[npt.NDArray[np.generic]],
     frames_per_task: int | None,
     label: str,
 ) -> tuple[npt.NDArray[np.uint8], int]:
     """``plate`` with the ground back where an object stood longer (:mod:`pipelines.stopped_objects`).
 
-    ``coarse``: the (16, P) coarse counts of every
-    :data:`~pipelines.stopped_objects.COUNTED_EVERY`-th frame divided by its gain;
+    ``coarse``: the (16, P) coarse counts of ``n_counted`` frames (every
+    :data:`~pipelines.stopped_objects.COUNTED_EVERY`-th) divided by their gains;
     ``threshold_frames``: the sampled frames and the noise scale of
     :func:`_threshold_frames`, which give the masks' ``auto`` threshold against this
     plate.  When some pixels take their alternative, one read of their columns gives
@@ -335,7 +342,6 @@ def _without_stopped_objects(
     threshold = float(auto_threshold(residual))
     levels = threshold_map(threshold, noise[0]).reshape(-1) if noise else np.float32(threshold)
     found = alternatives(coarse, flat_plate, levels)
-    n_counted = len(range(0, int(frames.shape[0]), COUNTED_EVERY))
     swapped = swapped_pixels(
         flat_plate.reshape(height, width), found, n_counted=n_counted, threshold=threshold
     )
