@@ -23,7 +23,7 @@ The rule (``separate --shadows``), in three parts:
    mask matches the ratio stays.
 
 Measured with ``vidsvd separate --shadows`` on synthetic scenes whose objects cast
-shadows of 0.3-0.6 (README, "Shadows"); it removes parts of flat objects whose gray
+shadows of 0.3-0.6 (README, "Background models"); it removes parts of flat objects whose gray
 happens to be the ground's times the ratio, so it is not the default.
 """
 

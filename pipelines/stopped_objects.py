@@ -15,10 +15,10 @@ masks' threshold ``T`` (per pixel ``T_p``, the ``auto`` rule's map):
    least :data:`CLUSTER_PURITY` of those away from the plate: something that stood
    there, not passers-by of every colour.
 2. :func:`swapped_pixels`: the plate around those pixels, inpainted over them and over
-   the pixels away from their plate in at least :data:`BUSY_SHARE` of the frames
-   (OpenCV's Telea inpainting, radius :data:`INPAINT_RADIUS` at full size, done at half
-   size: only pixels that show
-   their plate most of the time speak for the ground).  A pixel takes its alternative
+   the pixels away from their plate in at least :data:`BUSY_SHARE` of the frames, so
+   that only pixels that show their plate most of the time speak for the ground
+   (OpenCV's Telea inpainting, radius :data:`INPAINT_RADIUS` at full size, done at
+   half size).  A pixel takes its alternative
    when that is closer to the inpainted ground by :data:`DECISION_MARGIN` times ``T``
    or more; a 5 x 5 majority vote then removes isolated decisions, and the pixels within
    two of a decided one follow when their alternative is closer at all and within
