@@ -57,7 +57,6 @@ __all__ = [
     "median_of_values",
     "pixel_columns",
     "value_counts",
-    "window_and_coarse_counts",
     "window_counts",
     "window_starts",
 ]
@@ -328,61 +327,6 @@ def window_counts(
     return _summed_counts(
         frames, _window_block, shared, gains=gains, frames_per_task=frames_per_task, n_columns=BINS + 2
     )
-
-
-def window_and_coarse_counts(
-    frames: da.Array,
-    starts: npt.NDArray[np.uint8],
-    *,
-    every: int,
-    gains: npt.NDArray[np.floating] | da.Array | None = None,
-    frames_per_task: int | None = None,
-) -> da.Array:
-    """:func:`window_counts` and the coarse counts of every ``every``-th frame, in one read; lazy.
-
-    The coarse counts (:func:`coarse_counts`' bins) are of frames 0, ``every``,
-    ``2 every``, ... of each chunk: in each task, from the chunk it reads for the
-    window counts, so that no chunk waits in memory for a second reader.
-    ``starts``, ``gains`` and ``frames_per_task`` as for :func:`window_counts`.
-
-    Returns
-    -------
-    dask.array.Array
-        (34, P) uint32: the 18 rows of :func:`window_counts`, then the 16 coarse bins.
-        :func:`counted_every` gives how many frames the coarse rows count.
-    """
-    if every < 1:
-        raise InvalidParameterError(f"every must be at least 1, got {every}")
-    shared = _per_pixel(frames, starts, name="starts")
-    return _summed_counts(
-        frames,
-        _window_and_coarse_block,
-        shared,
-        every,
-        gains=gains,
-        frames_per_task=frames_per_task,
-        n_columns=2 * BINS + 2,
-    )
-
-
-def counted_every(frame_chunks: Sequence[int], every: int) -> int:
-    """Frames the coarse rows of :func:`window_and_coarse_counts` count, for chunks of these sizes."""
-    return sum(-(-int(n) // every) for n in frame_chunks)
-
-
-def _window_and_coarse_block(
-    block: npt.NDArray[np.uint8],
-    starts: npt.NDArray[np.uint8],
-    every: int,
-    *,
-    into: npt.NDArray[np.uint32] | None = None,
-) -> npt.NDArray[np.uint32]:
-    values = block.reshape(block.shape[0], -1)
-    if into is None:
-        into = np.zeros((2 * BINS + 2, values.shape[1]), dtype=np.uint32)
-    counts_below_edges(values, n_bins=BINS, bin_starts=starts, outside=True, into=into[: BINS + 2])
-    counts_below_edges(values[::every], n_bins=BINS, into=into[BINS + 2 :])
-    return into
 
 
 def _window_block(

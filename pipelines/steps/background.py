@@ -19,7 +19,6 @@ from pipelines.background_models import (
     sample_plate,
     window_factors,
 )
-from pipelines.count_kernels import BINS
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.masks import (
     auto_threshold,
@@ -30,7 +29,6 @@ from pipelines.masks import (
 from pipelines.median_counts import (
     VALUE_COUNT_PIXELS,
     coarse_counts,
-    counted_every,
     fine_counts,
     median_bin,
     median_from_counts,
@@ -38,7 +36,6 @@ from pipelines.median_counts import (
     median_of_values,
     pixel_columns,
     value_counts,
-    window_and_coarse_counts,
     window_counts,
     window_starts,
 )
@@ -56,7 +53,7 @@ from storage.writer_lock import writer_lock
 
 __all__ = ["fit_background"]
 
-_PASSES = {"median": 1, "robust": 2}  # reads of the video, per model of FITTED_MODELS, beyond its sample
+_PASSES = {"median": 1, "robust": 3}  # reads of the video, per model of FITTED_MODELS, beyond its sample
 ROBUST_FIT = (
     f"median of the frames divided by their gains, then the gains against it ({GAIN_RULE});"
     " where an object stood longer than the ground was seen, the ground seen around it"
@@ -194,20 +191,14 @@ def _fit_and_write(
         starts = window_starts(guess)
         divide_by = None
         if model == "robust":
-            # one read: each chunk's gains, its counts divided by them, and (every
-            # COUNTED_EVERY-th frame) its coarse counts, for the stopped objects
+            # one read: each chunk's gains, and its counts divided by them
             lazy_gains = frame_gains(frames, guess)
-            measured, both = client.compute(
-                [
-                    lazy_gains,
-                    window_and_coarse_counts(
-                        frames, starts, every=COUNTED_EVERY, gains=lazy_gains, frames_per_task=per_task
-                    ),
-                ]
+            measured, counted = client.compute(
+                [lazy_gains, window_counts(frames, starts, gains=lazy_gains, frames_per_task=per_task)]
             )
-            job.wait([measured, both], description=f"{label}: pass 1", frames=n_frames)
+            job.wait([measured, counted], description=f"{label}: pass 1", frames=n_frames)
             divide_by = np.asarray(measured.result(), dtype=np.float64)
-            window_rows, coarse = np.split(np.asarray(both.result()), [BINS + 2])
+            window_rows = np.asarray(counted.result())
         else:
             counted = client.compute(window_counts(frames, starts, frames_per_task=per_task))
             job.wait([counted], description=f"{label}: pass 1", frames=n_frames)
@@ -228,9 +219,7 @@ def _fit_and_write(
                 frames,
                 plate,
                 gains[-1],
-                coarse=coarse,
-                n_counted=counted_every(frames.chunks[0], COUNTED_EVERY),
-                threshold_frames=job.gather(threshold_frames),
+                threshold_frames=threshold_frames,
                 frames_per_task=per_task,
                 label=label,
             )
@@ -316,25 +305,32 @@ def _without_stopped_objects(
     plate: npt.NDArray[np.uint8],
     gains: npt.NDArray[np.float64],
     *,
-    coarse: npt.NDArray[np.uint32],
-    n_counted: int,
-    threshold_frames: list[npt.NDArray[np.generic]],
+    threshold_frames: list[distributed.Future],
     frames_per_task: int | None,
     label: str,
 ) -> tuple[npt.NDArray[np.uint8], int]:
     """``plate`` with the ground back where an object stood longer (:mod:`pipelines.stopped_objects`).
 
-    ``coarse``: the (16, P) coarse counts of ``n_counted`` frames (every
-    :data:`~pipelines.stopped_objects.COUNTED_EVERY`-th) divided by their gains;
-    ``threshold_frames``: the sampled frames and the noise scale of
-    :func:`_threshold_frames`, which give the masks' ``auto`` threshold against this
-    plate.  When some pixels take their alternative, one read of their columns gives
-    its exact value.  Returns the plate and the reads it took (0 or 1).
+    One read counts the coarse bins of every
+    :data:`~pipelines.stopped_objects.COUNTED_EVERY`-th frame divided by its gain (a
+    computation of its own: beside the first pass's, the chunks waited in memory for
+    their second reader, and counted in the first pass's tasks they made it slower);
+    ``threshold_frames``, the futures of :func:`_threshold_frames`, give the masks'
+    ``auto`` threshold against this plate.  When some pixels take their alternative,
+    one more read of their columns gives its exact value.  Returns the plate and the
+    reads it took (1 or 2).
     """
     height, width = int(frames.shape[1]), int(frames.shape[2])
     flat_plate = np.asarray(plate, dtype=np.float32).reshape(-1)
+    every = slice(None, None, COUNTED_EVERY)
+    counted = client.compute(
+        coarse_counts(frames[every], gains=gains[every], frames_per_task=frames_per_task)
+    )
+    job.wait([counted], description=f"{label}: where objects stood", frames=int(frames.shape[0]))
+    coarse = np.asarray(counted.result())
+    n_counted = len(range(*every.indices(int(frames.shape[0]))))
     picked = sample_frames(int(frames.shape[0]), THRESHOLD_SAMPLE_FRAMES)
-    sample, *noise = (np.asarray(values) for values in threshold_frames)
+    sample, *noise = (np.asarray(values) for values in job.gather(threshold_frames))
     # only the values auto_threshold takes (a stride of them), each minus its background
     taken = np.arange(0, sample.size, threshold_sample_stride(sample.size))
     frame_of, pixel_of = np.divmod(taken, flat_plate.size)
@@ -347,12 +343,12 @@ def _without_stopped_objects(
     )
     pixels = np.flatnonzero(swapped)
     if pixels.size == 0:
-        return plate, 0
+        return plate, 1
     job.say(f"{label}: the ground back on {pixels.size / swapped.size:.2%} of the plate, where objects stood")
     pixel_levels = np.broadcast_to(levels, flat_plate.shape)[pixels]
     if pixels.size > VALUE_COUNT_PIXELS:  # too many for exact counts: the coarse bins' value
         new_values = found.value[pixels]
-        reads = 0
+        reads = 1
     else:
         counted = client.compute(
             value_counts(pixel_columns(frames, pixels), gains=gains, frames_per_task=frames_per_task)
@@ -367,7 +363,7 @@ def _without_stopped_objects(
             threshold=pixel_levels,
         )
         new_values = np.where(np.isnan(exact), found.value[pixels], exact)
-        reads = 1
+        reads = 2
     repaired = np.array(plate, dtype=np.uint8, copy=True).reshape(-1)
     repaired[pixels] = np.clip(np.rint(new_values), 0, 255).astype(np.uint8)
     return repaired.reshape(plate.shape), reads

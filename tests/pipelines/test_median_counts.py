@@ -15,7 +15,6 @@ from pipelines.median_counts import (
     VALUE_COUNT_PIXELS,
     WINDOW_VALUES,
     coarse_counts,
-    counted_every,
     fine_counts,
     median_bin,
     median_from_counts,
@@ -23,7 +22,6 @@ from pipelines.median_counts import (
     median_of_values,
     pixel_columns,
     value_counts,
-    window_and_coarse_counts,
     window_counts,
     window_starts,
 )
@@ -225,24 +223,6 @@ def test_window_counts_of_divided_frames_and_grouped_chunks() -> None:
     starts = window_starts(_lower_median(frames))
     grouped = window_counts(lazy, starts, gains=gains, frames_per_task=8).compute()
     np.testing.assert_array_equal(grouped, window_counts(divided, starts).compute())
-
-
-@pytest.mark.parametrize("per_task", [None, 8])
-def test_window_and_coarse_counts_share_one_read(per_task: int | None) -> None:
-    """The window counts of every frame, then the coarse counts of every 4th frame of each chunk."""
-    frames = np.random.default_rng(10).integers(0, 256, size=(23, 6, 7), dtype=np.uint8)
-    lazy = da.from_array(frames, chunks=(4, 6, 7))
-    gains = np.random.default_rng(11).uniform(0.8, 1.2, size=23)
-    starts = window_starts(_lower_median(frames))
-    both = window_and_coarse_counts(lazy, starts, every=4, gains=gains, frames_per_task=per_task).compute()
-    assert both.shape == (34, 42)
-    np.testing.assert_array_equal(both[:18], window_counts(lazy, starts, gains=gains).compute())
-    every_fourth = normalized_frames(lazy, gains)[np.arange(0, 23, 4)]  # chunks of 4: each one's first
-    np.testing.assert_array_equal(both[18:], coarse_counts(every_fourth).compute())
-    assert counted_every((4, 4, 4, 4, 4, 3), 4) == 6 == both[18:, 0].sum()
-    assert counted_every((36, 36, 5), 4) == 9 + 9 + 2
-    with pytest.raises(InvalidParameterError, match="every must be at least 1"):
-        window_and_coarse_counts(lazy, starts, every=0)
 
 
 @pytest.mark.parametrize("fault", ["lost", "twice"])

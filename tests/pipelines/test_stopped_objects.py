@@ -104,7 +104,7 @@ def test_run_gives_back_the_ground_where_walkers_stood_most_of_the_clip(
     assert status == 0, stderr
     assert "robust: the ground back on" in stderr
     store = out / "store.zarr"
-    assert open_factors(store, "robust").passes == 3  # the columns of the pixels taken back
+    assert open_factors(store, "robust").passes == 4  # the counts, then the columns taken back
     status, stdout, stderr = run_cli(
         capsys,
         "evaluate",
