@@ -128,13 +128,11 @@ def model_masks(
         shadow_ratio=shadow_ratio,
     )
     predicted = np.asarray(context.fetch(found)[0]) > 0
-    shadows_taken = (
-        ""
-        if not shadows
-        else f", shadows at {shadow_ratio:.2f} taken out"
-        if shadow_ratio
-        else ", no shadow ratio"
-    )
+    shadows_taken = ""
+    if shadows:
+        shadows_taken = (
+            ", no shadow ratio" if shadow_ratio is None else f", shadows at {shadow_ratio:.2f} taken out"
+        )
     context.say(
         f"{model}: factors {chosen.name!r}, rank {rank}, {measured.describe()}{shadows_taken};"
         f" {len(wanted)} frames' masks in {time.perf_counter() - started:.1f} s"
