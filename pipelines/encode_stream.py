@@ -46,7 +46,7 @@ PREVIEW_CRF: Final = 21
 waits, on the cores that computed them.  Ultrafast at crf 21 writes about the bytes
 superfast wrote at crf 18 (the setting before) in less than half of its x264 time,
 2-3 dB of PSNR below it, far above what an eye tells apart in a preview (figures:
-README, "Speed")."""
+README, "Benchmarks")."""
 
 
 class CtrlCPoint(Protocol):

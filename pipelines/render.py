@@ -26,10 +26,13 @@ __all__ = [
     "visible_foreground",
 ]
 
-COMPARE_MAX_WIDTH = 2560
-"""compare.mp4 is at most this wide: its four panels are shrunk by an integer factor
-when the frames are wider than a quarter of it (1280x720 footage gives four
-640x360 panels), which also makes it four times cheaper to encode."""
+COMPARE_MAX_WIDTH = 1920
+"""compare.mp4 is at most this wide, a full-HD screen's width: its four panels are
+shrunk by an integer factor when the frames are wider than a quarter of it (1280x720
+footage gives four 426x240 panels).  A wider video is scaled down by the player on
+most screens anyway; at 2560 (four 640x360 panels) it held as many pixels as the
+foreground video itself, and x264 and the panels' shrinking took 0.7 core-seconds
+more of `run` on a 341-frame 720p clip (README, "Benchmarks")."""
 
 
 def visible_foreground(foreground: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:

@@ -78,14 +78,17 @@ def test_narrow_panels_get_no_label() -> None:
     assert np.array_equal(label_panels(frames.copy(), panel_width=LABEL_MIN_PANEL_WIDTH - 1), frames)
 
 
-@pytest.mark.parametrize(("height", "width"), [(720, 1280), (721, 1279), (360, 1281)])
-def test_compare_panels_are_the_four_panels_shrunk_side_by_side(height: int, width: int) -> None:
+@pytest.mark.parametrize(
+    ("height", "width", "factor"),
+    [(720, 1280, 3), (721, 1279, 3), (360, 1281, 3), (360, 960, 2), (240, 481, 2), (240, 480, 1)],
+)
+def test_compare_panels_are_the_four_panels_shrunk_side_by_side(height: int, width: int, factor: int) -> None:
     rng = np.random.default_rng(4)
     original = rng.integers(0, 256, (2, height, width), dtype=np.uint8)
     foreground = rng.integers(-300, 300, (2, height, width)).astype(np.int16)
     mask = np.where(rng.random((2, height, width)) > 0.5, 255, 0).astype(np.uint8)
     panels = (original, background_from(original, foreground), visible_foreground(foreground), mask)
-    factor = 3 if width > 1280 else 2  # four panels into 2560 columns at most
+    # four panels into 1920 columns at most, by the least integer factor
     expected = np.concatenate(
         [np.stack([shrink(panel[t : t + 1], factor)[0] for t in range(2)]) for panel in panels], axis=2
     )  # frame by frame, into fresh arrays
