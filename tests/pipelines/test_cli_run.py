@@ -130,7 +130,10 @@ def test_run_writes_the_store_report_and_videos(
     assert float(last[2]) == pytest.approx(fraction[-1], abs=1e-6)
     timings = report["timings"]
     assert timings["separate_s"] > 0 and timings["encode_s"] > 0
-    steps = ("ingest_s", "decompose_s", "separate_s", "encode_s", "report_s")
+    # the robust background's fit, as the factors recorded it: a step of its own
+    robust = open_factors(store, "robust", expected_fingerprint=video.fingerprint)
+    assert timings["fit_s"] == robust.wall_time_s and robust.wall_time_s > 0
+    steps = ("ingest_s", "decompose_s", "fit_s", "separate_s", "encode_s", "report_s")
     assert timings["total_s"] == pytest.approx(sum(timings[step] for step in steps), abs=0.01)
     # every array's bytes; the foreground is not stored by default
     arrays = {row["array"]: row["bytes"] for row in report["store"]["arrays"]}

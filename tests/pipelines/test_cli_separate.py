@@ -300,6 +300,29 @@ def test_the_report_of_exact_factors_takes_their_errors_from_the_eigenvalues(
         assert row["relative_error"] == pytest.approx(optimal, rel=1e-9)
 
 
+def test_the_report_times_the_fit_apart_from_the_separation(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """separate fitted the robust background: the report shows that fit once, as its own step."""
+    out = tmp_path / "out"
+    shutil.copytree(separated.out, out)  # the folder that shows the separation
+    status, stdout, stderr = _run(
+        capsys, "report", "--store", str(separated.store), "--out", str(out), "--json", *CLUSTER
+    )
+    assert status == 0, stderr
+    timings = json.loads(stdout)["timings"]
+    video = open_video(separated.store)
+    robust = open_factors(separated.store, "robust", expected_fingerprint=video.fingerprint)
+    assert robust.wall_time_s is not None and robust.wall_time_s > 0
+    assert timings["fit_s"] == robust.wall_time_s
+    # separate's own seconds leave the fit out: the three add up to the call's time (the
+    # fit counted twice would put the sum a whole fit above it)
+    printed = re.search(r"separated with 'robust' rank 1 in ([0-9.]+) s", separated.separate_stderr)
+    assert printed is not None
+    step_seconds = timings["fit_s"] + timings["separate_s"] + timings["encode_s"]
+    assert abs(step_seconds - float(printed.group(1))) < 0.5 * timings["fit_s"]
+
+
 def test_report_measures_every_rank_like_numpy(
     separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
