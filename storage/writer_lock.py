@@ -116,6 +116,12 @@ def _acquire(path: Path, loc: StoreLocation, *, step: str) -> int:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a job's store goes in its --out: name both
+        raise StoreNotWritableError(
+            f"cannot create the folder {path.parent} of the store {loc} ({exc.strerror or exc});"
+            " choose a writable --store (or --out, where `run` keeps its store)"
+        ) from None
+    try:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise StoreNotWritableError(

@@ -369,6 +369,11 @@ def test_run_bad_inputs_are_one_line(
     code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(a_file), "--quiet")
     assert code == 1
     assert_one_line_error(stderr, f"the output folder {a_file} is a file", "choose another --out")
+    # an --out that cannot be created (here below a file): the message names it, and --out
+    below_a_file = a_file / "job"
+    code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(below_a_file), "--quiet")
+    assert code == 1
+    assert_one_line_error(stderr, f"cannot create the folder {below_a_file}", "--out")
     code, _, stderr = _run(capsys, "run", str(first_run.video), "--out", str(out), "--rank", "0", "--quiet")
     assert code == 2
     assert_one_line_error(stderr, "--rank")
