@@ -234,7 +234,8 @@ def separate(
         write.finish()
         images = background_images(u, s, vt, rank=k, height=height, width=width, segments=video.segments)
         outputs = write_backgrounds(folder, [np.asarray(i) for i in job.fetch(*images)])
-    arrays_s = time.perf_counter() - started - fit_s
+    encode_started = time.perf_counter()
+    arrays_s = encode_started - started - fit_s
     if make_videos:
         # the frames held in the workers' memory while the caller's context is open (a
         # context of this step's own closed above, and its held frames with it)
@@ -253,7 +254,7 @@ def separate(
             )
     else:
         folder.remove_videos()
-    encode_s = time.perf_counter() - started - fit_s - arrays_s
+    encode_s = time.perf_counter() - encode_started
     # what this folder shows and how long it took, for the report (matched by factors_id)
     timing = {
         **record.as_attrs(),
