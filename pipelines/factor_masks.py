@@ -22,7 +22,7 @@ import numpy.typing as npt
 from pipelines.mask_cleanup import clean_masks
 from pipelines.masks import MASK_VALUE, checked_threshold
 from pipelines.separate import background_tiles
-from pipelines.shadows import drop_shadows, shadow_candidates
+from pipelines.shadows import drop_shadows, rounded_background, shadow_candidates
 from storage.errors import InvalidParameterError
 
 __all__ = ["factor_mask_block", "masks_from_factors"]
@@ -153,24 +153,33 @@ def factor_mask_block(
     ``threshold`` is a number or one per pixel, shape (P,) or (y, x).  With
     ``shadow_ratio``, shadows are taken out before the clean-up (see
     :func:`masks_from_factors`).  Memory: the boolean mask (and the shadow
-    candidates), one float32 tile of :data:`pipelines.separate.TILE_BYTES` and the
-    clean-up's copy.
+    candidates and the background rounded to uint8), one float32 tile of
+    :data:`pipelines.separate.TILE_BYTES` and the clean-up's copy.
     """
     n_frames = int(frames.shape[0])
     flat = frames.reshape(n_frames, -1)
     per_pixel = np.asarray(threshold, dtype=np.float32).reshape(-1) if np.ndim(threshold) else None
     above = np.empty(flat.shape, dtype=np.bool_)
     shadowy = np.empty(flat.shape, dtype=np.bool_) if shadow_ratio is not None else None
+    ground = np.empty(flat.shape, dtype=np.uint8) if shadow_ratio is not None else None
     for pixels, difference in background_tiles(u, s, vt):
-        if shadowy is not None and shadow_ratio is not None:  # the tile is the background here
+        if shadowy is not None and ground is not None and shadow_ratio is not None:
+            # the tile is the background here
             shadowy[:, pixels] = shadow_candidates(flat[:, pixels], difference, ratio=shadow_ratio)
+            ground[:, pixels] = rounded_background(difference)
         np.subtract(flat[:, pixels], difference, out=difference)  # uint8 - float32, in float32
         np.abs(difference, out=difference)
         limit = per_pixel[pixels] if per_pixel is not None else np.float32(threshold)
         np.greater(difference, limit, out=above[:, pixels])
     mask = above.reshape(frames.shape)
-    if shadowy is not None:
-        mask = drop_shadows(mask, shadowy.reshape(frames.shape))
+    if shadowy is not None and ground is not None and shadow_ratio is not None:
+        mask = drop_shadows(
+            mask,
+            shadowy.reshape(frames.shape),
+            frames=frames,
+            background=ground.reshape(frames.shape),
+            ratio=shadow_ratio,
+        )
     if cleanup and mask.size:
         mask = clean_masks(mask)
     out: npt.NDArray[np.uint8] = mask.view(np.uint8) * np.uint8(MASK_VALUE)

@@ -82,6 +82,9 @@ class SeparationRecord:
     shadow_ratio : float
         The scene's shadow ratio whose pixels left the masks; 0: none (not asked for,
         or the sample showed no shadow ratio).
+    shadow_rule : str
+        The rule that took them out, in words, when they were asked to be; empty
+        otherwise, and in stores written before it was recorded.
     complete : bool
         True once every chunk of both arrays is written (read back only).
     """
@@ -96,6 +99,7 @@ class SeparationRecord:
     pixel_noise_factor: float = 0.0
     shadows: bool = False
     shadow_ratio: float = 0.0
+    shadow_rule: str = ""
     complete: bool = False
 
     def as_attrs(self) -> dict[str, Any]:
@@ -111,6 +115,7 @@ class SeparationRecord:
             "pixel_noise_factor": self.pixel_noise_factor,
             "shadows": self.shadows,
             "shadow_ratio": self.shadow_ratio,
+            "shadow_rule": self.shadow_rule,
         }
 
     @classmethod
@@ -127,6 +132,7 @@ class SeparationRecord:
             pixel_noise_factor=float(attrs.get("pixel_noise_factor", 0.0)),
             shadows=bool(attrs.get("shadows", False)),
             shadow_ratio=float(attrs.get("shadow_ratio", 0.0)),
+            shadow_rule=str(attrs.get("shadow_rule", "")),
             complete=bool(attrs.get(COMPLETE_ATTR, False)),
         )
 

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import math
+from typing import Final
+
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.masks import sample_frames
+from pipelines.separate import background_frames
 from pipelines.shadows import RATIO_BINS, ratio_counts, shadow_ratio_of
-from pipelines.steps.auto_threshold import threshold_sample
+from pipelines.steps.auto_threshold import SAMPLE_FRAMES_PER_TASK, THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext
 
-__all__ = ["measure_shadow_ratio"]
+__all__ = ["RATIO_SAMPLE_VALUES", "measure_shadow_ratio", "ratio_row_step"]
+
+RATIO_SAMPLE_VALUES: Final = 2**21
+"""Pixels (over all sampled frames) the shadow ratio is counted on, at most: every
+``ratio_row_step``-th row of each frame.  A mode of 70 bins needs far fewer masked
+pixels than the ~10^5 this leaves at a few percent of foreground; counting every pixel
+of the 24 frames of 720p (22 million values) took a quarter of a second of a
+separation (README, "Background models")."""
+
+
+def ratio_row_step(*, n_frames: int, height: int, width: int) -> int:
+    """Every how many rows the ratio is counted: 1 unless the sample exceeds :data:`RATIO_SAMPLE_VALUES`."""
+    return max(1, math.ceil(n_frames * height * width / RATIO_SAMPLE_VALUES))
 
 
 def measure_shadow_ratio(
@@ -36,19 +53,26 @@ def measure_shadow_ratio(
     -------
     float or None
         :func:`pipelines.shadows.shadow_ratio_of` the ratio counts of the frames the
-        ``auto`` threshold samples
-        (:func:`pipelines.steps.auto_threshold.threshold_sample`); None when they show
-        no shadow ratio.
+        ``auto`` threshold samples (:func:`pipelines.masks.sample_frames`), on every
+        :func:`ratio_row_step`-th row; None when they show no shadow ratio.
 
     Notes
     -----
     One graph over the sampled frames, a few per task, whatever the length of the
     video; each task returns :data:`pipelines.shadows.RATIO_BINS` counts.  Memory per
-    task: a float32 background of its frames.
+    task: a float32 background of its frames' counted rows, at most
+    :data:`RATIO_SAMPLE_VALUES` values in all.
     """
-    height, width = int(frames.shape[1]), int(frames.shape[2])
-    picked_frames, sample_background = threshold_sample(frames, u, s, vt, rank=rank)
-    level = np.broadcast_to(np.asarray(pixel_thresholds, dtype=np.float32), (height, width))
+    n_frames, height, width = (int(n) for n in frames.shape)
+    picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
+    step = ratio_row_step(n_frames=len(picked), height=height, width=width)
+    rows = len(range(0, height, step))
+    picked_frames = frames[picked][:, ::step].rechunk({0: SAMPLE_FRAMES_PER_TASK})
+    u_rows = u[:, :rank].reshape(height, width, rank)[::step].reshape(rows * width, rank)
+    sample_background = background_frames(
+        u_rows, s, vt[:, picked], rank=rank, height=rows, width=width, frame_chunks=picked_frames.chunks[0]
+    )
+    level = np.broadcast_to(np.asarray(pixel_thresholds, dtype=np.float32), (height, width))[::step]
     counts = da.blockwise(
         _counts_block,
         "tb",

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zarr
 
 from pipelines.cli import main
+from pipelines.shadows import SHADOW_RULE
 from pipelines.synthetic import SceneSpec, write_scene
 from storage.derived import read_separation
 from tests.helpers import assert_one_line_error, run_cli
@@ -93,6 +95,23 @@ def test_a_separation_is_reused_only_with_the_same_shadows_flag(
     record = read_separation(out / "store.zarr")
     assert record is not None and (record.shadows, record.shadow_ratio) == (False, 0.0)
     assert "shadows" not in json.loads((out / "report.json").read_text())["separation"]
+
+
+def test_masks_whose_shadows_an_older_rule_took_out_are_made_again(
+    job: Job, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy(job, tmp_path)
+    argv = ("run", str(job.video), "--out", str(out), "--no-videos", "--shadows")
+    assert run_cli(capsys, *argv)[0] == 0
+    record = read_separation(out / "store.zarr")
+    assert record is not None and record.shadow_rule == SHADOW_RULE
+    for array in ("masks", "foreground"):  # as a version that did not record its rule wrote them
+        if (out / "store.zarr" / array).exists():
+            zarr.open_array(str(out / "store.zarr" / array), mode="r+").attrs.update({"shadow_rule": ""})
+    status, _, stderr = run_cli(capsys, *argv)
+    assert status == 0 and "separate: done" in stderr, stderr
+    record = read_separation(out / "store.zarr")
+    assert record is not None and record.shadow_rule == SHADOW_RULE
 
 
 def test_a_scene_without_foreground_shows_no_shadow_ratio(

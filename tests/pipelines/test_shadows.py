@@ -1,4 +1,4 @@
-"""Cast shadows out of the masks: the ratio, the candidates, the rule of the components."""
+"""Cast shadows out of the masks: the ratio, the candidates, the rule of the components and regions."""
 
 from __future__ import annotations
 
@@ -21,12 +21,21 @@ from storage.errors import InvalidParameterError
 GROUND = 120.0
 
 
-def _walker_and_shadow(*, ratio: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
-    """One 40x60 frame of flat ground, a bright textured object and its shadow beside it."""
-    background = np.full((1, 40, 60), GROUND, dtype=np.float32)
+def _ground(height: int = 40, width: int = 60) -> np.ndarray:
+    """(1, y, x) float32 ground with a pattern: stripes across and a slow change down, 85-155."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return (GROUND + 25 * np.sin(0.7 * xx) + 10 * np.cos(0.5 * yy))[np.newaxis]
+
+
+def _walker_and_shadow(*, ratio: float = 0.6, flat: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One 40x60 frame of ground, a bright textured object and its shadow beside it.
+
+    The ground has a pattern, which the shadow keeps darkened, unless ``flat``.
+    """
+    background = np.full((1, 40, 60), GROUND, dtype=np.float32) if flat else _ground()
     frames = background.copy()
     frames[0, 10:30, 10:25] = 220 + 20 * np.sin(np.arange(15))  # the object: brighter
-    frames[0, 10:30, 25:40] = GROUND * ratio  # its shadow, on its right
+    frames[0, 10:30, 25:40] = np.rint(background[0, 10:30, 25:40] * ratio)  # its shadow, on its right
     return frames.astype(np.uint8), background
 
 
@@ -65,16 +74,53 @@ def test_candidates_are_within_the_band_on_ground_bright_enough() -> None:
         shadow_candidates(frames, background, ratio=1.2)
 
 
+def _dropped(
+    frames: np.ndarray, background: np.ndarray, *, ratio: float = 0.6
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels over a threshold of 20, and those of them :func:`drop_shadows` keeps."""
+    above = np.abs(frames.astype(np.float32) - background) > 20
+    candidates = shadow_candidates(frames, background, ratio=ratio)
+    return above, drop_shadows(above, candidates, frames=frames, background=background, ratio=ratio)
+
+
 def test_a_shadow_leaves_the_mask_beside_what_casts_it_and_a_flat_dark_object_stays() -> None:
     frames, background = _walker_and_shadow(ratio=0.6)
     frames[0, 33:38, 45:55] = GROUND * 0.6  # a flat dark object alone, at the shadow's ratio
-    above = np.abs(frames.astype(np.float32) - background) > 20
-    kept = drop_shadows(above, shadow_candidates(frames, background, ratio=0.6))
+    above, kept = _dropped(frames, background)
     assert kept[0, 10:30, 10:25].all()  # the object
-    assert not kept[0, 10:30, 25:40].any()  # its shadow
-    assert kept[0, 33:38, 45:55].all()  # the lone flat object: its whole mask is candidate
+    assert above[0, 10:30, 25:40].all() and not kept[0, 10:30, 25:40].any()  # its shadow
+    lone = (slice(None), slice(33, 38), slice(45, 55))
+    assert above[lone].mean() > 0.8  # the lone flat object, where it differs from the ground
+    np.testing.assert_array_equal(kept[lone], above[lone])
     with pytest.raises(InvalidParameterError, match="one shape"):
-        drop_shadows(above, above[:, :10])
+        drop_shadows(frames > 0, frames[:, :10] > 0, frames=frames, background=background, ratio=0.6)
+
+
+def test_a_flat_dark_part_of_an_object_at_the_shadow_s_ratio_stays() -> None:
+    """Darker than the ground by the ratio on average, but without the ground's pattern."""
+    frames, background = _walker_and_shadow(ratio=0.6)
+    legs = (slice(None), slice(32, 40), slice(8, 20))  # below the object, apart from its shadow
+    frames[legs] = round(GROUND * 0.6)
+    candidates = shadow_candidates(frames, background, ratio=0.6)
+    assert candidates[legs].sum() >= 20  # many of the legs' pixels match the ratio
+    above, kept = _dropped(frames, background)
+    assert above[legs].mean() > 0.8
+    np.testing.assert_array_equal(kept[legs], above[legs])
+    assert not kept[0, 10:30, 25:40].any()  # the shadow still goes
+
+
+def test_on_flat_ground_a_shadow_cannot_be_told_from_an_object_and_stays() -> None:
+    frames, background = _walker_and_shadow(ratio=0.6, flat=True)
+    above, kept = _dropped(frames, background)
+    assert above[0, 10:30, 10:40].all() and kept[0, 10:30, 10:40].all()
+
+
+def test_a_shadow_of_too_few_pixels_stays() -> None:
+    frames, background = _walker_and_shadow(ratio=0.6)
+    frames[0, 10:30, 25:40] = background[0, 10:30, 25:40].astype(np.uint8)  # no shadow ...
+    frames[0, 12:15, 25:30] = np.rint(background[0, 12:15, 25:30] * 0.6)  # ... but 15 pixels of one
+    above, kept = _dropped(frames, background)
+    assert above[0, 12:15, 25:30].all() and kept[0, 12:15, 25:30].all()
 
 
 def test_apply_s_masks_equal_separate_s() -> None:
@@ -83,7 +129,7 @@ def test_apply_s_masks_equal_separate_s() -> None:
     frames, background = _walker_and_shadow(ratio=0.55)
     frames = np.repeat(frames, 4, axis=0)
     frames = np.clip(frames + rng.normal(0, 2, frames.shape), 0, 255).astype(np.uint8)
-    plate = background[0].reshape(-1)
+    plate = background[0].reshape(-1)  # the ground's pattern: a rank-1 background
     norm = float(np.linalg.norm(plate))
     u = (plate / norm).astype(np.float32)[:, np.newaxis]
     s = np.array([norm], dtype=np.float32)
