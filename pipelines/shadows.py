@@ -1,4 +1,4 @@
-"""Cast shadows: the ground darkened by one ratio, taken out of the masks on request.
+"""Cast shadows: the ground darkened by one ratio, taken out of the masks by default.
 
 In gray, a cast shadow is the background times a factor below one: where the sun is
 blocked, ``frame = ratio * background`` give or take the noise, with one ratio for the
@@ -6,7 +6,7 @@ whole scene (one sun, one kind of ground).  CDnet and most ground truth mark sha
 background; ``|frame - background| > threshold`` marks them as foreground as soon as
 the ratio is below ``1 - threshold / background``.
 
-The rule (``separate --shadows``), in three parts:
+The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), in three parts:
 
 1. :func:`ratio_counts` then :func:`shadow_ratio_of`: the scene's shadow ratio is the
    commonest ``frame / background`` of the masked pixels darker than their background,

@@ -252,7 +252,8 @@ def add_separation_output_flags(parser: argparse.ArgumentParser) -> None:
     """Add the flags of what a separation writes and how its masks are made.
 
     ``--masks-video`` (also write masks.mp4), ``--no-videos`` (write none),
-    ``--foreground`` (store it) and ``--shadows`` (cast shadows out of the masks).
+    ``--foreground`` (store it) and ``--shadows``/``--no-shadows`` (cast shadows out of
+    the masks, the default, or kept).
     """
     parser.add_argument(
         "--masks-video",
@@ -278,11 +279,12 @@ def add_separation_output_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--shadows",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help=(
-            "take cast shadows out of the masks: pixels at the scene's commonest darkening of the"
-            " background (+-0.05), beside other foreground (off by default: it can also take parts"
-            " of flat dark objects)"
+            "take cast shadows out of the masks (the default): pixels at the scene's commonest"
+            " darkening of the background (+-0.05), beside other foreground, where they show the"
+            " ground's pattern darkened; --no-shadows keeps them in the foreground"
         ),
     )
 

@@ -45,10 +45,11 @@ def add_parser(commands: Commands) -> None:
     )
     parser.add_argument(
         "--shadows",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help=(
-            "the models' masks with cast shadows taken out, as `separate --shadows` makes them"
-            " (with --models)"
+            "the models' masks with cast shadows taken out (the default, as `separate` makes them),"
+            " or kept with --no-shadows (with --models)"
         ),
     )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
@@ -68,9 +69,10 @@ def handle(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(BASELINES))
     if unknown:
         raise InvalidParameterError(f"--baseline takes mog2 and/or knn, got {', '.join(unknown)}")
-    if args.shadows and not args.models:
+    if args.shadows is not None and not args.models:
+        flag = "--shadows" if args.shadows else "--no-shadows"
         raise InvalidParameterError(
-            "--shadows makes the models' masks, and no model is scored: add --models robust,median,svd"
+            f"{flag} makes the models' masks, and no model is scored: add --models robust,median,svd"
             " (the stored masks are scored as separate made them)"
         )
     with JobContext(
@@ -86,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
             baselines=names,
             baseline_frames=args.baseline_frames,
             models=args.models,
-            shadows=args.shadows,
+            shadows=args.shadows is not False,
             context=job,
         )
     print(json.dumps(results, indent=2) if args.json else format_scores(results))

@@ -54,7 +54,7 @@ def evaluate(
     baselines: Sequence[str] = (),
     baseline_frames: str = "color",
     models: Sequence[str] = (),
-    shadows: bool = False,
+    shadows: bool = True,
     context: JobContext | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score ``STORE/masks`` (and each background model) against ground truth, CDnet 2014 metrics.
@@ -80,8 +80,9 @@ def evaluate(
         robust and median models are fitted and stored when the store lacks them).
         The stored masks are scored too when there are any.
     shadows : bool
-        The models' masks with cast shadows taken out, as ``separate --shadows``
-        makes them (the stored masks are scored as they were made).
+        The models' masks with cast shadows taken out, as ``separate`` makes them by
+        default (False: kept, as ``separate --no-shadows``); the stored masks are
+        scored as they were made.
     context : JobContext, optional
         Where the models compute (default: the embedded cluster); the stored masks
         and the baselines are scored in this process.

@@ -73,7 +73,7 @@ def run(
     keep_foreground: bool = False,
     masks_video: bool = False,
     make_videos: bool = True,
-    shadows: bool = False,
+    shadows: bool = True,
     truth: str | os.PathLike[str] | None = None,
     truth_format: str = "masks",
     frame_map: str | os.PathLike[str] | None = None,
@@ -95,7 +95,7 @@ def run(
     even when factors of that name exist; ``overwrite`` starts again from a fresh
     store, whatever the store held.  ``keep_foreground`` also stores the int16
     foreground and ``masks_video`` writes ``masks.mp4``; ``make_videos=False`` writes
-    no video; ``shadows`` takes cast shadows out of the masks (see
+    no video; ``shadows`` (the default) takes cast shadows out of the masks (see
     :func:`pipelines.steps.separate.separate`).  With ``truth`` (in
     ``truth_format``, with ``frame_map``: see :func:`pipelines.steps.evaluate.evaluate`)
     the report also scores the masks and each model against it, and is made again at

@@ -58,7 +58,7 @@ class ModelMasks:
 
 
 def model_masks(
-    video: StoredVideo, *, model: str, frames: Sequence[int], context: JobContext, shadows: bool = False
+    video: StoredVideo, *, model: str, frames: Sequence[int], context: JobContext, shadows: bool = True
 ) -> ModelMasks:
     """The masks ``separate --model MODEL`` would make of ``frames``, without writing them.
 
@@ -77,8 +77,8 @@ def model_masks(
     context : JobContext
         Where to compute.
     shadows : bool
-        Cast shadows taken out, as ``separate --shadows`` does (the shadow ratio
-        measured against this model's background).
+        Cast shadows taken out, as ``separate`` does by default (the shadow ratio
+        measured against this model's background); False: kept.
 
     Returns
     -------

@@ -477,5 +477,5 @@ def _json_default(value: Any) -> Any:
 def _shadows_shown(shadow_ratio: float) -> str:
     """The separation's shadow rule in words (``separate --shadows``), with its ratio."""
     if shadow_ratio <= 0:
-        return "asked for; the sample showed no shadow ratio, so no pixel was taken out"
+        return "the sample showed no shadow ratio, so no pixel was taken out"
     return f"{SHADOW_RULE} (ratio {shadow_ratio:.2f})"

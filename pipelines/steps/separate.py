@@ -97,7 +97,7 @@ def separate(
     keep_foreground: bool = False,
     masks_video: bool = False,
     make_videos: bool = True,
-    shadows: bool = False,
+    shadows: bool = True,
     context: JobContext | None = None,
 ) -> SeparateSummary:
     """Background, foreground and masks of every frame, from the stored video and factors.
@@ -126,8 +126,9 @@ def separate(
     ``out``): the masks, the background images and the record only.
     ``threshold=None`` picks the threshold from the data
     (:func:`pipelines.separate.auto_threshold` on a sample of frames).  ``shadows``
-    takes cast shadows out of the masks (:mod:`pipelines.shadows`: the scene's shadow
-    ratio measured on the same sample; nothing is taken out when it shows none).
+    (the default) takes cast shadows out of the masks (:mod:`pipelines.shadows`: the
+    scene's shadow ratio measured on the same sample; nothing is taken out when it
+    shows none, nor where a region does not show the ground's pattern darkened).
 
     Notes
     -----

@@ -1,8 +1,8 @@
-"""`--shadows`: cast shadows out of the masks of `separate`, `run` and `apply`, recorded and checked.
+"""Cast shadows out of the masks of `separate`, `run` and `apply` by default, recorded and checked.
 
 A 96x72 synthetic scene whose three objects cast shadows of 0.5 (marked 50 in its
 truth, which scores them as background), through the real encoder; the store is
-made once with the default separation, and tests that write work on copies.
+made once with the shadows kept (`--no-shadows`), and tests that write work on copies.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Job]:
     folder = tmp_path_factory.mktemp("shadows")
     video, truth, out = folder / "scene.mp4", folder / "truth", folder / "out"
     write_scene(SCENE, video, truth_dir=truth, truth_every=1)
-    assert main(["run", str(video), "--out", str(out), "--no-videos", "--quiet"]) == 0
+    assert main(["run", str(video), "--out", str(out), "--no-videos", "--no-shadows", "--quiet"]) == 0
     yield Job(video, truth, out)
 
 
@@ -56,12 +56,12 @@ def _scores(capsys: pytest.CaptureFixture[str], out: Path, truth: Path) -> dict[
     return scores
 
 
-def test_run_with_shadows_takes_them_out_and_records_the_ratio(
+def test_run_takes_shadows_out_by_default_and_records_the_ratio(
     job: Job, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = _copy(job, tmp_path)
     before = _scores(capsys, out, job.truth)
-    status, _, stderr = run_cli(capsys, "run", str(job.video), "--out", str(out), "--no-videos", "--shadows")
+    status, _, stderr = run_cli(capsys, "run", str(job.video), "--out", str(out), "--no-videos")
     assert status == 0, stderr
     assert "separate: done" in stderr  # the store's separation kept its shadows: made again
     assert "cast shadows: pixels at 0.5" in stderr, stderr
@@ -85,12 +85,13 @@ def test_a_separation_is_reused_only_with_the_same_shadows_flag(
 ) -> None:
     out = _copy(job, tmp_path)
     argv = ("run", str(job.video), "--out", str(out), "--no-videos")
-    status, _, stderr = run_cli(capsys, *argv)
+    status, _, stderr = run_cli(capsys, *argv, "--no-shadows")
     assert status == 0 and "separate: skipped (complete)" in stderr, stderr
-    assert run_cli(capsys, *argv, "--shadows")[0] == 0
-    status, _, stderr = run_cli(capsys, *argv, "--shadows")
-    assert status == 0 and "separate: skipped (complete)" in stderr, stderr
-    status, _, stderr = run_cli(capsys, *argv)
+    assert run_cli(capsys, *argv)[0] == 0
+    for flags in ((), ("--shadows",)):
+        status, _, stderr = run_cli(capsys, *argv, *flags)
+        assert status == 0 and "separate: skipped (complete)" in stderr, stderr
+    status, _, stderr = run_cli(capsys, *argv, "--no-shadows")
     assert status == 0 and "separate: done" in stderr, stderr
     record = read_separation(out / "store.zarr")
     assert record is not None and (record.shadows, record.shadow_ratio) == (False, 0.0)
@@ -101,7 +102,7 @@ def test_masks_whose_shadows_an_older_rule_took_out_are_made_again(
     job: Job, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = _copy(job, tmp_path)
-    argv = ("run", str(job.video), "--out", str(out), "--no-videos", "--shadows")
+    argv = ("run", str(job.video), "--out", str(out), "--no-videos")
     assert run_cli(capsys, *argv)[0] == 0
     record = read_separation(out / "store.zarr")
     assert record is not None and record.shadow_rule == SHADOW_RULE
@@ -120,13 +121,13 @@ def test_a_scene_without_foreground_shows_no_shadow_ratio(
     video = tmp_path / "still.mp4"
     write_scene(dataclasses.replace(SCENE, n_objects=0, n_frames=30), video)
     out = tmp_path / "out"
-    status, _, stderr = run_cli(capsys, "run", str(video), "--out", str(out), "--no-videos", "--shadows")
+    status, _, stderr = run_cli(capsys, "run", str(video), "--out", str(out), "--no-videos")
     assert status == 0, stderr
     assert "the sample shows no shadow ratio; no pixel taken out of the masks" in stderr
     record = read_separation(out / "store.zarr")
     assert record is not None and (record.shadows, record.shadow_ratio) == (True, 0.0)
     report = json.loads((out / "report.json").read_text())
-    assert report["separation"]["shadows"].startswith("asked for; the sample showed no shadow ratio")
+    assert report["separation"]["shadows"].startswith("the sample showed no shadow ratio")
 
 
 def test_apply_takes_out_the_shadows_its_separation_did(
@@ -137,19 +138,19 @@ def test_apply_takes_out_the_shadows_its_separation_did(
     applied = ("apply", str(job.video), "--store", store, "--out", str(tmp_path / "applied"))
     status, _, stderr = run_cli(capsys, *applied)
     assert status == 0 and "cast shadows" not in stderr, stderr
-    separate = ("separate", "--store", store, "--out", str(out), "--no-videos", "--shadows", "--quiet")
+    separate = ("separate", "--store", store, "--out", str(out), "--no-videos", "--quiet")
     assert run_cli(capsys, *separate)[0] == 0
     status, _, stderr = run_cli(capsys, *applied)
     assert status == 0, stderr
     assert "cast shadows: pixels at 0.5" in stderr, stderr
 
 
-def test_evaluate_and_report_score_the_models_as_a_shadowless_separation_makes_them(
+def test_evaluate_and_report_score_the_models_as_the_separation_makes_them(
     job: Job, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = _copy(job, tmp_path)
     store = str(out / "store.zarr")
-    separate = ("separate", "--store", store, "--out", str(out), "--no-videos", "--shadows", "--quiet")
+    separate = ("separate", "--store", store, "--out", str(out), "--no-videos", "--quiet")
     assert run_cli(capsys, *separate)[0] == 0
     scored = (
         "evaluate",
@@ -162,12 +163,13 @@ def test_evaluate_and_report_score_the_models_as_a_shadowless_separation_makes_t
         "--models",
         "robust",
     )
-    status, stdout, stderr = run_cli(capsys, *scored, "--shadows")
-    assert (status, stderr) == (0, ""), stderr
-    with_shadows = json.loads(stdout)
-    for key in ("recall", "precision", "f_measure", "frames"):
-        assert with_shadows["vidsvd-robust"][key] == with_shadows["vidsvd"][key], key
-    status, stdout, _ = run_cli(capsys, *scored)
+    for flags in ((), ("--shadows",)):  # the default, and said
+        status, stdout, stderr = run_cli(capsys, *scored, *flags)
+        assert (status, stderr) == (0, ""), stderr
+        with_shadows = json.loads(stdout)
+        for key in ("recall", "precision", "f_measure", "frames"):
+            assert with_shadows["vidsvd-robust"][key] == with_shadows["vidsvd"][key], key
+    status, stdout, _ = run_cli(capsys, *scored, "--no-shadows")
     assert status == 0
     assert json.loads(stdout)["vidsvd-robust"]["f_measure"] < with_shadows["vidsvd"]["f_measure"] - 0.1
     status, _, stderr = run_cli(
@@ -178,9 +180,12 @@ def test_evaluate_and_report_score_the_models_as_a_shadowless_separation_makes_t
     assert quality["vidsvd-robust"]["f_measure"] == quality["vidsvd"]["f_measure"]
 
 
-def test_evaluate_refuses_shadows_without_models(job: Job, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("flag", ["--shadows", "--no-shadows"])
+def test_evaluate_refuses_a_shadows_flag_without_models(
+    job: Job, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, stdout, stderr = run_cli(
-        capsys, "evaluate", "--store", str(job.out / "store.zarr"), "--truth", str(job.truth), "--shadows"
+        capsys, "evaluate", "--store", str(job.out / "store.zarr"), "--truth", str(job.truth), flag
     )
     assert (status, stdout) == (2, "")
-    assert_one_line_error(stderr, "--shadows", "--models")
+    assert_one_line_error(stderr, flag, "--models")
