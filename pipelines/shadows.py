@@ -29,7 +29,7 @@ The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), 
    background is near 0, even where its gray happens to match the ratio.  On flat
    ground the test cannot tell, and the pixels stay in the mask.
 
-Measured with ``vidsvd separate --shadows`` on synthetic scenes whose objects cast
+Measured with ``vidsvd separate`` and ``--no-shadows`` on synthetic scenes whose objects cast
 shadows of 0.3-0.6, on scenes of flat objects without shadows and on the real videos
 here (README, "Background models").
 """
@@ -112,10 +112,11 @@ MIN_SAMPLE_PIXELS: Final = 500
 """Darker masked pixels the sample must hold for a shadow ratio to be measured."""
 
 SHADOW_RULE: Final = (
-    f"cast shadows removed: pixels within {RATIO_BAND:g} of the scene's commonest"
-    " ratio to the background, inside masks holding other pixels too, where the"
-    f" region shows the background's pattern darkened (slope >= {SLOPE_SHARE:g} of the"
-    f" ratio, R^2 >= {MIN_EXPLAINED:g})"
+    f"cast shadows removed: pixels within {RATIO_BAND:g} of the scene's commonest ratio to the"
+    f" background (of {MIN_BACKGROUND:g} grey levels or more), in parts of the mask at least"
+    f" {OTHER_SHARE:.0%} other pixels, where their region ({CLOSING_SIZE}x{CLOSING_SIZE} closing,"
+    f" {MIN_CANDIDATES} or more of them) shows the background's pattern darkened (slope >="
+    f" {SLOPE_SHARE:g} of the ratio by {SLOPE_SIGMAS:g} standard errors, R^2 >= {MIN_EXPLAINED:g})"
 )
 """The rule in words, as separations that applied it record it."""
 
@@ -152,16 +153,17 @@ def ratio_counts(
     return counts.astype(np.int64)
 
 
-def shadow_ratio_of(counts: npt.ArrayLike) -> float | None:
+def shadow_ratio_of(counts: npt.ArrayLike, *, min_pixels: int = MIN_SAMPLE_PIXELS) -> float | None:
     """The scene's shadow ratio from :func:`ratio_counts`, or None when it shows none.
 
     The centre of the fullest bin, when it lies at least :data:`EDGE_MARGIN` inside
-    :data:`RATIO_RANGE` and the counts hold at least :data:`MIN_SAMPLE_PIXELS` pixels.
+    :data:`RATIO_RANGE` and the counts hold at least ``min_pixels`` pixels
+    (:data:`MIN_SAMPLE_PIXELS`, or its share for counts of a subsample).
     """
     histogram = np.asarray(counts, dtype=np.int64).reshape(-1)
     if histogram.shape != (RATIO_BINS,):
         raise InvalidParameterError(f"need {RATIO_BINS} ratio counts, got {histogram.shape[0]}")
-    if int(histogram.sum()) < MIN_SAMPLE_PIXELS:
+    if int(histogram.sum()) < min_pixels:
         return None
     low, high = RATIO_RANGE
     width = (high - low) / RATIO_BINS

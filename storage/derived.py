@@ -78,7 +78,8 @@ class SeparationRecord:
         (measured on pairs of consecutive frames); 0: one threshold for every pixel
         (a given threshold, or stores written before it was recorded).
     shadows : bool
-        Cast shadows were asked to be taken out of the masks (``separate --shadows``).
+        Cast shadows were to be taken out of the masks (``separate``'s default; False after
+        ``--no-shadows``, and in stores written before the setting was recorded).
     shadow_ratio : float
         The scene's shadow ratio whose pixels left the masks; 0: none (not asked for,
         or the sample showed no shadow ratio).

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -159,14 +160,19 @@ class OutputFolder:
         """The folder's ``report.json`` as a dict, or None when it is absent or unreadable."""
         return _json_object(self.report_json)
 
-    def shown_separation(self, *, factors_id: str, threshold: float) -> dict[str, Any] | None:
+    def shown_separation(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
         """The folder's ``separation.json`` when its videos are of this separation, else None.
 
-        The file is written after the videos, so a separation killed before its
-        videos leaves the previous one's record (another ``factors_id`` or threshold).
+        ``record`` is the stored separation's record as attributes
+        (:meth:`storage.derived.SeparationRecord.as_attrs`): the file must hold every one
+        of them with the same value (the factors' write, the threshold, the clean-up,
+        the shadows' setting, ratio and rule, ...).  The file is written after the
+        videos, so a separation killed before its videos leaves the previous one's
+        record, and a folder written by a separation with other settings (``separate
+        --out`` elsewhere, then ``run``) does not stand for this one.
         """
         shown = _json_object(self.separation_json)
-        if shown is None or (shown.get("factors_id"), shown.get("threshold")) != (factors_id, threshold):
+        if shown is None or any(shown.get(key) != value for key, value in record.items()):
             return None
         return shown
 

@@ -48,8 +48,8 @@ def add_parser(commands: Commands) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help=(
-            "the models' masks with cast shadows taken out (the default, as `separate` makes them),"
-            " or kept with --no-shadows (with --models)"
+            "the models' masks with cast shadows taken out, or kept with --no-shadows (with --models;"
+            " by default as the stored masks were made)"
         ),
     )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
@@ -88,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
             baselines=names,
             baseline_frames=args.baseline_frames,
             models=args.models,
-            shadows=args.shadows is not False,
+            shadows=args.shadows,
             context=job,
         )
     print(json.dumps(results, indent=2) if args.json else format_scores(results))

@@ -17,13 +17,13 @@ from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.poor_fit import poor_fit_warning
 from pipelines.separate import project_out_block, storage_foreground_block
-from pipelines.shadows import mask_block_without_shadows
+from pipelines.shadows import SHADOW_RULE, mask_block_without_shadows
 from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, require_finite_factors
 from pipelines.steps.separate import SeparateSummary, describe_shadows
 from storage.derived import read_separation
-from storage.errors import InvalidParameterError
+from storage.errors import InconsistentResultError, InvalidParameterError
 from storage.output_folder import OutputFolder
 from storage.store import StoreLocation
 from storage.video_array import open_video
@@ -54,13 +54,15 @@ def apply(
     with: close for one plate, approximate for several.  Writes ``foreground.mp4``,
     ``compare.mp4`` and sample frames in ``out`` (nothing in the store).  The threshold
     defaults to the one ``separate`` stored, else the ``auto`` rule on the first chunk;
-    a separation that took cast shadows out of its masks (``separate --shadows``) has
-    the same shadow ratio taken out here.
+    a separation that took cast shadows out of its masks (``separate``'s default) has
+    the same shadow ratio taken out here, by the same rule.
 
     Raises
     ------
     InvalidParameterError
         The footage's frame size matches neither the stored video's nor its sources'.
+    InconsistentResultError
+        The stored separation took shadows out by an earlier rule than this version's.
 
     Notes
     -----
@@ -74,6 +76,11 @@ def apply(
     recorded = read_separation(stored.location)
     if recorded is not None and not (recorded.complete and recorded.video_fingerprint == stored.fingerprint):
         recorded = None
+    if recorded is not None and recorded.shadow_ratio > 0 and recorded.shadow_rule != SHADOW_RULE:
+        raise InconsistentResultError(
+            f"the separation in {stored.location} took cast shadows out by an earlier rule, which apply"
+            f" cannot repeat; separate again first (`vidsvd separate --store {stored.location}`)"
+        )
     if factors is None and rank is None and recorded is not None:
         factors = recorded.factors  # the background separate used, robust by default
     chosen = choose_factors(stored, factors)

@@ -54,7 +54,7 @@ def evaluate(
     baselines: Sequence[str] = (),
     baseline_frames: str = "color",
     models: Sequence[str] = (),
-    shadows: bool = True,
+    shadows: bool | None = None,
     context: JobContext | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score ``STORE/masks`` (and each background model) against ground truth, CDnet 2014 metrics.
@@ -79,10 +79,12 @@ def evaluate(
         threshold, in memory (:func:`pipelines.steps.model_masks.model_masks`; the
         robust and median models are fitted and stored when the store lacks them).
         The stored masks are scored too when there are any.
-    shadows : bool
-        The models' masks with cast shadows taken out, as ``separate`` makes them by
-        default (False: kept, as ``separate --no-shadows``); the stored masks are
-        scored as they were made.
+    shadows : bool, optional
+        The models' masks with cast shadows taken out (True), as ``separate`` makes
+        them by default, or kept (False, as ``separate --no-shadows``).  None
+        (default): as the stored masks were made, so that every row is scored by one
+        rule (True when the store has no masks); the stored masks are scored as they
+        were made.
     context : JobContext, optional
         Where the models compute (default: the embedded cluster); the stored masks
         and the baselines are scored in this process.
@@ -134,6 +136,8 @@ def evaluate(
     wanted = [frame for frame, _ in truth_frames]
     results: dict[str, dict[str, Any]] = {}
     stored_masks = _stored_masks(video, models=models)
+    if shadows is None:
+        shadows = stored_masks is None or stored_masks.record.shadows
     if stored_masks is not None:
         predicted = np.asarray(stored_masks.data[wanted].compute(scheduler="threads")) > 0
         results["vidsvd"] = _scores_row(predicted, truth_frames)

@@ -275,7 +275,7 @@ def _folder_shows(folder: OutputFolder, separation: SeparationRecord, *, videos:
 
     With ``videos``, its videos too: a separation made without them is made again.
     """
-    shown = folder.shown_separation(factors_id=separation.factors_id, threshold=separation.threshold)
+    shown = folder.shown_separation(separation.as_attrs())
     return shown is not None and (not videos or folder.compare_mp4.exists())
 
 

@@ -34,7 +34,6 @@ from pipelines.plots import activity_png, energy_png, foreground_share_png, spec
 from pipelines.render import label_panels
 from pipelines.report_html import render_report_html
 from pipelines.separate import background_images
-from pipelines.shadows import SHADOW_RULE
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.evaluate import TRUTH_FORMATS, evaluate, refuse_unreadable_truth
 from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
@@ -352,14 +351,14 @@ def _separation(
             pair = np.concatenate([original, mask], axis=1)[np.newaxis]
             panels.append(label_panels(pair, panel_width=video.width, labels=("frame", "mask"))[0])
     samples = np.concatenate(panels, axis=0) if panels else np.zeros((1, 1), np.uint8)
-    shown = folder.shown_separation(factors_id=record.factors_id, threshold=record.threshold) or {}
+    shown = folder.shown_separation(record.as_attrs()) or {}
     summary: dict[str, Any] = {
         "background": record.factors,
         "rank": record.rank,
         "threshold": record.threshold,
         "threshold_rule": record.threshold_rule or "not recorded",
         "cleanup": record.cleanup,
-        **({"shadows": _shadows_shown(record.shadow_ratio)} if record.shadows else {}),
+        **({"shadows": _shadows_shown(record)} if record.shadows else {}),
         "mean_foreground_fraction": float(fraction.mean()) if fraction.size else 0.0,
         "frames_with_foreground": int(np.count_nonzero(fraction)),
         "mostly_foreground_pixels": unseen,
@@ -474,8 +473,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _shadows_shown(shadow_ratio: float) -> str:
-    """The separation's shadow rule in words (``separate --shadows``), with its ratio."""
-    if shadow_ratio <= 0:
+def _shadows_shown(record: SeparationRecord) -> str:
+    """The separation's shadow rule in words, as it recorded it, with its ratio."""
+    if record.shadow_ratio <= 0:
         return "the sample showed no shadow ratio, so no pixel was taken out"
-    return f"{SHADOW_RULE} (ratio {shadow_ratio:.2f})"
+    rule = record.shadow_rule or "cast shadows removed by an earlier rule, not recorded; separate again"
+    return f"{rule} (ratio {record.shadow_ratio:.2f})"

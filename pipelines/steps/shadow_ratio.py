@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from pipelines.masks import sample_frames
 from pipelines.separate import background_frames
-from pipelines.shadows import RATIO_BINS, ratio_counts, shadow_ratio_of
+from pipelines.shadows import MIN_SAMPLE_PIXELS, RATIO_BINS, ratio_counts, shadow_ratio_of
 from pipelines.steps.auto_threshold import SAMPLE_FRAMES_PER_TASK, THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext
 
@@ -54,7 +54,9 @@ def measure_shadow_ratio(
     float or None
         :func:`pipelines.shadows.shadow_ratio_of` the ratio counts of the frames the
         ``auto`` threshold samples (:func:`pipelines.masks.sample_frames`), on every
-        :func:`ratio_row_step`-th row; None when they show no shadow ratio.
+        :func:`ratio_row_step`-th row (of which
+        :data:`pipelines.shadows.MIN_SAMPLE_PIXELS` / step must count); None when they
+        show no shadow ratio.
 
     Notes
     -----
@@ -89,7 +91,7 @@ def measure_shadow_ratio(
         meta=np.empty((0, 0), dtype=np.int64),
     ).sum(axis=0)
     (measured,) = job.fetch(counts)
-    return shadow_ratio_of(measured)
+    return shadow_ratio_of(measured, min_pixels=math.ceil(MIN_SAMPLE_PIXELS / step))
 
 
 def _counts_block(

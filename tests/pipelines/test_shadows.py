@@ -60,6 +60,9 @@ def test_a_mode_at_either_end_of_the_range_or_too_few_pixels_is_no_shadow_ratio(
     assert shadow_ratio_of(few) is None
     few[30] += 1
     assert shadow_ratio_of(few) == pytest.approx(0.605)
+    few[30] = 50  # counted on a tenth of the rows: a tenth of the pixels is enough
+    assert shadow_ratio_of(few) is None
+    assert shadow_ratio_of(few, min_pixels=MIN_SAMPLE_PIXELS // 10) == pytest.approx(0.605)
     with pytest.raises(InvalidParameterError, match=f"need {RATIO_BINS} ratio counts"):
         shadow_ratio_of(np.ones(10))
 
@@ -100,13 +103,47 @@ def test_a_flat_dark_part_of_an_object_at_the_shadow_s_ratio_stays() -> None:
     """Darker than the ground by the ratio on average, but without the ground's pattern."""
     frames, background = _walker_and_shadow(ratio=0.6)
     legs = (slice(None), slice(32, 40), slice(8, 20))  # below the object, apart from its shadow
-    frames[legs] = round(GROUND * 0.6)
+    rows = np.arange(8, dtype=np.float32)[:, np.newaxis]
+    frames[legs] = np.rint(GROUND * 0.6 + 6 * np.cos(1.3 * rows) + np.zeros((8, 12)))  # their own folds
     candidates = shadow_candidates(frames, background, ratio=0.6)
     assert candidates[legs].sum() >= 20  # many of the legs' pixels match the ratio
     above, kept = _dropped(frames, background)
     assert above[legs].mean() > 0.8
     np.testing.assert_array_equal(kept[legs], above[legs])
     assert not kept[0, 10:30, 25:40].any()  # the shadow still goes
+
+
+def test_a_shadow_without_anything_beside_it_that_casts_it_stays() -> None:
+    frames, background = _walker_and_shadow(ratio=0.6)
+    frames[0, 10:30, 10:25] = background[0, 10:30, 10:25].astype(np.uint8)  # no object, its shadow alone
+    above, kept = _dropped(frames, background)
+    assert above[0, 10:30, 25:40].all() and kept[0, 10:30, 25:40].all()
+
+
+def test_a_region_that_follows_the_ground_only_loosely_stays() -> None:
+    """The slope of a shadow's, but the ground's pattern explains too little of it (R^2 about 0.2)."""
+    frames, background = _walker_and_shadow(ratio=0.6)
+    noise = np.random.default_rng(1).normal(0, 30, (20, 15))
+    frames[0, 10:30, 25:40] = np.clip(np.rint(background[0, 10:30, 25:40] * 0.6 + noise), 0, 255)
+    candidates = shadow_candidates(frames, background, ratio=0.6)
+    assert candidates[0, 10:30, 25:40].sum() >= 40
+    above, kept = _dropped(frames, background)
+    np.testing.assert_array_equal(kept[0, 10:30, 25:40], above[0, 10:30, 25:40])
+    frames[0, 10:30, 25:40] = np.clip(np.rint(background[0, 10:30, 25:40] * 0.6 + noise / 4), 0, 255)
+    above, kept = _dropped(frames, background)  # the same region, a quarter of the noise: a shadow
+    assert not (
+        kept[0, 10:30, 25:40] & shadow_candidates(frames, background, ratio=0.6)[0, 10:30, 25:40]
+    ).any()
+
+
+def test_a_region_with_a_fainter_copy_of_the_ground_s_pattern_stays() -> None:
+    """As dark as a shadow on average, but its pattern a third of the ground's: not the ground darkened."""
+    frames, background = _walker_and_shadow(ratio=0.6)
+    ground = background[0, 10:30, 25:40]
+    frames[0, 10:30, 25:40] = np.rint(0.6 * ground.mean() + 0.2 * (ground - ground.mean()))
+    assert shadow_candidates(frames, background, ratio=0.6)[0, 10:30, 25:40].sum() >= 20
+    above, kept = _dropped(frames, background)
+    np.testing.assert_array_equal(kept[0, 10:30, 25:40], above[0, 10:30, 25:40])
 
 
 def test_on_flat_ground_a_shadow_cannot_be_told_from_an_object_and_stays() -> None:
