@@ -17,9 +17,7 @@ The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), 
 2. :func:`shadow_candidates`: pixels within :data:`RATIO_BAND` of that ratio, on a
    background of at least :data:`MIN_BACKGROUND` grey levels (on darker ground a ratio
    is mostly noise).
-3. :func:`drop_shadows`: candidates leave a frame's mask only inside a mask component
-   (8-connected) of which at least :data:`OTHER_SHARE` is not a candidate (a shadow is
-   cast by something, which the mask holds beside it), and only where they show the
+3. :func:`drop_shadows`: candidates leave a frame's mask only where they show the
    ground's own pattern darkened: over each connected region of the masked pixels of
    the candidates' closing (:data:`CLOSING_SIZE`), the least-squares slope of the frame
    on the background is at least :data:`SLOPE_SHARE` of the ratio, by
@@ -27,7 +25,9 @@ The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), 
    of the frame's variance there.  A shadow keeps the texture of what it falls on
    (``frame = ratio * background``); an object has its own, so its slope on the
    background is near 0, even where its gray happens to match the ratio.  On flat
-   ground the test cannot tell, and the pixels stay in the mask.
+   ground the test cannot tell, and the pixels stay in the mask.  What casts the
+   shadow need not be in the mask: a building's shade or a caster outside the view
+   leaves as a passer-by's shadow does.
 
 Measured with ``vidsvd separate`` and ``--no-shadows`` on synthetic scenes whose objects cast
 shadows of 0.3-0.6, on scenes of flat objects without shadows and on the real videos
@@ -53,7 +53,6 @@ __all__ = [
     "MIN_CANDIDATES",
     "MIN_EXPLAINED",
     "MIN_SAMPLE_PIXELS",
-    "OTHER_SHARE",
     "RATIO_BAND",
     "RATIO_BINS",
     "RATIO_RANGE",
@@ -80,8 +79,6 @@ for a noise of 3 grey levels on ground of 120 (chosen on the shadow scenes: 0.08
 the same F within 0.01, and took more of flat objects)."""
 MIN_BACKGROUND: Final = 16.0
 """Grey levels of background below which no pixel is a shadow candidate."""
-OTHER_SHARE: Final = 0.2
-"""Share of a mask component that must not be a candidate for its candidates to go."""
 CLOSING_SIZE: Final = 5
 """Side of the square with which a frame's candidates are closed (OpenCV's
 ``MORPH_CLOSE``) into the regions that are tested: gaps of up to four pixels between
@@ -113,8 +110,8 @@ MIN_SAMPLE_PIXELS: Final = 500
 
 SHADOW_RULE: Final = (
     f"cast shadows removed: pixels within {RATIO_BAND:g} of the scene's commonest ratio to the"
-    f" background (of {MIN_BACKGROUND:g} grey levels or more), in parts of the mask at least"
-    f" {OTHER_SHARE:.0%} other pixels, where their region ({CLOSING_SIZE}x{CLOSING_SIZE} closing,"
+    f" background (of {MIN_BACKGROUND:g} grey levels or more), where their region"
+    f" ({CLOSING_SIZE}x{CLOSING_SIZE} closing,"
     f" {MIN_CANDIDATES} or more of them) shows the background's pattern darkened (slope >="
     f" {SLOPE_SHARE:g} of the ratio by {SLOPE_SIGMAS:g} standard errors, R^2 >= {MIN_EXPLAINED:g})"
 )
@@ -199,17 +196,16 @@ def drop_shadows(
     background: npt.NDArray[np.number],
     ratio: float,
 ) -> npt.NDArray[np.bool_]:
-    """(n, y, x) masks without their shadow candidates, where something casts them on a pattern.
+    """(n, y, x) masks without their shadow candidates, where they show the ground's pattern darkened.
 
     Per frame, the candidates are closed (:data:`CLOSING_SIZE`) and the closing's
     masked pixels split into 8-connected regions.  A region's candidates leave the mask
-    when it holds at least :data:`MIN_CANDIDATES` of them, its pixels show the
-    background's pattern darkened (:func:`_darkened_ground`), and the mask component
-    (8-connected) it lies in is at least :data:`OTHER_SHARE` other pixels.  A component
-    that is (nearly) all candidate, and a region with a pattern of its own or none at
-    all, stay whole.  Candidates of a dark part of the object that touch its shadow
-    join the shadow's region, and leave with it when the shadow's pixels carry the fit.
-    Apply it before the clean-up, which then fills what the removal left enclosed.
+    when it holds at least :data:`MIN_CANDIDATES` of them and its pixels show the
+    background's pattern darkened (:func:`_darkened_ground`); a region with a pattern of
+    its own, or none at all, stays whole.  Candidates of a dark part of an object that
+    touch its shadow join the shadow's region, and leave with it when the shadow's
+    pixels carry the fit.  Apply it before the clean-up, which then fills what the
+    removal left enclosed.
 
     Parameters
     ----------
@@ -221,7 +217,7 @@ def drop_shadows(
     ratio : float
         The scene's shadow ratio.
 
-    O(y x) per frame; memory: two int32 label images and the closing's uint8 image.
+    O(y x) per frame; memory: one int32 label image and the closing's uint8 image.
     """
     if mask.ndim != 3 or not mask.shape == candidates.shape == frames.shape == background.shape:
         raise InvalidParameterError(
@@ -250,17 +246,7 @@ def drop_shadows(
             n_labels=n_regions,
             ratio=ratio,
         )
-        if not darkened.any():  # the common case without shadows: the mask's components are not needed
-            continue
-        n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(
-            kept[frame].view(np.uint8), connectivity=8
-        )
-        shadow_labels = labels[shadowy]
-        sizes = stats[:, cv2.CC_STAT_AREA]
-        shadow_sizes = np.bincount(shadow_labels, minlength=n_labels)
-        cast = sizes - shadow_sizes >= OTHER_SHARE * sizes
-        cast[0] = False  # the background of the mask
-        leaving = cast[shadow_labels] & darkened[shadow_regions]  # of the shadowy pixels, in order
+        leaving = darkened[shadow_regions]  # of the shadowy pixels, in order
         rows, cols = np.nonzero(shadowy)
         kept[frame][rows[leaving], cols[leaving]] = False
     return kept
