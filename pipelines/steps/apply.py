@@ -62,7 +62,8 @@ def apply(
     InvalidParameterError
         The footage's frame size matches neither the stored video's nor its sources'.
     InconsistentResultError
-        The stored separation took shadows out by an earlier rule than this version's.
+        The stored separation took shadows out by an earlier rule than this version's, or
+        was made from an earlier write of the factors it names.
 
     Notes
     -----
@@ -84,6 +85,12 @@ def apply(
     if factors is None and rank is None and recorded is not None:
         factors = recorded.factors  # the background separate used, robust by default
     chosen = choose_factors(stored, factors)
+    if recorded is not None and recorded.factors == chosen.name and recorded.factors_id != chosen.factors_id:
+        raise InconsistentResultError(
+            f"the separation in {stored.location} was made from an earlier write of the factors"
+            f" {chosen.name!r} (computed or fitted again since), whose threshold and shadows do not"
+            f" belong to these; separate again first (`vidsvd separate --store {stored.location}`)"
+        )
     if rank is None:  # every plate of a fitted model (per source video and window); the SVD's first
         k = chosen.rank if chosen.method in FITTED_MODELS else min(chosen.rank, len(stored.segments))
     else:

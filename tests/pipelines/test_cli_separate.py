@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from PIL import Image
 
 from pipelines.cli import main
@@ -435,6 +436,22 @@ def test_apply_separates_new_footage_of_the_same_camera(
     assert compare.shape == (80, 48, 4 * 64)
     assert _f_measure(compare[..., 3 * 64 :] > 127, truth) > 0.9
     assert sorted(p.name for p in out.glob("frame-*.png"))
+
+
+def test_apply_refuses_a_separation_of_factors_replaced_since(
+    separated: Separated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The separation's threshold and shadow ratio belong to the factors' write it was made from."""
+    store = tmp_path / "s.zarr"
+    shutil.copytree(separated.store, store)
+    zarr.open_group(str(store / "factors" / "robust"), mode="r+").attrs.update({"factors_id": "fitted-again"})
+    out = tmp_path / "applied"
+    code, stdout, stderr = _run(
+        capsys, "apply", str(separated.video), "--store", str(store), "--out", str(out)
+    )
+    assert (code, stdout) == (1, "")
+    assert_one_line_error(stderr, "earlier write of the factors 'robust'", "vidsvd separate --store")
+    assert not out.exists()
 
 
 def test_apply_to_footage_of_another_size_is_one_line(
