@@ -51,7 +51,7 @@ from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
 from storage.writer_lock import writer_lock
 
-__all__ = ["fit_background"]
+__all__ = ["fit_background", "stored_plate_window"]
 
 _PASSES = {"median": 1, "robust": 3}  # reads of the video, per model of FITTED_MODELS, beyond its sample
 ROBUST_FIT = (
@@ -114,6 +114,26 @@ def fit_background(
             context=context,
             started=started,
         )
+
+
+def stored_plate_window(video: StoredVideo, *, model: str) -> float | None:
+    """The plate window (seconds) of the complete ``model`` fit the store holds for ``video``.
+
+    Only a fit this version would reuse counts (same model, fit rule and blend); None
+    when there is none.  For a step that scores or shows the stored background as it
+    is (``evaluate --models``, ``report --truth``): asking :func:`fit_background` for
+    this window reuses the fit, where the default window would fit it again and
+    replace a fit made with ``--plate-window``.
+    """
+    for summary in complete_factors(video.location, video_fingerprint=video.fingerprint):
+        if (
+            summary.name == summary.method == model
+            and summary.fit == _FITS.get(model)
+            and summary.plate_blend == PLATE_BLEND
+            and summary.plate_window_s is not None
+        ):
+            return float(summary.plate_window_s)
+    return None
 
 
 def _fit(

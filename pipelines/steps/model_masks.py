@@ -18,7 +18,7 @@ import numpy.typing as npt
 from pipelines.background_models import BACKGROUND_MODELS, FITTED_MODELS
 from pipelines.factor_masks import masks_from_factors
 from pipelines.steps.auto_threshold import measure_auto_threshold
-from pipelines.steps.background import fit_background
+from pipelines.steps.background import fit_background, stored_plate_window
 from pipelines.steps.context import JobContext
 from pipelines.steps.factor_choice import choose_factors, finite_flags, refuse_non_finite
 from pipelines.steps.shadow_ratio import measure_shadow_ratio
@@ -101,7 +101,9 @@ def model_masks(
     if video.frames.ndim != 3:
         raise InvalidParameterError("the models work on gray videos; ingest without --color")
     if model in FITTED_MODELS:
-        chosen = fit_background(store=video, model=model, context=context)
+        # the stored fit as it is (its --plate-window too), fitted with the defaults when missing
+        window = stored_plate_window(video, model=model)
+        chosen = fit_background(store=video, model=model, plate_window_s=window, context=context)
         rank = chosen.rank
     else:
         chosen = choose_factors(video, None)

@@ -284,6 +284,27 @@ def test_a_window_for_the_svd_model_is_refused_before_anything_is_written(
     assert tree_digest(store) == before
 
 
+def test_scoring_the_models_scores_the_stored_fit_and_keeps_its_windows(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`evaluate --models` (and `report --truth`) fit a model only when the store lacks it."""
+    store, _ = _separated_copy(swept[1], tmp_path, capsys)
+    fitted = open_factors(store, "robust")
+    truth = tmp_path / "truth"
+    write_scene(SWEEP, tmp_path / "again.mp4", truth_dir=truth, truth_every=20)
+    scored = ("--store", str(store), "--truth", str(truth), "--frame-map", str(truth / "frame_map.csv"))
+    code, _, stderr = run_cli(capsys, "evaluate", *scored, "--models", "robust,median", "--quiet", *CLUSTER)
+    assert code == 0, stderr
+    kept = open_factors(store, "robust")
+    assert (kept.factors_id, kept.attrs["plate_window_s"]) == (fitted.factors_id, 5.0)
+    assert open_factors(store, "median").attrs["plate_window_s"] == PLATE_WINDOW_S  # missing: defaults
+    code, _, stderr = run_cli(capsys, "decompose", "--store", str(store), "--rank", "2", "--quiet", *CLUSTER)
+    assert code == 0, stderr
+    code, _, stderr = run_cli(capsys, "report", *scored, "--out", str(tmp_path / "out"), "--quiet", *CLUSTER)
+    assert code == 0, stderr
+    assert open_factors(store, "robust").factors_id == fitted.factors_id
+
+
 def test_apply_uses_every_plate_of_windowed_factors(
     swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
