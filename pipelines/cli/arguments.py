@@ -283,8 +283,8 @@ def add_separation_output_flags(parser: argparse.ArgumentParser) -> None:
         default=True,
         help=(
             "take cast shadows out of the masks (the default): pixels at the scene's commonest"
-            " darkening of the background (+-0.05), beside other foreground, where they show the"
-            " ground's pattern darkened; --no-shadows keeps them in the foreground"
+            " darkening of the background (+-0.05) where they show the ground's pattern darkened;"
+            " --no-shadows keeps them in the foreground"
         ),
     )
 

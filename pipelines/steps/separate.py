@@ -282,8 +282,8 @@ def describe_shadows(shadow_ratio: float | None) -> str:
         return "cast shadows: the sample shows no shadow ratio; no pixel taken out of the masks"
     return (
         f"cast shadows: pixels at {shadow_ratio:.2f} +- {RATIO_BAND:g} of their background's"
-        " light taken out of the masks, where something else in the mask casts them and the"
-        " ground's pattern shows through (--no-shadows keeps them)"
+        " light taken out of the masks, where the ground's pattern shows through them"
+        " (--no-shadows keeps them)"
     )
 
 
