@@ -160,11 +160,11 @@ def factor_mask_block(
     flat = frames.reshape(n_frames, -1)
     per_pixel = np.asarray(threshold, dtype=np.float32).reshape(-1) if np.ndim(threshold) else None
     above = np.empty(flat.shape, dtype=np.bool_)
-    shadowy = np.empty(flat.shape, dtype=np.bool_) if shadow_ratio is not None else None
-    ground = np.empty(flat.shape, dtype=np.uint8) if shadow_ratio is not None else None
+    # with a shadow ratio: the candidates and the background rounded to uint8, per tile
+    shadow_shape = flat.shape if shadow_ratio is not None else (0, 0)
+    shadowy, ground = np.empty(shadow_shape, dtype=np.bool_), np.empty(shadow_shape, dtype=np.uint8)
     for pixels, difference in background_tiles(u, s, vt):
-        if shadowy is not None and ground is not None and shadow_ratio is not None:
-            # the tile is the background here
+        if shadow_ratio is not None:  # the tile is the background here
             shadowy[:, pixels] = shadow_candidates(flat[:, pixels], difference, ratio=shadow_ratio)
             ground[:, pixels] = rounded_background(difference)
         np.subtract(flat[:, pixels], difference, out=difference)  # uint8 - float32, in float32
@@ -172,7 +172,7 @@ def factor_mask_block(
         limit = per_pixel[pixels] if per_pixel is not None else np.float32(threshold)
         np.greater(difference, limit, out=above[:, pixels])
     mask = above.reshape(frames.shape)
-    if shadowy is not None and ground is not None and shadow_ratio is not None:
+    if shadow_ratio is not None:
         mask = drop_shadows(
             mask,
             shadowy.reshape(frames.shape),

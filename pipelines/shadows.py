@@ -89,7 +89,7 @@ on the scenes of the README: 3 also took 1.7 % of the shop's mask pixels and 1.4
 the motorway's (5: 0.1 % and 0.9 %) for up to 0.01 more on the shadow scenes; 7 lost
 up to 0.02 on those and took no less on the real videos."""
 MIN_CANDIDATES: Final = 20
-"""Candidates a component must hold for its shadow to be tested: fewer give no slope."""
+"""Candidates a region must hold for its shadow to be tested: fewer give no slope."""
 SLOPE_SHARE: Final = 0.7
 """A region's slope of the frame on the background must reach this share of the ratio.
 Closed shadow candidates on the synthetic scenes had slopes of 0.95-0.99 times the

@@ -142,7 +142,7 @@ def measure_auto_threshold(
 
 
 def threshold_sample(
-    frames: da.Array, u: da.Array, s: da.Array, vt: da.Array, *, rank: int
+    frames: da.Array, u: da.Array, s: da.Array, vt: da.Array, *, rank: int, row_step: int = 1
 ) -> tuple[da.Array, da.Array]:
     """The frames the ``auto`` threshold samples and their background, lazily.
 
@@ -152,11 +152,18 @@ def threshold_sample(
     and their float32 background in the same chunks: a read of the picked frames, not
     of every chunk that holds one, and a few frames per task, so that their
     backgrounds (float32 arrays of 88 MB for 24 frames of 720p) are made on every
-    thread.
+    thread.  With ``row_step``, only every ``row_step``-th row of each frame, and the
+    background of those rows alone (U's rows of those pixels).
     """
     n_frames, height, width = (int(n) for n in frames.shape)
     picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
-    picked_frames = frames[picked].rechunk({0: SAMPLE_FRAMES_PER_TASK})
+    picked_frames = frames[picked]
+    if row_step > 1:
+        rows = len(range(0, height, row_step))
+        picked_frames = picked_frames[:, ::row_step]
+        u = u[:, :rank].reshape(height, width, rank)[::row_step].reshape(rows * width, rank)
+        height = rows
+    picked_frames = picked_frames.rechunk({0: SAMPLE_FRAMES_PER_TASK})
     sample_background = background_frames(
         u, s, vt[:, picked], rank=rank, height=height, width=width, frame_chunks=picked_frames.chunks[0]
     )

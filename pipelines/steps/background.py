@@ -45,7 +45,7 @@ from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.recompute import recomputed_if_inconsistent
 from pipelines.stopped_objects import COUNTED_EVERY, alternatives, swapped_pixels, values_in_window
 from storage.errors import InvalidParameterError
-from storage.factor_lookup import complete_factors
+from storage.factor_lookup import FactorsSummary, complete_factors
 from storage.factors import StoredFactors, open_factors, write_factors
 from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
@@ -126,14 +126,18 @@ def stored_plate_window(video: StoredVideo, *, model: str) -> float | None:
     replace a fit made with ``--plate-window``.
     """
     for summary in complete_factors(video.location, video_fingerprint=video.fingerprint):
-        if (
-            summary.name == summary.method == model
-            and summary.fit == _FITS.get(model)
-            and summary.plate_blend == PLATE_BLEND
-            and summary.plate_window_s is not None
-        ):
+        if _fitted_as_now(summary, model=model) and summary.plate_window_s is not None:
             return float(summary.plate_window_s)
     return None
+
+
+def _fitted_as_now(summary: FactorsSummary, *, model: str) -> bool:
+    """Whether stored factors are a ``model`` fit by this version's rule and blend (any window)."""
+    return (
+        summary.name == summary.method == model
+        and summary.fit == _FITS.get(model)
+        and (summary.plate_blend == PLATE_BLEND)
+    )
 
 
 def _fit(
@@ -148,11 +152,9 @@ def _fit(
 ) -> StoredFactors:
     """Reuse or fit and write the background; the writer lock is held."""
     if not force and any(
-        summary.name == summary.method == model
-        and summary.fit == _FITS[model]
+        _fitted_as_now(summary, model=model)
         and summary.plate_window_s == plate_window_s
         and summary.windows == windows
-        and summary.plate_blend == PLATE_BLEND
         for summary in complete_factors(video.location, video_fingerprint=video.fingerprint)
     ):
         return open_factors(video.location, model, expected_fingerprint=video.fingerprint)

@@ -9,10 +9,8 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.masks import sample_frames
-from pipelines.separate import background_frames
 from pipelines.shadows import MIN_SAMPLE_PIXELS, RATIO_BINS, ratio_counts, shadow_ratio_of
-from pipelines.steps.auto_threshold import SAMPLE_FRAMES_PER_TASK, THRESHOLD_SAMPLE_FRAMES
+from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES, threshold_sample
 from pipelines.steps.context import JobContext
 
 __all__ = ["RATIO_SAMPLE_VALUES", "measure_shadow_ratio", "ratio_row_step"]
@@ -53,7 +51,7 @@ def measure_shadow_ratio(
     -------
     float or None
         :func:`pipelines.shadows.shadow_ratio_of` the ratio counts of the frames the
-        ``auto`` threshold samples (:func:`pipelines.masks.sample_frames`), on every
+        ``auto`` threshold samples (:func:`pipelines.steps.auto_threshold.threshold_sample`), on every
         :func:`ratio_row_step`-th row (of which
         :data:`pipelines.shadows.MIN_SAMPLE_PIXELS` / step must count); None when they
         show no shadow ratio.
@@ -66,14 +64,8 @@ def measure_shadow_ratio(
     :data:`RATIO_SAMPLE_VALUES` values in all.
     """
     n_frames, height, width = (int(n) for n in frames.shape)
-    picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
-    step = ratio_row_step(n_frames=len(picked), height=height, width=width)
-    rows = len(range(0, height, step))
-    picked_frames = frames[picked][:, ::step].rechunk({0: SAMPLE_FRAMES_PER_TASK})
-    u_rows = u[:, :rank].reshape(height, width, rank)[::step].reshape(rows * width, rank)
-    sample_background = background_frames(
-        u_rows, s, vt[:, picked], rank=rank, height=rows, width=width, frame_chunks=picked_frames.chunks[0]
-    )
+    step = ratio_row_step(n_frames=min(n_frames, THRESHOLD_SAMPLE_FRAMES), height=height, width=width)
+    picked_frames, sample_background = threshold_sample(frames, u, s, vt, rank=rank, row_step=step)
     level = np.broadcast_to(np.asarray(pixel_thresholds, dtype=np.float32), (height, width))[::step]
     counts = da.blockwise(
         _counts_block,
