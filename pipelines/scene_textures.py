@@ -49,7 +49,7 @@ _SWAY_REGION_STREAM: Final = 6
 
 
 class SizedScene(Protocol):
-    """What a background needs of a scene: its size, seed and share of foliage."""
+    """What a background needs of a scene: its size, seed, share of foliage and ground contrast."""
 
     @property
     def width(self) -> int: ...
@@ -59,11 +59,14 @@ class SizedScene(Protocol):
     def seed(self) -> int: ...
     @property
     def swaying_fraction(self) -> float: ...
+    @property
+    def ground_contrast(self) -> float: ...
 
 
 def render_background(spec: SizedScene, segment: int = 0) -> npt.NDArray[np.uint8]:
     """Return the clean background of a segment: uint8 (y, x), values in 80-170.
 
+    Its texture is pulled towards its mean by ``spec.ground_contrast`` (1 keeps it).
     Where the scene has foliage (:func:`sway_region`), the foliage at rest
     (:func:`foliage_texture`).
 
@@ -108,6 +111,10 @@ def render_background(spec: SizedScene, segment: int = 0) -> npt.NDArray[np.uint
             field[:, x : x + thickness] += amplitude
     field = ndimage.gaussian_filter(field, sigma=0.6, mode="reflect")
     background = stretch(field, BACKGROUND_RANGE)
+    if spec.ground_contrast < 1:
+        mean = float(background.mean())
+        pulled = mean + spec.ground_contrast * (background.astype(np.float64) - mean)
+        background = np.rint(pulled).astype(np.uint8)
     swaying = sway_region(spec, spec.swaying_fraction)
     background[swaying] = foliage_texture(spec)[swaying]
     return background

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from PIL import Image
 
 from pipelines.cli import main
 from pipelines.shadows import SHADOW_RULE
@@ -80,6 +81,30 @@ def test_run_takes_shadows_out_by_default_and_records_the_ratio(
     report = json.loads((out / "report.json").read_text())
     assert f"(ratio {record.shadow_ratio:.2f})" in report["separation"]["shadows"]
     assert f"(ratio {record.shadow_ratio:.2f})" in (out / "report.html").read_text()
+
+
+def test_shadows_on_weakly_textured_ground_leave_the_masks(tmp_path: Path) -> None:
+    """Ground like asphalt (its pattern about 1 grey level over 15 pixels, below the noise of 2.5).
+
+    The share of the shadows' pixels (truth 50) that the masks hold, with shadows kept
+    and taken out: measured 1.0 and 0.69 (0.92 by the rule before the noise's test).
+    On such ground, parts of shadows stay: regions too flat for the slope's test.
+    """
+    scene = dataclasses.replace(
+        SCENE, width=320, height=240, shadow_strength=0.4, ground_contrast=0.25, noise_sigma=2.5, seed=4
+    )
+    video, truth = tmp_path / "scene.mp4", tmp_path / "truth"
+    write_scene(scene, video, truth_dir=truth, truth_every=1)
+    shadow_truth = np.stack([np.asarray(Image.open(path)) for path in sorted(truth.glob("*.png"))]) == 50
+    shares = []
+    for flag in ("--no-shadows", "--shadows"):
+        out = tmp_path / flag
+        assert main(["run", str(video), "--out", str(out), "--no-videos", flag, "--quiet"]) == 0
+        masks = np.asarray(zarr.open_array(str(out / "store.zarr" / "masks"), mode="r")[:]) > 0
+        shares.append(float(masks[shadow_truth].mean()))
+    kept, taken_out = shares
+    assert kept > 0.95
+    assert taken_out < 0.8
 
 
 def test_a_separation_is_reused_only_with_the_same_shadows_flag(

@@ -11,6 +11,7 @@ from pipelines.shadows import (
     MIN_SAMPLE_PIXELS,
     RATIO_BINS,
     drop_shadows,
+    frame_noise_sigma,
     mask_block_without_shadows,
     ratio_counts,
     shadow_candidates,
@@ -151,6 +152,64 @@ def test_on_flat_ground_a_shadow_cannot_be_told_from_an_object_and_stays() -> No
     frames, background = _walker_and_shadow(ratio=0.6, flat=True)
     above, kept = _dropped(frames, background)
     assert above[0, 10:30, 10:40].all() and kept[0, 10:30, 10:40].all()
+
+
+def _asphalt_with_noise(*, pattern: float = 2.2, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A 50x70 frame of ground with a weak pattern and noise (sd 2), an object and its shadow.
+
+    As on a road: the shadow, ``SHADOW``, keeps the ground's pattern (of amplitude
+    ``pattern``: sd 1.6 by default), but the noise hides most of it (R^2 about 0.2).
+    """
+    rng = np.random.default_rng(seed)
+    xx = np.arange(70, dtype=np.float32)
+    background = np.broadcast_to(GROUND + pattern * np.sin(0.9 * xx), (1, 50, 70)).astype(np.float32)
+    clean = background.copy()
+    clean[0, 10:40, 10:30] = 220 + 20 * np.sin(np.arange(20))  # the object: brighter
+    clean[SHADOW] = background[SHADOW] * 0.6
+    frames = np.clip(np.rint(clean + rng.normal(0, 2, clean.shape)), 0, 255).astype(np.uint8)
+    return frames, background
+
+
+SHADOW = (slice(None), slice(10, 40), slice(30, 55))
+
+
+def test_on_weakly_textured_ground_a_shadow_whose_residual_is_noise_leaves() -> None:
+    frames, background = _asphalt_with_noise()
+    ground, frame = background[SHADOW].ravel(), frames[SHADOW].ravel().astype(np.float64)
+    assert np.corrcoef(ground, frame)[0, 1] ** 2 < 0.3  # the ground's pattern explains too little
+    above, kept = _dropped(frames, background)
+    assert above[SHADOW].all()
+    leaving = above[SHADOW] & ~kept[SHADOW]
+    assert leaving.mean() > 0.9  # the candidates: all but the noise's outliers
+    assert kept[0, 10:40, 10:30].all()  # the object
+
+
+def test_on_weakly_textured_ground_a_region_with_a_pattern_of_its_own_stays() -> None:
+    """The shadow's slope and darkness, but folds of its own (sd 3.5) on top: more than the noise.
+
+    The ground's pattern (sd 2.8) makes the slope's test pass, and explains too little
+    of the folds (R^2 about 0.15): only the residual's size tells them from a shadow.
+    """
+    frames, background = _asphalt_with_noise(pattern=4.0)
+    rows = np.arange(30, dtype=np.float32)[:, np.newaxis]
+    part = frames[SHADOW][0].astype(np.float32) + 5 * np.cos(1.1 * rows) * np.ones((1, 25))
+    frames[SHADOW] = np.clip(np.rint(part), 0, 255).astype(np.uint8)
+    assert shadow_candidates(frames, background, ratio=0.6)[SHADOW].sum() >= 20
+    above, kept = _dropped(frames, background)
+    np.testing.assert_array_equal(kept[SHADOW], above[SHADOW])
+
+
+def test_the_frame_s_noise_is_measured_outside_its_mask() -> None:
+    frames, background = _asphalt_with_noise()
+    mask = np.abs(frames.astype(np.float32) - background) > 20  # the object and its shadow
+    sigma = frame_noise_sigma(frames[0], background[0], mask[0])
+    assert sigma == pytest.approx(2.0, rel=0.15)
+    assert frame_noise_sigma(frames[0], background[0], np.ones_like(mask[0])) == 0.0  # nothing unmasked
+    big = np.tile(frames[0], (6, 6))  # 300 x 420: measured on a grid of at most 16384 pixels
+    sigma_big = frame_noise_sigma(big, np.tile(background[0], (6, 6)), np.tile(mask[0], (6, 6)))
+    assert sigma_big == pytest.approx(2.0, rel=0.15)
+    with pytest.raises(InvalidParameterError, match="one shape"):
+        frame_noise_sigma(frames[0], background[0, :10], mask[0])
 
 
 def test_a_shadow_of_too_few_pixels_stays() -> None:

@@ -209,6 +209,14 @@ def test_background_is_textured_and_in_range() -> None:
     assert np.abs(np.diff(background.astype(np.int16), axis=1)).max() >= 5  # some edges
 
 
+def test_ground_contrast_pulls_the_background_s_texture_towards_its_mean() -> None:
+    textured = render_background(SceneSpec()).astype(np.float64)
+    weak = render_background(SceneSpec(ground_contrast=0.25)).astype(np.float64)
+    assert weak.std() == pytest.approx(0.25 * textured.std(), rel=0.05)
+    assert weak.mean() == pytest.approx(textured.mean(), abs=0.5)
+    assert np.corrcoef(weak.ravel(), textured.ravel())[0, 1] > 0.99  # the same pattern, fainter
+
+
 def test_illumination_drift_changes_the_mean_brightness() -> None:
     spec = SceneSpec(width=64, height=48, n_frames=40, illumination_drift=0.2, n_objects=0, noise_sigma=0.0)
     frames, _ = render(spec)
@@ -264,6 +272,9 @@ def test_render_scene_streams() -> None:
         {"camouflage": float("nan")},
         {"shadow_strength": -0.1},
         {"shadow_strength": float("inf")},
+        {"ground_contrast": 0.0},
+        {"ground_contrast": 1.5},
+        {"ground_contrast": float("nan")},
     ],
 )
 def test_bad_spec_raises(options: dict[str, object]) -> None:
