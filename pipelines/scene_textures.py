@@ -66,16 +66,16 @@ class SizedScene(Protocol):
 def render_background(spec: SizedScene, segment: int = 0) -> npt.NDArray[np.uint8]:
     """Return the clean background of a segment: uint8 (y, x), values in 80-170.
 
-    Its texture is pulled towards its mean by ``spec.ground_contrast`` (1 keeps it).
-    Where the scene has foliage (:func:`sway_region`), the foliage at rest
-    (:func:`foliage_texture`).
+    The ground's texture is pulled towards its mean by ``spec.ground_contrast`` (1
+    keeps it).  Where the scene has foliage (:func:`sway_region`), the foliage at rest
+    (:func:`foliage_texture`), whatever the ground's contrast.
 
     Clean means without objects, illumination drift or noise: where no object is, frame
     ``t`` equals ``background * illumination_gain(spec, t) + noise``, rounded.
 
     Parameters
     ----------
-    spec : SceneSpec (or anything with width, height and seed)
+    spec : SceneSpec (or anything with the attributes of :class:`SizedScene`)
         The scene.
     segment : int
         0 for the background before ``cut_at`` (or of the whole scene), 1 for the one

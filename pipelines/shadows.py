@@ -22,8 +22,8 @@ The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), 
    the candidates' closing (:data:`CLOSING_SIZE`), the least-squares slope of the frame
    on the background is at least :data:`SLOPE_SHARE` of the ratio, by
    :data:`SLOPE_SIGMAS` standard errors, and either explains at least
-   :data:`MIN_EXPLAINED` of the frame's variance there or leaves a residual no larger
-   than the frame's noise (:data:`NOISE_RESIDUAL`).  A shadow keeps the texture of
+   :data:`MIN_EXPLAINED` of the frame's variance there or leaves a residual of at most
+   :data:`NOISE_RESIDUAL` times the frame's noise (:func:`frame_noise_sigma`).  A shadow keeps the texture of
    what it falls on (``frame = ratio * background``); an object has its own, so its
    slope on the background is near 0, even where its gray happens to match the
    ratio, and its own pattern is more than noise.  On weakly textured ground, such as
@@ -33,8 +33,8 @@ The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), 
    leaves as a passer-by's shadow does.
 
 Measured with ``vidsvd separate`` and ``--no-shadows`` on synthetic scenes whose objects cast
-shadows of 0.3-0.6, on scenes of flat objects without shadows and on the real videos
-here (README, "Background models").
+shadows of 0.3-0.6 (on textured and on weakly textured ground), on scenes of flat
+objects without shadows and on the real videos here (README, "Background models").
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ __all__ = [
     "MIN_CANDIDATES",
     "MIN_EXPLAINED",
     "MIN_SAMPLE_PIXELS",
+    "NOISE_MEASURE",
     "NOISE_RESIDUAL",
     "NOISE_SAMPLE_PIXELS",
     "RATIO_BAND",
@@ -121,9 +122,17 @@ own pattern leaves a residual far above the noise.  Chosen on synthetic scenes w
 such ground (shadows of 0.4, ground varying by 0.6-1.9 grey levels): F rose by
 0.014-0.044, and on the real videos here the share of mask pixels taken out moved
 from 1.2 % to 2.6 % on the car park (its cars' shadows on the asphalt) and by at most
-0.1 % elsewhere.  1.0 gained less; at 2.0 the shop's visitors lost 0.4 % (0.1 %)."""
+0.1 % elsewhere.  With a first measure of the noise (the median deviation), 1.0 gained
+less on those scenes and at 2.0 the shop's visitors lost 0.4 % of their mask pixels
+(0.1 % at 1.5)."""
 NOISE_SAMPLE_PIXELS: Final = 16_384
 """Pixels of a frame, at most, from which :func:`frame_noise_sigma` measures its noise."""
+NOISE_MEASURE: Final = (
+    f"sqrt(pi/2) x the mean absolute deviation from its median of frame - background over the"
+    f" unmasked pixels on a background of {MIN_BACKGROUND:g} or more, on a grid of every n-th row"
+    f" and column of at most {NOISE_SAMPLE_PIXELS} pixels, none below {MIN_CANDIDATES} of them"
+)
+"""How :func:`frame_noise_sigma` measures a frame's noise, in words (part of :data:`SHADOW_RULE`)."""
 MIN_SAMPLE_PIXELS: Final = 500
 """Darker masked pixels the sample must hold for a shadow ratio to be measured."""
 
@@ -133,8 +142,8 @@ SHADOW_RULE: Final = (
     f" ({CLOSING_SIZE}x{CLOSING_SIZE} closing,"
     f" {MIN_CANDIDATES} or more of them) shows the background's pattern darkened (slope >="
     f" {SLOPE_SHARE:g} of the ratio by {SLOPE_SIGMAS:g} standard errors, and R^2 >= {MIN_EXPLAINED:g}"
-    f" or a residual of at most {NOISE_RESIDUAL:g} noise sigmas of the frame, measured on at most"
-    f" {NOISE_SAMPLE_PIXELS} of its pixels)"
+    f" or a residual of at most {NOISE_RESIDUAL:g} noise sigmas of the frame; noise sigma ="
+    f" {NOISE_MEASURE})"
 )
 """The rule in words, as separations that applied it record it."""
 
@@ -238,7 +247,8 @@ def drop_shadows(
     ratio : float
         The scene's shadow ratio.
 
-    O(y x) per frame; memory: one int32 label image and the closing's uint8 image.
+    O(y x) per frame; memory: one int32 label image, the closing's uint8 image and the
+    noise's sample (:func:`frame_noise_sigma`).
     """
     if mask.ndim != 3 or not mask.shape == candidates.shape == frames.shape == background.shape:
         raise InvalidParameterError(
@@ -307,7 +317,8 @@ def _darkened_ground(
     residual = np.maximum(var_f - slope * cov, 0.0)
     standard_error = np.sqrt(residual / (count * var_g))
     explained = slope * cov / var_f
-    pattern_kept = (explained >= MIN_EXPLAINED) | (residual <= (NOISE_RESIDUAL * noise_sigma) ** 2)
+    noise_only = (noise_sigma > 0) & (residual <= (NOISE_RESIDUAL * noise_sigma) ** 2)
+    pattern_kept = (explained >= MIN_EXPLAINED) | noise_only
     passed: npt.NDArray[np.bool_] = (
         varies & (slope - SLOPE_SHARE * ratio >= SLOPE_SIGMAS * standard_error) & pattern_kept
     )
@@ -322,31 +333,46 @@ def frame_noise_sigma(
     ``sqrt(pi / 2)`` times the mean absolute deviation of ``frame - background`` from
     its median (a Gaussian's sigma), over the pixels outside ``mask`` on a background
     of at least :data:`MIN_BACKGROUND`, on a grid of every n-th row and column that
-    holds at most :data:`NOISE_SAMPLE_PIXELS` pixels.  A mean, not a median, of the
-    deviations: whole grey levels would make a median jump by a factor of two.  The
-    mask's threshold bounds the deviations counted.  0.0 when fewer than
-    :data:`MIN_CANDIDATES` pixels are counted.
+    holds at most :data:`NOISE_SAMPLE_PIXELS` pixels (:data:`NOISE_MEASURE`).  A mean,
+    not a median, of the deviations: whole grey levels would make a median jump by a
+    factor of two.  The mask's threshold bounds the deviations counted.
 
     Parameters
     ----------
     frame, background : numpy.ndarray
         (y, x), in grey levels.
     mask : numpy.ndarray
-        (y, x) bool: the pixels over the threshold.
+        (y, x): the pixels over the threshold (bool, or nonzero values).
+
+    Returns
+    -------
+    float
+        The sigma, or 0.0 when fewer than :data:`MIN_CANDIDATES` pixels are counted.
+
+    Memory: a few float32 arrays of the grid's size, at most :data:`NOISE_SAMPLE_PIXELS`.
     """
     if not frame.shape == background.shape == mask.shape or frame.ndim != 2:
         raise InvalidParameterError(
             f"frame_noise_sigma needs (y, x) frame, background and mask of one shape,"
             f" got {frame.shape}, {background.shape} and {mask.shape}"
         )
-    step = max(1, math.ceil(math.sqrt(frame.size / NOISE_SAMPLE_PIXELS)))
+    step = _grid_step(frame.shape)
     ground = np.asarray(background[::step, ::step], dtype=np.float32)
-    counted = ~mask[::step, ::step] & (ground >= MIN_BACKGROUND)
+    counted = ~np.asarray(mask[::step, ::step], dtype=np.bool_) & (ground >= MIN_BACKGROUND)
     if np.count_nonzero(counted) < MIN_CANDIDATES:
         return 0.0
     difference = np.asarray(frame[::step, ::step], dtype=np.float32)[counted] - ground[counted]
     deviation = np.abs(difference - np.median(difference))
     return float(math.sqrt(math.pi / 2) * deviation.mean())
+
+
+def _grid_step(shape: tuple[int, ...]) -> int:
+    """The least n for which every n-th row and column of ``shape`` is at most :data:`NOISE_SAMPLE_PIXELS`."""
+    height, width = shape
+    step = max(1, math.ceil(math.sqrt(height * width / NOISE_SAMPLE_PIXELS)))
+    while math.ceil(height / step) * math.ceil(width / step) > NOISE_SAMPLE_PIXELS:
+        step += 1
+    return step
 
 
 _TINY_VARIANCE: Final = 1e-6

@@ -154,7 +154,11 @@ def test_on_flat_ground_a_shadow_cannot_be_told_from_an_object_and_stays() -> No
     assert above[0, 10:30, 10:40].all() and kept[0, 10:30, 10:40].all()
 
 
-def _asphalt_with_noise(*, pattern: float = 2.2, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+SHADOW = (slice(None), slice(10, 40), slice(30, 55))
+"""Where :func:`_asphalt_with_noise` casts its shadow."""
+
+
+def _asphalt_with_noise(*, pattern: float = 2.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A 50x70 frame of ground with a weak pattern and noise (sd 2), an object and its shadow.
 
     As on a road: the shadow, ``SHADOW``, keeps the ground's pattern (of amplitude
@@ -168,9 +172,6 @@ def _asphalt_with_noise(*, pattern: float = 2.2, seed: int = 3) -> tuple[np.ndar
     clean[SHADOW] = background[SHADOW] * 0.6
     frames = np.clip(np.rint(clean + rng.normal(0, 2, clean.shape)), 0, 255).astype(np.uint8)
     return frames, background
-
-
-SHADOW = (slice(None), slice(10, 40), slice(30, 55))
 
 
 def test_on_weakly_textured_ground_a_shadow_whose_residual_is_noise_leaves() -> None:
@@ -205,9 +206,22 @@ def test_the_frame_s_noise_is_measured_outside_its_mask() -> None:
     sigma = frame_noise_sigma(frames[0], background[0], mask[0])
     assert sigma == pytest.approx(2.0, rel=0.15)
     assert frame_noise_sigma(frames[0], background[0], np.ones_like(mask[0])) == 0.0  # nothing unmasked
-    big = np.tile(frames[0], (6, 6))  # 300 x 420: measured on a grid of at most 16384 pixels
-    sigma_big = frame_noise_sigma(big, np.tile(background[0], (6, 6)), np.tile(mask[0], (6, 6)))
+    assert frame_noise_sigma(frames[0], background[0], mask[0].view(np.uint8) * 255) == sigma  # 0/255
+    big = np.tile(frames[0], (6, 6))  # 300 x 420: on every third row and column (every second: 31,500)
+    big_ground, big_mask = np.tile(background[0], (6, 6)), np.tile(mask[0], (6, 6))
+    sigma_big = frame_noise_sigma(big, big_ground, big_mask)
     assert sigma_big == pytest.approx(2.0, rel=0.15)
+    off_grid = big.copy()
+    off_grid[np.arange(300) % 3 != 0] = 0  # rows off the grid: not counted
+    assert frame_noise_sigma(off_grid, big_ground, big_mask) == sigma_big
+    on_grid = big.copy()
+    on_grid[::3, ::3] = np.clip(big_ground[::3, ::3] + 20, 0, 255).astype(np.uint8)  # what is counted
+    assert frame_noise_sigma(on_grid, big_ground, big_mask) != sigma_big
+    dark = big_ground.copy()
+    dark[:150] = MIN_BACKGROUND - 1  # pixels on too dark a ground: not counted
+    scattered = big.copy()
+    scattered[:150] = np.random.default_rng(1).integers(0, 255, scattered[:150].shape)
+    assert frame_noise_sigma(scattered, dark, big_mask) == pytest.approx(2.0, rel=0.15)
     with pytest.raises(InvalidParameterError, match="one shape"):
         frame_noise_sigma(frames[0], background[0, :10], mask[0])
 
@@ -239,3 +253,29 @@ def test_apply_s_masks_equal_separate_s() -> None:
     assert not from_factors[:, 12:28, 27:38].any()
     without = factor_mask_block(frames, u, s, vt, threshold=15.0, cleanup=True)
     assert without[:, 12:28, 27:38].all()  # the shadow, when shadows stay
+
+
+def test_apply_s_masks_equal_separate_s_on_weakly_textured_ground() -> None:
+    """The same where the noise's test decides (frames one at a time, or four in a block)."""
+    frames = np.concatenate([_asphalt_with_noise(seed=seed)[0] for seed in range(4)])
+    background = _asphalt_with_noise()[1]
+    plate = background[0].reshape(-1)
+    norm = float(np.linalg.norm(plate))
+    u = (plate / norm).astype(np.float32)[:, np.newaxis]
+    s = np.array([norm], dtype=np.float32)
+    vt = np.ones((1, frames.shape[0]), dtype=np.float32)
+    from_factors = factor_mask_block(frames, u, s, vt, threshold=20.0, cleanup=True, shadow_ratio=0.6)
+    one_by_one = np.concatenate(
+        [
+            factor_mask_block(
+                frames[i : i + 1], u, s, vt[:, i : i + 1], threshold=20.0, cleanup=True, shadow_ratio=0.6
+            )
+            for i in range(frames.shape[0])
+        ]
+    )
+    foreground = frames.astype(np.float32) - np.repeat(background, 4, axis=0)
+    from_foreground = mask_block_without_shadows(foreground, frames, threshold=20.0, ratio=0.6)
+    np.testing.assert_array_equal(from_factors, from_foreground)
+    np.testing.assert_array_equal(from_factors, one_by_one)
+    assert (from_factors[SHADOW] == 0).mean() > 0.9  # the shadows left
+    assert from_factors[:, 11:39, 11:29].all()  # the objects stay
