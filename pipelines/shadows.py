@@ -125,10 +125,10 @@ own pattern leaves a residual far above the noise.  Chosen on synthetic scenes w
 such ground (shadows of 0.4, ground varying by 0.6-1.9 grey levels): F rose by
 0.014-0.044, and on the real videos here the share of ``vidsvd separate``'s mask
 pixels taken out moved from 1.5 % to 2.7 % on the car park (its cars' shadows on the
-asphalt) and by at most 0.1 % elsewhere.  2.0 gave the same F and took a little more
-(2.9 % of the car park, 1.4 % of the motorway against 1.3 %); 1.0 took less (2.4 %) and
-gained less (0.853 and 0.863 on the two weakest grounds, with a first measure of the
-noise, against 0.855 and 0.880 at 1.5 with that measure)."""
+asphalt) and by at most 0.1 % elsewhere.  1.0 gained less (0.850, 0.876, 0.948 on
+the weak grounds against 0.855, 0.886, 0.955) and took 2.4 % of the car park; 2.0 gained
+up to 0.004 more and took more of the real videos (2.9 % of the car park, 1.4 % of the
+motorway against 1.3 %), whose pixels have no truth: 1.5 is the careful one."""
 NOISE_SAMPLE_PIXELS: Final = 16_384
 """Pixels of a frame, at most, from which :func:`frame_noise_sigma` measures its noise."""
 NOISE_MEASURE: Final = (
