@@ -73,6 +73,7 @@ __all__ = [
     "frame_noise_sigma",
     "mask_block_without_shadows",
     "ratio_counts",
+    "recorded_rule",
     "rounded_background",
     "shadow_candidates",
     "shadow_ratio_of",
@@ -150,6 +151,11 @@ SHADOW_RULE: Final = (
     f" {NOISE_MEASURE})"
 )
 """The rule in words, as separations that applied it record it."""
+
+
+def recorded_rule(*, shadows: bool) -> str:
+    """The ``shadow_rule`` a separation made now records: :data:`SHADOW_RULE`, or "" when shadows stay."""
+    return SHADOW_RULE if shadows else ""
 
 
 def ratio_counts(

@@ -14,7 +14,7 @@ from typing import Final
 from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
 from pipelines.masks import AUTO_THRESHOLD_RULE
-from pipelines.shadows import SHADOW_RULE
+from pipelines.shadows import recorded_rule
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
@@ -178,7 +178,7 @@ def run(
             and done.threshold_rule == (AUTO_THRESHOLD_RULE if threshold is None else "given")
             and done.cleanup == CLEANUP
             and done.shadows == shadows
-            and done.shadow_rule == (SHADOW_RULE if shadows else "")
+            and done.shadow_rule == recorded_rule(shadows=shadows)
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
             and _folder_shows(folder, done, videos=make_videos)

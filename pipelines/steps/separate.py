@@ -31,7 +31,7 @@ from pipelines.separate import (
     foreground_frames,
     to_storage_foreground,
 )
-from pipelines.shadows import RATIO_BAND, SHADOW_RULE
+from pipelines.shadows import RATIO_BAND, recorded_rule
 from pipelines.steps.auto_threshold import measure_auto_threshold
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
@@ -203,7 +203,7 @@ def separate(
             pixel_noise_factor=PIXEL_NOISE_FACTOR if threshold_rule == AUTO_THRESHOLD_RULE else 0.0,
             shadows=shadows,
             shadow_ratio=shadow_ratio or 0.0,
-            shadow_rule=SHADOW_RULE if shadows else "",
+            shadow_rule=recorded_rule(shadows=shadows),
         )
         if keep_foreground:
             background = background_frames(

@@ -234,17 +234,21 @@ def test_a_shadow_of_too_few_pixels_stays() -> None:
     assert above[0, 12:15, 25:30].all() and kept[0, 12:15, 25:30].all()
 
 
+def _plate_factors(background: np.ndarray, *, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """U (P, 1), s (1,), Vt (1, n_frames): the ground's pattern ``background[0]`` as a rank-1 background."""
+    plate = background[0].reshape(-1)
+    norm = float(np.linalg.norm(plate))
+    u = (plate / norm).astype(np.float32)[:, np.newaxis]
+    return u, np.array([norm], dtype=np.float32), np.ones((1, n_frames), dtype=np.float32)
+
+
 def test_apply_s_masks_equal_separate_s() -> None:
     """The block rule of `apply` (foreground and frames) and the factors' tiles of `separate` agree."""
     rng = np.random.default_rng(0)
     frames, background = _walker_and_shadow(ratio=0.55)
     frames = np.repeat(frames, 4, axis=0)
     frames = np.clip(frames + rng.normal(0, 2, frames.shape), 0, 255).astype(np.uint8)
-    plate = background[0].reshape(-1)  # the ground's pattern: a rank-1 background
-    norm = float(np.linalg.norm(plate))
-    u = (plate / norm).astype(np.float32)[:, np.newaxis]
-    s = np.array([norm], dtype=np.float32)
-    vt = np.ones((1, frames.shape[0]), dtype=np.float32)
+    u, s, vt = _plate_factors(background, n_frames=frames.shape[0])
     from_factors = factor_mask_block(frames, u, s, vt, threshold=15.0, cleanup=True, shadow_ratio=0.55)
     foreground = frames.astype(np.float32) - np.repeat(background, 4, axis=0)
     from_foreground = mask_block_without_shadows(foreground, frames, threshold=15.0, ratio=0.55)
@@ -259,11 +263,7 @@ def test_apply_s_masks_equal_separate_s_on_weakly_textured_ground() -> None:
     """The same where the noise's test decides (frames one at a time, or four in a block)."""
     frames = np.concatenate([_asphalt_with_noise(seed=seed)[0] for seed in range(4)])
     background = _asphalt_with_noise()[1]
-    plate = background[0].reshape(-1)
-    norm = float(np.linalg.norm(plate))
-    u = (plate / norm).astype(np.float32)[:, np.newaxis]
-    s = np.array([norm], dtype=np.float32)
-    vt = np.ones((1, frames.shape[0]), dtype=np.float32)
+    u, s, vt = _plate_factors(background, n_frames=frames.shape[0])
     from_factors = factor_mask_block(frames, u, s, vt, threshold=20.0, cleanup=True, shadow_ratio=0.6)
     one_by_one = np.concatenate(
         [
