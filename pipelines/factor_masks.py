@@ -22,7 +22,7 @@ import numpy.typing as npt
 from pipelines.mask_cleanup import clean_masks
 from pipelines.masks import MASK_VALUE, checked_threshold
 from pipelines.separate import background_tiles
-from pipelines.shadows import drop_shadows, rounded_background, shadow_candidates
+from pipelines.shadows import clean_without_shadows, drop_shadows, rounded_background, shadow_candidates
 from storage.errors import InvalidParameterError
 
 __all__ = ["factor_mask_block", "masks_from_factors"]
@@ -173,14 +173,15 @@ def factor_mask_block(
         np.greater(difference, limit, out=above[:, pixels])
     mask = above.reshape(frames.shape)
     if shadow_ratio is not None:
-        mask = drop_shadows(
+        without = clean_without_shadows if cleanup else drop_shadows  # cleaned as shadows ask
+        mask = without(
             mask,
             shadowy.reshape(frames.shape),
             frames=frames,
             background=ground.reshape(frames.shape),
             ratio=shadow_ratio,
         )
-    if cleanup and mask.size:
+    elif cleanup and mask.size:
         mask = clean_masks(mask)
     out: npt.NDArray[np.uint8] = mask.view(np.uint8) * np.uint8(MASK_VALUE)
     return out

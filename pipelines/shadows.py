@@ -6,7 +6,7 @@ whole scene (one sun, one kind of ground).  CDnet and most ground truth mark sha
 background; ``|frame - background| > threshold`` marks them as foreground as soon as
 the ratio is below ``1 - threshold / background``.
 
-The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), in three parts:
+The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), in four parts:
 
 1. :func:`ratio_counts` then :func:`shadow_ratio_of`: the scene's shadow ratio is the
    commonest ``frame / background`` of the masked pixels darker than their background,
@@ -31,6 +31,8 @@ The rule (``separate`` and ``run`` by default; ``--no-shadows`` keeps shadows), 
    On flat ground the test cannot tell, and the pixels stay in the mask.  What casts the
    shadow need not be in the mask: a building's shade or a caster outside the view
    leaves as a passer-by's shadow does.
+4. :func:`clean_without_shadows`: the shadows' soft edges leave too, and the clean-up
+   fills back only what lies inside objects (:mod:`pipelines.shadow_edges`).
 
 Measured with ``vidsvd separate`` and ``--no-shadows`` on synthetic scenes whose objects cast
 shadows of 0.3-0.6 (on textured and on weakly textured ground), on scenes of flat
@@ -49,8 +51,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.mask_cleanup import clean_masks
 from pipelines.masks import MASK_VALUE, mask_block
+from pipelines.shadow_edges import EDGE_RULE, cleaned_without_shadows, without_edges
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "SHADOW_RULE",
     "SLOPE_SHARE",
     "SLOPE_SIGMAS",
+    "clean_without_shadows",
     "drop_shadows",
     "frame_noise_sigma",
     "mask_block_without_shadows",
@@ -148,7 +151,7 @@ SHADOW_RULE: Final = (
     f" {MIN_CANDIDATES} or more of them) shows the background's pattern darkened (slope >="
     f" {SLOPE_SHARE:g} of the ratio by {SLOPE_SIGMAS:g} standard errors, and R^2 >= {MIN_EXPLAINED:g}"
     f" or a residual of at most {NOISE_RESIDUAL:g} noise sigmas of the frame; noise sigma ="
-    f" {NOISE_MEASURE})"
+    f" {NOISE_MEASURE}), {EDGE_RULE}"
 )
 """The rule in words, as separations that applied it record it."""
 
@@ -406,9 +409,35 @@ def mask_block_without_shadows(
     background = frames.astype(np.float32) - foreground
     candidates = shadow_candidates(frames, background, ratio=ratio)
     ground = rounded_background(background)
-    kept = drop_shadows(above, candidates, frames=frames, background=ground, ratio=ratio)
-    masks: npt.NDArray[np.uint8] = clean_masks(kept).view(np.uint8) * np.uint8(MASK_VALUE)
+    kept = clean_without_shadows(above, candidates, frames=frames, background=ground, ratio=ratio)
+    masks: npt.NDArray[np.uint8] = kept.view(np.uint8) * np.uint8(MASK_VALUE)
     return masks
+
+
+def clean_without_shadows(
+    mask: npt.NDArray[np.bool_],
+    candidates: npt.NDArray[np.bool_],
+    *,
+    frames: npt.NDArray[np.number],
+    background: npt.NDArray[np.number],
+    ratio: float,
+) -> npt.NDArray[np.bool_]:
+    """(n, y, x) masks without their shadows, cleaned: what ``separate`` and ``apply`` store.
+
+    :func:`drop_shadows`, then the shadows' soft edges and the clean-up of
+    :mod:`pipelines.shadow_edges` (the filling of holes puts back only what lies inside
+    objects).  Arguments as for :func:`drop_shadows`.  Memory: that of the two steps.
+    """
+    kept = drop_shadows(mask, candidates, frames=frames, background=background, ratio=ratio)
+    kept, edges = without_edges(
+        mask,
+        kept,
+        frames=frames,
+        background=background,
+        lowest_ratio=ratio - RATIO_BAND,
+        min_background=MIN_BACKGROUND,
+    )
+    return cleaned_without_shadows(mask, kept, edges)
 
 
 def rounded_background(background: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:

@@ -69,7 +69,8 @@ def test_run_takes_shadows_out_by_default_and_records_the_ratio(
     assert "separate: done" in stderr  # the store's separation kept its shadows: made again
     assert "cast shadows: pixels at 0.5" in stderr, stderr
     after = _scores(capsys, out, job.truth)
-    # measured: F 0.78 -> 0.93, precision 0.64 -> 0.88, recall 0.993 -> 0.991
+    # measured: F 0.776 -> 0.925, precision 0.637 -> 0.867, recall 0.993 -> 0.992 (0.894 with
+    # the shadows' soft edges kept, which the clean-up's filling put whole shadows back through)
     assert after["f_measure"] > before["f_measure"] + 0.1
     assert after["precision"] > before["precision"] + 0.15
     assert after["recall"] > before["recall"] - 0.02
@@ -87,7 +88,7 @@ def test_shadows_on_weakly_textured_ground_leave_the_masks(tmp_path: Path) -> No
     """Ground like asphalt (its pattern about 1 grey level over 15 pixels, below the noise of 2.5).
 
     The share of the shadows' pixels (truth 50) that the masks hold, with shadows kept
-    and taken out: measured 1.0 and 0.69 (0.92 by the rule before the noise's test).
+    and taken out: measured 1.0 and 0.68 (0.92 by the rule before the noise's test).
     On such ground, parts of shadows stay: regions too flat for the slope's test.
     """
     scene = dataclasses.replace(

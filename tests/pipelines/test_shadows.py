@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from pipelines.factor_masks import factor_mask_block
+from pipelines.mask_cleanup import clean_masks
+from pipelines.shadow_edges import cleaned_without_shadows, without_edges
 from pipelines.shadows import (
     MIN_BACKGROUND,
     MIN_SAMPLE_PIXELS,
+    RATIO_BAND,
     RATIO_BINS,
+    clean_without_shadows,
     drop_shadows,
     frame_noise_sigma,
     mask_block_without_shadows,
@@ -232,6 +236,119 @@ def test_a_shadow_of_too_few_pixels_stays() -> None:
     frames[0, 12:15, 25:30] = np.rint(background[0, 12:15, 25:30] * 0.6)  # ... but 15 pixels of one
     above, kept = _dropped(frames, background)
     assert above[0, 12:15, 25:30].all() and kept[0, 12:15, 25:30].all()
+
+
+def _walker_and_soft_shadow() -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_walker_and_shadow`, its shadow's open sides edged by two pixels of half shade (0.8).
+
+    The edge is no candidate (0.8 is outside the band around 0.6) but over a threshold
+    of 15 (0.2 of ground of 85 or more), so it closes the shadow against its caster.
+    """
+    frames, background = _walker_and_shadow(ratio=0.6)
+    edge = np.rint(background * 0.8).astype(np.uint8)
+    for rows, cols in (
+        (slice(8, 10), slice(25, 42)),
+        (slice(30, 32), slice(25, 42)),
+        (slice(8, 32), slice(40, 42)),
+    ):
+        frames[0, rows, cols] = edge[0, rows, cols]
+    return frames, background
+
+
+def test_a_shadow_s_soft_edge_leaves_with_it_so_the_clean_up_does_not_fill_it_back() -> None:
+    frames, background = _walker_and_soft_shadow()
+    u, s, vt = _plate_factors(background, n_frames=1)
+    masks = factor_mask_block(frames, u, s, vt, threshold=15.0, cleanup=True, shadow_ratio=0.6) > 0
+    assert masks[0, 11:29, 11:24].all()  # the object
+    assert not masks[0, 10:30, 25:40].any()  # its shadow
+    assert masks[0, 8:32, 25:42].sum() <= 2  # and its edge, but for two corners the 3x3 vote fills
+    kept = factor_mask_block(frames, u, s, vt, threshold=15.0, cleanup=True) > 0
+    assert kept[0, 9:31, 25:41].all()  # all of it, when shadows stay (the vote rounds its corners)
+    # drop_shadows takes the core alone: its edge, kept, closes it against the object
+    above = np.abs(frames.astype(np.float32) - background) > 15
+    candidates = shadow_candidates(frames, background, ratio=0.6)
+    core_out = drop_shadows(above, candidates, frames=frames, background=background, ratio=0.6)
+    assert not core_out[0, 10:30, 25:40].any() and core_out[0, 8:10, 26:40].all()
+    closed = clean_masks(core_out)
+    assert closed[0, 10:30, 25:40].all()  # which the clean-up alone would fill back
+    foreground = frames.astype(np.float32) - background
+    from_foreground = mask_block_without_shadows(foreground, frames, threshold=15.0, ratio=0.6)
+    np.testing.assert_array_equal(masks, from_foreground > 0)
+    np.testing.assert_array_equal(
+        masks,
+        clean_without_shadows(above, candidates, frames=frames, background=background, ratio=0.6),
+    )
+
+
+def test_the_edge_is_the_partly_shadowed_pixels_next_to_those_that_left() -> None:
+    frames, background = _walker_and_soft_shadow()
+    above = np.abs(frames.astype(np.float32) - background) > 15
+    candidates = shadow_candidates(frames, background, ratio=0.6)
+    core_out = drop_shadows(above, candidates, frames=frames, background=background, ratio=0.6)
+    kept, edges = without_edges(
+        above,
+        core_out,
+        frames=frames,
+        background=background,
+        lowest_ratio=0.6 - RATIO_BAND,
+        min_background=MIN_BACKGROUND,
+    )
+    assert edges[0, 9, 26:40].all() and edges[0, 10:30, 40].all()  # the edge's inner pixels
+    assert not edges[0, 8, 26:40].any()  # two pixels from the shadow: left to the clean-up's vote
+    assert not edges[0, 10:30, 24].any()  # the object beside it is brighter than the ground
+    np.testing.assert_array_equal(kept, core_out & ~edges)
+    with pytest.raises(InvalidParameterError, match="one shape"):
+        without_edges(
+            above, kept[:, :10], frames=frames, background=background, lowest_ratio=0.5, min_background=16
+        )
+
+
+def test_a_dark_mark_inside_an_object_that_leaves_as_a_shadow_is_filled_back() -> None:
+    """A mark that shows the ground darkened by the ratio, enclosed by its bright object."""
+    frames, background = _walker_and_shadow(ratio=0.6)
+    mark = (slice(None), slice(15, 21), slice(14, 20))
+    frames[mark] = np.rint(background[mark] * 0.6)
+    above = np.abs(frames.astype(np.float32) - background) > 15
+    left = drop_shadows(
+        above,
+        shadow_candidates(frames, background, ratio=0.6),
+        frames=frames,
+        background=background,
+        ratio=0.6,
+    )
+    assert not left[mark].any()  # it leaves, as a shadow would ...
+    u, s, vt = _plate_factors(background, n_frames=1)
+    masks = factor_mask_block(frames, u, s, vt, threshold=15.0, cleanup=True, shadow_ratio=0.6) > 0
+    assert masks[mark].all()  # ... and the object, bright around it, encloses it again
+
+
+def test_a_place_the_edges_opened_is_filled_back_inside_an_object_but_not_beside_it() -> None:
+    """What the clean-up would have filled, had the edges stayed: by how much ground is around it."""
+    mask = np.zeros((2, 50, 70), dtype=np.bool_)
+    kept, edges = mask.copy(), mask.copy()
+    # frame 0: an object whose place that left opens onto the ground by its short side
+    mask[0, 5:45, 5:60] = True
+    kept[0] = mask[0]
+    kept[0, 20:31, 7:50] = False  # the place that left (a region the test let pass) ...
+    edges[0, 20:31, 5:7] = True  # ... and the edge that left with it, opening it
+    kept[0] &= ~edges[0]
+    # frame 1: an object and its shadow below it, closed by its edge on three sides
+    mask[1, 5:20, 10:40] = True  # the object
+    mask[1, 20:40, 10:50] = True  # its shadow and the shadow's edge
+    kept[1] = mask[1]
+    edges[1, 20:40, 10:50] = True
+    edges[1, 22:38, 12:48] = False  # the edge: two pixels wide
+    kept[1, 20:40, 10:50] = False  # core and edge left
+    cleaned = cleaned_without_shadows(mask, kept, edges)
+    # a sixth of its surroundings is ground: inside the object, which is whole again, edge and all
+    np.testing.assert_array_equal(cleaned[0], clean_masks(mask[:1])[0])
+    assert cleaned[0, 20:31, 5:50].all()
+    assert cleaned[1, 6:19, 11:39].all() and not cleaned[1, 20:40, 10:50].any()  # the shadow stays out
+    np.testing.assert_array_equal(
+        cleaned_without_shadows(mask, kept, np.zeros_like(edges)), clean_masks(kept)
+    )
+    with pytest.raises(InvalidParameterError, match="one shape"):
+        cleaned_without_shadows(mask, kept[:1], edges)
 
 
 def _plate_factors(background: np.ndarray, *, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
