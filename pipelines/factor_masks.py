@@ -55,9 +55,12 @@ def masks_from_factors(
         The 3 x 3 majority vote and the holes filled, per frame, as
         :func:`pipelines.masks.masks` does.
     shadow_ratio : float, optional
-        The scene's shadow ratio (:func:`pipelines.shadows.shadow_ratio_of`): the
-        shadow candidates of each frame leave its mask before the clean-up
-        (:func:`pipelines.shadows.drop_shadows`).  None (default): shadows stay.
+        The scene's shadow ratio (:func:`pipelines.shadows.shadow_ratio_of`): each
+        frame's shadows leave its mask.  With ``cleanup``, as
+        :func:`pipelines.shadows.clean_without_shadows` takes them out (their cores and
+        soft edges, and a clean-up that fills back only places inside objects);
+        without it, their cores alone (:func:`pipelines.shadows.drop_shadows`).  None
+        (default): shadows stay.
 
     Returns
     -------
@@ -151,10 +154,10 @@ def factor_mask_block(
     """(n, y, x) uint8 frames, (P, k), (k,), (k, n) factors -> (n, y, x) uint8 0/255 masks.
 
     ``threshold`` is a number or one per pixel, shape (P,) or (y, x).  With
-    ``shadow_ratio``, shadows are taken out before the clean-up (see
-    :func:`masks_from_factors`).  Memory: the boolean mask (and the shadow
-    candidates and the background rounded to uint8), one float32 tile of
-    :data:`pipelines.separate.TILE_BYTES` and the clean-up's copy.
+    ``shadow_ratio``, shadows are taken out (see :func:`masks_from_factors`).
+    Memory: the boolean mask (and the shadow candidates and the background rounded
+    to uint8), one float32 tile of :data:`pipelines.separate.TILE_BYTES` and the
+    clean-up's copies (two for frames whose shadows had edges).
     """
     n_frames = int(frames.shape[0])
     flat = frames.reshape(n_frames, -1)

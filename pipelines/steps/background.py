@@ -136,7 +136,7 @@ def _fitted_as_now(summary: FactorsSummary, *, model: str) -> bool:
     return (
         summary.name == summary.method == model
         and summary.fit == _FITS.get(model)
-        and (summary.plate_blend == PLATE_BLEND)
+        and summary.plate_blend == PLATE_BLEND
     )
 
 
