@@ -3,8 +3,9 @@
 Crossers (objects 0, 2, 4, ...) are wide and fast like vehicles: they drive across the
 frame, leave it, stay away a while and come back from the other side.  Walkers
 (objects 1, 3, 5, ...) are tall and slower like people: they bounce around inside the
-frame, and may stand still for a while.  Each object is a rectangle or an ellipse with
-its own texture (:func:`pipelines.scene_textures.object_texture`).  With a sun, each
+frame, and may stand still for a while, or stop one after another at one place.  Each
+object is a rectangle or an ellipse with its own texture
+(:func:`pipelines.scene_textures.object_texture`).  With a sun, each
 casts a shadow: its own shape, shifted by a fixed fraction of its size
 (:data:`SHADOW_OFFSET`), that darkens whatever background it falls on
 (:func:`shadow_cover`).  Pure functions of a seed; see :mod:`pipelines.synthetic` for
@@ -54,6 +55,8 @@ class ObjectScene(Protocol):
     @property
     def pause_fraction(self) -> float: ...
     @property
+    def stop_in_turn(self) -> bool: ...
+    @property
     def object_contrast(self) -> float: ...
     @property
     def camouflage(self) -> float: ...
@@ -98,12 +101,27 @@ def bounce(position: float, extent: int) -> float:
 
 
 def _pause(spec: ObjectScene, index: int) -> tuple[int, int]:
-    """(first frame, length) of object ``index``'s stop: walkers only, none without pauses."""
+    """(first frame, length) of object ``index``'s stop: walkers only, none without pauses.
+
+    In turn, walker ``i`` of ``m`` starts its stop at ``gap / 2 + i (length + gap)``, the
+    clip's frames without a stop spread evenly as ``m`` gaps between the stops.
+    """
     length = round(spec.pause_fraction * spec.n_frames)
     if length == 0 or index % 2 == 0:
         return 0, 0
+    if spec.stop_in_turn:
+        n_walkers = spec.n_objects // 2
+        gap = (spec.n_frames - n_walkers * length) / n_walkers
+        return math.floor(gap / 2 + (index // 2) * (length + gap)), length
     rng = np.random.default_rng([spec.seed, _PAUSE_STREAM, index])
     return int(rng.integers(0, spec.n_frames - length + 1)), length
+
+
+def _stop_place(spec: ObjectScene, h: int, w: int) -> tuple[int, int]:
+    """Top-left (y, x) of an ``h x w`` walker at the shared stop: centred, its feet at 3/4 height."""
+    y = min(max(round(0.75 * spec.height) - h, 0), spec.height - h)
+    x = min(max((spec.width - w) // 2, 0), spec.width - w)
+    return y, x
 
 
 def _camouflaged_patch(spec: ObjectScene, index: int, shape: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -163,6 +181,9 @@ def make_objects(spec: ObjectScene) -> list[MovingObject]:
         x0 = rng.uniform(0, width + w + gap) if crosses else rng.uniform(0, width - w)
         rounded = bool(rng.random() < 0.5)
         pause_start, pause_length = _pause(spec, index)
+        if pause_length and spec.stop_in_turn:  # the path passes the shared place at its stop
+            place_y, place_x = _stop_place(spec, h, w)
+            y0, x0 = place_y - vy * pause_start, place_x - vx * pause_start
         bright = index % 4 in (1, 2)  # dark, bright, bright, dark, ...
         shape = ellipse(h, w) if rounded else np.ones((h, w), dtype=bool)
         objects.append(

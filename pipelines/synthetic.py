@@ -124,6 +124,14 @@ class SceneSpec:
         In [0, 1): each walker stands still for this fraction of the clip, from a
         random frame on (people who stop to talk, wait or sit).  Above one half, a
         per-pixel temporal median takes them for background: that is what it tests.
+    stop_in_turn : bool
+        The walkers stop one after another at one place (the middle of the frame, feet
+        at three quarters of its height), each for ``pause_fraction`` of the clip, with
+        the rest of the clip spread evenly between the stops: visitors queueing at a
+        counter.  The place is taken for ``walkers * pause_fraction`` of the clip by
+        objects that look different from each other, so that no per-pixel statistic
+        finds the ground there on its own when that is above one half.  Needs
+        ``walkers * pause_fraction < 1`` (walkers: ``n_objects // 2``).
     noise_spread : float
         In [0, 1): the sensor noise varies over the image, its standard deviation
         ``noise_sigma * (1 + noise_spread * m)`` with ``m`` a smooth map in [-1, 1]
@@ -179,6 +187,7 @@ class SceneSpec:
     illumination_drift: float = 0.0
     cut_at: int | None = None
     pause_fraction: float = 0.0
+    stop_in_turn: bool = False
     noise_spread: float = 0.0
     object_contrast: float = 1.0
     swaying_fraction: float = 0.0
@@ -214,6 +223,13 @@ class SceneSpec:
             value = getattr(self, name)
             if not _is_finite(value) or not 0 <= value < 1:
                 raise InvalidParameterError(f"{name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.stop_in_turn, bool):
+            raise InvalidParameterError(f"stop_in_turn must be True or False, got {self.stop_in_turn!r}")
+        if self.stop_in_turn and (self.n_objects // 2) * self.pause_fraction >= 1:
+            raise InvalidParameterError(
+                f"stop_in_turn needs the {self.n_objects // 2} walkers' stops to fit in the clip:"
+                f" walkers * pause_fraction < 1, got {self.n_objects // 2} * {self.pause_fraction!r}"
+            )
         if not _is_finite(self.object_contrast) or not 0 < self.object_contrast <= 1:
             raise InvalidParameterError(f"object_contrast must be in (0, 1], got {self.object_contrast!r}")
         if not _is_finite(self.swaying_fraction) or not 0 <= self.swaying_fraction < MAX_SWAYING:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import itertools
 import time
 from pathlib import Path
 
@@ -259,6 +260,8 @@ def test_render_scene_streams() -> None:
         {"seed": True},
         {"pause_fraction": 1.0},
         {"pause_fraction": -0.1},
+        {"stop_in_turn": 1},
+        {"stop_in_turn": True, "n_objects": 6, "pause_fraction": 0.34},
         {"noise_spread": 1.0},
         {"noise_spread": float("nan")},
         {"object_contrast": 0.0},
@@ -431,3 +434,34 @@ def test_object_contrast_pulls_objects_towards_grey() -> None:
     on = truth == 255
     np.testing.assert_array_equal(half[~on], full[~on])
     np.testing.assert_allclose(half[on].astype(float), 128 + 0.5 * (full[on].astype(float) - 128), atol=0.51)
+
+
+def test_walkers_that_stop_in_turn_stand_at_one_place_one_after_another() -> None:
+    """stop_in_turn: each walker stands at the same place for its share, the stops apart in time."""
+    spec = SceneSpec(
+        width=64, height=48, n_frames=90, n_objects=6, pause_fraction=0.2, stop_in_turn=True, seed=3
+    )
+    walkers = [obj for obj in make_objects(spec) if not obj.crosses]
+    assert len(walkers) == 3
+    length = round(0.2 * 90)
+    starts = [walker.pause_start for walker in walkers]
+    assert [walker.pause_length for walker in walkers] == [length] * 3
+    assert all(b - a > length for a, b in itertools.pairwise(starts))  # one after another
+    for walker in walkers:  # standing, each walker's feet are at the shared place, centred
+        h, w = walker.shape.shape
+        stands = {
+            walker.top_left(t, height=48, width=64)
+            for t in range(walker.pause_start, walker.pause_start + length)
+        }
+        assert stands == {(round(0.75 * 48) - h, (64 - w) // 2)}
+        # it walks in and out: before and after its stop it is elsewhere
+        assert walker.top_left(walker.pause_start - 5, height=48, width=64) not in stands
+        assert walker.top_left(walker.pause_start + length + 5, height=48, width=64) not in stands
+    # the place is taken for 60 % of the clip by three objects that look different: the
+    # median keeps one of them there, where the same stops at random places would not
+    frames = np.stack([frame for frame, _ in render_scene(spec)])
+    foot_y = round(0.75 * 48) - 2
+    place = np.abs(np.median(frames, axis=0) - render_background(spec))[foot_y, 30:34]
+    assert place.min() > 10
+    apart = SceneSpec(width=64, height=48, n_frames=90, n_objects=6, pause_fraction=0.2, seed=3)
+    assert [obj.pause_start for obj in make_objects(apart) if not obj.crosses] != starts
