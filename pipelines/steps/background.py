@@ -57,6 +57,7 @@ _PASSES = {"median": 1, "robust": 3}  # reads of the video, per model of FITTED_
 ROBUST_FIT = (
     f"median of the frames divided by their gains, then the gains against it ({GAIN_RULE});"
     " where an object stood longer than the ground was seen, the ground seen around it"
+    " or, across a wide place, grown inward from its border"
 )
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from pipelines.count_kernels import BINS
-from pipelines.stopped_objects import alternatives, swapped_pixels, values_in_window
+from pipelines.stopped_objects import (
+    DECISION_MARGIN,
+    GROWTH_MARGIN,
+    GROWTH_SHARE,
+    alternatives,
+    ground_grown_inward,
+    growth_opening,
+    swapped_pixels,
+    values_in_window,
+)
 from pipelines.synthetic import SceneSpec, render_background, write_scene
 from storage.errors import InvalidParameterError
 from storage.factors import open_factors
@@ -77,6 +86,91 @@ def test_a_plate_that_shows_the_ground_keeps_it() -> None:
         swapped_pixels(plate[:10], found, n_counted=100, threshold=20.0)
 
 
+def _place(
+    *, shape: tuple[int, int], rows: slice, cols: slice, plate_value: float, plate_share: float, ground: float
+) -> tuple[np.ndarray, object, int]:
+    """A flat plate of ``ground`` holding a place of ``plate_value`` seen ``plate_share`` of
+    the frames there; the rest of the place's frames show ``ground``."""
+    n_counted = 100
+    plate = np.full(shape, ground, dtype=np.float32)
+    plate[rows, cols] = plate_value
+    place = np.zeros(shape, dtype=bool)
+    place[rows, cols] = True
+    seen = round(plate_share * n_counted)
+    per_pixel = [
+        [plate_value] * seen + [ground] * (n_counted - seen) if inside else [ground] * n_counted
+        for inside in place.reshape(-1)
+    ]
+    return plate, alternatives(_coarse(per_pixel), plate.reshape(-1), THRESHOLD), n_counted
+
+
+THRESHOLD = 15.0
+# a place whose plate differs from the ground by more than the growth's margin, less than the
+# inpainting's: 2.7 thresholds, so only the ground grown inward can give it back
+NEAR_GREY = GROUND + 2.7 * THRESHOLD
+
+
+def test_a_wide_place_gives_way_to_the_ground_grown_inward() -> None:
+    assert GROWTH_MARGIN < 2.7 < DECISION_MARGIN
+    plate, found, n_counted = _place(
+        shape=(60, 80),
+        rows=slice(10, 50),
+        cols=slice(20, 60),
+        plate_value=NEAR_GREY,
+        plate_share=0.6,
+        ground=GROUND,
+    )
+    swapped = swapped_pixels(plate, found, n_counted=n_counted, threshold=THRESHOLD)
+    assert swapped[12:48, 22:58].all()
+    assert not swapped[:8].any() and not swapped[52:].any() and not swapped[:, :18].any()
+
+
+def test_a_thin_line_of_the_plate_stays_though_the_ground_around_it_is_another_grey() -> None:
+    width = 3  # a painted line; the opening's disc is wider
+    assert growth_opening((60, 80)) >= width + 2
+    plate, found, n_counted = _place(
+        shape=(60, 80),
+        rows=slice(5, 55),
+        cols=slice(38, 38 + width),
+        plate_value=NEAR_GREY,
+        plate_share=0.6,
+        ground=GROUND,
+    )
+    assert not swapped_pixels(plate, found, n_counted=n_counted, threshold=THRESHOLD).any()
+
+
+def test_a_plate_seen_far_more_often_than_its_alternative_stays() -> None:
+    """The plate's band holds 80 % of the frames, the alternative 20 %: it is the ground."""
+    assert GROWTH_SHARE * 0.8 > 0.2
+    plate, found, n_counted = _place(
+        shape=(60, 80),
+        rows=slice(10, 50),
+        cols=slice(20, 60),
+        plate_value=NEAR_GREY,
+        plate_share=0.8,
+        ground=GROUND,
+    )
+    assert not swapped_pixels(plate, found, n_counted=n_counted, threshold=THRESHOLD).any()
+
+
+def test_the_ground_grown_inward_carries_each_pixels_own_values_to_the_middle() -> None:
+    """Across a wide hole the pixels' own alternatives carry the ground, where an inpainting fades."""
+    plate = np.full((40, 40), GROUND, dtype=np.float32)
+    plate[5:35, 5:35] = OBJECT
+    holes = np.zeros((40, 40), dtype=bool)
+    holes[3:37, 3:37] = True
+    value = np.full((40, 40), GROUND + 4, dtype=np.float32)  # the ground as each pixel saw it
+    candidate = holes.copy()
+    grown = ground_grown_inward(plate, value, candidate=candidate, holes=holes)
+    assert np.abs(grown[holes] - GROUND).max() <= 4.0  # the middle too, 15 pixels from the border
+    np.testing.assert_array_equal(grown[~holes], plate[~holes])
+    # a pixel that may not take its alternative carries its plate on
+    kept = ground_grown_inward(plate, value, candidate=np.zeros_like(holes), holes=holes)
+    assert kept[20, 20] == OBJECT
+    untouched = ground_grown_inward(plate, value, candidate=candidate, holes=np.zeros_like(holes))
+    np.testing.assert_array_equal(untouched, plate)
+
+
 def test_the_new_value_is_the_exact_median_inside_the_window_away_from_the_plate() -> None:
     counts = np.zeros((256, 2), dtype=np.uint32)
     counts[200, 0], counts[204, 0], counts[230, 0] = 3, 4, 5  # the window 192-239
@@ -129,3 +223,33 @@ def test_run_gives_back_the_ground_where_walkers_stood_most_of_the_clip(
         return float(np.mean(np.abs((u * s * vt.mean()).reshape(ground.shape) - ground)))
 
     assert plate_error("robust") < 1.5 < 2.0 < plate_error("median")
+
+
+def test_run_gives_back_the_ground_of_a_wide_stop_under_drifting_light(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A walker standing for 55 % of the clip while the light drifts: its place is wide, and
+    the ground grown inward gives it back where the inpainted ground's margin did not.
+
+    Measured: F 0.988 (0.934 by the inpainted ground alone); seeds 1 and 3 of the same
+    scene, 0.988 and 0.987, were right before.
+    """
+    spec = SceneSpec(
+        width=96,
+        height=72,
+        n_frames=100,
+        n_objects=4,
+        pause_fraction=0.55,
+        illumination_drift=0.2,
+        noise_sigma=2.0,
+        seed=2,
+    )
+    video, truth, out = tmp_path / "stop.mp4", tmp_path / "truth", tmp_path / "out"
+    write_scene(spec, video, truth_dir=truth, truth_every=1)
+    status, _, stderr = run_cli(capsys, "run", str(video), "--out", str(out), "--no-videos")
+    assert status == 0, stderr
+    status, stdout, stderr = run_cli(
+        capsys, "evaluate", "--store", str(out / "store.zarr"), "--truth", str(truth), "--json", "--quiet"
+    )
+    assert status == 0, stderr
+    assert json.loads(stdout)["vidsvd"]["f_measure"] > 0.97
