@@ -295,8 +295,9 @@ def ground_grown_inward(
     candidates) its alternative.  Unlike an inpainting, the ground carried inward is
     made of each pixel's own values, so a wide place keeps the ground's grey however
     far its middle lies from the border.  Returned: the means (the ground a pixel's
-    neighbours show it).  Work: two box filters of the holes' bounding box per ring,
-    rings up to half the widest hole; memory: a few float32 copies of that box.
+    neighbours show it); the plate everywhere when the holes cover the whole frame.
+    Work: two box filters of the holes' bounding box per ring, rings up to half the
+    widest hole; memory: a few float32 copies of that box.
     """
     estimate = np.asarray(plate, dtype=np.float32).copy()
     if not holes.any():
@@ -308,6 +309,8 @@ def ground_grown_inward(
     own, other = estimate[box].copy(), np.asarray(value, dtype=np.float32)[box]
     may_take = candidate[box]
     inside = holes[box].astype(np.uint8)
+    if inside.all():  # a frame that is all hole has no border to grow from
+        return estimate
     ground = own.copy()
     known = (inside == 0).astype(np.float32)
     rings = np.ceil(cv2.distanceTransform(inside, cv2.DIST_L2, 3)).astype(np.int32)

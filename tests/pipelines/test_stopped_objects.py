@@ -110,16 +110,21 @@ THRESHOLD = 15.0
 NEAR_GREY = GROUND + 2.7 * THRESHOLD
 
 
-def test_a_wide_place_gives_way_to_the_ground_grown_inward() -> None:
-    assert GROWTH_MARGIN < 2.7 < DECISION_MARGIN
-    plate, found, n_counted = _place(
+def _wide_place(plate_share: float) -> tuple[np.ndarray, object, int]:
+    """A 40x40 place in a 60x80 plate, its plate ``NEAR_GREY`` seen ``plate_share`` there."""
+    return _place(
         shape=(60, 80),
         rows=slice(10, 50),
         cols=slice(20, 60),
         plate_value=NEAR_GREY,
-        plate_share=0.6,
+        plate_share=plate_share,
         ground=GROUND,
     )
+
+
+def test_a_wide_place_gives_way_to_the_ground_grown_inward() -> None:
+    assert GROWTH_MARGIN < 2.7 < DECISION_MARGIN
+    plate, found, n_counted = _wide_place(0.6)
     swapped = swapped_pixels(plate, found, n_counted=n_counted, threshold=THRESHOLD)
     assert swapped[12:48, 22:58].all()
     assert not swapped[:8].any() and not swapped[52:].any() and not swapped[:, :18].any()
@@ -142,14 +147,7 @@ def test_a_thin_line_of_the_plate_stays_though_the_ground_around_it_is_another_g
 def test_a_plate_seen_far_more_often_than_its_alternative_stays() -> None:
     """The plate's band holds 80 % of the frames, the alternative 20 %: it is the ground."""
     assert GROWTH_SHARE * 0.8 > 0.2
-    plate, found, n_counted = _place(
-        shape=(60, 80),
-        rows=slice(10, 50),
-        cols=slice(20, 60),
-        plate_value=NEAR_GREY,
-        plate_share=0.8,
-        ground=GROUND,
-    )
+    plate, found, n_counted = _wide_place(0.8)
     assert not swapped_pixels(plate, found, n_counted=n_counted, threshold=THRESHOLD).any()
 
 
@@ -169,6 +167,8 @@ def test_the_ground_grown_inward_carries_each_pixels_own_values_to_the_middle() 
     assert kept[20, 20] == OBJECT
     untouched = ground_grown_inward(plate, value, candidate=candidate, holes=np.zeros_like(holes))
     np.testing.assert_array_equal(untouched, plate)
+    everywhere = ground_grown_inward(plate, value, candidate=candidate, holes=np.ones_like(holes))
+    np.testing.assert_array_equal(everywhere, plate)  # no border to grow from
 
 
 def test_the_new_value_is_the_exact_median_inside_the_window_away_from_the_plate() -> None:
