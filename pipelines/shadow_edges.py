@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.mask_cleanup import clean_masks
+from pipelines.pixel_boxes import padded_box
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -111,17 +112,11 @@ def without_edges(
     square = np.ones((EDGE_SIZE, EDGE_SIZE), dtype=np.uint8)
     kept = np.array(kept, dtype=np.bool_)
     edges = np.zeros(mask.shape, dtype=np.bool_)
-    height, width = mask.shape[1:]
-    reach = EDGE_SIZE // 2
     for frame in range(mask.shape[0]):
         left = (mask[frame] & ~kept[frame]).view(np.uint8)
-        x, y, box_width, box_height = cv2.boundingRect(left)  # of the pixels that left
-        if box_width == 0:
+        box = padded_box(left, margin=EDGE_SIZE // 2)  # around the pixels that left
+        if box is None:
             continue
-        box = (
-            slice(max(y - reach, 0), min(y + box_height + reach, height)),
-            slice(max(x - reach, 0), min(x + box_width + reach, width)),
-        )
         near = cv2.dilate(left[box], square).view(np.bool_) & kept[frame][box]
         rows, cols = np.nonzero(near)  # the few pixels to test, not the frame
         ground = np.asarray(background[frame][box][rows, cols], dtype=np.float32)
@@ -178,14 +173,9 @@ def _inside_objects(places: npt.NDArray[np.bool_], mask: npt.NDArray[np.bool_]) 
     two places counts for the one with the higher label.  O(pixels of the places' bounding box).
     """
     filled = np.zeros(places.shape, dtype=np.bool_)
-    x, y, box_width, box_height = cv2.boundingRect(places.view(np.uint8))  # of every place
-    if box_width == 0:
+    box = padded_box(places, margin=SURROUND_WIDTH)  # around every place
+    if box is None:
         return filled
-    height, width = places.shape
-    box = (
-        slice(max(y - SURROUND_WIDTH, 0), min(y + box_height + SURROUND_WIDTH, height)),
-        slice(max(x - SURROUND_WIDTH, 0), min(x + box_width + SURROUND_WIDTH, width)),
-    )
     boxed = np.ascontiguousarray(places[box]).view(np.uint8)
     n_places, labels = cv2.connectedComponents(boxed, connectivity=8)
     square = np.ones((2 * SURROUND_WIDTH + 1, 2 * SURROUND_WIDTH + 1), dtype=np.uint8)

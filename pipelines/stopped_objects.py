@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.count_kernels import BINS
+from pipelines.pixel_boxes import padded_box
 from storage.errors import InvalidParameterError
 
 __all__ = [
@@ -221,9 +222,10 @@ def swapped_pixels(
     value = found.value.reshape(shape)
     distance_alternative, distance_plate = np.abs(value - around), np.abs(plate - around)
     by_inpainting = candidate & (distance_alternative + DECISION_MARGIN * threshold < distance_plate)
-    decided = (
-        by_inpainting | _decided_by_growth(plate, value, candidate, holes, found, n_counted, threshold)
-    ).astype(np.uint8)
+    by_growth = _decided_by_growth(
+        plate, found, candidate=candidate, labels=np.asarray(labels), n_counted=n_counted, threshold=threshold
+    )
+    decided = (by_inpainting | by_growth).astype(np.uint8)
     seeds = cv2.medianBlur(decided, _MAJORITY_SIZE)
     # the rim of each decided place (its pixels saw the object in part) follows without the
     # margin, when its alternative is the ground its decided neighbours took
@@ -239,31 +241,33 @@ def swapped_pixels(
 
 def _decided_by_growth(
     plate: npt.NDArray[np.floating],
-    value: npt.NDArray[np.float32],
-    candidate: npt.NDArray[np.bool_],
-    holes: npt.NDArray[np.uint8],
     found: Alternatives,
+    *,
+    candidate: npt.NDArray[np.bool_],
+    labels: npt.NDArray[np.integer],
     n_counted: int,
     threshold: float,
 ) -> npt.NDArray[np.bool_]:
     """(y, x) bool: the wide places whose alternative is the ground grown inward (module notes).
 
-    The ground is grown only in the holes that hold a wide place where a decision is
-    possible at all (alternative and plate more than the margin apart, the share met):
-    most plates have none, and a busy scene's holes can cover most of the frame.
+    ``labels``: the holes' 8-connected labels, as :func:`swapped_pixels` found them
+    (every candidate lies in one).  The ground is grown only in the holes that hold a
+    wide place where a decision is possible at all (alternative and plate more than the
+    margin apart, the share met): most plates have none, and a busy scene's holes can
+    cover most of the frame.
     """
     shape = plate.shape
+    value = found.value.reshape(shape)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (growth_opening(shape),) * 2)
     shared = found.cluster.reshape(shape) >= GROWTH_SHARE * (n_counted - found.away.reshape(shape))
     possible = (candidate & shared & (np.abs(value - plate) > GROWTH_MARGIN * threshold)).astype(np.uint8)
     wide_possible = cv2.morphologyEx(possible, cv2.MORPH_OPEN, disc)
     if not wide_possible.any():
         return np.zeros(shape, dtype=np.bool_)
-    n_holes, labels = cv2.connectedComponents(holes, connectivity=8)
-    wanted = np.zeros(n_holes, dtype=np.bool_)
-    wanted[labels[wide_possible.view(np.bool_)]] = True
-    wanted[0] = False
-    grown = ground_grown_inward(plate, value, candidate=candidate, holes=wanted[labels])
+    grown_in = np.zeros(int(labels.max()) + 1, dtype=np.bool_)
+    grown_in[labels[wide_possible.view(np.bool_)]] = True
+    grown_in[0] = False
+    grown = ground_grown_inward(plate, value, candidate=candidate, holes=grown_in[labels])
     by_growth = possible.view(np.bool_) & (
         np.abs(value - grown) + GROWTH_MARGIN * threshold < np.abs(plate - grown)
     )
@@ -300,12 +304,9 @@ def ground_grown_inward(
     widest hole; memory: a few float32 copies of that box.
     """
     estimate = np.asarray(plate, dtype=np.float32).copy()
-    if not holes.any():
+    box = padded_box(holes, margin=_MAJORITY_SIZE // 2)
+    if box is None:
         return estimate
-    ys, xs = np.nonzero(holes)
-    pad = _MAJORITY_SIZE // 2
-    top, left = max(int(ys.min()) - pad, 0), max(int(xs.min()) - pad, 0)
-    box = (slice(top, int(ys.max()) + pad + 1), slice(left, int(xs.max()) + pad + 1))
     own, other = estimate[box].copy(), np.asarray(value, dtype=np.float32)[box]
     may_take = candidate[box]
     inside = holes[box].astype(np.uint8)
