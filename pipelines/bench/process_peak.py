@@ -20,7 +20,10 @@ the largest is reported:
 
 The wall time is the launcher's, from just before it starts the command to its
 reaping: it excludes the launcher's own start and ends when the command does, not at
-the next sample.
+the next sample.  The CPU time is the user and system time that ``wait4`` returns for
+the command: its own and that of every descendant reaped by its parent (ffmpeg, worker
+processes that a cluster closes); a descendant left unreaped is not counted.  CPU time
+over wall time is how many cores the command kept busy on average.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ from typing import Final
 
 import psutil
 
-__all__ = ["FIRST_SAMPLE_INTERVAL_S", "PEAK_SAMPLE_INTERVAL_S", "run_with_peak_rss"]
+__all__ = [
+    "FIRST_SAMPLE_INTERVAL_S",
+    "PEAK_SAMPLE_INTERVAL_S",
+    "CommandCost",
+    "measure_command",
+    "run_with_peak_rss",
+]
 
 PEAK_SAMPLE_INTERVAL_S: Final = 0.1
 """Default longest interval, in seconds, between two samples of the tree's memory.
@@ -64,14 +73,16 @@ except OSError as error:
 for number in (signal.SIGINT, signal.SIGTERM):
     signal.signal(number, lambda received, _: command.send_signal(received))
 _, status, usage = os.wait4(command.pid, 0)
-os.write(report, f"{usage.ru_maxrss} {time.monotonic() - started!r}".encode())
+cpu = usage.ru_utime + usage.ru_stime
+os.write(report, f"{usage.ru_maxrss} {time.monotonic() - started!r} {cpu!r}".encode())
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
 """Starts the command, passes on SIGINT and SIGTERM, reaps it and writes its
-``ru_maxrss`` and its wall seconds (from just before its start to its reaping, so
-without the launcher's own start) to the descriptor named by its first argument;
-exits with the command's status (128 + the signal's number when a signal ended it)."""
+``ru_maxrss``, its wall seconds (from just before its start to its reaping, so
+without the launcher's own start) and its CPU seconds (user and system, with its
+reaped descendants') to the descriptor named by its first argument; exits with the
+command's status (128 + the signal's number when a signal ended it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,10 +91,38 @@ class _Reaped:
     peak_bytes: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class CommandCost:
+    """What one command took: wall seconds, peak memory of its tree, CPU seconds.
+
+    ``cpu_s`` is None when the launcher could not report it.
+    """
+
+    wall_s: float
+    peak_bytes: int
+    cpu_s: float | None
+
+    @property
+    def cores(self) -> float | None:
+        """CPU seconds per wall second: the cores the command kept busy on average."""
+        if self.cpu_s is None or self.wall_s <= 0:
+            return None
+        return self.cpu_s / self.wall_s
+
+
 def run_with_peak_rss(
     argv: Sequence[str], *, interval_s: float = PEAK_SAMPLE_INTERVAL_S
 ) -> tuple[float, int]:
     """Run ``argv``; return (wall seconds, peak summed RSS of it and its children in bytes).
+
+    :func:`measure_command` without the CPU time.
+    """
+    cost = measure_command(argv, interval_s=interval_s)
+    return cost.wall_s, cost.peak_bytes
+
+
+def measure_command(argv: Sequence[str], *, interval_s: float = PEAK_SAMPLE_INTERVAL_S) -> CommandCost:
+    """Run ``argv``; return its wall time, the peak summed RSS of its tree and its CPU time.
 
     The command's stdout is discarded and its stderr kept in a temporary file (never a
     pipe, which a talkative command could fill and block on).
@@ -117,13 +156,13 @@ def run_with_peak_rss(
                 stderr = stderr_file.read().decode(errors="replace")
                 reason = stderr.strip() or f"exit status {reaped.exit_code}"
                 raise RuntimeError(f"{' '.join(argv)} failed: {reason}")
-            command_peak, command_elapsed = _reported(report_read)
+            command_peak, command_elapsed, command_cpu = _reported(report_read)
     finally:
         os.close(report_read)
         if report_write >= 0:
             os.close(report_write)
     elapsed = launcher_elapsed if command_elapsed is None else command_elapsed
-    return elapsed, max(reaped.peak_bytes, command_peak)
+    return CommandCost(wall_s=elapsed, peak_bytes=max(reaped.peak_bytes, command_peak), cpu_s=command_cpu)
 
 
 def _sample_until_reaped(pid: int, *, longest_interval_s: float) -> _Reaped:
@@ -152,16 +191,16 @@ def _sample_until_reaped(pid: int, *, longest_interval_s: float) -> _Reaped:
     return _Reaped(exit_code=os.waitstatus_to_exitcode(status), peak_bytes=max(summed_peak, process_peak))
 
 
-def _reported(report_read: int) -> tuple[int, float | None]:
-    """(``ru_maxrss`` in bytes, wall seconds) of the command as the launcher wrote them.
+def _reported(report_read: int) -> tuple[int, float | None, float | None]:
+    """(``ru_maxrss`` in bytes, wall seconds, CPU seconds) of the command as the launcher wrote them.
 
-    (0, None) when the launcher wrote nothing readable.
+    (0, None, None) when the launcher wrote nothing readable.
     """
     try:
-        max_rss, seconds = os.read(report_read, 128).split()
-        return int(max_rss) * _MAX_RSS_BYTES_PER_UNIT, float(seconds)
+        max_rss, seconds, cpu = os.read(report_read, 128).split()
+        return int(max_rss) * _MAX_RSS_BYTES_PER_UNIT, float(seconds), float(cpu)
     except ValueError:
-        return 0, None
+        return 0, None, None
 
 
 def _kill_tree(launcher: subprocess.Popen[bytes]) -> None:

@@ -5,7 +5,9 @@ OpenCV's ``cv2.VideoCapture`` reading the file and ``createBackgroundSubtractorM
 (or ``...KNN()``) at its defaults applied to every color frame.  In rounds that
 alternate the contenders (so that a busy spell of the machine hits all of them
 alike), :func:`compare_runs` times, each as a whole cold command in its own process
-tree whose peak summed RSS is sampled:
+tree whose peak summed RSS is sampled, and counts its CPU time (its own and its
+reaped children's: ffmpeg's encoders and decoders too), so that the table shows how
+many of the machine's cores each kept busy:
 
 - ``vidsvd run``: ``vidsvd run VIDEO --out FRESH`` with the defaults (ingest,
   decompose, the robust background, separation with its videos, report);
@@ -29,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.bench.process_peak import run_with_peak_rss
+from pipelines.bench.process_peak import measure_command
 from storage.errors import InvalidParameterError
 
 __all__ = ["RunContender", "compare_runs", "format_run_comparison"]
@@ -43,17 +45,27 @@ _REFERENCE = "opencv mog2"
 
 @dataclass(frozen=True, kw_only=True)
 class RunContender:
-    """One way to separate the video: its wall times over the rounds and its peak memory."""
+    """One way to separate the video: its wall and CPU times over the rounds, its peak memory.
+
+    ``cpu_times_s`` holds the rounds whose CPU time was reported (all of them on Linux
+    and macOS).
+    """
 
     name: str
     wall_times_s: tuple[float, ...]
     peak_rss_bytes: int
     frames: int
+    cpu_times_s: tuple[float, ...] = ()
 
     @property
     def median_s(self) -> float:
         """Median wall time over the rounds."""
         return statistics.median(self.wall_times_s)
+
+    @property
+    def median_cpu_s(self) -> float | None:
+        """Median CPU time (user and system) over the rounds; None when none was reported."""
+        return statistics.median(self.cpu_times_s) if self.cpu_times_s else None
 
 
 def compare_runs(video: Path, *, rounds: int = 3) -> list[RunContender]:
@@ -75,6 +87,7 @@ def compare_runs(video: Path, *, rounds: int = 3) -> list[RunContender]:
     if rounds < 1:
         raise InvalidParameterError(f"rounds must be at least 1, got {rounds}")
     times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    cpu_times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     peaks = dict.fromkeys(CONTENDERS, 0)
     frames = dict.fromkeys(CONTENDERS, 0)
     with tempfile.TemporaryDirectory(prefix="vidsvd-bench-run-") as scratch:
@@ -82,33 +95,48 @@ def compare_runs(video: Path, *, rounds: int = 3) -> list[RunContender]:
             shift = round_index % len(CONTENDERS)
             for name in (*CONTENDERS[shift:], *CONTENDERS[:shift]):
                 out = Path(scratch) / "out"
-                elapsed, peak = run_with_peak_rss(_command(name, video, out=out))
+                cost = measure_command(_command(name, video, out=out))
                 frames[name] = _frames_done(name, out)
                 shutil.rmtree(out, ignore_errors=True)
-                times[name].append(elapsed)
-                peaks[name] = max(peaks[name], peak)
+                times[name].append(cost.wall_s)
+                if cost.cpu_s is not None:
+                    cpu_times[name].append(cost.cpu_s)
+                peaks[name] = max(peaks[name], cost.peak_bytes)
     return [
         RunContender(
-            name=name, wall_times_s=tuple(times[name]), peak_rss_bytes=peaks[name], frames=frames[name]
+            name=name,
+            wall_times_s=tuple(times[name]),
+            peak_rss_bytes=peaks[name],
+            frames=frames[name],
+            cpu_times_s=tuple(cpu_times[name]),
         )
         for name in CONTENDERS
     ]
 
 
 def format_run_comparison(contenders: Sequence[RunContender], *, video: Path) -> str:
-    """A text table: median and range of the wall times, peak memory, ratio to MOG2."""
+    """A text table: median and range of the wall times, CPU time and cores, peak memory, ratio to MOG2.
+
+    "cores" is the median CPU time over the median wall time: how many cores the
+    contender kept busy on average ("-" where no CPU time was reported).
+    """
     reference = next((c.median_s for c in contenders if c.name == _REFERENCE), None)
     rounds = max((len(c.wall_times_s) for c in contenders), default=0)
     lines = [
         f"{video.name}: whole cold commands, medians of {rounds} alternating rounds",
-        f"{'contender':<24} {'frames':>7} {'median s':>9} {'range s':>13} {'peak MiB':>9} {'x MOG2':>7}",
+        f"{'contender':<24} {'frames':>7} {'median s':>9} {'range s':>13} {'CPU s':>7} {'cores':>6}"
+        f" {'peak MiB':>9} {'x MOG2':>7}",
     ]
     for contender in contenders:
         low, high = min(contender.wall_times_s), max(contender.wall_times_s)
         ratio = f"{contender.median_s / reference:.2f}" if reference else "-"
+        cpu = contender.median_cpu_s
+        cpu_text = "-" if cpu is None else f"{cpu:.1f}"
+        cores = "-" if cpu is None or contender.median_s <= 0 else f"{cpu / contender.median_s:.2f}"
         lines.append(
             f"{contender.name:<24} {contender.frames:>7} {contender.median_s:>9.2f}"
-            f" {f'{low:.1f}-{high:.1f}':>13} {contender.peak_rss_bytes / 2**20:>9.0f} {ratio:>7}"
+            f" {f'{low:.1f}-{high:.1f}':>13} {cpu_text:>7} {cores:>6}"
+            f" {contender.peak_rss_bytes / 2**20:>9.0f} {ratio:>7}"
         )
     return "\n".join(lines)
 

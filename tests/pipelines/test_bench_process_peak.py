@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipelines.bench.process_peak import run_with_peak_rss
+from pipelines.bench.process_peak import measure_command, run_with_peak_rss
 
 _MIB = 2**20
 
@@ -57,6 +57,34 @@ def test_a_small_command_is_not_given_the_size_of_the_caller() -> None:
     ballast = b"1" * 400_000_000  # this process is large; the command is not
     _, peak = run_with_peak_rss([sys.executable, "-c", "import time; time.sleep(0.3)"])
     assert len(ballast) and peak < 100 * _MIB
+
+
+_BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end:\n    pass"
+"""A script that keeps one core busy for ``seconds`` of CPU time."""
+
+
+def test_the_cpu_time_of_a_busy_command_is_counted() -> None:
+    cost = measure_command([sys.executable, "-c", _BUSY.format(seconds=0.6)])
+    assert cost.cpu_s is not None and 0.6 <= cost.cpu_s < cost.wall_s + 0.5
+    assert cost.cores is not None and 0 < cost.cores <= 1.5
+
+
+def test_a_waiting_command_uses_little_cpu() -> None:
+    cost = measure_command([sys.executable, "-c", "import time; time.sleep(0.8)"])
+    assert cost.wall_s >= 0.8
+    assert cost.cpu_s is not None and cost.cpu_s < 0.5
+
+
+def test_the_cpu_time_of_reaped_children_is_counted() -> None:
+    # the command waits while two children each burn 0.4 s of CPU: the work is theirs
+    child = _BUSY.format(seconds=0.4)
+    parent = (
+        "import subprocess, sys\n"
+        f"children = [subprocess.Popen([sys.executable, '-c', {child!r}]) for _ in range(2)]\n"
+        "[c.wait() for c in children]"
+    )
+    cost = measure_command([sys.executable, "-c", parent])
+    assert cost.cpu_s is not None and cost.cpu_s >= 0.8
 
 
 def test_a_failing_command_raises_with_its_error_output() -> None:
