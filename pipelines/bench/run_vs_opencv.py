@@ -67,6 +67,12 @@ class RunContender:
         """Median CPU time (user and system) over the rounds; None when none was reported."""
         return statistics.median(self.cpu_times_s) if self.cpu_times_s else None
 
+    @property
+    def median_cores(self) -> float | None:
+        """Median CPU time over median wall time: the cores kept busy on average; None without CPU times."""
+        cpu = self.median_cpu_s
+        return None if cpu is None or self.median_s <= 0 else cpu / self.median_s
+
 
 def compare_runs(video: Path, *, rounds: int = 3) -> list[RunContender]:
     """Time every contender of the module on ``video``, ``rounds`` alternating rounds.
@@ -130,9 +136,9 @@ def format_run_comparison(contenders: Sequence[RunContender], *, video: Path) ->
     for contender in contenders:
         low, high = min(contender.wall_times_s), max(contender.wall_times_s)
         ratio = f"{contender.median_s / reference:.2f}" if reference else "-"
-        cpu = contender.median_cpu_s
+        cpu, busy = contender.median_cpu_s, contender.median_cores
         cpu_text = "-" if cpu is None else f"{cpu:.1f}"
-        cores = "-" if cpu is None or contender.median_s <= 0 else f"{cpu / contender.median_s:.2f}"
+        cores = "-" if busy is None else f"{busy:.2f}"
         lines.append(
             f"{contender.name:<24} {contender.frames:>7} {contender.median_s:>9.2f}"
             f" {f'{low:.1f}-{high:.1f}':>13} {cpu_text:>7} {cores:>6}"
