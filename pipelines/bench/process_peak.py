@@ -44,6 +44,7 @@ __all__ = [
     "FIRST_SAMPLE_INTERVAL_S",
     "PEAK_SAMPLE_INTERVAL_S",
     "CommandCost",
+    "busy_cores",
     "measure_command",
     "run_with_peak_rss",
 ]
@@ -105,9 +106,12 @@ class CommandCost:
     @property
     def cores(self) -> float | None:
         """CPU seconds per wall second: the cores the command kept busy on average."""
-        if self.cpu_s is None or self.wall_s <= 0:
-            return None
-        return self.cpu_s / self.wall_s
+        return busy_cores(cpu_s=self.cpu_s, wall_s=self.wall_s)
+
+
+def busy_cores(*, cpu_s: float | None, wall_s: float) -> float | None:
+    """CPU seconds over wall seconds: the cores kept busy on average (None without a CPU time)."""
+    return None if cpu_s is None or wall_s <= 0 else cpu_s / wall_s
 
 
 def run_with_peak_rss(

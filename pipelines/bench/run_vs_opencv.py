@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.bench.process_peak import measure_command
+from pipelines.bench.process_peak import busy_cores, measure_command
 from storage.errors import InvalidParameterError
 
 __all__ = ["RunContender", "compare_runs", "format_run_comparison"]
@@ -70,8 +70,7 @@ class RunContender:
     @property
     def median_cores(self) -> float | None:
         """Median CPU time over median wall time: the cores kept busy on average; None without CPU times."""
-        cpu = self.median_cpu_s
-        return None if cpu is None or self.median_s <= 0 else cpu / self.median_s
+        return busy_cores(cpu_s=self.median_cpu_s, wall_s=self.median_s)
 
 
 def compare_runs(video: Path, *, rounds: int = 3) -> list[RunContender]:
