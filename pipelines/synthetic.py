@@ -19,7 +19,8 @@ differs from whatever background it covers by at least 40 grey levels
    255 foreground);
 2. the whole image is multiplied by the illumination gain
    ``1 + illumination_drift * sin(2 pi t / n_frames)`` (one slow cycle over the clip:
-   brighter in the first half, darker in the second);
+   brighter in the first half, darker in the second), rain is added and the view
+   shaken, with its truth (:mod:`pipelines.scene_effects`);
 3. Gaussian sensor noise of standard deviation ``noise_sigma`` is added and the result
    rounded and clipped to uint8.
 
@@ -45,6 +46,15 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.scene_effects import (
+    MAX_JITTER,
+    MAX_PRECIPITATION,
+    camera_shift,
+    illumination_gain,
+    rain_streaks,
+    shaken,
+    sweeping_shade,
+)
 from pipelines.scene_objects import make_objects, shadow_cover
 from pipelines.scene_textures import (
     BACKGROUND_RANGE,
@@ -64,6 +74,8 @@ __all__ = [
     "BRIGHT_RANGE",
     "DARK_RANGE",
     "MAX_CAMOUFLAGE",
+    "MAX_JITTER",
+    "MAX_PRECIPITATION",
     "MAX_SHADOW",
     "MAX_SWEEP",
     "MIN_CONTRAST",
@@ -174,6 +186,16 @@ class SceneSpec:
         At 0.25 it varies by about 1 grey level over 15 pixels, as the asphalt of the
         real roads here does (1-3): a shadow there keeps a pattern that the noise
         mostly hides.
+    camera_jitter : int
+        0 to :data:`MAX_JITTER` pixels: the camera shakes (a pole in the wind), the
+        whole view, objects, shadows and truth with it, moved by a new random whole
+        shift of up to this many pixels in each direction at every frame
+        (:func:`pipelines.scene_effects.camera_shift`); sensor noise does not move.
+        Every edge of the background then changes from frame to frame.
+    precipitation : float
+        In [0, :data:`MAX_PRECIPITATION`): rain, this share of the pixels starting a
+        bright streak in each frame, in front of everything
+        (:func:`pipelines.scene_effects.rain_streaks`); background in the truth.
     seed : int
         Seed of every random choice, >= 0.
     """
@@ -195,6 +217,8 @@ class SceneSpec:
     shadow_strength: float = 0.0
     shade_sweep: float = 0.0
     ground_contrast: float = 1.0
+    camera_jitter: int = 0
+    precipitation: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -248,6 +272,14 @@ class SceneSpec:
             raise InvalidParameterError(f"shade_sweep must be in [0, {MAX_SWEEP}), got {self.shade_sweep!r}")
         if not _is_finite(self.ground_contrast) or not 0 < self.ground_contrast <= 1:
             raise InvalidParameterError(f"ground_contrast must be in (0, 1], got {self.ground_contrast!r}")
+        if not is_int(self.camera_jitter) or not 0 <= self.camera_jitter <= MAX_JITTER:
+            raise InvalidParameterError(
+                f"camera_jitter must be an integer in 0..{MAX_JITTER}, got {self.camera_jitter!r}"
+            )
+        if not _is_finite(self.precipitation) or not 0 <= self.precipitation < MAX_PRECIPITATION:
+            raise InvalidParameterError(
+                f"precipitation must be in [0, {MAX_PRECIPITATION}), got {self.precipitation!r}"
+            )
         if not is_int(self.seed) or self.seed < 0:
             raise InvalidParameterError(f"seed must be an integer >= 0, got {self.seed!r}")
 
@@ -337,6 +369,12 @@ class _Scene:
             image *= np.float32(gain)
         if spec.shade_sweep > 0:
             image *= sweeping_shade(spec, t)
+        if spec.precipitation > 0:
+            image += rain_streaks(spec, t)
+        view = camera_shift(spec, t)
+        image, mask = shaken(image, view), shaken(mask, view)
+        if shade is not None:
+            shade = shaken(shade, view)
         if spec.noise_sigma > 0:
             noise_rng = np.random.default_rng([spec.seed, _NOISE_STREAM, t])
             if self.noise_map is None:
@@ -348,28 +386,6 @@ class _Scene:
         if shade is not None:
             truth[(shade >= 0.5) & ~mask] = SHADOW_TRUTH
         return frame, truth
-
-
-def illumination_gain(spec: SceneSpec, frame: int) -> float:
-    """Return the global brightness factor at a frame: ``1 + drift * sin(2 pi t / T)``."""
-    if spec.illumination_drift == 0:
-        return 1.0
-    return 1.0 + spec.illumination_drift * math.sin(2 * math.pi * frame / spec.n_frames)
-
-
-def sweeping_shade(spec: SceneSpec, frame: int) -> npt.NDArray[np.float32]:
-    """Return the light of :attr:`SceneSpec.shade_sweep` at a frame, shape (x,).
-
-    1 right of the edge, ``1 - shade_sweep`` left of it, with a linear ramp of a
-    sixteenth of the width between; the edge moves at a constant speed from a quarter
-    of the width beyond the left border (frame 0) to as far beyond the right one.
-    """
-    columns = np.arange(spec.width, dtype=np.float32)
-    edge = spec.width * (-0.25 + 1.5 * frame / max(spec.n_frames - 1, 1))
-    ramp = max(spec.width / 16, 1.0)
-    inside = np.clip((edge - columns) / ramp + 0.5, 0.0, 1.0)  # 1 in the shade
-    light: npt.NDArray[np.float32] = (1.0 - np.float32(spec.shade_sweep) * inside).astype(np.float32)
-    return light
 
 
 def render_scene(
