@@ -19,8 +19,9 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, Final
 
+import dask.config
 import dask.system
 import dask.utils
 import distributed
@@ -36,6 +37,7 @@ from cluster.existing import connect_existing
 from cluster.options import ClusterOptions
 
 __all__ = [
+    "GRAPH_CONFIG",
     "connect",
     "dashboard_link",
     "describe",
@@ -47,6 +49,23 @@ __all__ = [
 
 #: serves HTTP for health checks, so its services alone cannot tell).
 _WITHOUT_DASHBOARD: weakref.WeakSet[distributed.Client] = weakref.WeakSet()
+
+
+GRAPH_CONFIG: Final = {
+    "array.rechunk.method": "tasks",
+    "distributed.admin.large-graph-warning-threshold": "1GiB",
+}
+"""dask's configuration while a Client of :func:`connect` is open.
+
+- Rechunks as tasks, never through distributed's P2P extension: vidsvd's rechunks
+  regroup samples of frames and factor columns, which tasks do well, and the
+  extension logs every shuffle it starts and ends at WARNING level (at 3840x2160,
+  two pairs of lines in ``vidsvd run --quiet``).
+- Graphs may carry per-pixel maps without a warning.  A threshold map of 3840x2160 is
+  33 MB of float32, over distributed's 10 MB threshold; it travels in the graph on
+  purpose, so that the scheduler can recompute what a lost worker held (a scattered
+  array has no lineage).  A graph past 1 GiB is still a mistake worth the warning.
+"""
 
 
 @contextmanager
@@ -105,6 +124,7 @@ def connect(options: ClusterOptions, *, import_on_start: Sequence[str] = ()) -> 
     """
     options.validate()
     with ExitStack() as opened:  # closes in reverse order: the client, then any cluster
+        opened.enter_context(dask.config.set(GRAPH_CONFIG))
         if options.scheduler is not None:
             client = connect_existing(options)
             opened.callback(client.close)

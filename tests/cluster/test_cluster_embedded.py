@@ -9,6 +9,7 @@ import os
 import signal
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,6 +24,7 @@ import pytest
 import threadpoolctl
 
 from cluster.client import (
+    GRAPH_CONFIG,
     connect,
     dashboard_link,
     describe,
@@ -288,3 +290,22 @@ def test_a_coroutine_cancelled_at_shutdown_is_not_logged(tmp_path: Path) -> None
         logging.getLogger("distributed").removeHandler(handler)
     assert "CancelledError" not in seen.getvalue()
     assert "RuntimeError: a real failure" in seen.getvalue()
+
+
+@pytest.mark.usefixtures("two_cores")
+def test_while_connected_rechunks_are_tasks_and_graphs_may_carry_pixel_maps(tmp_path: Path) -> None:
+    """No P2P shuffle (whose start and end distributed logs as warnings) and no warning for
+    a graph that carries a 4K threshold map; dask's own settings come back on exit."""
+    before = {key: dask.config.get(key, None) for key in GRAPH_CONFIG}
+    wide = da.ones((1000, 1000), chunks=(1, 1000))  # an all-to-all rechunk: P2P under a Client by default
+    with connect(ClusterOptions(local_directory=str(tmp_path))) as client:
+        assert {key: dask.config.get(key) for key in GRAPH_CONFIG} == GRAPH_CONFIG
+        layers = {str(key[0] if isinstance(key, tuple) else key) for key in wide.rechunk((1000, 1)).dask}
+        assert not [name for name in layers if "p2p" in name or "shuffle" in name or "transfer" in name]
+        threshold_map = np.full((2160, 3840), 20.0, dtype=np.float32)  # 33 MB
+        frames = da.zeros((4, 2160, 3840), dtype=np.float32, chunks=(2, -1, -1))
+        marked = frames.map_blocks(lambda block, level: block > level, level=threshold_map, dtype=bool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "Sending large graph" would raise here
+            assert client.compute(marked.sum()).result() == 0
+    assert {key: dask.config.get(key, None) for key in GRAPH_CONFIG} == before

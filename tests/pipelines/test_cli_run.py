@@ -606,3 +606,21 @@ def test_a_run_warns_where_the_background_was_hardly_ever_seen(
     # the square is 256 of 3,072 pixels; the clean-up may trim its corners
     assert 0.07 <= separation["mostly_foreground_pixels"] <= 0.09
     assert separation["warning"] == warnings[0].removeprefix("vidsvd: warning: ")
+
+
+@pytest.mark.slow
+def test_a_high_resolution_run_prints_only_its_own_messages(tmp_path: Path) -> None:
+    """2560x1440, in its own process: two graphs carry the threshold map (15 MB), past
+    distributed's 10 MB warning for a graph's size (five lines each, twice).  At 3840x2160
+    regrouping the sampled frames also went through its P2P shuffle, which logs each
+    start and end; none may show either."""
+    video = tmp_path / "wide.mp4"
+    write_scene(SceneSpec(width=2560, height=1440, n_frames=9, fps=10.0, n_objects=3, seed=8), video)
+    command = CliProcess(["run", str(video), "--out", str(tmp_path / "job"), "--no-videos"])
+    try:
+        assert command.wait(timeout_s=300) == 0, command.stderr[-3000:]
+    finally:
+        command.kill()
+    lines = message_lines(command.stderr)
+    assert lines and all(line.startswith("vidsvd: ") for line in lines), command.stderr[-3000:]
+    assert "large graph" not in command.stderr and "Shuffle" not in command.stderr

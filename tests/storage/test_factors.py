@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,26 @@ def test_write_is_done_by_the_current_distributed_client(store: Path) -> None:
             attrs=_attrs(),
         )
     np.testing.assert_array_equal(open_factors(store, "dist").U.compute(), u)
+
+
+def test_factors_in_memory_are_written_from_this_process_without_a_graph(store: Path) -> None:
+    """Plates of many windows are numpy arrays: a graph would carry them to the scheduler
+    (distributed warns past 10 MB); written here, no warning, the same values."""
+    from distributed import Client, LocalCluster
+
+    rank = -(-(12 * 2**20) // (4 * P))  # U of at least 12 MiB
+    u, s, vt = _factors(rank)
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("error")  # "Sending large graph" would raise here
+        write_factors(store, name="plates", U=u, s=s.astype(np.float64), Vt=vt, attrs=_attrs())
+    factors = open_factors(store, "plates")
+    np.testing.assert_array_equal(factors.U.compute(), u)
+    np.testing.assert_array_equal(factors.Vt.compute(), vt)
+    assert factors.s.dtype == np.float32 and np.array_equal(factors.s.compute(), s)
 
 
 def test_open_factors_is_lazy(store: Path) -> None:
