@@ -47,6 +47,7 @@ __all__ = [
     "worker_memory_limit",
 ]
 
+#: Clients of embedded clusters started without the dashboard (their scheduler still
 #: serves HTTP for health checks, so its services alone cannot tell).
 _WITHOUT_DASHBOARD: weakref.WeakSet[distributed.Client] = weakref.WeakSet()
 
