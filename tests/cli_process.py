@@ -111,3 +111,20 @@ def message_lines(stderr: str) -> list[str]:
         if line.strip():
             lines.append(line)
     return lines
+
+
+def own_messages(argv: list[str], *, timeout_s: float) -> tuple[list[str], str]:
+    """Run ``vidsvd ARGV`` as a user would, in its own process; it must exit 0.
+
+    Returns its message lines (:func:`message_lines`), each checked to be vidsvd's own
+    (``vidsvd: ...``: a library's warning or log line would show otherwise), and its
+    whole stderr.
+    """
+    command = CliProcess(argv)
+    try:
+        assert command.wait(timeout_s=timeout_s) == 0, command.stderr[-3000:]
+    finally:
+        command.kill()
+    lines = message_lines(command.stderr)
+    assert lines and all(line.startswith("vidsvd: ") for line in lines), command.stderr[-3000:]
+    return lines, command.stderr

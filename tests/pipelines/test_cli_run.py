@@ -29,7 +29,7 @@ from storage.factors import open_factors
 from storage.video_array import open_video
 from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
 from storage.video_encoder import write_video
-from tests.cli_process import CliProcess, message_lines
+from tests.cli_process import own_messages
 from tests.external_cluster import ExternalCluster
 from tests.helpers import assert_one_line_error, run_cli, tree_digest
 
@@ -80,13 +80,7 @@ def job(first_run: FirstRun, tmp_path: Path) -> Path:
 
 def test_a_default_run_prints_only_its_own_messages(first_run: FirstRun, tmp_path: Path) -> None:
     """As a user runs it, in its own process: the embedded scheduler's warnings would show here."""
-    command = CliProcess(["run", str(first_run.video), "--out", str(tmp_path / "job"), "--rank", "5"])
-    try:
-        assert command.wait(timeout_s=240) == 0, command.stderr[-3000:]
-    finally:
-        command.kill()
-    lines = message_lines(command.stderr)
-    assert lines and all(line.startswith("vidsvd: ") for line in lines), command.stderr[-3000:]
+    own_messages(["run", str(first_run.video), "--out", str(tmp_path / "job"), "--rank", "5"], timeout_s=240)
 
 
 def test_run_writes_the_store_report_and_videos(
@@ -616,11 +610,7 @@ def test_a_high_resolution_run_prints_only_its_own_messages(tmp_path: Path) -> N
     start and end; none may show either."""
     video = tmp_path / "wide.mp4"
     write_scene(SceneSpec(width=2560, height=1440, n_frames=9, fps=10.0, n_objects=3, seed=8), video)
-    command = CliProcess(["run", str(video), "--out", str(tmp_path / "job"), "--no-videos"])
-    try:
-        assert command.wait(timeout_s=300) == 0, command.stderr[-3000:]
-    finally:
-        command.kill()
-    lines = message_lines(command.stderr)
-    assert lines and all(line.startswith("vidsvd: ") for line in lines), command.stderr[-3000:]
-    assert "large graph" not in command.stderr and "Shuffle" not in command.stderr
+    _, stderr = own_messages(
+        ["run", str(video), "--out", str(tmp_path / "job"), "--no-videos"], timeout_s=300
+    )
+    assert "large graph" not in stderr and "Shuffle" not in stderr

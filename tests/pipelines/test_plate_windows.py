@@ -27,7 +27,7 @@ from storage.derived import open_derived
 from storage.errors import InvalidParameterError
 from storage.factors import open_factors
 from storage.video_array import open_video
-from tests.cli_process import CliProcess, message_lines
+from tests.cli_process import own_messages
 from tests.helpers import assert_one_line_error, ingested_scene, run_cli, tree_digest
 
 CLUSTER = ("--workers", "1", "--threads-per-worker", "2")
@@ -380,13 +380,7 @@ def test_a_long_video_gets_a_plate_per_ten_minutes_and_only_vidsvds_messages(tmp
     spec = SceneSpec(width=64, height=48, n_frames=13_000, fps=10.0, n_objects=3, shade_sweep=0.4, seed=2)
     video, truth, out = tmp_path / "long.mp4", tmp_path / "truth", tmp_path / "job"
     write_scene(spec, video, truth_dir=truth, truth_every=100)
-    command = CliProcess(["run", str(video), "--out", str(out), "--no-videos"])
-    try:
-        assert command.wait(timeout_s=300) == 0, command.stderr[-3000:]
-    finally:
-        command.kill()
-    lines = message_lines(command.stderr)
-    assert lines and all(line.startswith("vidsvd: ") for line in lines), command.stderr[-3000:]
+    lines, _ = own_messages(["run", str(video), "--out", str(out), "--no-videos"], timeout_s=300)
     assert any("3 plates of at most 600 s" in line for line in lines)
     fitted = open_factors(out / "store.zarr", "robust")
     assert fitted.rank == 3 and fitted.attrs["windows"] == [[0, 4333], [4333, 8666], [8666, 13000]]
