@@ -9,6 +9,7 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.camera_motion import CameraMotion, camera_motion, shifts_of_block
 from pipelines.masks import (
     PIXEL_NOISE_FACTOR,
     auto_threshold,
@@ -56,12 +57,17 @@ class MeasuredThreshold:
     warning : str or None
         :func:`pipelines.poor_fit.poor_fit_warning`'s line when the background does not
         fit the still pixels (it was also issued as a ``RuntimeWarning``).
+    camera : CameraMotion or None
+        The sampled frames' shifts against the background
+        (:func:`pipelines.camera_motion.camera_motion`); its warning, when the camera
+        moved, was also issued as a ``RuntimeWarning``.  None where not measured.
     """
 
     threshold: float
     pixel_thresholds: float | npt.NDArray[np.float32]
     raised_share: float
     warning: str | None = None
+    camera: CameraMotion | None = None
 
     def describe(self) -> str:
         """One line for the user: the threshold and where it was raised."""
@@ -108,36 +114,63 @@ def measure_auto_threshold(
     RuntimeWarning
         When the threshold shows a background that does not fit the still pixels
         (:func:`pipelines.poor_fit.poor_fit_warning`): the masks will be nearly empty.
+        When the sampled frames show a camera that moved
+        (:meth:`pipelines.camera_motion.CameraMotion.warning`): once per video and
+        context when ``video`` is given (:meth:`JobContext.warn_once`).
 
     Notes
     -----
     One graph reads the :data:`THRESHOLD_SAMPLE_FRAMES` sampled frames (a few per
     task) and the frame pairs of :func:`pipelines.masks.noise_pair_frames`, whatever
-    the length of the video: a chunk holding both is read once.  Memory per task: a
-    float32 background and foreground of :data:`SAMPLE_FRAMES_PER_TASK` frames; this
-    process receives a strided sample of the foreground and one (y, x) noise map.
+    the length of the video: a chunk holding both is read once.  The same tasks'
+    frames and backgrounds give each sampled frame's shift
+    (:func:`pipelines.camera_motion.shifts_of_block`, three numbers a frame).  Memory
+    per task: a float32 background and foreground of :data:`SAMPLE_FRAMES_PER_TASK`
+    frames; this process receives a strided sample of the foreground, the shifts and
+    one (y, x) noise map.
     """
     n_frames = int(frames.shape[0])
     picked_frames, sample_background = threshold_sample(frames, u, s, vt, rank=rank)
     sample = foreground_frames(picked_frames, sample_background)
     # only the values auto_threshold uses: each task returns a stride-th of its frames
     sample = sample.reshape(-1)[:: threshold_sample_stride(sample.size)]
+    shifts = da.map_blocks(
+        shifts_of_block,
+        picked_frames,
+        sample_background,
+        drop_axis=2,
+        chunks=(picked_frames.chunks[0], (3,)),
+        dtype=np.float32,
+        meta=np.empty((0, 0), np.float32),
+    )
     if video is not None:
         noise = job.noise_scale(video, frames)
-        measured = job.fetch(sample) + ([] if noise is None else job.gather([noise]))
+        measured = job.fetch(sample, shifts) + ([] if noise is None else job.gather([noise]))
     else:
         firsts = noise_pair_frames(n_frames)
-        measured = job.fetch(*([sample, noise_scale_of(frames, firsts)] if firsts.size else [sample]))
+        measured = job.fetch(
+            *([sample, shifts, noise_scale_of(frames, firsts)] if firsts.size else [sample, shifts])
+        )
     threshold = float(auto_threshold(measured[0]))
     warning = poor_fit_warning(measured[0], threshold=threshold)
     if warning is not None:
         warnings.warn(warning, RuntimeWarning, stacklevel=2)
+    camera = camera_motion(measured[1])
+    camera_warning = camera.warning()
+    if camera_warning is not None and video is not None:  # the video's, said once per command
+        job.warn_once(("camera", video.location.url, video.fingerprint), camera_warning)
+    elif camera_warning is not None:
+        warnings.warn(camera_warning, RuntimeWarning, stacklevel=2)
     pixel_thresholds: float | npt.NDArray[np.float32] = threshold
-    if len(measured) > 1:
-        pixel_thresholds = threshold_map(threshold, measured[1])
+    if len(measured) > 2:
+        pixel_thresholds = threshold_map(threshold, measured[2])
     raised_share = float(np.mean(np.asarray(pixel_thresholds) > threshold))
     return MeasuredThreshold(
-        threshold=threshold, pixel_thresholds=pixel_thresholds, raised_share=raised_share, warning=warning
+        threshold=threshold,
+        pixel_thresholds=pixel_thresholds,
+        raised_share=raised_share,
+        warning=warning,
+        camera=camera,
     )
 
 

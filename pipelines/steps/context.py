@@ -10,6 +10,7 @@ A command that will compute can start the embedded cluster early, in a thread
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class JobContext:
     _starting: _ClusterStart | None = field(default=None, init=False, repr=False)
     _held: dict[tuple[str, str], da.Array] = field(default_factory=dict, init=False, repr=False)
     _noise: dict[tuple[str, str, str], Any] = field(default_factory=dict, init=False, repr=False)
+    _warned: set[tuple[str, ...]] = field(default_factory=set, init=False, repr=False)
     connections: int = field(default=0, init=False)
     """How many Clients this context has opened (one at most: tests check it)."""
 
@@ -103,6 +105,16 @@ class JobContext:
         """Tell the user ``message`` (one line), unless the context is quiet."""
         if self.log is not None:
             self.log(message)
+
+    def warn_once(self, key: tuple[str, ...], message: str) -> None:
+        """Issue ``message`` as a ``RuntimeWarning`` the first time this context meets ``key``.
+
+        For what belongs to a video rather than to one step or model (a camera that
+        moved): a command that measures it several times says it once.
+        """
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     @property
     def remote(self) -> bool:

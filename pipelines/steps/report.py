@@ -370,6 +370,8 @@ def _separation(
     }
     if shown.get("threshold_warning"):  # separate's, when its background did not fit
         summary["threshold_warning"] = str(shown["threshold_warning"])
+    if shown.get("camera_warning"):  # separate's, when the sampled frames moved
+        summary["camera_warning"] = str(shown["camera_warning"])
     warning = unseen_background_warning(unseen)
     if warning is not None:
         summary["warning"] = warning

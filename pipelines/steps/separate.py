@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS, checked_plate_window, chosen_model
+from pipelines.camera_motion import CameraMotion
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
 from pipelines.images import image_png
@@ -178,11 +179,13 @@ def separate(
         refuse_non_finite(chosen.name, [bool(np.isfinite(a).all()) for a in background_factors])
         threshold_rule = "given"
         threshold_warning = None
+        camera: dict[str, Any] = {}
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
             measured = measure_auto_threshold(job, frames, u, s, vt, rank=k, video=video)
             threshold, pixel_thresholds = measured.threshold, measured.pixel_thresholds
             threshold_warning = measured.warning
+            camera = _camera_record(measured.camera)
             job.say(measured.describe())
         else:
             pixel_thresholds = float(threshold)
@@ -264,6 +267,7 @@ def separate(
         "encode_s": round(encode_s, 3),
         "videos": make_videos,
         **({"threshold_warning": threshold_warning} if threshold_warning else {}),
+        **camera,
     }
     write_file_atomic(folder.separation_json, json.dumps(timing, indent=2) + "\n")
     job.say(f"wrote {', '.join(outputs)} in {folder.path}")
@@ -274,6 +278,21 @@ def separate(
         outputs=outputs,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def _camera_record(camera: CameraMotion | None) -> dict[str, Any]:
+    """What separation.json keeps of the sampled frames' shifts: numbers, and the warning if any."""
+    if camera is None:
+        return {}
+    warning = camera.warning()
+    return {
+        "camera_motion": {
+            "sampled_frames": camera.sampled,
+            "moved_frames": camera.moved_frames,
+            "largest_shift_px": round(camera.largest_shift_px, 1),
+        },
+        **({"camera_warning": warning} if warning else {}),
+    }
 
 
 def describe_shadows(shadow_ratio: float | None) -> str:
