@@ -22,6 +22,9 @@ generic table):
 ``separation`` : dict
     How the masks were made (background, rank, threshold and its rule, clean-up)
     and the activity summary; shown with the ``activity`` and ``masks`` figures.
+    Its warnings (``warning`` and keys ending in ``_warning``: a background that does
+    not fit, a camera that moved, pixels whose background was hardly seen) are also
+    shown under the title, where they are seen first.
 ``quality`` : dict or list
     Scores against ground truth, e.g. ``{method: Scores.as_dict()}``: a mapping of
     methods to their scores is shown as one row per method, F-measure first, with the
@@ -108,6 +111,7 @@ figure { display: inline-block; margin: 0.5em 1em 0.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #555; }
 img.pixels { image-rendering: pixelated; min-width: 320px; }
+.warnings { border: 1px solid #d9a400; background: #fff8e1; padding: 0.2em 1em; }
 """
 
 
@@ -150,6 +154,7 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
         "</head>",
         "<body>",
         f"<h1>{_text(title)}</h1>",
+        *_warnings_html(report.get("separation")),
     ]
     for key, heading in (("video", "Video"), ("factors", "Factors")):
         if key in report:
@@ -212,6 +217,18 @@ def render_report_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -
         parts += ["<h2>Provenance</h2>", _value_html(report["provenance"])]
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+def _warnings_html(separation: Any) -> list[str]:
+    """The separation's warnings as one highlighted box, or nothing."""
+    if not isinstance(separation, Mapping):
+        return []
+    lines = [
+        f"<p><b>{_text(_label(key))}:</b> {_text(value)}</p>"
+        for key, value in separation.items()
+        if (key == "warning" or str(key).endswith("_warning")) and value
+    ]
+    return ['<div class="warnings">', *lines, "</div>"] if lines else []
 
 
 def _quality_html(quality: Any) -> str:

@@ -199,3 +199,22 @@ def test_quality_is_one_row_per_method_f_measure_first() -> None:
     assert cells[0][0] == "0.9" and cells[2][0] == "0.5"  # F-measure first
     assert cells[1][-1] == "1.5 s" and cells[0][-1] == "—"  # the fit time only where there is one
     assert ">890<" not in table  # the counts stay in report.json
+
+
+def test_warnings_of_the_separation_come_first_in_one_box() -> None:
+    camera = "the camera moves: 14 of 24 sampled frames <sit> up to 21 pixels away"
+    page = render_report_html(
+        {
+            "title": "t",
+            "video": {"frames": 3},
+            "separation": {"threshold": 30.0, "camera_warning": camera, "warning": "", "rank": 1},
+        },
+        {},
+    )
+    box = re.search(r'<div class="warnings">(.*?)</div>', page, flags=re.S)
+    assert box is not None and page.index(box.group(0)) < page.index("<h2>Video</h2>")
+    assert box.group(1).count("<p>") == 1  # the empty warning is not shown
+    assert "camera warning:</b> the camera moves: 14 of 24 sampled frames &lt;sit&gt;" in box.group(1)
+    assert "camera warning" in page[page.index("<h2>Separation</h2>") :]  # and still in its table
+    quiet = render_report_html({"separation": {"threshold": 30.0}}, {})
+    assert 'class="warnings"' not in quiet
