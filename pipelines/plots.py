@@ -28,6 +28,8 @@ __all__ = ["activity_png", "energy_png", "foreground_share_png", "spectrum_png"]
 
 _DPI: Final = 100
 _PLOT_SIZE: Final = (6.4, 3.6)  # inches
+_LINE_PLOT_MARGINS: Final = {"left": 0.12, "right": 0.97, "bottom": 0.14, "top": 0.9}
+"""Shares of the figure around a line plot's axes (see :func:`_figure`)."""
 
 
 def spectrum_png(s: npt.ArrayLike) -> bytes:
@@ -150,7 +152,7 @@ def foreground_share_png(share: npt.ArrayLike, *, mostly: float) -> bytes:
     # as grey levels of 255ths, shrunk to about the width shown (a display: the rounding is invisible)
     levels = _shrunk(np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8))
     outlined = _shrunk(np.where(values > mostly, np.uint8(255), np.uint8(0))) > 127
-    figure, axes = _figure()
+    figure, axes = _figure(fitted=True)
     image = axes.imshow(
         levels * np.float32(100 / 255), cmap="magma", vmin=0, vmax=100, interpolation="nearest"
     )
@@ -181,9 +183,18 @@ def _shrunk(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return shrunk
 
 
-def _figure() -> tuple[Figure, Axes]:
-    figure = Figure(figsize=_PLOT_SIZE, dpi=_DPI, layout="constrained")
+def _figure(*, fitted: bool = False) -> tuple[Figure, Axes]:
+    """A figure of :data:`_PLOT_SIZE` and its axes.
+
+    Line plots (``fitted`` False) get fixed margins, room for a title, axis labels and
+    tick labels of up to six characters; a map with a colour bar is laid out by
+    matplotlib's constrained layout, which measures every text and costs most of a
+    plot's drawing time (the report draws four).
+    """
+    figure = Figure(figsize=_PLOT_SIZE, dpi=_DPI, layout="constrained" if fitted else None)
     FigureCanvasAgg(figure)
+    if not fitted:
+        figure.subplots_adjust(**_LINE_PLOT_MARGINS)
     axes = figure.add_subplot(1, 1, 1)
     return figure, axes
 

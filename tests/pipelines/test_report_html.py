@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipelines.images import background_png, components_png, image_png
 from pipelines.metrics import rank_table
-from pipelines.plots import energy_png, spectrum_png
+from pipelines.plots import activity_png, energy_png, spectrum_png
 from pipelines.report_html import render_report_html
 from pipelines.scores import Scores
 from storage.errors import InvalidParameterError
@@ -44,6 +44,19 @@ def test_plots_are_png_bytes() -> None:
     assert components_png([np.zeros((4, 4)), rng.uniform(size=(4, 4, 3))], titles=["flat", "rgb"]).startswith(
         PNG
     )
+
+
+def test_line_plots_keep_their_labels_inside_the_picture() -> None:
+    """Fixed margins: with the widest tick labels these plots meet, no text runs off an edge."""
+    s = np.geomspace(1e9, 1e-3, 400)  # tick labels 10^-3 .. 10^9, 400 components
+    busy = np.linspace(0, 1, 90_000)  # 100 % of the frame, an hour at 25 fps (x ticks of 4 digits)
+    for data in (spectrum_png(s), energy_png(s), activity_png(busy, fps=25.0, marked_frames=[0, 89_999])):
+        pixels = np.asarray(_decode(data).convert("L"))
+        assert pixels.shape == (360, 640)
+        edges = np.concatenate(
+            [pixels[:2].ravel(), pixels[-2:].ravel(), pixels[:, :2].ravel(), pixels[:, -2:].ravel()]
+        )
+        assert edges.min() == 255, "a label reaches the edge of the picture"
 
 
 def test_plates_side_by_side_keep_their_grey_levels() -> None:
