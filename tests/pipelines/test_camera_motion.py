@@ -18,7 +18,7 @@ from pipelines.camera_motion import (
 )
 from pipelines.scene_effects import shaken
 from pipelines.scene_textures import render_background
-from pipelines.synthetic import SceneSpec
+from pipelines.synthetic import SceneSpec, write_scene
 from tests.helpers import run_cli
 
 
@@ -100,8 +100,6 @@ def test_run_warns_of_a_shaking_camera_once_and_records_it(
     """A camera shaken by up to 3 pixels at every frame, through the real encoder: one warning line,
     in separation.json and in the report; the same scene with a still camera: none, and 0 frames moved."""
     spec = SceneSpec(width=96, height=72, n_frames=60, n_objects=2, camera_jitter=jitter, seed=11)
-    from pipelines.synthetic import write_scene
-
     video = tmp_path / "scene.mp4"
     write_scene(spec, video, truth_dir=tmp_path / "truth")
     out = tmp_path / "out"
@@ -136,3 +134,26 @@ def test_run_warns_of_a_shaking_camera_once_and_records_it(
         )
         assert status == 0, stderr
         assert stderr.count("vidsvd: warning: the camera moves") == 1, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("video", "moves"),
+    [
+        ("overhead-pedestrians-720p/overhead_pedestrians_720p.avi", True),  # tilts: 23 pixels over the clip
+        ("pets-campus-480x360/vtest.avi", False),
+        ("i2r-escalator/escalator.avi", False),  # its steps move at every frame; the camera does not
+    ],
+)
+def test_real_cameras_that_move_are_told_apart_from_still_ones(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], video: str, moves: bool
+) -> None:
+    out = tmp_path / "out"
+    status, _, stderr = run_cli(capsys, "run", str(shared_data / video), "--out", str(out), "--no-videos")
+    assert status == 0, stderr
+    assert ("vidsvd: warning: the camera moves" in stderr) is moves
+    motion = json.loads((out / "separation.json").read_text())["camera_motion"]
+    if moves:
+        assert motion["moved_frames"] >= 12 and motion["largest_shift_px"] >= 15, motion
+    else:
+        assert motion["moved_frames"] == 0, motion
