@@ -10,7 +10,7 @@ The shift of one frame (:func:`frame_shift`):
 
 - both images are reduced (Gaussian pyramid, halving) until the longer side is at most
   :data:`WORKING_SIDE` pixels; the shift is measured there and scaled back, so it is
-  exact to the reduction factor (1 pixel up to 640 wide, 2 at 720p, 6 at 4K);
+  exact to the reduction factor (1 pixel up to 640 wide, 2 at 720p, 4 at 1080p, 8 at 4K);
 - the cost of a shift is the mean over the background's strongest edges (the top
   :data:`EDGE_SHARE` of its gradient magnitude) of the absolute difference of the two
   gradient components, each capped at the 90th percentile of the background's gradient
