@@ -48,6 +48,7 @@ from storage.layout import (
     FACTOR_VT,
     FACTORS_CHUNK_BYTES,
     FACTORS_GROUP,
+    FRAME_SHIFTS_ATTR,
     GRAM_EIGENVALUES_ATTR,
     GRAM_TRACE_ATTR,
     S_DIMS,
@@ -183,6 +184,30 @@ class StoredFactors:
         return float(trace), values[: self.rank]
 
     @property
+    def frame_shifts(self) -> npt.NDArray[np.int64] | None:
+        """Each frame's whole-pixel shift (T, 2), (dy, dx), where the fit registered the frames.
+
+        A fitted background records them (:data:`FRAME_SHIFTS_ATTR`) when the camera
+        moved (:mod:`pipelines.registration`); None otherwise.
+
+        Raises
+        ------
+        StoreIncompleteError
+            Recorded shifts that are not one pair of integers per frame of Vt.
+        """
+        recorded = self.attrs.get(FRAME_SHIFTS_ATTR)
+        if recorded is None:
+            return None
+        table = np.asarray(recorded)
+        n_frames = int(self.Vt.shape[1])
+        if table.shape != (n_frames, 2) or not np.issubdtype(table.dtype, np.integer):
+            raise StoreIncompleteError(
+                f"factors {self.name!r} record frame shifts of shape {table.shape}, not ({n_frames}, 2)"
+                " integers; fit them again (vidsvd separate --force)"
+            )
+        return table.astype(np.int64)
+
+    @property
     def versions(self) -> dict[str, str]:
         """Versions of the libraries that computed the factors."""
         return {str(k): str(v) for k, v in self.attrs.get("versions", {}).items()}
@@ -190,7 +215,8 @@ class StoredFactors:
     @property
     def provenance(self) -> dict[str, Any]:
         """What the factors were computed with and from (a JSON-ready copy, without versions)."""
-        return {key: value for key, value in self.attrs.items() if key not in ("versions", COMPLETE_ATTR)}
+        hidden = ("versions", COMPLETE_ATTR, FRAME_SHIFTS_ATTR)  # the shifts: a number per frame
+        return {key: value for key, value in self.attrs.items() if key not in hidden}
 
 
 def factors_chunks(

@@ -37,6 +37,9 @@ GRAM_TRACE_ATTR: Final = "gram_trace"
 """Attribute of factors of the Gram method: ``trace(M^T M) = ||M||_F^2``, exact."""
 GRAM_EIGENVALUES_ATTR: Final = "gram_eigenvalues"
 """Attribute of factors of the Gram method: the eigenvalues ``s_i^2`` of M^T M, float64."""
+FRAME_SHIFTS_ATTR: Final = "frame_shifts"
+"""Attribute of a fitted background whose frames were registered: each frame's whole-pixel
+shift [dy, dx] against the plate, one pair per frame (:mod:`pipelines.registration`)."""
 FACTORS_CHUNK_BYTES: Final = 32 * 2**20
 """Target size of one chunk of U or Vt: 32 MiB of float32, every component in a chunk."""
 

@@ -13,12 +13,14 @@ import numpy.typing as npt
 from cluster.client import describe, worker_memory_limit
 from pipelines.background_models import (
     FITTED_MODELS,
+    GAIN_SAMPLE_FRAMES,
     PLATE_BLEND,
     PLATE_WINDOW_S,
     plate_windows,
     sample_plate,
     window_factors,
 )
+from pipelines.camera_motion import CameraMotion
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.masks import (
     auto_threshold,
@@ -40,6 +42,7 @@ from pipelines.median_counts import (
     window_starts,
 )
 from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
+from pipelines.registration import registered, shifts_against
 from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.recompute import recomputed_if_inconsistent
@@ -47,6 +50,7 @@ from pipelines.stopped_objects import COUNTED_EVERY, alternatives, swapped_pixel
 from storage.errors import InvalidParameterError
 from storage.factor_lookup import FactorsSummary, complete_factors
 from storage.factors import StoredFactors, open_factors, write_factors
+from storage.layout import FRAME_SHIFTS_ATTR
 from storage.store import StoreLocation
 from storage.video_array import StoredVideo, open_video
 from storage.writer_lock import writer_lock
@@ -54,14 +58,20 @@ from storage.writer_lock import writer_lock
 __all__ = ["fit_background", "stored_plate_window"]
 
 _PASSES = {"median": 1, "robust": 3}  # reads of the video, per model of FITTED_MODELS, beyond its sample
+REGISTRATION_RULE = (
+    "; where one plate serves the video and the camera moved (more than a quarter of 24"
+    " sampled frames shifted against the first plate), each frame moved back by its whole-pixel"
+    " shift (two rounds: against the first plate, then against the plate of the frames moved back)"
+)
+"""How a fitted background registers the frames of a camera that moved (:mod:`pipelines.registration`)."""
 ROBUST_FIT = (
     f"median of the frames divided by their gains, then the gains against it ({GAIN_RULE});"
     " where an object stood longer than the ground was seen, the ground seen around it"
-    " or, across a wide place, grown inward from its border"
+    " or, across a wide place, grown inward from its border" + REGISTRATION_RULE
 )
 """How the robust model's factors were fitted, recorded with them: factors fitted
 another way (the plain median times gains, before) are fitted again, not reused."""
-_FITS = {"median": "exact temporal median", "robust": ROBUST_FIT}
+_FITS = {"median": "exact temporal median" + REGISTRATION_RULE, "robust": ROBUST_FIT}
 
 
 def fit_background(
@@ -195,6 +205,7 @@ def _fit_and_write(
     plates, gains = [], []
     reads = 0  # of the video: the most any of its windows took
     held = job.frames_to_read(video)
+    shifts: npt.NDArray[np.int64] | None = None  # registered frames' shifts (one window only)
     for number, (start, stop) in enumerate(windows):
         frames = held[start:stop]
         label = f"{model}" + (f", plate {number + 1} of {len(windows)}" if len(windows) > 1 else "")
@@ -211,6 +222,14 @@ def _fit_and_write(
         first_plate = client.compute(sample_plate(frames))
         job.wait([first_plate], description=f"{label}: sample plate", frames=None)
         guess = np.asarray(first_plate.result())
+        segment_reads = 1
+        if len(windows) == 1:
+            found = _registration(client, job, frames, guess, label=label)
+            if found is not None:  # the camera moved: the fit goes on with the frames moved back
+                shifts, guess = found
+                frames = registered(frames, shifts)
+                threshold_frames = _threshold_frames(job, video, frames) if model == "robust" else []
+                segment_reads += 1
         starts = window_starts(guess)
         divide_by = None
         if model == "robust":
@@ -226,7 +245,6 @@ def _fit_and_write(
             counted = client.compute(window_counts(frames, starts, frames_per_task=per_task))
             job.wait([counted], description=f"{label}: pass 1", frames=n_frames)
             window_rows = np.asarray(counted.result())
-        segment_reads = 1
         plate, missed = median_in_windows(window_rows, starts, n_frames=n_frames)
         if missed.any():
             pixels = np.flatnonzero(missed)
@@ -269,9 +287,47 @@ def _fit_and_write(
             "video_fingerprint": video.fingerprint,
             "wall_time_s": round(time.perf_counter() - started, 3),
             "cluster": describe(client),
+            **({} if shifts is None else {FRAME_SHIFTS_ATTR: shifts.tolist()}),
         },
         overwrite=True,
     )
+
+
+def _registration(
+    client: distributed.Client, job: JobContext, frames: da.Array, guess: npt.NDArray[np.uint8], *, label: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]] | None:
+    """Each frame's shift and the plate of the frames moved back, when the camera moved; else None.
+
+    The :data:`~pipelines.steps.auto_threshold.THRESHOLD_SAMPLE_FRAMES` frames the
+    threshold samples are measured against ``guess`` (the plate of the raw frames); when
+    more than :data:`~pipelines.camera_motion.MOVED_SHARE` of them moved, so are the
+    frames of the sample plate, which is made again from them moved back, and every
+    frame is measured against that (one read): the shifts of that second round.
+    """
+    n_frames = int(frames.shape[0])
+    picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
+    sampled = np.asarray(job.fetch(shifts_against(frames[picked], guess))[0])
+    lengths = np.hypot(sampled[:, 0], sampled[:, 1])
+    motion = CameraMotion(
+        sampled=len(picked),
+        moved_frames=int(np.count_nonzero(lengths)),
+        largest_shift_px=float(lengths.max()) if lengths.size else 0.0,
+    )
+    if not motion.moved:
+        return None
+    job.say(
+        f"{label}: the camera moves ({motion.moved_frames} of {motion.sampled} sampled frames, up to"
+        f" {motion.largest_shift_px:.0f} pixels): registering every frame to the plate (1 more read)"
+    )
+    # the first round only for the frames of the sample plate, which it makes again
+    plate_frames = frames[sample_frames(n_frames, GAIN_SAMPLE_FRAMES)]
+    first = np.asarray(job.fetch(shifts_against(plate_frames, guess))[0], dtype=np.int64)
+    moved_plate = client.compute(sample_plate(registered(plate_frames, first), n_sample=len(first)))
+    job.wait([moved_plate], description=f"{label}: registered sample plate", frames=None)
+    plate = np.asarray(moved_plate.result())
+    every_frame = client.compute(shifts_against(frames, plate))
+    job.wait([every_frame], description=f"{label}: frame shifts", frames=n_frames)
+    return np.asarray(every_frame.result(), dtype=np.int64), plate
 
 
 def _median_of_pixels(

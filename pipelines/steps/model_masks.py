@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from pipelines.background_models import BACKGROUND_MODELS, FITTED_MODELS
 from pipelines.factor_masks import masks_from_factors
+from pipelines.registration import moved_forward, registered
 from pipelines.steps.auto_threshold import measure_auto_threshold
 from pipelines.steps.background import fit_background, stored_plate_window
 from pipelines.steps.context import JobContext
@@ -110,6 +111,10 @@ def model_masks(
         rank = min(chosen.rank, len(video.segments))
     client = context.computing_on(video.location)
     all_frames = context.frames_to_read(video)
+    # a fit that registered the frames: compared moved back, masks moved forward (as separate does)
+    shifts = chosen.frame_shifts if model in FITTED_MODELS else None
+    if shifts is not None:
+        all_frames = registered(all_frames, shifts)
     u, s, vt = client.persist([chosen.U[:, :rank], chosen.s[:rank], chosen.Vt[:rank]])
     refuse_non_finite(chosen.name, [bool(flag) for flag in context.fetch(*finite_flags(u, s, vt))])
     started = time.perf_counter()
@@ -130,6 +135,8 @@ def model_masks(
         shadow_ratio=shadow_ratio,
     )
     predicted = np.asarray(context.fetch(found)[0]) > 0
+    if shifts is not None:
+        predicted = moved_forward(predicted, shifts[wanted])
     shadows_taken = ""
     if shadows:
         shadows_taken = (

@@ -25,6 +25,7 @@ from pipelines.factor_masks import masks_from_factors
 from pipelines.images import image_png
 from pipelines.mask_cleanup import CLEANUP_RULE
 from pipelines.masks import AUTO_THRESHOLD_RULE, PIXEL_NOISE_FACTOR, masks
+from pipelines.registration import moved_back, moved_forward, registered, unregistered
 from pipelines.separate import (
     background_frames,
     background_images,
@@ -171,6 +172,9 @@ def separate(
             k = chosen.rank  # one background per source video and window
         client = job.computing_on(video.location)
         frames = job.frames_to_read(video)
+        # a fit that registered the frames: compared with the plate moved back, masks moved forward
+        shifts = chosen.frame_shifts if chosen.method in FITTED_MODELS else None
+        compared = frames if shifts is None else registered(frames, shifts)
         job.say(f"separating with factors {chosen.name!r}, rank {k}")
         u, s, vt = client.persist([chosen.U[:, :k], chosen.s[:k], chosen.Vt[:k]])
         # the background's factors (P x k) here, checked before any use: the foreground is
@@ -182,7 +186,7 @@ def separate(
         camera: dict[str, Any] = {}
         if threshold is None:
             threshold_rule = AUTO_THRESHOLD_RULE
-            measured = measure_auto_threshold(job, frames, u, s, vt, rank=k, video=video)
+            measured = measure_auto_threshold(job, compared, u, s, vt, rank=k, video=video)
             threshold, pixel_thresholds = measured.threshold, measured.pixel_thresholds
             threshold_warning = measured.warning
             camera = _camera_record(measured.camera)
@@ -192,7 +196,7 @@ def separate(
         shadow_ratio = None
         if shadows:
             shadow_ratio = measure_shadow_ratio(
-                job, frames, u, s, vt, rank=k, pixel_thresholds=pixel_thresholds
+                job, compared, u, s, vt, rank=k, pixel_thresholds=pixel_thresholds
             )
             job.say(describe_shadows(shadow_ratio))
         record = SeparationRecord(
@@ -212,14 +216,14 @@ def separate(
             background = background_frames(
                 u, s, vt, rank=k, height=height, width=width, frame_chunks=frames.chunks[0]
             )
-            foreground = foreground_frames(frames, background)
+            foreground = foreground_frames(compared, background)
             arrays = {
                 # one graph for both arrays: each task computes a chunk's background once
                 # (shadows need the frames beside it: their masks are made from the factors)
                 MASKS_ARRAY: masks(foreground, threshold=pixel_thresholds)
                 if shadow_ratio is None
                 else masks_from_factors(
-                    frames, u, s, vt, threshold=pixel_thresholds, shadow_ratio=shadow_ratio
+                    compared, u, s, vt, threshold=pixel_thresholds, shadow_ratio=shadow_ratio
                 ),
                 FOREGROUND_ARRAY: to_storage_foreground(foreground),
             }
@@ -227,10 +231,12 @@ def separate(
             # the same masks, a tile of each chunk at a time: no float32 chunk is made
             arrays = {
                 MASKS_ARRAY: masks_from_factors(
-                    frames, u, s, vt, threshold=pixel_thresholds, shadow_ratio=shadow_ratio
+                    compared, u, s, vt, threshold=pixel_thresholds, shadow_ratio=shadow_ratio
                 )
             }
             remove_derived(video.location, FOREGROUND_ARRAY)
+        if shifts is not None:  # in the camera's coordinates, where the frames are
+            arrays = {name: unregistered(array, shifts) for name, array in arrays.items()}
         # nothing is held whole: each task writes its chunk's arrays
         write = prepare_derived(video.location, arrays=arrays, record=record)
         stored = client.compute(write.task)
@@ -249,7 +255,12 @@ def separate(
         # cluster is left without workers; after this step's own closed, dask's threads
         compute = job.fetch if context is not None else dask.compute
         n_frames, blocks = stored_blocks(
-            video, frames=originals, factors=background_factors, progress=job.progress, compute=compute
+            video,
+            frames=originals,
+            factors=background_factors,
+            progress=job.progress,
+            compute=compute,
+            shifts=shifts,
         )
         if not masks_video:
             folder.masks_mp4.unlink(missing_ok=True)  # an earlier separation's, not this one's
@@ -268,6 +279,7 @@ def separate(
         "videos": make_videos,
         **({"threshold_warning": threshold_warning} if threshold_warning else {}),
         **camera,
+        **({} if shifts is None else {"frames_registered": _registered_record(shifts)}),
     }
     write_file_atomic(folder.separation_json, json.dumps(timing, indent=2) + "\n")
     job.say(f"wrote {', '.join(outputs)} in {folder.path}")
@@ -278,6 +290,16 @@ def separate(
         outputs=outputs,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def _registered_record(shifts: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """What separation.json says of a registered fit's shifts: how many frames moved, how far."""
+    lengths = np.hypot(shifts[:, 0], shifts[:, 1])
+    return {
+        "moved_frames": int(np.count_nonzero(lengths)),
+        "frames": int(lengths.size),
+        "largest_shift_px": round(float(lengths.max()), 1) if lengths.size else 0.0,
+    }
 
 
 def _camera_record(camera: CameraMotion | None) -> dict[str, Any]:
@@ -355,6 +377,7 @@ def stored_blocks(
     factors: Sequence[npt.NDArray[np.float32]],
     progress: bool,
     compute: Callable[..., Sequence[Any]] = dask.compute,
+    shifts: npt.NDArray[np.int64] | None = None,
 ) -> tuple[int, Blocks]:
     """The frame count and (original, foreground, mask), chunk by chunk.
 
@@ -368,7 +391,9 @@ def stored_blocks(
     and encoded (one thread), so the cluster's reads overlap the caller's work.
 
     ``compute`` computes a chunk's two arrays (``dask.compute``, or a job context's
-    :meth:`~pipelines.steps.context.JobContext.fetch`).
+    :meth:`~pipelines.steps.context.JobContext.fetch`).  With ``shifts`` (T, 2), a
+    registered fit's, each original is moved back to the plate for its foreground, which
+    is moved forward again (:mod:`pipelines.registration`), as the stored masks were.
 
     Memory: two chunks of each of the three arrays at a time, plus the factors.
     """
@@ -390,7 +415,13 @@ def stored_blocks(
                 assert ahead is not None
                 original, mask = ahead.result()
                 ahead = reader.submit(read, *bounds[index + 1]) if index + 1 < len(bounds) else None
-                fg = foreground_block(original, u, s, vt[:, start:stop])
+                if shifts is None:
+                    fg = foreground_block(original, u, s, vt[:, start:stop])
+                else:
+                    moved = shifts[start:stop]
+                    fg = moved_forward(
+                        foreground_block(moved_back(original, moved), u, s, vt[:, start:stop]), moved
+                    )
                 bar.update(stop - start)
                 yield original, fg, mask
         bar.close()
