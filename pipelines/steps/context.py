@@ -46,6 +46,7 @@ WORKER_MODULES: Final = (
     "pipelines.background_models",
     "pipelines.median_counts",
     "pipelines.frame_gains",
+    "pipelines.registration",
     "pipelines.matrix",
     "pipelines.separate",
     "pipelines.factor_masks",
