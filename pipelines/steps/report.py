@@ -372,6 +372,8 @@ def _separation(
         summary["threshold_warning"] = str(shown["threshold_warning"])
     if shown.get("camera_warning"):  # separate's, when the sampled frames moved
         summary["camera_warning"] = str(shown["camera_warning"])
+    if isinstance(shown.get("frames_registered"), dict):  # a fit that registered the frames
+        summary["frames_registered"] = dict(shown["frames_registered"])
     warning = unseen_background_warning(unseen)
     if warning is not None:
         summary["warning"] = warning

@@ -91,6 +91,9 @@ def test_a_shaking_camera_is_registered_and_its_masks_stay_where_the_frames_are(
     assert counts.max() >= 0.95 * spec.n_frames, dict(zip(map(tuple, offsets), counts, strict=True))
     separation = json.loads((out / "separation.json").read_text())
     assert separation["frames_registered"]["frames"] == spec.n_frames
+    report = json.loads((out / "report.json").read_text())["separation"]
+    assert report["frames_registered"] == separation["frames_registered"]
+    assert "frames registered" in (out / "report.html").read_text()
     assert (out / "compare.mp4").stat().st_size > 0 and (out / "foreground.mp4").stat().st_size > 0
     status, stdout, stderr = run_cli(
         capsys,
