@@ -61,7 +61,7 @@ _PASSES = {"median": 1, "robust": 3}  # reads of the video, per model of FITTED_
 REGISTRATION_RULE = (
     "; where one plate serves the video and the camera moved (more than a quarter of 24"
     " sampled frames shifted against the first plate), each frame moved back by its whole-pixel"
-    " shift (two rounds: against the first plate, then against the plate of the frames moved back)"
+    " shift against the plate of the first plate's frames moved back by theirs"
 )
 """How a fitted background registers the frames of a camera that moved (:mod:`pipelines.registration`)."""
 ROBUST_FIT = (
