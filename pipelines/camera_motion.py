@@ -64,6 +64,7 @@ __all__ = [
     "ShiftEstimator",
     "camera_motion",
     "frame_shift",
+    "motion_of_shifts",
     "shifts_of_block",
 ]
 
@@ -92,6 +93,10 @@ _GRID: Final = 4
 
 _MIN_TILE_EDGES: Final = 16
 """Edge pixels a tile needs to take part in the agreement test."""
+
+_BORDER_SLACK: Final = 4
+"""Pixels beyond a level's largest shift kept clear of edges: finer levels search around
+twice the coarser one's shift, one or two of their pixels past its reach."""
 
 _MIN_INTERIOR: Final = 8
 """Pixels per side left after the search margin: smaller images are not measured."""
@@ -192,10 +197,15 @@ class ShiftEstimator:
         self.working = _levels_above(max(reference.shape), WORKING_SIDE)
         self.coarse = self.working + _levels_above(max(reference.shape) / 2**self.working, COARSE_SIDE)
         references = _pyramid(reference, self.coarse)
-        self.search = max(4, round(MAX_SHIFT_SHARE * max(references[self.working].shape)))
-        self.levels = {
-            level: _EdgeCosts(references[level], margin=-(-self.search // 2 ** (level - self.working)) + 4)
+        search = max(4, round(MAX_SHIFT_SHARE * max(references[self.working].shape)))
+        # the largest shift searched on each level, in its pixels
+        self.reach = {
+            level: -(-search // 2 ** (level - self.working))
             for level in range(self.coarse, self.working - 1, -1)
+        }
+        self.levels = {
+            level: _EdgeCosts(references[level], margin=reach + _BORDER_SLACK)
+            for level, reach in self.reach.items()
         }
 
     def shift(self, frame: npt.ArrayLike) -> FrameShift:
@@ -212,8 +222,8 @@ class ShiftEstimator:
         dy = dx = 0
         for level in range(self.coarse, self.working - 1, -1):
             costs = self.levels[level]
-            costs.take(images[level])
-            reach = costs.margin - 4 if level == self.coarse else 1
+            gradients = _gradients(images[level])
+            reach = self.reach[level] if level == self.coarse else 1
             centre = (0, 0) if level == self.coarse else (2 * dy, 2 * dx)
             candidates = [
                 (centre[0] + ddy, centre[1] + ddx)
@@ -221,15 +231,13 @@ class ShiftEstimator:
                 for ddx in range(-reach, reach + 1)
                 if max(abs(centre[0] + ddy), abs(centre[1] + ddx)) < costs.margin
             ]
-            means = costs.means(candidates).tolist()
+            means = costs.differences(gradients, candidates).mean(axis=1).tolist()
             # the cheapest; of equal costs, the shortest
             best = min(range(len(candidates)), key=lambda k: (means[k], sum(map(abs, candidates[k]))))
             dy, dx = candidates[best]
         if (dy, dx) == (0, 0):
             return FrameShift(dy=0, dx=0, agreement=1.0)
-        return FrameShift(
-            dy=dy * factor, dx=dx * factor, agreement=self.levels[self.working].agreement(dy, dx)
-        )
+        return FrameShift(dy=dy * factor, dx=dx * factor, agreement=costs.agreement(gradients, dy, dx))
 
 
 def shifts_of_block(
@@ -252,10 +260,16 @@ def camera_motion(shifts: npt.ArrayLike) -> CameraMotion:
     agreed = [
         FrameShift(dy=int(dy), dx=int(dx), agreement=float(agreement)).agreed for dy, dx, agreement in rows
     ]
-    lengths = np.hypot(rows[:, 0], rows[:, 1])[agreed]
+    return motion_of_shifts(np.where(np.array(agreed, dtype=bool)[:, None], rows[:, :2], 0.0))
+
+
+def motion_of_shifts(shifts: npt.ArrayLike) -> CameraMotion:
+    """Sum up agreed shifts (n, 2), (0, 0) for a frame without one: how many moved, and how far."""
+    table = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
+    lengths = np.hypot(table[:, 0], table[:, 1])
     return CameraMotion(
-        sampled=int(rows.shape[0]),
-        moved_frames=int(sum(agreed)),
+        sampled=int(table.shape[0]),
+        moved_frames=int(np.count_nonzero(lengths)),
         largest_shift_px=float(lengths.max()) if lengths.size else 0.0,
     )
 
@@ -279,7 +293,8 @@ def _pyramid(image: npt.NDArray[np.float32], levels: int) -> list[npt.NDArray[np
 class _EdgeCosts:
     """Costs of shifts of one pyramid level, over the background's strongest edges.
 
-    The background's side is prepared once; :meth:`take` sets the frame's side.
+    The background's side is prepared once; each call takes the frame's gradients at
+    this level (:func:`_gradients`).
     """
 
     def __init__(self, reference: npt.NDArray[np.float32], *, margin: int) -> None:
@@ -288,7 +303,6 @@ class _EdgeCosts:
         self.width = width
         self.height = height
         self.usable = min(height, width) - 2 * margin >= _MIN_INTERIOR
-        self.image_flat: list[npt.NDArray[np.float32]] = []
         if not self.usable:
             return
         gradients = _gradients(reference)
@@ -305,33 +319,28 @@ class _EdgeCosts:
         # the background's side of every difference is the same whatever the shift
         self.edge_values = [np.ravel(gradient)[self.places] for gradient in gradients]
 
-    def take(self, image: npt.NDArray[np.float32]) -> None:
-        """Use ``image`` (this level of the frame) for the next costs."""
-        self.image_flat = [np.ravel(gradient) for gradient in _gradients(image)]
+    def differences(
+        self,
+        gradients: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        shifts: list[tuple[int, int]],
+    ) -> npt.NDArray[np.float32]:
+        """Capped differences at each edge pixel p, frame at p against background at p - shift.
 
-    def differences(self, dy: int, dx: int) -> npt.NDArray[np.float32]:
-        """Capped differences at each edge pixel: frame at p against background at p - shift."""
-        moved = self.places + (dy * self.width + dx)
-        total = np.zeros(self.places.size, dtype=np.float32)
-        for image, edge_values in zip(self.image_flat, self.edge_values, strict=True):
-            difference = np.abs(image.take(moved) - edge_values)
-            total += np.minimum(difference, self.cap, out=difference)
-        return total
-
-    def means(self, shifts: list[tuple[int, int]]) -> npt.NDArray[np.float32]:
-        """The costs of several shifts at once: (len(shifts),)."""
+        (len(shifts), edges); each shift within the level's margin.
+        """
         offsets = np.array([dy * self.width + dx for dy, dx in shifts], dtype=np.int64)
         moved = self.places[None, :] + offsets[:, None]
         total = np.zeros(moved.shape, dtype=np.float32)
-        for image, edge_values in zip(self.image_flat, self.edge_values, strict=True):
-            difference = np.abs(image[moved] - edge_values[None, :])
+        for gradient, edge_values in zip(gradients, self.edge_values, strict=True):
+            difference = np.abs(np.ravel(gradient)[moved] - edge_values[None, :])
             total += np.minimum(difference, self.cap, out=difference)
-        means: npt.NDArray[np.float32] = total.mean(axis=1)
-        return means
+        return total
 
-    def agreement(self, dy: int, dx: int) -> float:
-        """Share of the edge tiles in which (dy, dx) costs less than (0, 0)."""
-        moved, still = self.differences(dy, dx), self.differences(0, 0)
+    def agreement(
+        self, gradients: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], dy: int, dx: int
+    ) -> float:
+        """Share of the edge tiles in which (dy, dx) costs less than (0, 0), for the frame's ``gradients``."""
+        moved, still = self.differences(gradients, [(dy, dx), (0, 0)])
         tiles = (self.rows * _GRID // self.height) * _GRID + self.columns * _GRID // self.width
         counts = np.bincount(tiles, minlength=_GRID * _GRID)
         lower = np.bincount(tiles, weights=moved - still, minlength=_GRID * _GRID)

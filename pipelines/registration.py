@@ -121,34 +121,15 @@ def _agreed_shifts(block: npt.NDArray[Any], plate: npt.NDArray[np.float32]) -> n
 
 
 def _per_frame(kernel: Any, frames: da.Array, shifts: npt.NDArray[np.integer]) -> da.Array:
-    """``kernel`` (block, its shifts) over the chunks of ``frames``; the shifts are in the graph's name."""
+    """``kernel(block, its rows of shifts)`` over each chunk of ``frames``; the shifts name the graph."""
     table = np.asarray(shifts, dtype=np.int64).reshape(-1, 2)
     if table.shape[0] != frames.shape[0]:
         raise ValueError(f"{table.shape[0]} shifts for {frames.shape[0]} frames")
     if any(len(chunks) != 1 for chunks in frames.chunks[1:]):
         frames = frames.rechunk({1: -1, 2: -1})
-    offsets = np.concatenate([[0], np.cumsum(frames.chunks[0])]).astype(np.int64)
-    return da.map_blocks(
-        _moved_chunk,
-        frames,
-        kernel=kernel,
-        table=table,
-        offsets=offsets,
-        dtype=frames.dtype,
-        meta=np.empty((0, 0, 0), frames.dtype),
-    )
-
-
-def _moved_chunk(
-    block: npt.NDArray[Any],
-    *,
-    kernel: Any,
-    table: npt.NDArray[np.int64],
-    offsets: npt.NDArray[np.int64],
-    block_info: dict[Any, Any] | None = None,
-) -> npt.NDArray[Any]:
-    """One chunk through ``kernel`` with its rows of ``table`` (found by the chunk's place)."""
-    assert block_info is not None
-    start = int(offsets[block_info[0]["chunk-location"][0]])
-    moved: npt.NDArray[Any] = kernel(block, table[start : start + block.shape[0]])
-    return moved
+    # each task receives its frames' rows of the table, chunked as the frames are
+    rows = da.from_array(table, chunks=(frames.chunks[0], 2))
+    return da.blockwise(
+        kernel, "tyx", frames, "tyx", rows, "tc",
+        concatenate=True, dtype=frames.dtype, meta=np.empty((0, 0, 0), frames.dtype),
+    )  # fmt: skip

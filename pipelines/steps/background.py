@@ -20,7 +20,7 @@ from pipelines.background_models import (
     sample_plate,
     window_factors,
 )
-from pipelines.camera_motion import CameraMotion
+from pipelines.camera_motion import motion_of_shifts
 from pipelines.frame_gains import GAIN_RULE, frame_gains
 from pipelines.masks import (
     auto_threshold,
@@ -306,13 +306,7 @@ def _registration(
     """
     n_frames = int(frames.shape[0])
     picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
-    sampled = np.asarray(job.fetch(shifts_against(frames[picked], guess))[0])
-    lengths = np.hypot(sampled[:, 0], sampled[:, 1])
-    motion = CameraMotion(
-        sampled=len(picked),
-        moved_frames=int(np.count_nonzero(lengths)),
-        largest_shift_px=float(lengths.max()) if lengths.size else 0.0,
-    )
+    motion = motion_of_shifts(job.fetch(shifts_against(frames[picked], guess))[0])
     if not motion.moved:
         return None
     job.say(

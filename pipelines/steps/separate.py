@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS, checked_plate_window, chosen_model
-from pipelines.camera_motion import CameraMotion
+from pipelines.camera_motion import CameraMotion, motion_of_shifts
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.factor_masks import masks_from_factors
 from pipelines.images import image_png
@@ -294,11 +294,11 @@ def separate(
 
 def _registered_record(shifts: npt.NDArray[np.int64]) -> dict[str, Any]:
     """What separation.json says of a registered fit's shifts: how many frames moved, how far."""
-    lengths = np.hypot(shifts[:, 0], shifts[:, 1])
+    motion = motion_of_shifts(shifts)
     return {
-        "moved_frames": int(np.count_nonzero(lengths)),
-        "frames": int(lengths.size),
-        "largest_shift_px": round(float(lengths.max()), 1) if lengths.size else 0.0,
+        "moved_frames": motion.moved_frames,
+        "frames": motion.sampled,
+        "largest_shift_px": round(motion.largest_shift_px, 1),
     }
 
 
