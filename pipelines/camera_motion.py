@@ -2,9 +2,10 @@
 
 Every model here compares each frame with a background fixed in the image: a camera
 that tilts, pans or shakes puts the ground's edges at other pixels than the plate's,
-and the masks mark them.  Nothing registers the frames yet, so a user must at least be
-told.  This module measures, for a few frames, the whole-pixel translation that best
-maps the background onto the frame, and decides whether the camera moved.
+and the masks mark them.  This module measures the whole-pixel translation that best
+maps the background onto a frame, and decides whether the camera moved: the fitted
+models register the frames with it (:mod:`pipelines.registration`), and a user is told
+where frames are not registered.
 
 The shift of one frame (:func:`frame_shift`):
 

@@ -24,6 +24,12 @@ pixels, every frame in both rounds: the first finds the true shift of 46 % of it
 frames, the second of all of them (README).  A frame keeps (0, 0) where its shift is
 not agreed (:attr:`pipelines.camera_motion.FrameShift.agreed`).
 
+A video of several plates' windows is registered window by window, each in its own
+plate's coordinates (a camera that drifts over hours would leave ever more of the view
+outside a first window's plate).  Neighbouring plates blend
+(:func:`pipelines.background_models.window_factors`) only where they sit in one place:
+:func:`blend_stretches` cuts the blend between two whose shift is agreed.
+
 Cost: :meth:`pipelines.camera_motion.ShiftEstimator.shift` per frame measured, the
 plate's side once per task; moving a frame is a copy of its pixels (OpenCV's border
 replication).  Memory: a chunk and its moved copy per task.
@@ -31,6 +37,8 @@ replication).  Memory: a chunk and its moved copy per task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import cv2
@@ -38,9 +46,9 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.camera_motion import ShiftEstimator
+from pipelines.camera_motion import ShiftEstimator, frame_shift
 
-__all__ = ["moved_back", "moved_forward", "registered", "shifts_against", "unregistered"]
+__all__ = ["blend_stretches", "moved_back", "moved_forward", "registered", "shifts_against", "unregistered"]
 
 
 def moved_back(block: npt.NDArray[Any], shifts: npt.NDArray[np.integer]) -> npt.NDArray[Any]:
@@ -107,6 +115,36 @@ def shifts_against(frames: da.Array, plate: npt.ArrayLike) -> da.Array:
         dtype=np.int32,
         meta=np.empty((0, 0), np.int32),
     )
+
+
+def blend_stretches(
+    plates: Sequence[npt.ArrayLike],
+    windows: Sequence[tuple[int, int]],
+    *,
+    sources: Sequence[tuple[int, int]],
+    shape: tuple[int, int],
+) -> list[tuple[int, int]]:
+    """The stretches of frames within which neighbouring plates may blend.
+
+    ``plates[i]`` (P,) or ``shape`` is window i's plate, ``windows`` and ``sources``
+    (start, stop) frame ranges, each window inside one source.  Each source is cut at the
+    start of every window whose plate sits apart from the plate before it (an agreed
+    :func:`~pipelines.camera_motion.frame_shift`: the camera moved between them), so that
+    no frame's background mixes two views.  Cost: one shift per pair of neighbouring
+    windows of a source.
+    """
+    cuts: set[int] = set()
+    for index in range(1, len(windows)):
+        start = windows[index][0]
+        if any(first < start < stop for first, stop in sources):  # a neighbour in its source
+            before = np.asarray(plates[index - 1]).reshape(shape)
+            if frame_shift(before, np.asarray(plates[index]).reshape(shape)).agreed:
+                cuts.add(start)
+    stretches: list[tuple[int, int]] = []
+    for first, stop in sources:
+        edges = [first, *sorted(cut for cut in cuts if first < cut < stop), stop]
+        stretches.extend(pairwise(edges))
+    return stretches
 
 
 def _agreed_shifts(block: npt.NDArray[Any], plate: npt.NDArray[np.float32]) -> npt.NDArray[np.int32]:

@@ -42,7 +42,7 @@ from pipelines.median_counts import (
     window_starts,
 )
 from pipelines.planning import merged_chunk_limit, merged_frames_per_chunk
-from pipelines.registration import registered, shifts_against
+from pipelines.registration import blend_stretches, registered, shifts_against
 from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.recompute import recomputed_if_inconsistent
@@ -59,9 +59,10 @@ __all__ = ["fit_background", "stored_plate_window"]
 
 _PASSES = {"median": 1, "robust": 3}  # reads of the video, per model of FITTED_MODELS, beyond its sample
 REGISTRATION_RULE = (
-    "; where one plate serves the video and the camera moved (more than a quarter of 24"
-    " sampled frames shifted against the first plate), each frame moved back by its whole-pixel"
-    " shift against the plate of the first plate's frames moved back by theirs"
+    "; in each plate's window where the camera moved (more than a quarter of 24 sampled"
+    " frames shifted against the window's first plate), each frame moved back by its"
+    " whole-pixel shift against the plate of the first plate's frames moved back by theirs;"
+    " neighbouring plates that sit apart are not blended"
 )
 """How a fitted background registers the frames of a camera that moved (:mod:`pipelines.registration`)."""
 ROBUST_FIT = (
@@ -205,7 +206,7 @@ def _fit_and_write(
     plates, gains = [], []
     reads = 0  # of the video: the most any of its windows took
     held = job.frames_to_read(video)
-    shifts: npt.NDArray[np.int64] | None = None  # registered frames' shifts (one window only)
+    shifts = np.zeros((video.n_frames, 2), dtype=np.int64)  # each frame's, (0, 0) unless registered
     for number, (start, stop) in enumerate(windows):
         frames = held[start:stop]
         label = f"{model}" + (f", plate {number + 1} of {len(windows)}" if len(windows) > 1 else "")
@@ -223,13 +224,12 @@ def _fit_and_write(
         job.wait([first_plate], description=f"{label}: sample plate", frames=None)
         guess = np.asarray(first_plate.result())
         segment_reads = 1
-        if len(windows) == 1:
-            found = _registration(client, job, frames, guess, label=label)
-            if found is not None:  # the camera moved: the fit goes on with the frames moved back
-                shifts, guess = found
-                frames = registered(frames, shifts)
-                threshold_frames = _threshold_frames(job, video, frames) if model == "robust" else []
-                segment_reads += 1
+        found = _registration(client, job, frames, guess, label=label)
+        if found is not None:  # the camera moved: the fit goes on with the frames moved back
+            shifts[start:stop], guess = found
+            frames = registered(frames, shifts[start:stop])
+            threshold_frames = _threshold_frames(job, video, frames) if model == "robust" else []
+            segment_reads += 1
         starts = window_starts(guess)
         divide_by = None
         if model == "robust":
@@ -269,7 +269,13 @@ def _fit_and_write(
             gains.append(np.ones(n_frames))
         plates.append(plate)
         reads = max(reads, segment_reads)
-    factors = window_factors(plates, gains, windows, sources=video.segments, n_frames=video.n_frames)
+    stretches = blend_stretches(plates, windows, sources=video.segments, shape=(video.height, video.width))
+    if len(stretches) > len(video.segments):
+        job.say(
+            f"{model}: the camera moved between plates at {len(stretches) - len(video.segments)} of the"
+            " windows' edges: the plates on either side are not blended there"
+        )
+    factors = window_factors(plates, gains, windows, sources=stretches, n_frames=video.n_frames)
     write_factors(
         video.location,
         name=model,
@@ -287,7 +293,7 @@ def _fit_and_write(
             "video_fingerprint": video.fingerprint,
             "wall_time_s": round(time.perf_counter() - started, 3),
             "cluster": describe(client),
-            **({} if shifts is None else {FRAME_SHIFTS_ATTR: shifts.tolist()}),
+            **({FRAME_SHIFTS_ATTR: shifts.tolist()} if shifts.any() else {}),
         },
         overwrite=True,
     )
@@ -299,10 +305,10 @@ def _registration(
     """Each frame's shift and the plate of the frames moved back, when the camera moved; else None.
 
     The :data:`~pipelines.steps.auto_threshold.THRESHOLD_SAMPLE_FRAMES` frames the
-    threshold samples are measured against ``guess`` (the plate of the raw frames); when
-    more than :data:`~pipelines.camera_motion.MOVED_SHARE` of them moved, so are the
-    frames of the sample plate, which is made again from them moved back, and every
-    frame is measured against that (one read): the shifts of that second round.
+    threshold samples are measured against ``guess`` (the plate of the window's raw
+    frames); when more than :data:`~pipelines.camera_motion.MOVED_SHARE` of them moved,
+    so are the frames of the sample plate, which is made again from them moved back, and
+    every frame is measured against that (one read): the shifts of that second round.
     """
     n_frames = int(frames.shape[0])
     picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)

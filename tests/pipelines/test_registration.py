@@ -9,11 +9,20 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from pipelines.registration import moved_back, moved_forward, registered, shifts_against, unregistered
+from pipelines.registration import (
+    blend_stretches,
+    moved_back,
+    moved_forward,
+    registered,
+    shifts_against,
+    unregistered,
+)
 from pipelines.scene_effects import camera_shift, shaken
 from pipelines.scene_textures import render_background
-from pipelines.synthetic import SceneSpec, write_scene
+from pipelines.synthetic import SceneSpec, render_scene, write_scene
+from storage.derived import open_derived
 from storage.factors import open_factors
+from storage.video_encoder import write_video
 from tests.helpers import run_cli
 
 SHIFTS = np.array([(2, -1), (0, 0), (-3, 4), (1, 1)])
@@ -123,3 +132,58 @@ def test_a_still_camera_is_not_registered(tmp_path: Path, capsys: pytest.Capture
     assert "registering" not in stderr
     assert open_factors(out / "store.zarr", "robust").frame_shifts is None
     assert "frames_registered" not in json.loads((out / "separation.json").read_text())
+
+
+def _f_measure(masks: np.ndarray, truth: np.ndarray) -> float:
+    hits = np.count_nonzero(masks & truth)
+    return 2 * hits / max(np.count_nonzero(masks) + np.count_nonzero(truth), 1)
+
+
+@pytest.mark.parametrize("jitter", [0, 2])
+def test_each_plate_window_is_registered_on_its_own_and_plates_apart_do_not_blend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jitter: int
+) -> None:
+    """Two plates of 65 frames; the camera is knocked by (2, 3) pixels between them, and
+    shaken by up to ``jitter`` pixels at every frame.  Each window is registered to its
+    own plate where its frames moved, the two plates, which sit apart, are not blended,
+    and the masks stay on the objects."""
+    spec = SceneSpec(width=160, height=120, n_frames=130, n_objects=3, camera_jitter=jitter, seed=5)
+    knock = (2, 3)
+    frames, truth = [], []
+    for index, (frame, mask) in enumerate(render_scene(spec)):
+        moved = knock if index >= 65 else (0, 0)
+        frames.append(shaken(frame, moved))
+        truth.append(shaken(mask, moved) > 127)
+    video = tmp_path / "knocked.mp4"
+    write_video(video, frames, fps=spec.fps, color=False)
+    out = tmp_path / "out"
+    status, _, stderr = run_cli(
+        capsys, "run", str(video), "--out", str(out), "--no-videos", "--plate-window", "1"
+    )
+    assert status == 0, stderr
+    assert "the camera moved between plates at 1 of the windows' edges" in stderr
+    assert "vidsvd: warning" not in stderr
+    shifts = open_factors(out / "store.zarr", "robust").frame_shifts
+    if jitter == 0:  # each window's frames stand still on its plate
+        assert "registering" not in stderr and shifts is None
+    else:
+        assert shifts is not None
+        own = np.array([camera_shift(spec, frame) for frame in range(spec.n_frames)])
+        for window in (slice(0, 65), slice(65, 130)):  # one offset per window: its plate's place
+            offsets, counts = np.unique(shifts[window] - own[window], axis=0, return_counts=True)
+            assert counts.max() >= 0.9 * 65, dict(zip(map(tuple, offsets), counts, strict=True))
+    masks = open_derived(out / "store.zarr", "masks").data.compute() > 0
+    assert _f_measure(masks, np.stack(truth)) >= 0.98
+
+
+def test_blending_is_cut_only_between_neighbouring_plates_that_sit_apart() -> None:
+    """Four windows in two sources: the third plate is the ground moved by (0, 3), the
+    fourth (the second source's first) moved back.  One cut, at the third window; a
+    source's start is never a cut of its own, and plates that agree keep one stretch."""
+    ground = _ground(160, 120)
+    plates = [ground.ravel(), ground.ravel(), shaken(ground, (0, 3)).ravel(), ground.ravel()]
+    windows = [(0, 10), (10, 20), (20, 30), (30, 40)]
+    sources = [(0, 30), (30, 40)]
+    stretches = blend_stretches(plates, windows, sources=sources, shape=ground.shape)
+    assert stretches == [(0, 20), (20, 30), (30, 40)]
+    assert blend_stretches(plates[:2], windows[:2], sources=[(0, 20)], shape=ground.shape) == [(0, 20)]
