@@ -103,8 +103,12 @@ def moved_forward(block: npt.NDArray[Any], shifts: npt.NDArray[np.integer]) -> n
     return out
 
 
-def registered(frames: da.Array, shifts: npt.NDArray[np.integer]) -> da.Array:
-    """``frames`` (T, y, x), whole frames per chunk, each moved back by its row of ``shifts`` (T, 2); lazy."""
+def registered(frames: da.Array, shifts: npt.NDArray[np.integer] | da.Array) -> da.Array:
+    """``frames`` (T, y, x), whole frames per chunk, each moved back by its row of ``shifts`` (T, 2); lazy.
+
+    ``shifts`` may itself be lazy (:func:`shifts_against` of the same frames): each task
+    then measures its frames and moves them back in one read.
+    """
     return _per_frame(moved_back, frames, shifts)
 
 
@@ -174,15 +178,18 @@ def _agreed_shifts(block: npt.NDArray[Any], plate: npt.NDArray[np.float32]) -> n
     return out
 
 
-def _per_frame(kernel: Any, frames: da.Array, shifts: npt.NDArray[np.integer]) -> da.Array:
+def _per_frame(kernel: Any, frames: da.Array, shifts: npt.NDArray[np.integer] | da.Array) -> da.Array:
     """``kernel(block, its rows of shifts)`` over each chunk of ``frames``; the shifts name the graph."""
-    table = np.asarray(shifts, dtype=np.int64).reshape(-1, 2)
-    if table.shape[0] != frames.shape[0]:
+    table = shifts if isinstance(shifts, da.Array) else np.asarray(shifts, dtype=np.int64).reshape(-1, 2)
+    if table.shape != (frames.shape[0], 2):
         raise ValueError(f"{table.shape[0]} shifts for {frames.shape[0]} frames")
     if any(len(chunks) != 1 for chunks in frames.chunks[1:]):
         frames = frames.rechunk({1: -1, 2: -1})
     # each task receives its frames' rows of the table, chunked as the frames are
-    rows = da.from_array(table, chunks=(frames.chunks[0], 2))
+    if isinstance(table, da.Array):
+        rows = table.astype(np.int64).rechunk((frames.chunks[0], 2))
+    else:
+        rows = da.from_array(table, chunks=(frames.chunks[0], 2))
     return da.blockwise(
         kernel, "tyx", frames, "tyx", rows, "tc",
         concatenate=True, dtype=frames.dtype, meta=np.empty((0, 0, 0), frames.dtype),

@@ -232,26 +232,29 @@ def _fit_and_write(
         guess = np.asarray(first_plate.result())
         segment_reads = 1
         found = _registration(client, job, frames, guess, label=label)
+        measuring: list[da.Array] = []  # the frames' shifts, when measured in pass 1
         if found is not None:  # the camera moved: the fit goes on with the frames moved back
-            shifts[start:stop], guess = found
-            frames = registered(frames, shifts[start:stop])
-            threshold_frames = _threshold_frames(job, video, frames) if model == "robust" else []
-            segment_reads += 1
+            lazy_shifts, guess = found
+            frames, measuring = registered(frames, lazy_shifts), [lazy_shifts]
         starts = window_starts(guess)
         divide_by = None
         if model == "robust":
-            # one read: each chunk's gains, and its counts divided by them
+            # one read: each chunk's shifts, its gains, and its counts divided by them
             lazy_gains = frame_gains(frames, guess)
-            measured, counted = client.compute(
-                [lazy_gains, window_counts(frames, starts, gains=lazy_gains, frames_per_task=per_task)]
-            )
-            job.wait([measured, counted], description=f"{label}: pass 1", frames=n_frames)
+            lazy_counts = window_counts(frames, starts, gains=lazy_gains, frames_per_task=per_task)
+            measured, counted, *shifts_measured = client.compute([lazy_gains, lazy_counts, *measuring])
+            job.wait([measured, counted, *shifts_measured], description=f"{label}: pass 1", frames=n_frames)
             divide_by = np.asarray(measured.result(), dtype=np.float64)
-            window_rows = np.asarray(counted.result())
         else:
-            counted = client.compute(window_counts(frames, starts, frames_per_task=per_task))
-            job.wait([counted], description=f"{label}: pass 1", frames=n_frames)
-            window_rows = np.asarray(counted.result())
+            counted, *shifts_measured = client.compute(
+                [window_counts(frames, starts, frames_per_task=per_task), *measuring]
+            )
+            job.wait([counted, *shifts_measured], description=f"{label}: pass 1", frames=n_frames)
+        window_rows = np.asarray(counted.result())
+        if shifts_measured:  # later passes move the frames back by the shifts as measured
+            shifts[start:stop] = np.asarray(shifts_measured[0].result(), dtype=np.int64)
+            frames = registered(held[start:stop], shifts[start:stop])
+            threshold_frames = _threshold_frames(job, video, frames) if model == "robust" else []
         plate, missed = median_in_windows(window_rows, starts, n_frames=n_frames)
         if missed.any():
             pixels = np.flatnonzero(missed)
@@ -308,15 +311,16 @@ def _fit_and_write(
 
 def _registration(
     client: distributed.Client, job: JobContext, frames: da.Array, guess: npt.NDArray[np.uint8], *, label: str
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]] | None:
+) -> tuple[da.Array, npt.NDArray[np.uint8]] | None:
     """Each frame's shift and the plate of the frames moved back, when the camera moved; else None.
 
     The :data:`~pipelines.steps.auto_threshold.THRESHOLD_SAMPLE_FRAMES` frames the
     threshold samples are measured against ``guess`` (the plate of the window's raw
     frames); when at least :data:`~pipelines.registration.MOVED_FRAMES_TO_REGISTER` of
     them moved, so are the frames of the sample plate, which is made again from them moved
-    back, up to :data:`PLATE_ROUNDS` times until their shifts settle, and every frame is
-    measured against the last plate (one read): the shifts of that last round.
+    back, up to :data:`PLATE_ROUNDS` times until their shifts settle.  Returns every
+    frame's shift against the last plate, lazy (the fit's first pass measures them as it
+    reads the frames), and that plate.
     """
     n_frames = int(frames.shape[0])
     picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
@@ -325,7 +329,7 @@ def _registration(
         return None
     job.say(
         f"{label}: the camera moves ({motion.moved_frames} of {motion.sampled} sampled frames, up to"
-        f" {motion.largest_shift_px:.0f} pixels): registering every frame to the plate (1 more read)"
+        f" {motion.largest_shift_px:.0f} pixels): registering every frame to the plate"
     )
     # the plate's own frames, measured against it and it made again from them moved back,
     # until their shifts settle: each round's plate is sharper than the one before
@@ -338,9 +342,7 @@ def _registration(
         moved_plate = client.compute(sample_plate(registered(plate_frames, found), n_sample=len(found)))
         job.wait([moved_plate], description=f"{label}: registered sample plate", frames=None)
         plate, previous = np.asarray(moved_plate.result()), found
-    every_frame = client.compute(shifts_against(frames, plate))
-    job.wait([every_frame], description=f"{label}: frame shifts", frames=n_frames)
-    return np.asarray(every_frame.result(), dtype=np.int64), plate
+    return shifts_against(frames, plate), plate
 
 
 def _median_of_pixels(
