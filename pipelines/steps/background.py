@@ -320,7 +320,8 @@ def _registration(
     them moved, so are the frames of the sample plate, which is made again from them moved
     back, up to :data:`PLATE_ROUNDS` times until their shifts settle.  Returns every
     frame's shift against the last plate, lazy (the fit's first pass measures them as it
-    reads the frames), and that plate.
+    reads the frames), and that plate.  Memory: the sample plate's frames (64 of them)
+    are held by the workers while the rounds last.
     """
     n_frames = int(frames.shape[0])
     picked = sample_frames(n_frames, THRESHOLD_SAMPLE_FRAMES)
@@ -333,7 +334,8 @@ def _registration(
     )
     # the plate's own frames, measured against it and it made again from them moved back,
     # until their shifts settle: each round's plate is sharper than the one before
-    plate_frames = frames[sample_frames(n_frames, GAIN_SAMPLE_FRAMES)]
+    # held by the workers while the rounds last: read once, not once a round
+    plate_frames = client.persist(frames[sample_frames(n_frames, GAIN_SAMPLE_FRAMES)])
     plate, previous = guess, None
     for _ in range(PLATE_ROUNDS):
         found = np.asarray(job.fetch(shifts_against(plate_frames, plate))[0], dtype=np.int64)
