@@ -29,6 +29,7 @@ __all__ = [
     "THRESHOLD_SAMPLE_FRAMES",
     "MeasuredThreshold",
     "measure_auto_threshold",
+    "measure_camera_motion",
     "threshold_sample",
 ]
 
@@ -134,15 +135,7 @@ def measure_auto_threshold(
     sample = foreground_frames(picked_frames, sample_background)
     # only the values auto_threshold uses: each task returns a stride-th of its frames
     sample = sample.reshape(-1)[:: threshold_sample_stride(sample.size)]
-    shifts = da.map_blocks(
-        shifts_of_block,
-        picked_frames,
-        sample_background,
-        drop_axis=2,
-        chunks=(picked_frames.chunks[0], (3,)),
-        dtype=np.float32,
-        meta=np.empty((0, 0), np.float32),
-    )
+    shifts = _sample_shifts(picked_frames, sample_background)
     if video is not None:
         noise = job.noise_scale(video, frames)
         measured = job.fetch(sample, shifts) + ([] if noise is None else job.gather([noise]))
@@ -155,12 +148,7 @@ def measure_auto_threshold(
     warning = poor_fit_warning(measured[0], threshold=threshold)
     if warning is not None:
         warnings.warn(warning, RuntimeWarning, stacklevel=2)
-    camera = camera_motion(measured[1])
-    camera_warning = camera.warning()
-    if camera_warning is not None and video is not None:  # the video's, said once per command
-        job.warn_once(("camera", video.location.url, video.fingerprint), camera_warning)
-    elif camera_warning is not None:
-        warnings.warn(camera_warning, RuntimeWarning, stacklevel=2)
+    camera = _told_of(job, camera_motion(measured[1]), video=video)
     pixel_thresholds: float | npt.NDArray[np.float32] = threshold
     if len(measured) > 2:
         pixel_thresholds = threshold_map(threshold, measured[2])
@@ -172,6 +160,53 @@ def measure_auto_threshold(
         warning=warning,
         camera=camera,
     )
+
+
+def measure_camera_motion(
+    job: JobContext,
+    frames: da.Array,
+    u: da.Array,
+    s: da.Array,
+    vt: da.Array,
+    *,
+    rank: int,
+    video: StoredVideo | None = None,
+) -> CameraMotion:
+    """Whether the camera moved, for a separation whose threshold is given.
+
+    The check :func:`measure_auto_threshold` makes on its sampled frames, alone: the same
+    :data:`THRESHOLD_SAMPLE_FRAMES` frames against their backgrounds, and the same
+    warning, said once per video and context when ``video`` is given.  Arguments as
+    there.  Cost: one read of the sampled frames (a few per task) and a
+    :func:`pipelines.camera_motion.frame_shift` each; this process receives three numbers
+    a frame.
+    """
+    picked_frames, sample_background = threshold_sample(frames, u, s, vt, rank=rank)
+    rows = job.fetch(_sample_shifts(picked_frames, sample_background))[0]
+    return _told_of(job, camera_motion(rows), video=video)
+
+
+def _sample_shifts(picked_frames: da.Array, sample_background: da.Array) -> da.Array:
+    """(n, 3) rows of :func:`pipelines.camera_motion.shifts_of_block`, one task per chunk; lazy."""
+    return da.map_blocks(
+        shifts_of_block,
+        picked_frames,
+        sample_background,
+        drop_axis=2,
+        chunks=(picked_frames.chunks[0], (3,)),
+        dtype=np.float32,
+        meta=np.empty((0, 0), np.float32),
+    )
+
+
+def _told_of(job: JobContext, camera: CameraMotion, *, video: StoredVideo | None) -> CameraMotion:
+    """Warn once per video and context (else once here) when ``camera`` moved; return it."""
+    camera_warning = camera.warning()
+    if camera_warning is not None and video is not None:  # the video's, said once per command
+        job.warn_once(("camera", video.location.url, video.fingerprint), camera_warning)
+    elif camera_warning is not None:
+        warnings.warn(camera_warning, RuntimeWarning, stacklevel=3)
+    return camera
 
 
 def threshold_sample(

@@ -34,7 +34,7 @@ from pipelines.separate import (
     to_storage_foreground,
 )
 from pipelines.shadows import RATIO_BAND, recorded_rule
-from pipelines.steps.auto_threshold import measure_auto_threshold
+from pipelines.steps.auto_threshold import measure_auto_threshold, measure_camera_motion
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.factor_choice import choose_factors, refuse_non_finite
@@ -193,6 +193,7 @@ def separate(
             job.say(measured.describe())
         else:
             pixel_thresholds = float(threshold)
+            camera = _camera_record(measure_camera_motion(job, compared, u, s, vt, rank=k, video=video))
         shadow_ratio = None
         if shadows:
             shadow_ratio = measure_shadow_ratio(

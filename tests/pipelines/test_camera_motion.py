@@ -144,6 +144,16 @@ def test_run_warns_of_a_shaking_camera_once_and_records_it(
         )
         assert status == 0, stderr
         assert stderr.count("vidsvd: warning: the camera moves") == 1, stderr
+        # a threshold given skips the auto threshold's measure, not the camera's check
+        given = tmp_path / "given"
+        argv = ["separate", "--store", str(out / "store.zarr"), "--out", str(given), "--model", "svd"]
+        status, _, stderr = run_cli(capsys, *argv, "--threshold", "30", "--no-videos")
+        assert status == 0, stderr
+        assert stderr.count("vidsvd: warning: the camera moves") == 1, stderr
+        given_separation = json.loads((given / "separation.json").read_text())
+        assert given_separation["threshold_rule"] == "given"
+        assert given_separation["camera_motion"] == separation["camera_motion"]
+        assert given_separation["camera_warning"] == separation["camera_warning"]
 
 
 @pytest.mark.slow
