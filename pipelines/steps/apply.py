@@ -9,10 +9,12 @@ import warnings
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from tqdm import tqdm
 
 from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS
+from pipelines.camera_motion import camera_motion, shifts_of_block
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.poor_fit import poor_fit_warning
@@ -56,6 +58,13 @@ def apply(
     defaults to the one ``separate`` stored, else the ``auto`` rule on the first chunk;
     a separation that took cast shadows out of its masks (``separate``'s default) has
     the same shadow ratio taken out here, by the same rule.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the threshold shows a background that does not fit, and when the frames the
+        threshold samples from the first chunk sit away from their background (the
+        camera was aimed elsewhere since, or shakes): the frames are not registered here.
 
     Raises
     ------
@@ -142,6 +151,9 @@ def apply(
                 warning = poor_fit_warning(sample, threshold=state["threshold"]) if auto else None
                 if warning is not None:
                     warnings.warn(warning, RuntimeWarning, stacklevel=2)
+                camera_warning = _camera_warning(frames, foreground)
+                if camera_warning is not None:
+                    warnings.warn(camera_warning, RuntimeWarning, stacklevel=2)
                 state["levels"] = state["threshold"]
                 if per_pixel and len(frames) > 1:
                     state["levels"] = threshold_map(
@@ -168,3 +180,17 @@ def apply(
         outputs=outputs,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def _camera_warning(frames: npt.NDArray[np.uint8], foreground: npt.NDArray[np.float32]) -> str | None:
+    """The camera's warning for a block of new footage against the stored background, or None.
+
+    The :data:`~pipelines.steps.auto_threshold.THRESHOLD_SAMPLE_FRAMES` frames the
+    threshold samples from the block (n, y, x), each measured against its background
+    (the frame minus its foreground): new footage of a camera aimed a little elsewhere
+    since, or that shakes, is told of as ``separate`` tells of it.  Cost: a
+    :func:`pipelines.camera_motion.frame_shift` per sampled frame.
+    """
+    picked = sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)
+    backgrounds = frames[picked].astype(np.float32) - foreground[picked]
+    return camera_motion(shifts_of_block(frames[picked], backgrounds)).warning()

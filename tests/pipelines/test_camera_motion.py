@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -154,6 +155,24 @@ def test_run_warns_of_a_shaking_camera_once_and_records_it(
         assert given_separation["threshold_rule"] == "given"
         assert given_separation["camera_motion"] == separation["camera_motion"]
         assert given_separation["camera_warning"] == separation["camera_warning"]
+
+
+def test_apply_warns_when_the_new_footage_sits_away_from_the_background(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The background of a still camera, applied to its own footage: no warning; to the
+    same scene seen by a camera that shakes by up to 3 pixels: one warning line."""
+    still = SceneSpec(width=160, height=120, n_frames=60, n_objects=2, seed=12)
+    for name, spec in (("still", still), ("shaken", dataclasses.replace(still, camera_jitter=3))):
+        write_scene(spec, tmp_path / f"{name}.mp4")
+    out = tmp_path / "out"
+    status, _, stderr = run_cli(capsys, "run", str(tmp_path / "still.mp4"), "--out", str(out), "--no-videos")
+    assert status == 0, stderr
+    for name, warned in (("still", False), ("shaken", True)):
+        argv = ["apply", str(tmp_path / f"{name}.mp4"), "--store", str(out / "store.zarr")]
+        status, _, stderr = run_cli(capsys, *argv, "--out", str(tmp_path / f"applied-{name}"))
+        assert status == 0, stderr
+        assert stderr.count("vidsvd: warning: the camera moves") == (1 if warned else 0), stderr
 
 
 @pytest.mark.slow
