@@ -337,9 +337,9 @@ def _registration(
         f"{label}: the camera moves ({motion.moved_frames} of {motion.sampled} sampled frames, up to"
         f" {motion.largest_shift_px:.0f} pixels): registering every frame to the plate"
     )
-    # the plate's own frames, measured against it and it made again from them moved back,
-    # until their shifts settle: each round's plate is sharper than the one before
-    # held by the workers while the rounds last: read once, not once a round
+    # the plate's own frames (held by the workers: read once, not once a round), measured
+    # against it and it made again from them moved back until their shifts settle: each
+    # round's plate is sharper than the one before
     plate_frames = client.persist(frames[sample_frames(n_frames, GAIN_SAMPLE_FRAMES)])
     plate, previous = guess, None
     for _ in range(PLATE_ROUNDS):
