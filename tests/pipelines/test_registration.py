@@ -71,6 +71,20 @@ def test_shifts_against_the_plate_are_the_true_ones_and_zero_for_still_frames() 
     assert found.compute().tolist() == SHIFTS.tolist()
 
 
+def test_frames_registered_by_their_lazy_shifts_are_measured_and_moved_in_one_graph() -> None:
+    """Shifts still to be measured (``shifts_against`` of the same frames) move each frame
+    back as the measured shifts do, and name the graph apart from them."""
+    ground = _ground(160, 120, seed=4)
+    lazy = da.from_array(_shaken_frames(ground), chunks=(2, 120, 160))
+    measured = shifts_against(lazy, ground)
+    moved = registered(lazy, measured)
+    assert np.array_equal(moved.compute(), registered(lazy, measured.compute()).compute())
+    assert np.array_equal(moved.compute(), moved_back(_shaken_frames(ground), SHIFTS))
+    assert moved.name != registered(lazy, SHIFTS).name
+    with pytest.raises(ValueError, match="3 shifts for 4 frames"):
+        registered(lazy, measured[:3])
+
+
 def _scene(tmp_path: Path, *, jitter: int) -> tuple[SceneSpec, Path]:
     spec = SceneSpec(width=160, height=120, n_frames=90, n_objects=4, camera_jitter=jitter, seed=21)
     video = tmp_path / "scene.mp4"
