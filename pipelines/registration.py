@@ -16,13 +16,15 @@ down and dx columns right: ``frame[y, x] ~ plate[y - dy, x - dx]``.
 - :func:`moved_forward` gives ``mask[y - dy, x - dx]`` at (y, x), and 0 where that
   falls outside: a pixel the plate's coordinates do not cover is not marked.
 
-The fit estimates the shifts in two rounds (:func:`shifts_against`, called by
+The fit estimates the shifts in rounds (:func:`shifts_against`, called by
 :mod:`pipelines.steps.background`): the frames of its sample plate against the plate of
-the raw frames (blurred by the motion), then every frame against the plate of those
-frames moved back by the first round's shifts.  Measured on Video_003 shaken by up to 2
-pixels, every frame in both rounds: the first finds the true shift of 46 % of its 794
-frames, the second of all of them (README).  A frame keeps (0, 0) where its shift is
-not agreed (:attr:`pipelines.camera_motion.FrameShift.agreed`).
+the raw frames (blurred by the motion), and again against the plate of those frames
+moved back by the last round's shifts, until they settle; then every frame against the
+last plate, in the fit's first pass (:func:`registered` takes the shifts lazily).
+Measured on Video_003 shaken by up to 2 pixels, every frame against the first two
+plates: the first finds the true shift of 46 % of its 794 frames, the second of all of
+them (README).  A frame keeps (0, 0) where its shift is not agreed
+(:attr:`pipelines.camera_motion.FrameShift.agreed`).
 
 A video of several plates' windows is registered window by window, each in its own
 plate's coordinates (a camera that drifts over hours would leave ever more of the view

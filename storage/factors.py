@@ -202,8 +202,9 @@ class StoredFactors:
         n_frames = int(self.Vt.shape[1])
         if table.shape != (n_frames, 2) or not np.issubdtype(table.dtype, np.integer):
             raise StoreIncompleteError(
-                f"factors {self.name!r} record frame shifts of shape {table.shape}, not ({n_frames}, 2)"
-                " integers; fit them again (vidsvd separate --force)"
+                f"factors {self.name!r} in {self.location} record frame shifts of shape {table.shape},"
+                f" not ({n_frames}, 2) integers (damaged); remove {self.location}/{FACTORS_GROUP}/{self.name}"
+                f" and fit them again (`vidsvd separate --store {self.location}`)"
             )
         return table.astype(np.int64)
 
