@@ -29,6 +29,11 @@ def add_parser(commands: Commands) -> None:
         metavar="auto|T",
         help="mask threshold in grey levels (default: the one separate stored, else auto)",
     )
+    parser.add_argument(
+        "--masks-video",
+        action="store_true",
+        help="also write masks.mp4: the masks as a video, white foreground on black",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=handle)
 
@@ -45,6 +50,7 @@ def handle(args: argparse.Namespace) -> int:
         factors=args.factors,
         rank=args.rank,
         threshold=args.threshold,
+        masks_video=args.masks_video,
         context=JobContext(progress=not args.quiet, log=None if args.quiet else say),
     )
     if not args.quiet:

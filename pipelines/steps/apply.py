@@ -16,8 +16,10 @@ from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS
 from pipelines.camera_motion import camera_motion, shifts_of_block
 from pipelines.encode_stream import Blocks, write_videos
+from pipelines.footage_registration import FootageRegistration
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.poor_fit import poor_fit_warning
+from pipelines.registration import moved_back, moved_forward
 from pipelines.separate import project_out_block, storage_foreground_block
 from pipelines.shadows import SHADOW_RULE, mask_block_without_shadows
 from pipelines.steps.auto_threshold import THRESHOLD_SAMPLE_FRAMES
@@ -42,6 +44,7 @@ def apply(
     factors: str | None = None,
     rank: int | None = None,
     threshold: float | None = None,
+    masks_video: bool = False,
     context: JobContext | None = None,
 ) -> SeparateSummary:
     """Separate new footage of the same camera with persisted factors, no decomposition.
@@ -57,14 +60,22 @@ def apply(
     ``compare.mp4`` and sample frames in ``out`` (nothing in the store).  The threshold
     defaults to the one ``separate`` stored, else the ``auto`` rule on the first chunk;
     a separation that took cast shadows out of its masks (``separate``'s default) has
-    the same shadow ratio taken out here, by the same rule.
+    the same shadow ratio taken out here, by the same rule.  With ``masks_video``, also
+    ``masks.mp4``.
+
+    A fitted background registers the footage where it sits away from the plate (a
+    camera that shakes, or was aimed a little elsewhere since): from the first chunk
+    where a few probed frames agree on a shift
+    (:class:`pipelines.footage_registration.FootageRegistration`), each frame is moved
+    back by its own shift before it is compared with the plate, and its mask and
+    foreground are moved forward again, as ``separate`` does with a registered fit.
 
     Warns
     -----
     RuntimeWarning
-        When the threshold shows a background that does not fit, and when the frames the
-        threshold samples from the first chunk sit away from their background (the
-        camera was aimed elsewhere since, or shakes): the frames are not registered here.
+        When the threshold shows a background that does not fit, and, for the SVD's
+        factors (which are not registered), when the frames the threshold samples from
+        the first chunk sit away from their background.
 
     Raises
     ------
@@ -78,7 +89,9 @@ def apply(
     -----
     Memory: U_k (P x k float32) plus a few chunks of frames; runs in this process
     on numpy blocks (the projection is one small matrix product per chunk, no dask
-    graph), so ``context`` gives only the progress bar and the log.
+    graph), so ``context`` gives only the progress bar and the log.  Registering costs
+    a shift per frame (:class:`pipelines.camera_motion.ShiftEstimator`), probing a few
+    per chunk until then.
     """
     started = time.perf_counter()
     job = context or JobContext()
@@ -140,10 +153,21 @@ def apply(
     total = info.estimated_frames(options.fps)
     state: dict[str, Any] = {}
 
+    fitted = chosen.method in FITTED_MODELS
+
     def blocks() -> Blocks:
         bar = tqdm(total=total or None, unit="frame", desc="apply", disable=not job.progress, file=sys.stderr)
         for frames in decode_blocks(info, options, block_frames=chunk):
-            foreground = project_out_block(frames, basis)  # x - U_k (U_k^T x), float32
+            if fitted and "registration" not in state:
+                state["registration"] = _footage_registration(frames, basis)
+            shifts = state["registration"].shifts(frames) if fitted else np.zeros((len(frames), 2), np.int64)
+            moved = bool(shifts.any())
+            if moved and not state.get("told"):
+                state["told"] = True
+                with tqdm.external_write_mode(file=sys.stderr):  # a line of its own, not the bar's
+                    _say_registration_start(job, state["registration"])
+            compared = moved_back(frames, shifts) if moved else frames
+            foreground = project_out_block(compared, basis)  # x - U_k (U_k^T x), float32
             if "threshold" not in state:
                 sample = foreground[sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)]
                 state["threshold"] = threshold if threshold is not None else auto_threshold(sample)
@@ -151,20 +175,26 @@ def apply(
                 warning = poor_fit_warning(sample, threshold=state["threshold"]) if auto else None
                 if warning is not None:
                     warnings.warn(warning, RuntimeWarning, stacklevel=2)
-                camera_warning = _camera_warning(frames, foreground)
+                camera_warning = None if fitted else _camera_warning(frames, foreground)
                 if camera_warning is not None:
                     warnings.warn(camera_warning, RuntimeWarning, stacklevel=2)
                 state["levels"] = state["threshold"]
                 if per_pixel and len(frames) > 1:
                     state["levels"] = threshold_map(
-                        state["threshold"], pixel_noise_scale(frames[:-1], frames[1:])
+                        state["threshold"], pixel_noise_scale(compared[:-1], compared[1:])
                     )
-                job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
+                with tqdm.external_write_mode(file=sys.stderr):
+                    job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
             if shadow_ratio is None:
                 frame_masks = mask_block(foreground, threshold=state["levels"], cleanup=True)
             else:
                 frame_masks = mask_block_without_shadows(
-                    foreground, frames, threshold=state["levels"], ratio=shadow_ratio
+                    foreground, compared, threshold=state["levels"], ratio=shadow_ratio
+                )
+            if moved:  # back in the camera's coordinates, where the footage shows them
+                frame_masks, foreground = (
+                    moved_forward(frame_masks, shifts),
+                    moved_forward(foreground, shifts),
                 )
             bar.update(len(frames))
             yield frames, storage_foreground_block(foreground), frame_masks
@@ -172,7 +202,15 @@ def apply(
 
     with CtrlCAtBoundaries() as ctrl_c:
         fps = options.fps or info.fps
-        outputs = write_videos(blocks(), folder, n_frames=max(total, 1), fps=fps, ctrl_c=ctrl_c)
+        outputs = write_videos(
+            blocks(), folder, n_frames=max(total, 1), fps=fps, ctrl_c=ctrl_c, masks_video=masks_video
+        )
+    registration = state.get("registration")
+    if registration is not None and registration.started is not None:
+        job.say(
+            f"registered {registration.registered_frames} of {registration.frames_seen} frames to the"
+            f" background, up to {registration.largest_shift_px:.0f} pixels"
+        )
     return SeparateSummary(
         factors=chosen.name,
         rank=k,
@@ -194,3 +232,30 @@ def _camera_warning(frames: npt.NDArray[np.uint8], foreground: npt.NDArray[np.fl
     picked = sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)
     backgrounds = frames[picked].astype(np.float32) - foreground[picked]
     return camera_motion(shifts_of_block(frames[picked], backgrounds)).warning()
+
+
+def _footage_registration(
+    frames: npt.NDArray[np.uint8], basis: npt.NDArray[np.float32]
+) -> FootageRegistration:
+    """The registration of new footage against the stored background, from its first block.
+
+    The plate measured against is the background of the mean of the frames the
+    threshold samples from ``frames`` (n, y, x): their mean projected onto ``basis``
+    (P, k, orthonormal columns), i.e. the stored plate scaled to the footage's light (a
+    combination of the plates where there are several).  The mean of shaken frames is
+    blurred; its projection onto a sharp plate is not.
+    """
+    picked = sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)
+    mean = frames[picked].reshape(len(picked), -1).mean(axis=0, dtype=np.float64).astype(np.float32)
+    plate = basis @ (basis.T @ mean)
+    return FootageRegistration(plate.reshape(frames.shape[1:3]), first_probes=THRESHOLD_SAMPLE_FRAMES)
+
+
+def _say_registration_start(job: JobContext, registration: FootageRegistration) -> None:
+    """One line: where the footage was found away from the plate, and that it is registered from there."""
+    start = registration.started
+    assert start is not None
+    job.say(
+        f"the camera moves ({start.agreed} of {start.probed} frames probed from frame {start.frame}"
+        " sit away from the background): registering every frame from there"
+    )

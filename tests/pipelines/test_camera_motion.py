@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipelines.camera_motion import (
     AGREEMENT,
@@ -19,7 +20,9 @@ from pipelines.camera_motion import (
 )
 from pipelines.scene_effects import shaken
 from pipelines.scene_textures import render_background
-from pipelines.synthetic import SceneSpec, write_scene
+from pipelines.synthetic import SceneSpec, render_scene, write_scene
+from storage.video_decoder import DecodeOptions, decode_blocks, probe_video
+from storage.video_encoder import write_video
 from tests.helpers import run_cli
 
 
@@ -157,22 +160,72 @@ def test_run_warns_of_a_shaking_camera_once_and_records_it(
         assert given_separation["camera_warning"] == separation["camera_warning"]
 
 
-def test_apply_warns_when_the_new_footage_sits_away_from_the_background(
+def test_apply_registers_new_footage_that_sits_away_from_the_plate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The background of a still camera, applied to its own footage: no warning; to the
-    same scene seen by a camera that shakes by up to 3 pixels: one warning line."""
-    still = SceneSpec(width=160, height=120, n_frames=60, n_objects=2, seed=12)
-    for name, spec in (("still", still), ("shaken", dataclasses.replace(still, camera_jitter=3))):
-        write_scene(spec, tmp_path / f"{name}.mp4")
-    out = tmp_path / "out"
-    status, _, stderr = run_cli(capsys, "run", str(tmp_path / "still.mp4"), "--out", str(out), "--no-videos")
-    assert status == 0, stderr
-    for name, warned in (("still", False), ("shaken", True)):
-        argv = ["apply", str(tmp_path / f"{name}.mp4"), "--store", str(out / "store.zarr")]
-        status, _, stderr = run_cli(capsys, *argv, "--out", str(tmp_path / f"applied-{name}"))
+    """A still camera's robust background (fitted in chunks of 20 frames, so that apply
+    streams blocks of 20) applied to new footage of its scene: footage that stands still
+    is not registered; footage knocked by (3, -2) pixels at frame 50 is registered from
+    the block the knock falls in, and its masks stay on the objects, where the SVD's
+    factors, which are not registered, mark the knocked ground's edges."""
+    spec = SceneSpec(width=160, height=120, n_frames=80, n_objects=3, noise_sigma=3.0, seed=12)
+    still = tmp_path / "still.mp4"
+    write_scene(spec, still, truth_dir=tmp_path / "truth-still")
+    frames, truth = [], []
+    for index, (frame, mask) in enumerate(render_scene(spec)):
+        moved = (3, -2) if index >= 50 else (0, 0)
+        frames.append(shaken(frame, moved))
+        truth.append(shaken(mask, moved) > 127)
+    knocked = tmp_path / "knocked.mp4"
+    write_video(knocked, frames, fps=spec.fps, color=False)
+    store = tmp_path / "store.zarr"
+    for argv in (
+        ["ingest", str(still), "--store", str(store), "--chunk-frames", "20"],
+        ["decompose", "--store", str(store), "--rank", "2"],
+        ["separate", "--store", str(store), "--out", str(tmp_path / "fitted"), "--no-videos"],
+    ):
+        status, _, stderr = run_cli(capsys, *argv)
         assert status == 0, stderr
-        assert stderr.count("vidsvd: warning: the camera moves") == (1 if warned else 0), stderr
+    scores = {}
+    for name, extra in (("still", []), ("knocked", []), ("svd", ["--rank", "1"])):
+        video = still if name == "still" else knocked
+        out = tmp_path / f"applied-{name}"
+        argv = ["apply", str(video), "--store", str(store), "--out", str(out), "--masks-video", *extra]
+        status, _, stderr = run_cli(capsys, *argv)
+        assert status == 0, stderr
+        warned = stderr.count("vidsvd: warning: the camera moves")
+        registering = re.findall(
+            r"probed from frame (\d+) sit away from the background\): registering", stderr
+        )
+        counted = re.findall(r"registered (\d+) of 80 frames to the background", stderr)
+        if name == "knocked":
+            assert (warned, registering) == (0, ["40"]), stderr
+            assert len(counted) == 1 and 27 <= int(counted[0]) <= 30, stderr
+        else:  # the SVD's first chunk stands still: its check, of that chunk alone, is silent
+            assert (warned, registering, counted) == (0, [], []), stderr
+        masks = _decoded(out / "masks.mp4") > 127
+        scores[name] = _f_measure(
+            masks, np.stack(truth) if name != "still" else _truth(tmp_path / "truth-still")
+        )
+    assert scores["still"] >= 0.97 and scores["knocked"] >= 0.97, scores
+    assert scores["svd"] < 0.9, scores  # the knocked ground's edges, unregistered
+
+
+def _decoded(path: Path) -> np.ndarray:
+    """Every frame of a video file, gray uint8 (frame, y, x)."""
+    info = probe_video(path)
+    options = DecodeOptions(width=info.width, height=info.height)
+    return np.concatenate(list(decode_blocks(info, options, block_frames=64)))
+
+
+def _truth(folder: Path) -> np.ndarray:
+    """write_scene's truth masks, every frame, as booleans (frame, y, x)."""
+    return np.stack([np.asarray(Image.open(path)) > 127 for path in sorted(folder.glob("*.png"))])
+
+
+def _f_measure(masks: np.ndarray, truth: np.ndarray) -> float:
+    hits = np.count_nonzero(masks & truth)
+    return 2 * hits / max(np.count_nonzero(masks) + np.count_nonzero(truth), 1)
 
 
 @pytest.mark.slow

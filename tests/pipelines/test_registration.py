@@ -9,7 +9,9 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from pipelines.footage_registration import FootageRegistration
 from pipelines.registration import (
+    MOVED_FRAMES_TO_REGISTER,
     blend_stretches,
     moved_back,
     moved_forward,
@@ -226,3 +228,43 @@ def test_a_shake_the_first_plate_blurs_is_registered_in_rounds(
     truth = np.array([camera_shift(spec, frame) for frame in range(spec.n_frames)])
     offsets, counts = np.unique(shifts - truth, axis=0, return_counts=True)
     assert counts.max() >= 0.9 * spec.n_frames, dict(zip(map(tuple, offsets), counts, strict=True))
+
+
+def test_footage_is_registered_from_the_first_block_whose_probes_moved() -> None:
+    """Three blocks of a still ground with noise, the camera knocked by (2, -3) from the
+    second block's sixth frame: nothing is measured as moved in the first block, the
+    second starts registration (its probes agree), and every frame after the knock gets
+    the knock's shift, the frames before it (0, 0)."""
+    ground = _ground(160, 120).astype(np.float32)
+    rng = np.random.default_rng(3)
+    frames = np.stack(
+        [
+            np.clip(
+                shaken(ground, (2, -3) if index >= 15 else (0, 0)) + rng.normal(0, 2, ground.shape), 0, 255
+            )
+            for index in range(30)
+        ]
+    ).astype(np.uint8)
+    registration = FootageRegistration(ground, first_probes=8, later_probes=4)
+    blocks = [registration.shifts(frames[start : start + 10]) for start in (0, 10, 20)]
+    assert not blocks[0].any()
+    start = registration.started
+    assert start is not None and (start.frame, start.probed) == (10, 4)
+    assert start.agreed >= MOVED_FRAMES_TO_REGISTER
+    shifts = np.concatenate(blocks)
+    np.testing.assert_array_equal(shifts[15:], np.tile((2, -3), (15, 1)))
+    np.testing.assert_array_equal(shifts[:15], 0)
+    assert registration.frames_seen == 30 and registration.registered_frames == 15
+    assert registration.largest_shift_px == pytest.approx(np.hypot(2, 3))
+
+
+def test_still_footage_is_never_registered() -> None:
+    ground = _ground(160, 120).astype(np.float32)
+    rng = np.random.default_rng(4)
+    registration = FootageRegistration(ground, first_probes=24)
+    for _ in range(3):
+        block = np.clip(ground + rng.normal(0, 3, (12, *ground.shape)), 0, 255).astype(np.uint8)
+        assert not registration.shifts(block).any()
+    assert registration.started is None and registration.frames_seen == 36
+    with pytest.raises(ValueError, match="probes must be positive"):
+        FootageRegistration(ground, first_probes=0)
