@@ -16,7 +16,7 @@ from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS
 from pipelines.camera_motion import camera_motion, shifts_of_block
 from pipelines.encode_stream import Blocks, write_videos
-from pipelines.footage_registration import FootageRegistration
+from pipelines.footage_registration import LATER_PROBES, FootageRegistration
 from pipelines.masks import auto_threshold, mask_block, pixel_noise_scale, sample_frames, threshold_map
 from pipelines.poor_fit import poor_fit_warning
 from pipelines.registration import moved_back, moved_forward
@@ -74,8 +74,9 @@ def apply(
     -----
     RuntimeWarning
         When the threshold shows a background that does not fit, and, for the SVD's
-        factors (which are not registered), when the frames the threshold samples from
-        the first chunk sit away from their background.
+        factors (which are not registered), once, when the frames the threshold samples
+        from the first chunk, or the few probed in a later one, sit away from their
+        background.
 
     Raises
     ------
@@ -174,10 +175,8 @@ def apply(
                 auto = threshold is None
                 warning = poor_fit_warning(sample, threshold=state["threshold"]) if auto else None
                 if warning is not None:
-                    warnings.warn(warning, RuntimeWarning, stacklevel=2)
-                camera_warning = None if fitted else _camera_warning(frames, foreground)
-                if camera_warning is not None:
-                    warnings.warn(camera_warning, RuntimeWarning, stacklevel=2)
+                    with tqdm.external_write_mode(file=sys.stderr):
+                        warnings.warn(warning, RuntimeWarning, stacklevel=2)
                 state["levels"] = state["threshold"]
                 if per_pixel and len(frames) > 1:
                     state["levels"] = threshold_map(
@@ -185,6 +184,14 @@ def apply(
                     )
                 with tqdm.external_write_mode(file=sys.stderr):
                     job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
+            if not fitted and not state.get("camera_told"):  # the SVD's factors are not registered
+                probes = THRESHOLD_SAMPLE_FRAMES if state.get("blocks", 0) == 0 else LATER_PROBES
+                camera_warning = _camera_warning(frames, foreground, probes=probes)
+                if camera_warning is not None:
+                    state["camera_told"] = True
+                    with tqdm.external_write_mode(file=sys.stderr):
+                        warnings.warn(camera_warning, RuntimeWarning, stacklevel=2)
+            state["blocks"] = state.get("blocks", 0) + 1
             if shadow_ratio is None:
                 frame_masks = mask_block(foreground, threshold=state["levels"], cleanup=True)
             else:
@@ -220,16 +227,18 @@ def apply(
     )
 
 
-def _camera_warning(frames: npt.NDArray[np.uint8], foreground: npt.NDArray[np.float32]) -> str | None:
+def _camera_warning(
+    frames: npt.NDArray[np.uint8], foreground: npt.NDArray[np.float32], *, probes: int
+) -> str | None:
     """The camera's warning for a block of new footage against the stored background, or None.
 
-    The :data:`~pipelines.steps.auto_threshold.THRESHOLD_SAMPLE_FRAMES` frames the
-    threshold samples from the block (n, y, x), each measured against its background
-    (the frame minus its foreground): new footage of a camera aimed a little elsewhere
-    since, or that shakes, is told of as ``separate`` tells of it.  Cost: a
-    :func:`pipelines.camera_motion.frame_shift` per sampled frame.
+    ``probes`` frames spread over the block (n, y, x), each measured against its
+    background (the frame minus its foreground): new footage of a camera aimed a little
+    elsewhere since, or that shakes or was knocked, is told of as ``separate`` tells of
+    it (more than a quarter of the probes moved).  Cost: a
+    :func:`pipelines.camera_motion.frame_shift` per probe.
     """
-    picked = sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)
+    picked = sample_frames(len(frames), probes)
     backgrounds = frames[picked].astype(np.float32) - foreground[picked]
     return camera_motion(shifts_of_block(frames[picked], backgrounds)).warning()
 
