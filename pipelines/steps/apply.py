@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from cluster.ctrl_c import CtrlCAtBoundaries
 from pipelines.background_models import FITTED_MODELS
+from pipelines.blocks_ahead import blocks_ahead
 from pipelines.camera_motion import camera_motion, shifts_of_block
 from pipelines.encode_stream import Blocks, write_videos
 from pipelines.footage_registration import LATER_PROBES, FootageRegistration
@@ -209,8 +210,13 @@ def apply(
 
     with CtrlCAtBoundaries() as ctrl_c:
         fps = options.fps or info.fps
-        outputs = write_videos(
-            blocks(), folder, n_frames=max(total, 1), fps=fps, ctrl_c=ctrl_c, masks_video=masks_video
+        outputs = write_videos(  # the next block computed while the last is encoded
+            blocks_ahead(blocks()),
+            folder,
+            n_frames=max(total, 1),
+            fps=fps,
+            ctrl_c=ctrl_c,
+            masks_video=masks_video,
         )
     registration = state.get("registration")
     if registration is not None and registration.started is not None:
