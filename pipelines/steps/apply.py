@@ -201,7 +201,7 @@ def apply(
                 )
             if moved:  # back in the camera's coordinates, where the footage shows them
                 frame_masks, foreground = (
-                    moved_forward(frame_masks, shifts),
+                    moved_forward(frame_masks, shifts, border="repeat"),
                     moved_forward(foreground, shifts),
                 )
             bar.update(len(frames))

@@ -136,7 +136,7 @@ def model_masks(
     )
     predicted = np.asarray(context.fetch(found)[0]) > 0
     if shifts is not None:
-        predicted = moved_forward(predicted, shifts[wanted])
+        predicted = moved_forward(predicted, shifts[wanted], border="repeat")
     shadows_taken = ""
     if shadows:
         shadows_taken = (

@@ -25,7 +25,7 @@ from pipelines.factor_masks import masks_from_factors
 from pipelines.images import image_png
 from pipelines.mask_cleanup import CLEANUP_RULE
 from pipelines.masks import AUTO_THRESHOLD_RULE, PIXEL_NOISE_FACTOR, masks
-from pipelines.registration import moved_back, moved_forward, registered, unregistered
+from pipelines.registration import BAND_RULE, moved_back, moved_forward, registered, unregistered
 from pipelines.separate import (
     background_frames,
     background_images,
@@ -58,8 +58,9 @@ __all__ = [
     "write_backgrounds",
 ]
 
-CLEANUP = CLEANUP_RULE
-"""The mask clean-up :func:`pipelines.separate.masks` applies, as recorded in the store."""
+CLEANUP = f"{CLEANUP_RULE}; {BAND_RULE}"
+"""The mask clean-up :func:`pipelines.separate.masks` applies, and the border band of
+registered frames (:data:`pipelines.registration.BAND_RULE`), as recorded in the store."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,7 +238,10 @@ def separate(
             }
             remove_derived(video.location, FOREGROUND_ARRAY)
         if shifts is not None:  # in the camera's coordinates, where the frames are
-            arrays = {name: unregistered(array, shifts) for name, array in arrays.items()}
+            arrays = {
+                name: unregistered(array, shifts, border="repeat" if name == MASKS_ARRAY else "zero")
+                for name, array in arrays.items()
+            }
         # nothing is held whole: each task writes its chunk's arrays
         write = prepare_derived(video.location, arrays=arrays, record=record)
         stored = client.compute(write.task)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines.mask_cleanup import CLEANUP_RULE, clean_masks, fill_holes, majority_3x3
+from pipelines.registration import BAND_RULE
 from pipelines.steps.separate import CLEANUP
 from storage.errors import InvalidParameterError
 from tests.helpers import filled_to_one_edge
@@ -80,5 +81,5 @@ def test_clean_masks_is_the_majority_then_one_edge_filling_and_recorded_so() -> 
     rng = np.random.default_rng(11)
     masks = rng.random((3, 24, 32)) < 0.5
     np.testing.assert_array_equal(clean_masks(masks), fill_holes(majority_3x3(masks), one_edge=True))
-    assert CLEANUP == CLEANUP_RULE
+    assert f"{CLEANUP_RULE}; {BAND_RULE}" == CLEANUP  # and the band of registered frames
     assert "one edge" in CLEANUP_RULE

@@ -50,6 +50,14 @@ def test_moving_back_puts_each_frame_on_the_plate_and_forward_returns_it() -> No
     ones = moved_forward(np.ones((4, 10, 12), dtype=np.uint8), SHIFTS)
     assert ones[0, :2].sum() == 0 and ones[0, :, -1].sum() == 0 and ones[0, 2:, :-1].all()
     assert ones[1].all()
+    # or, for masks, their nearest edge value there: marked where the edge beside it is
+    repeated = moved_forward(back, SHIFTS, border="repeat")
+    assert all(np.array_equal(a[inner], b[inner]) for a, b in zip(repeated, forward, strict=True))
+    assert moved_forward(np.ones((4, 10, 12), dtype=bool), SHIFTS, border="repeat").all()
+    edge = np.zeros((1, 6, 8), dtype=np.uint8)
+    edge[0, 0, 3] = 255  # an object at the top edge of the plate's view, the view moved down by 2
+    carried = moved_forward(edge, np.array([(2, 0)]), border="repeat")[0]
+    assert carried[:3, 3].tolist() == [255, 255, 255] and np.count_nonzero(carried) == 3
 
 
 def test_registered_views_are_lazy_per_chunk_and_named_by_their_shifts() -> None:
@@ -57,6 +65,9 @@ def test_registered_views_are_lazy_per_chunk_and_named_by_their_shifts() -> None
     lazy = da.from_array(frames, chunks=(3, 72, 96))
     assert np.array_equal(registered(lazy, SHIFTS).compute(), moved_back(frames, SHIFTS))
     assert np.array_equal(unregistered(lazy, SHIFTS).compute(), moved_forward(frames, SHIFTS))
+    assert np.array_equal(
+        unregistered(lazy, SHIFTS, border="repeat").compute(), moved_forward(frames, SHIFTS, border="repeat")
+    )
     assert registered(lazy, SHIFTS).name != registered(lazy, SHIFTS * 0).name
     with pytest.raises(ValueError, match="3 shifts for 4 frames"):
         registered(lazy, SHIFTS[:3])
