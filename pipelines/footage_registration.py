@@ -31,7 +31,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.camera_motion import FrameShift, ShiftEstimator
+from pipelines.camera_motion import FrameShift, ShiftEstimator, motion_of_shifts
 from pipelines.masks import sample_frames
 from pipelines.registration import MOVED_FRAMES_TO_REGISTER
 
@@ -109,7 +109,7 @@ class FootageRegistration:
             shift = measured[index] if index in measured else self._estimator.shift(frames[index])
             if shift.agreed:
                 rows[index] = (shift.dy, shift.dx)
-        lengths = np.hypot(rows[:, 0], rows[:, 1])
-        self.registered_frames += int(np.count_nonzero(lengths))
-        self.largest_shift_px = max(self.largest_shift_px, float(lengths.max(initial=0.0)))
+        motion = motion_of_shifts(rows)
+        self.registered_frames += motion.moved_frames
+        self.largest_shift_px = max(self.largest_shift_px, motion.largest_shift_px)
         return rows

@@ -160,17 +160,21 @@ def apply(
     def blocks() -> Blocks:
         bar = tqdm(total=total or None, unit="frame", desc="apply", disable=not job.progress, file=sys.stderr)
         for frames in decode_blocks(info, options, block_frames=chunk):
-            if fitted and "registration" not in state:
-                state["registration"] = _footage_registration(frames, basis)
-            shifts = state["registration"].shifts(frames) if fitted else np.zeros((len(frames), 2), np.int64)
+            first = "threshold" not in state
+            shifts = np.zeros((len(frames), 2), np.int64)
+            if fitted:
+                if first:
+                    state["registration"] = _footage_registration(frames, basis)
+                registration: FootageRegistration = state["registration"]
+                waiting = registration.started is None
+                shifts = registration.shifts(frames)
+                if waiting and registration.started is not None:
+                    with tqdm.external_write_mode(file=sys.stderr):  # a line of its own, not the bar's
+                        _say_registration_start(job, registration)
             moved = bool(shifts.any())
-            if moved and not state.get("told"):
-                state["told"] = True
-                with tqdm.external_write_mode(file=sys.stderr):  # a line of its own, not the bar's
-                    _say_registration_start(job, state["registration"])
             compared = moved_back(frames, shifts) if moved else frames
             foreground = project_out_block(compared, basis)  # x - U_k (U_k^T x), float32
-            if "threshold" not in state:
+            if first:
                 sample = foreground[sample_frames(len(frames), THRESHOLD_SAMPLE_FRAMES)]
                 state["threshold"] = threshold if threshold is not None else auto_threshold(sample)
                 auto = threshold is None
@@ -186,13 +190,12 @@ def apply(
                 with tqdm.external_write_mode(file=sys.stderr):
                     job.say(f"threshold: |foreground| > {state['threshold']:.1f} grey levels")
             if not fitted and not state.get("camera_told"):  # the SVD's factors are not registered
-                probes = THRESHOLD_SAMPLE_FRAMES if state.get("blocks", 0) == 0 else LATER_PROBES
+                probes = THRESHOLD_SAMPLE_FRAMES if first else LATER_PROBES
                 camera_warning = _camera_warning(frames, foreground, probes=probes)
                 if camera_warning is not None:
                     state["camera_told"] = True
                     with tqdm.external_write_mode(file=sys.stderr):
                         warnings.warn(camera_warning, RuntimeWarning, stacklevel=2)
-            state["blocks"] = state.get("blocks", 0) + 1
             if shadow_ratio is None:
                 frame_masks = mask_block(foreground, threshold=state["levels"], cleanup=True)
             else:
