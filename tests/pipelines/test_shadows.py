@@ -13,6 +13,7 @@ from pipelines.shadows import (
     MIN_SAMPLE_PIXELS,
     RATIO_BAND,
     RATIO_BINS,
+    SLOPE_SHARE,
     clean_without_shadows,
     drop_shadows,
     frame_noise_sigma,
@@ -202,6 +203,29 @@ def test_on_weakly_textured_ground_a_region_with_a_pattern_of_its_own_stays() ->
     assert shadow_candidates(frames, background, ratio=0.6)[SHADOW].sum() >= 20
     above, kept = _dropped(frames, background)
     np.testing.assert_array_equal(kept[SHADOW], above[SHADOW])
+
+
+def test_on_weakly_textured_ground_a_shadow_whose_slope_the_plate_s_errors_weaken_leaves() -> None:
+    """The plate holds the ground's weak pattern (sd 2) plus errors of its own (sd 1.5), which the
+    frame does not follow: the shadow's slope on it falls short of SLOPE_SHARE of the ratio, but
+    the shadow is the ground times its ratio within the noise, and a flat object beside it is not."""
+    rng = np.random.default_rng(3)
+    xx = np.arange(70, dtype=np.float32)
+    ground = np.broadcast_to(GROUND + 2.8 * np.sin(0.9 * xx), (1, 50, 70)).astype(np.float32)
+    background = ground + rng.normal(0, 1.5, ground.shape).astype(np.float32)
+    clean = ground.copy()
+    clean[0, 10:40, 10:30] = 220 + 20 * np.sin(np.arange(20))  # the object: brighter
+    clean[SHADOW] = ground[SHADOW] * 0.6
+    clean[0, 43:49, 5:60] = GROUND * 0.6  # a flat object as dark as the shadow, apart from it
+    frames = np.clip(np.rint(clean + rng.normal(0, 2, clean.shape)), 0, 255).astype(np.uint8)
+    slope = np.polyfit(background[SHADOW].ravel(), frames[SHADOW].ravel().astype(np.float64), 1)[0]
+    assert slope < SLOPE_SHARE * 0.6  # the pattern's test alone keeps it
+    above, kept = _dropped(frames, background)
+    assert (above[SHADOW] & ~kept[SHADOW]).mean() > 0.9
+    assert kept[0, 10:40, 10:30].all()  # the object
+    flat = (slice(None), slice(43, 49), slice(5, 60))
+    assert above[flat].mean() > 0.9
+    np.testing.assert_array_equal(kept[flat], above[flat])
 
 
 def test_the_frame_s_noise_is_measured_outside_its_mask() -> None:
