@@ -12,17 +12,23 @@ import numpy.typing as npt
 
 from pipelines.background_models import BACKGROUND_MODELS
 from pipelines.baselines import run_baseline
+from pipelines.masks import AUTO_THRESHOLD_RULE
 from pipelines.scores import Scores, cdnet_scores
+from pipelines.shadows import recorded_rule
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.model_masks import model_masks
-from storage.derived import StoredArray, open_derived
+from pipelines.steps.separate import CLEANUP
+from storage.derived import SeparationRecord, StoredArray, open_derived
 from storage.errors import (
+    FingerprintMismatchError,
     InvalidParameterError,
     SourceNotFoundError,
     SourceNotReadableError,
+    StoreIncompleteError,
     StoreNotFoundError,
     TruthMismatchError,
 )
+from storage.factors import open_factors
 from storage.layout import MASKS_ARRAY
 from storage.store import StoreLocation
 from storage.truth import read_cdnet_truth, read_truth_masks
@@ -138,10 +144,17 @@ def evaluate(
     stored_masks = _stored_masks(video, models=models)
     if shadows is None:
         shadows = stored_masks is None or stored_masks.record.shadows
+    outdated = "" if stored_masks is None else _outdated(video, stored_masks.record)
     if stored_masks is not None:
         predicted = np.asarray(stored_masks.data[wanted].compute(scheduler="threads")) > 0
         results["vidsvd"] = _scores_row(predicted, truth_frames)
     with step_context(context) as job:
+        if outdated:
+            job.warn_once(
+                ("outdated masks", str(video.location)),
+                f"the stored masks were made {outdated}: the row 'vidsvd' scores them as they are;"
+                f" `vidsvd separate --store {video.location}` makes them as separate does now",
+            )
         for model in dict.fromkeys(models):
             scored = model_masks(video, model=model, frames=wanted, context=job, shadows=shadows)
             results[f"vidsvd-{model}"] = {**_scores_row(scored.masks, truth_frames), "fit_s": scored.fit_s}
@@ -190,6 +203,32 @@ def _stored_masks(video: StoredVideo, *, models: Sequence[str]) -> StoredArray |
         if models:
             return None
         raise
+
+
+def _outdated(video: StoredVideo, record: SeparationRecord) -> str:
+    """How the stored masks differ from what ``separate`` makes now, in words; "" when they do not.
+
+    Raises :class:`storage.errors.FingerprintMismatchError` when they are of another video.
+    """
+    if record.video_fingerprint != video.fingerprint:
+        raise FingerprintMismatchError(
+            f"the stored masks in {video.location} are of another video than its frames;"
+            f" run `vidsvd separate --store {video.location}` again"
+        )
+    try:
+        factors_id = open_factors(video.location, record.factors).factors_id
+    except (StoreNotFoundError, StoreIncompleteError):
+        factors_id = ""
+    reasons = []
+    if record.factors_id != factors_id:
+        reasons.append(f"with factors '{record.factors}' that have been replaced or removed since")
+    if record.cleanup != CLEANUP:
+        reasons.append("by an earlier clean-up")
+    if record.threshold_rule not in (AUTO_THRESHOLD_RULE, "given"):
+        reasons.append("by an earlier threshold rule")
+    if record.shadows and record.shadow_rule != recorded_rule(shadows=True):
+        reasons.append("by an earlier shadow rule")
+    return ", ".join(reasons)
 
 
 def _with_baselines(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from pipelines import api
 from pipelines.cli import arguments, main
@@ -246,3 +247,29 @@ def test_run_refuses_an_unreadable_truth_before_any_work(
     assert (status, stdout) == (1, "")
     assert_one_line_error(stderr, words)
     assert not (out / "store.zarr").exists()
+
+
+def test_masks_made_by_earlier_rules_are_scored_with_a_warning_and_another_video_s_are_refused(
+    separated: Scene, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stored masks are scored as they are, but a store whose masks an older version made (or
+    made from factors replaced since) says so; masks of another video are not scored at all."""
+    store = tmp_path / "s.zarr"
+    shutil.copytree(separated.store, store)
+    status, current, stderr = _evaluate(capsys, store, separated.truth, "--json")
+    assert (status, stderr) == (0, "")
+    masks = zarr.open_array(str(store / "masks"), mode="r+")
+    masks.attrs.update({"cleanup": "median 3x3", "shadow_rule": "an older rule"})
+    status, stdout, stderr = _evaluate(capsys, store, separated.truth, "--json")
+    assert status == 0
+    assert json.loads(stdout) == json.loads(current)  # the same masks, the same scores
+    assert stderr.count("\n") == 1 and stderr.startswith("vidsvd: warning: the stored masks were made")
+    assert "by an earlier clean-up, by an earlier shadow rule" in stderr
+    assert f"`vidsvd separate --store {store}`" in stderr
+
+    masks.attrs.update({"video_fingerprint": "0" * 64})
+    before = tree_digest(store)
+    status, stdout, stderr = _evaluate(capsys, store, separated.truth, "--json")
+    assert (status, stdout) == (1, "")
+    assert_one_line_error(stderr, "the stored masks in", "are of another video", "vidsvd separate --store")
+    assert tree_digest(store) == before
