@@ -362,15 +362,19 @@ def _darkened_ground(
     explained = slope * cov / var_f
     within_noise = (NOISE_RESIDUAL * noise_sigma) ** 2 if noise_sigma > 0 else -1.0
     pattern_kept = (explained >= MIN_EXPLAINED) | (residual <= within_noise)
-    patterned = slope - SLOPE_SHARE * ratio >= SLOPE_SIGMAS * standard_error
+
+    def slope_reaches(share: float) -> npt.NDArray[np.bool_]:
+        reached: npt.NDArray[np.bool_] = slope - share * ratio >= SLOPE_SIGMAS * standard_error
+        return reached
+
     own_ratio = mean_f / np.maximum(mean_g, MIN_BACKGROUND)
     scatter = var_f - 2.0 * own_ratio * cov + own_ratio**2 * var_g  # of frame - own_ratio * ground
     ratio_fit = (
         (np.abs(own_ratio - ratio) <= RATIO_BAND)
         & (scatter <= within_noise)
-        & (slope - RATIO_FIT_SLOPE_SHARE * ratio >= SLOPE_SIGMAS * standard_error)
+        & slope_reaches(RATIO_FIT_SLOPE_SHARE)
     )
-    passed: npt.NDArray[np.bool_] = varies & ((patterned & pattern_kept) | ratio_fit)
+    passed: npt.NDArray[np.bool_] = varies & ((slope_reaches(SLOPE_SHARE) & pattern_kept) | ratio_fit)
     return passed
 
 

@@ -12,12 +12,10 @@ import numpy.typing as npt
 
 from pipelines.background_models import BACKGROUND_MODELS
 from pipelines.baselines import run_baseline
-from pipelines.masks import AUTO_THRESHOLD_RULE
 from pipelines.scores import Scores, cdnet_scores
-from pipelines.shadows import recorded_rule
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.model_masks import model_masks
-from pipelines.steps.separate import CLEANUP
+from pipelines.steps.separate import outdated_rules
 from storage.derived import SeparationRecord, StoredArray, open_derived
 from storage.errors import (
     FingerprintMismatchError,
@@ -219,16 +217,8 @@ def _outdated(video: StoredVideo, record: SeparationRecord) -> str:
         factors_id = open_factors(video.location, record.factors).factors_id
     except (StoreNotFoundError, StoreIncompleteError):
         factors_id = ""
-    reasons = []
-    if record.factors_id != factors_id:
-        reasons.append(f"with factors '{record.factors}' that have been replaced or removed since")
-    if record.cleanup != CLEANUP:
-        reasons.append("by an earlier clean-up")
-    if record.threshold_rule not in (AUTO_THRESHOLD_RULE, "given"):
-        reasons.append("by an earlier threshold rule")
-    if record.shadows and record.shadow_rule != recorded_rule(shadows=True):
-        reasons.append("by an earlier shadow rule")
-    return ", ".join(reasons)
+    replaced = f"with factors '{record.factors}' that have been replaced or removed since"
+    return ", ".join(([] if record.factors_id == factors_id else [replaced]) + outdated_rules(record))
 
 
 def _with_baselines(

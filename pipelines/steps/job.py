@@ -14,13 +14,12 @@ from typing import Final
 from pipelines.background_models import chosen_model
 from pipelines.decompose import SvdParameters
 from pipelines.masks import AUTO_THRESHOLD_RULE
-from pipelines.shadows import recorded_rule
 from pipelines.steps.background import fit_background
 from pipelines.steps.context import JobContext, step_context
 from pipelines.steps.decompose import decompose
 from pipelines.steps.ingest import ingest
 from pipelines.steps.separate import (
-    CLEANUP,
+    outdated_rules,
     refuse_masks_video_without_videos,
     refuse_plate_window_with_svd,
     separate,
@@ -176,9 +175,8 @@ def run(
             and done.factors_id == background_id != ""
             and (separate_rank is None or done.rank == separate_rank)
             and done.threshold_rule == (AUTO_THRESHOLD_RULE if threshold is None else "given")
-            and done.cleanup == CLEANUP
             and done.shadows == shadows
-            and done.shadow_rule == recorded_rule(shadows=shadows)
+            and not outdated_rules(done)
             and (threshold is None or done.threshold == threshold)
             and (not keep_foreground or _foreground_of(location, done))
             and _folder_shows(folder, done, videos=make_videos)

@@ -52,6 +52,7 @@ __all__ = [
     "CLEANUP",
     "SeparateSummary",
     "describe_shadows",
+    "outdated_rules",
     "refuse_masks_video_without_videos",
     "refuse_plate_window_with_svd",
     "separate",
@@ -61,6 +62,23 @@ __all__ = [
 CLEANUP = f"{CLEANUP_RULE}; {BAND_RULE}"
 """The mask clean-up :func:`pipelines.separate.masks` applies, and the border band of
 registered frames (:data:`pipelines.registration.BAND_RULE`), as recorded in the store."""
+
+
+def outdated_rules(record: SeparationRecord) -> list[str]:
+    """How the rules a stored separation records differ from those :func:`separate` applies now.
+
+    In words, one entry per rule that differs (the clean-up, the threshold's, the
+    shadows'); empty when the separation is made by today's rules.  Settings asked for
+    (a given threshold, ``--no-shadows``) are not differences.
+    """
+    reasons = []
+    if record.cleanup != CLEANUP:
+        reasons.append("by an earlier clean-up")
+    if record.threshold_rule not in (AUTO_THRESHOLD_RULE, "given"):
+        reasons.append("by an earlier threshold rule")
+    if record.shadow_rule != recorded_rule(shadows=record.shadows):
+        reasons.append("by an earlier shadow rule")
+    return reasons
 
 
 @dataclass(frozen=True, kw_only=True)
